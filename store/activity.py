@@ -1,0 +1,169 @@
+"""Append activity events to the per-workspace hash chain and verify it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from store.errors import ConflictError, NotFoundError
+from store.models import ActivityEvent, Workspace
+from store.types import utc_now
+
+# Fields covered by the hash, in a fixed order.
+HASHED_FIELDS = (
+    "workspace_id",
+    "seq",
+    "occurred_at",
+    "actor_kind",
+    "actor",
+    "token_id",
+    "channel",
+    "action",
+    "outcome",
+    "affected",
+    "draft_id",
+    "request_id",
+    "idempotency_key",
+    "arguments",
+    "summary",
+)
+
+
+def canonical_json(value: Any) -> str:
+    """Serialise `value` with sorted keys and no spaces, turning Decimals and dates into strings."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
+
+
+def event_hash(prev_hash: str, fields: dict[str, Any]) -> str:
+    """Return the SHA-256 hex digest linking an event to the one before it."""
+    body = {name: fields[name] for name in HASHED_FIELDS}
+    if isinstance(body["occurred_at"], datetime):
+        body["occurred_at"] = body["occurred_at"].isoformat()
+    digest = hashlib.sha256()
+    digest.update(prev_hash.encode())
+    digest.update(b"\n")
+    digest.update(canonical_json(body).encode())
+    return digest.hexdigest()
+
+
+async def append_event(
+    session: AsyncSession,
+    *,
+    workspace_id: int,
+    actor_kind: str,
+    actor: str,
+    channel: str,
+    action: str,
+    outcome: str,
+    token_id: int | None = None,
+    affected: list[dict[str, Any]] | None = None,
+    draft_id: int | None = None,
+    request_id: str = "",
+    idempotency_key: str = "",
+    arguments: dict[str, Any] | None = None,
+    summary: str = "",
+    occurred_at: datetime | None = None,
+) -> ActivityEvent:
+    """Append one event inside the caller's write transaction.
+
+    The workspace row holds the chain head; advancing it with a conditional
+    update serialises appenders, so two events can never share a sequence number.
+
+    Raises:
+        NotFoundError: If the workspace does not exist.
+    """
+    row = (
+        await session.execute(
+            select(Workspace.activity_seq, Workspace.activity_head).where(Workspace.id == workspace_id)
+        )
+    ).first()
+    if row is None:
+        raise NotFoundError(f"Workspace {workspace_id} does not exist; run `order3 init` first.")
+    seq, prev_hash = row[0] + 1, row[1]
+
+    fields: dict[str, Any] = {
+        "workspace_id": workspace_id,
+        "seq": seq,
+        "occurred_at": occurred_at or utc_now(),
+        "actor_kind": actor_kind,
+        "actor": actor,
+        "token_id": token_id,
+        "channel": channel,
+        "action": action,
+        "outcome": outcome,
+        "affected": json.loads(canonical_json(affected or [])),
+        "draft_id": draft_id,
+        "request_id": request_id,
+        "idempotency_key": idempotency_key,
+        "arguments": json.loads(canonical_json(arguments or {})),
+        "summary": summary[:2000],
+    }
+    digest = event_hash(prev_hash, fields)
+
+    advanced = await session.execute(
+        update(Workspace)
+        .where(Workspace.id == workspace_id, Workspace.activity_seq == seq - 1)
+        .values(activity_seq=seq, activity_head=digest)
+    )
+    if advanced.rowcount != 1:
+        # Only reachable on a backend without an up-front write lock.
+        raise ConflictError("Another writer advanced the activity chain at the same time; retry the request.")
+    event = ActivityEvent(**fields, prev_hash=prev_hash, hash=digest)
+    session.add(event)
+    await session.flush()
+    return event
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    """Result of walking a workspace's activity chain."""
+
+    events_checked: int
+    first_broken_seq: int | None
+    problem: str
+
+    @property
+    def ok(self) -> bool:
+        return self.first_broken_seq is None
+
+
+async def verify_chain(session: AsyncSession, *, workspace_id: int, batch_size: int = 2000) -> ChainReport:
+    """Recompute every hash in sequence order and report the first link that does not match."""
+    expected_seq = 1
+    prev_hash = ""
+    checked = 0
+    while True:
+        events = (
+            await session.execute(
+                select(ActivityEvent)
+                .where(ActivityEvent.workspace_id == workspace_id, ActivityEvent.seq >= expected_seq)
+                .order_by(ActivityEvent.seq)
+                .limit(batch_size)
+            )
+        ).scalars().all()
+        if not events:
+            break
+        for event in events:
+            if event.seq != expected_seq:
+                return ChainReport(checked, expected_seq, f"event {expected_seq} is missing")
+            if event.prev_hash != prev_hash:
+                return ChainReport(checked, event.seq, f"event {event.seq} does not point at the hash of event {event.seq - 1}")
+            fields = {name: getattr(event, name) for name in HASHED_FIELDS}
+            if event_hash(prev_hash, fields) != event.hash:
+                return ChainReport(checked, event.seq, f"event {event.seq} was changed after it was written")
+            prev_hash = event.hash
+            expected_seq += 1
+            checked += 1
+
+    head = (
+        await session.execute(select(Workspace.activity_seq, Workspace.activity_head).where(Workspace.id == workspace_id))
+    ).first()
+    if head is not None and (head[0] != checked or head[1] != prev_hash):
+        return ChainReport(checked, checked + 1, f"the chain head says {head[0]} events but {checked} were found")
+    return ChainReport(checked, None, "")

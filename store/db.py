@@ -1,0 +1,132 @@
+"""Database engine and transactions: SQLite (aiosqlite, WAL) by default, PostgreSQL optional."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlmodel import SQLModel
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+import store.models  # noqa: F401  (registers every table on SQLModel.metadata)
+
+logger = logging.getLogger(__name__)
+
+# How long a SQLite writer waits for another writer's lock before failing.
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def default_db_path() -> Path:
+    """Return the default SQLite file in the user data directory."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "order3" / "order3.db"
+
+
+def resolve_url(db: str | os.PathLike[str] | None = None) -> str:
+    """Turn a `--db` value, `ORDER3_DB`, or the default into a SQLAlchemy async URL.
+
+    A value containing "://" is taken as a URL (`postgresql+asyncpg://...`);
+    anything else is a SQLite file path.
+    """
+    value = str(db) if db is not None else os.environ.get("ORDER3_DB") or str(default_db_path())
+    if "://" in value:
+        url = make_url(value)
+        if url.drivername in ("postgresql", "postgres"):
+            url = url.set(drivername="postgresql+asyncpg")
+        if url.drivername == "sqlite":
+            url = url.set(drivername="sqlite+aiosqlite")
+        return url.render_as_string(hide_password=False)
+    path = Path(value).expanduser().resolve()
+    return f"sqlite+aiosqlite:///{path}"
+
+
+class Database:
+    """One database: an engine for reads and one whose transactions take the write lock first.
+
+    On SQLite, write transactions start with BEGIN IMMEDIATE so two writers can
+    never both read a value and then both write from it; the second waits for the
+    first to commit. On PostgreSQL, writes use conditional updates on version
+    columns and row locks.
+    """
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        if self.is_sqlite:
+            self._prepare_sqlite_file(url)
+        self.engine = self._create_engine(url, echo=echo, immediate=False)
+        self.write_engine = self._create_engine(url, echo=echo, immediate=True) if self.is_sqlite else self.engine
+
+    @staticmethod
+    def _prepare_sqlite_file(url: str) -> None:
+        path = make_url(url).database
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+    def _create_engine(self, url: str, *, echo: bool, immediate: bool) -> AsyncEngine:
+        if not self.is_sqlite:
+            return create_async_engine(url, echo=echo, pool_pre_ping=True)
+
+        engine = create_async_engine(url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        begin_statement = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            # Let SQLAlchemy's "begin" event issue BEGIN itself instead of pysqlite's implicit one.
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _on_begin(connection: Any) -> None:
+            connection.exec_driver_sql(begin_statement)
+
+        return engine
+
+    async def create_all(self) -> None:
+        """Create every table that does not exist yet."""
+        async with self.write_engine.begin() as connection:
+            await connection.run_sync(SQLModel.metadata.create_all)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """Open a read session; nothing it does is committed."""
+        async with AsyncSession(self.engine, expire_on_commit=False) as session:
+            yield session
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncSession]:
+        """Open a write transaction that commits on success and rolls back on any error."""
+        async with AsyncSession(self.write_engine, expire_on_commit=False) as session:
+            async with session.begin():
+                yield session
+
+    async def dispose(self) -> None:
+        """Close every pooled connection."""
+        await self.engine.dispose()
+        if self.write_engine is not self.engine:
+            await self.write_engine.dispose()
+
+    async def ping(self) -> None:
+        """Run a trivial query, raising if the database cannot be reached."""
+        async with self.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+
+async def open_database(db: str | os.PathLike[str] | None = None, *, create: bool = True) -> Database:
+    """Open the database named by `db` (or `ORDER3_DB`, or the default file), creating tables."""
+    database = Database(resolve_url(db))
+    if create:
+        await database.create_all()
+    return database

@@ -1,0 +1,1 @@
+"""Importers that map other systems' exports onto Order3 records."""

@@ -1,0 +1,77 @@
+"""SQLModel tables for every Order3 record; importing this module registers them all."""
+
+from store.models.access import PRINCIPAL_KINDS, IdempotencyRecord, Token
+from store.models.activity import CHANNELS, OUTCOMES, ActivityEvent
+from store.models.catalog import LOCATION_KINDS, Bin, Item, Location
+from store.models.counts import COUNT_TASK_STATUSES, CountResult, CountTask, ReorderRule
+from store.models.drafts import (
+    DRAFT_KINDS,
+    DRAFT_STATUSES,
+    OPEN_DRAFT_STATUSES,
+    Approval,
+    Draft,
+    DraftException,
+    OutboxMessage,
+)
+from store.models.exceptions import (
+    EXCEPTION_KINDS,
+    EXCEPTION_STATUSES,
+    LIVE_EXCEPTION_STATUSES,
+    ExceptionRecord,
+    ExternalSnapshot,
+)
+from store.models.purchasing import (
+    OPEN_PO_STATUSES,
+    PO_STATUSES,
+    PurchaseOrder,
+    PurchaseOrderLine,
+    ReceivingEvent,
+    Supplier,
+    SupplierItem,
+    SupplierPriceBreak,
+)
+from store.models.stock import MOVEMENT_KINDS, RESERVATION_STATUSES, Movement, Reservation, StockLevel
+from store.models.workspace import Workspace
+
+__all__ = [
+    "CHANNELS",
+    "COUNT_TASK_STATUSES",
+    "DRAFT_KINDS",
+    "DRAFT_STATUSES",
+    "EXCEPTION_KINDS",
+    "EXCEPTION_STATUSES",
+    "LIVE_EXCEPTION_STATUSES",
+    "LOCATION_KINDS",
+    "MOVEMENT_KINDS",
+    "OPEN_DRAFT_STATUSES",
+    "OPEN_PO_STATUSES",
+    "OUTCOMES",
+    "PO_STATUSES",
+    "PRINCIPAL_KINDS",
+    "RESERVATION_STATUSES",
+    "ActivityEvent",
+    "Approval",
+    "Bin",
+    "CountResult",
+    "CountTask",
+    "Draft",
+    "DraftException",
+    "ExceptionRecord",
+    "ExternalSnapshot",
+    "IdempotencyRecord",
+    "Item",
+    "Location",
+    "Movement",
+    "OutboxMessage",
+    "PurchaseOrder",
+    "PurchaseOrderLine",
+    "ReceivingEvent",
+    "ReorderRule",
+    "Reservation",
+    "StockLevel",
+    "Supplier",
+    "SupplierItem",
+    "SupplierPriceBreak",
+    "Token",
+    "Workspace",
+]
