@@ -1,0 +1,285 @@
+"""The service root: authenticates callers and runs every action with its activity event.
+
+MCP tools and CLI commands both go through `Order3.run`, so there is one place
+that checks scopes, applies idempotency keys, writes the activity event in the
+action's own transaction, and records refusals and failures.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+from sqlalchemy import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from policies import Policy, load_policy, default_policy_path, required_scope
+from store.activity import append_event
+from store.db import Database
+from store.errors import Order3Error, PermissionDeniedError
+from store.idempotency import check_key, find_replay, remember, request_hash
+from store.models import Workspace
+from store.tokens import find_token
+from store.types import utc_now
+
+logger = logging.getLogger(__name__)
+
+ResultT = TypeVar("ResultT", bound=BaseModel)
+
+# Argument names whose values never reach the activity log.
+SECRET_ARGUMENTS = ("token", "secret", "password")
+
+# Set while an action records its own activity event, so the MCP layer does not
+# record a second one for the same call.
+activity_recorded: contextvars.ContextVar[bool] = contextvars.ContextVar("activity_recorded", default=False)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling, through which channel, with which scopes, in which workspace."""
+
+    workspace_id: int
+    workspace: str
+    base_currency: str
+    timezone: str
+    token_id: int | None
+    principal_kind: str
+    principal: str
+    role: str
+    scopes: frozenset[str]
+    on_behalf_of: str = ""
+    channel: str = "mcp"
+
+    def describe(self) -> str:
+        """Return a short label such as "agent 'buyer-bot' (role agent)"."""
+        return f"{self.principal_kind} {self.principal!r} (role {self.role})"
+
+
+@dataclass
+class Outcome:
+    """What an action produced, for its caller and for its activity event."""
+
+    result: BaseModel
+    summary: str
+    affected: list[dict[str, Any]] = field(default_factory=list)
+    draft_id: int | None = None
+    #: Activity outcome; "invalid" records a handled failure that still commits, such as a failed execution.
+    outcome: str = "ok"
+
+
+def redact(arguments: dict[str, Any]) -> dict[str, Any]:
+    """Return a copy of `arguments` with secret-looking values replaced."""
+    clean: dict[str, Any] = {}
+    for name, value in arguments.items():
+        if any(marker in name.lower() for marker in SECRET_ARGUMENTS):
+            clean[name] = "[redacted]"
+        else:
+            clean[name] = value
+    return clean
+
+
+class Order3:
+    """Service root shared by the MCP server and the CLI."""
+
+    def __init__(
+        self,
+        database: Database,
+        *,
+        policy: Policy | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.database = database
+        self.policy = policy or load_policy(default_policy_path())
+        self.clock = clock
+
+    async def authenticate(self, secret: str, *, channel: str) -> Caller:
+        """Return the caller for a token secret.
+
+        Raises:
+            PermissionDeniedError: If the token is unknown or revoked.
+        """
+        from policies import scopes_for
+
+        async with self.database.read() as session:
+            token = await find_token(session, secret=secret)
+            workspace = (await session.execute(select(Workspace).where(Workspace.id == token.workspace_id))).scalar_one()
+        # Scopes are recomputed from the role so an agent token can never carry
+        # approve or execute, whatever was stored.
+        scopes = scopes_for(principal_kind=token.principal_kind, role=token.role) & frozenset(token.scopes)
+        return Caller(
+            workspace_id=workspace.id,  # type: ignore[arg-type]
+            workspace=workspace.name,
+            base_currency=workspace.base_currency,
+            timezone=workspace.timezone,
+            token_id=token.id,
+            principal_kind=token.principal_kind,
+            principal=token.principal,
+            role=token.role,
+            scopes=scopes,
+            on_behalf_of=token.on_behalf_of,
+            channel=channel,
+        )
+
+    async def run(
+        self,
+        caller: Caller,
+        action: str,
+        arguments: dict[str, Any],
+        work: Callable[[AsyncSession], Awaitable[Outcome]],
+        *,
+        result_type: type[ResultT],
+        idempotency_key: str | None = None,
+        request_id: str = "",
+    ) -> ResultT:
+        """Check the caller's scope, run `work` in one write transaction and record the event.
+
+        A failure rolls the work back and records the refusal or error in a
+        transaction of its own, then re-raises.
+
+        Raises:
+            PermissionDeniedError: If the caller lacks the action's scope.
+            Order3Error: Whatever `work` raises on bad input or conflicts.
+        """
+        activity_recorded.set(True)
+        logged_arguments = redact(arguments)
+        key = idempotency_key or ""
+        try:
+            scope = required_scope(action)
+            if scope not in caller.scopes:
+                raise PermissionDeniedError(
+                    f"{caller.describe()} may not call {action}: it needs the {scope!r} scope, which this token "
+                    f"does not have. {self._who_can(scope)}"
+                )
+            if idempotency_key is not None:
+                check_key(idempotency_key)
+
+            async with self.database.write() as session:
+                if idempotency_key is not None:
+                    fingerprint = request_hash(action, logged_arguments)
+                    stored = await find_replay(
+                        session,
+                        workspace_id=caller.workspace_id,
+                        key=idempotency_key,
+                        action=action,
+                        fingerprint=fingerprint,
+                    )
+                    if stored is not None:
+                        result = result_type.model_validate(stored["result"])
+                        await self._record(
+                            session,
+                            caller,
+                            action,
+                            "ok",
+                            logged_arguments,
+                            key,
+                            request_id,
+                            summary=f"Replayed the stored result for idempotency key {idempotency_key!r}; nothing new was written.",
+                            affected=stored.get("affected", []),
+                            draft_id=stored.get("draft_id"),
+                        )
+                        return result
+
+                outcome = await work(session)
+
+                if idempotency_key is not None:
+                    await remember(
+                        session,
+                        workspace_id=caller.workspace_id,
+                        key=idempotency_key,
+                        action=action,
+                        principal=caller.principal,
+                        fingerprint=fingerprint,
+                        response={
+                            "result": outcome.result.model_dump(mode="json"),
+                            "affected": outcome.affected,
+                            "draft_id": outcome.draft_id,
+                        },
+                    )
+                await self._record(
+                    session,
+                    caller,
+                    action,
+                    outcome.outcome,
+                    logged_arguments,
+                    key,
+                    request_id,
+                    summary=outcome.summary,
+                    affected=outcome.affected,
+                    draft_id=outcome.draft_id,
+                )
+            return outcome.result  # type: ignore[return-value]
+        except Order3Error as exc:
+            logger.info("%s by %s failed: %s", action, caller.principal, exc.outcome)
+            await self.record_failure(caller, action, exc.outcome, logged_arguments, key, request_id, exc.message)
+            raise
+        except Exception:
+            logger.exception("%s by %s crashed", action, caller.principal)
+            await self.record_failure(
+                caller, action, "error", logged_arguments, key, request_id, "Internal error; see the server log."
+            )
+            raise
+
+    async def record_failure(
+        self,
+        caller: Caller,
+        action: str,
+        outcome: str,
+        arguments: dict[str, Any],
+        idempotency_key: str,
+        request_id: str,
+        summary: str,
+    ) -> None:
+        """Record a refused or failed action in its own transaction."""
+        try:
+            async with self.database.write() as session:
+                await self._record(
+                    session, caller, action, outcome, arguments, idempotency_key, request_id, summary=summary
+                )
+        except Exception:
+            # The caller still gets the original error; the lost event is logged loudly.
+            logger.exception("could not record the %s outcome of %s by %s", outcome, action, caller.principal)
+
+    async def _record(
+        self,
+        session: AsyncSession,
+        caller: Caller,
+        action: str,
+        outcome: str,
+        arguments: dict[str, Any],
+        idempotency_key: str,
+        request_id: str,
+        *,
+        summary: str,
+        affected: list[dict[str, Any]] | None = None,
+        draft_id: int | None = None,
+    ) -> None:
+        await append_event(
+            session,
+            workspace_id=caller.workspace_id,
+            actor_kind=caller.principal_kind,
+            actor=caller.principal,
+            token_id=caller.token_id,
+            channel=caller.channel,
+            action=action,
+            outcome=outcome,
+            affected=affected,
+            draft_id=draft_id,
+            request_id=request_id,
+            idempotency_key=idempotency_key,
+            arguments=arguments,
+            summary=summary,
+            occurred_at=self.clock(),
+        )
+
+    @staticmethod
+    def _who_can(scope: str) -> str:
+        if scope in ("approve", "execute"):
+            return "Approval and execution are for people: a user with a buyer or approver token runs `order3 drafts approve`."
+        if scope == "admin":
+            return "Ask a workspace admin to run the matching `order3` command."
+        return f"Create a token whose role includes {scope!r} with `order3 token create`."

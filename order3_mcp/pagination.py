@@ -1,0 +1,69 @@
+"""Opaque keyset cursors for paginated lists."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable
+from typing import TypeVar
+
+from store.errors import InvalidInputError
+
+RowT = TypeVar("RowT")
+
+MAX_PAGE_SIZE = 100
+DEFAULT_PAGE_SIZE = 50
+
+
+def encode_cursor(listing: str, last_id: int) -> str:
+    """Return a cursor that resumes `listing` after the row with id `last_id`."""
+    raw = json.dumps({"l": listing, "a": last_id}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None, listing: str) -> int | None:
+    """Return the id to resume after, or None to start at the beginning.
+
+    An empty string starts at the beginning, as clients often send one.
+
+    Raises:
+        InvalidInputError: If the cursor was not issued by this server for this list.
+    """
+    if cursor is None or cursor.strip() == "":
+        return None
+    try:
+        padded = cursor.strip() + "=" * (-len(cursor.strip()) % 4)
+        decoded = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        if decoded["l"] != listing or not isinstance(decoded["a"], int) or isinstance(decoded["a"], bool):
+            raise ValueError("wrong listing")
+        return int(decoded["a"])
+    except (ValueError, KeyError, TypeError, binascii.Error, json.JSONDecodeError) as exc:
+        shown = cursor if len(cursor) <= 40 else cursor[:40] + "…"
+        raise InvalidInputError(
+            f"Cursor {shown!r} was not issued by this server for {listing}; pass the next_cursor of the "
+            "previous page unchanged, or omit it to start from the first page."
+        ) from exc
+
+
+def check_limit(limit: int) -> int:
+    """Return `limit` if it is a valid page size.
+
+    Raises:
+        InvalidInputError: If it is below 1 or above the maximum page size.
+    """
+    if isinstance(limit, bool) or limit < 1 or limit > MAX_PAGE_SIZE:
+        raise InvalidInputError(f"Page size {limit!r} is out of range; use 1 to {MAX_PAGE_SIZE}.")
+    return limit
+
+
+def page(listing: str, rows: list[RowT], limit: int, row_id: Callable[[RowT], int]) -> tuple[list[RowT], str | None]:
+    """Trim rows fetched with `limit + 1` to one page and return it with the next cursor.
+
+    The extra row only tells whether another page exists, so the last page never
+    hands out a cursor that leads to an empty page.
+    """
+    if len(rows) <= limit:
+        return rows, None
+    kept = rows[:limit]
+    return kept, encode_cursor(listing, row_id(kept[-1]))

@@ -1,0 +1,1 @@
+"""Service functions shared by the MCP tools and the CLI."""

@@ -1,0 +1,271 @@
+"""The one approve path, the one reject path and the one execute path for drafts."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select, update
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from order3_mcp.app import Caller, Order3, Outcome
+from order3_mcp.schemas import DraftDetail
+from order3_mcp.services.drafts import draft_detail
+from policies import ApproverFacts, DraftState, PriorApproval, decide_approval, decide_rejection
+from store import drafts
+from store.errors import ApprovalRequiredError, ConflictError, InvalidInputError, PermissionDeniedError
+from store.models import Draft, ExceptionRecord, Item, Supplier, SupplierItem
+from store.purchasing import NewLine, issue_purchase_order
+
+
+def _draft_state(draft: Draft, policy_version: str) -> DraftState:
+    return DraftState(
+        status=draft.status,
+        created_by=draft.created_by,
+        on_behalf_of=draft.on_behalf_of,
+        payload_hash=draft.payload_hash,
+        approval_roles=tuple(role for role in draft.approval_role.split(",") if role),
+        approvals_required=max(draft.approvals_required, 1) if draft.policy_rule else 0,
+        expires_at=draft.expires_at,
+        has_rule=bool(draft.policy_rule),
+        policy_version=policy_version,
+    )
+
+
+def _approver(caller: Caller) -> ApproverFacts:
+    return ApproverFacts(
+        principal=caller.principal, principal_kind=caller.principal_kind, role=caller.role, scopes=caller.scopes
+    )
+
+
+def _check_seen_hash(draft: Draft, expected_hash: str) -> str:
+    if expected_hash and not draft.payload_hash.startswith(expected_hash.strip().lower()):
+        raise ConflictError(
+            f"Draft {draft.id} is not the version you reviewed: its payload hash is {draft.payload_hash[:12]}, "
+            f"not {expected_hash[:12]}. Review it again with `order3 drafts show {draft.id}`."
+        )
+    return draft.payload_hash
+
+
+async def approve_draft(
+    app: Order3, caller: Caller, *, draft_id: int, expected_hash: str, reason: str, idempotency_key: str | None = None
+) -> DraftDetail:
+    """Record one approval; when the rule's approvals are complete the draft becomes approved and,
+    if the rule says so, is executed at once through `execute_draft`."""
+
+    async def work(session: AsyncSession) -> Outcome:
+        draft = await drafts.get_draft(session, workspace_id=caller.workspace_id, draft_id=draft_id)
+        seen = _check_seen_hash(draft, expected_hash)
+        prior = [
+            PriorApproval(approver=decision.approver, payload_hash=decision.payload_hash)
+            for decision in await drafts.draft_approvals(session, draft_id=draft.id)  # type: ignore[arg-type]
+            if decision.decision == "approved"
+        ]
+        decision = decide_approval(
+            draft=_draft_state(draft, app.policy.fingerprint),
+            approver=_approver(caller),
+            seen_payload_hash=seen,
+            prior=prior,
+            now=app.clock(),
+        )
+        if not decision.allowed:
+            raise PermissionDeniedError(decision.reason)
+
+        await drafts.record_decision(
+            session, draft=draft, approver=caller.principal, token_id=caller.token_id, role=caller.role,
+            decision="approved", reason=reason.strip(),
+        )
+        if decision.complete:
+            await drafts.change_status(session, draft=draft, from_statuses=("pending_approval",), to_status="approved", decided_at=app.clock())
+            summary = f"Approved draft {draft.id} ({decision.approvals_after} of {draft.approvals_required}); it is ready to execute."
+        else:
+            summary = (
+                f"Recorded approval {decision.approvals_after} of {draft.approvals_required} for draft {draft.id}; "
+                "another distinct approver is needed."
+            )
+        return Outcome(await draft_detail(session, draft), summary, affected=[{"kind": "draft", "id": draft.id}], draft_id=draft.id)
+
+    arguments = {"draft_id": draft_id, "expected_hash": expected_hash, "reason": reason}
+    detail = await app.run(caller, "approve_draft", arguments, work, result_type=DraftDetail, idempotency_key=idempotency_key)
+    if detail.status == "approved":
+        async with app.database.read() as session:
+            draft = await drafts.get_draft(session, workspace_id=caller.workspace_id, draft_id=draft_id)
+        if draft.auto_execute:
+            detail = await execute_draft(app, caller, draft_id=draft_id, automatic=True)
+    return detail
+
+
+async def reject_draft(app: Order3, caller: Caller, *, draft_id: int, reason: str) -> DraftDetail:
+    """Reject a pending draft with a reason; it can no longer be approved or executed."""
+
+    async def work(session: AsyncSession) -> Outcome:
+        if not reason.strip():
+            raise InvalidInputError("A rejection needs a reason the drafter can act on; pass --reason TEXT.")
+        draft = await drafts.get_draft(session, workspace_id=caller.workspace_id, draft_id=draft_id)
+        decision = decide_rejection(draft=_draft_state(draft, app.policy.fingerprint), approver=_approver(caller), now=app.clock())
+        if not decision.allowed:
+            raise PermissionDeniedError(decision.reason)
+        await drafts.record_decision(
+            session, draft=draft, approver=caller.principal, token_id=caller.token_id, role=caller.role,
+            decision="rejected", reason=reason.strip(),
+        )
+        await drafts.change_status(session, draft=draft, from_statuses=("pending_approval",), to_status="rejected", decided_at=app.clock())
+        await _reopen_exceptions(session, draft)
+        return Outcome(
+            await draft_detail(session, draft),
+            f"Rejected draft {draft.id}: {reason.strip()}",
+            affected=[{"kind": "draft", "id": draft.id}],
+            draft_id=draft.id,
+        )
+
+    return await app.run(caller, "reject_draft", {"draft_id": draft_id, "reason": reason}, work, result_type=DraftDetail)
+
+
+async def withdraw_draft(app: Order3, caller: Caller, *, draft_id: int, reason: str) -> DraftDetail:
+    """Withdraw a draft the caller prepared, before it is executed."""
+
+    async def work(session: AsyncSession) -> Outcome:
+        draft = await drafts.get_draft(session, workspace_id=caller.workspace_id, draft_id=draft_id)
+        if draft.created_by.strip().casefold() != caller.principal.strip().casefold():
+            raise PermissionDeniedError(
+                f"Draft {draft.id} was prepared by {draft.created_by!r}; only its drafter may withdraw it. "
+                "An approver can reject it instead."
+            )
+        if draft.status not in ("pending_approval", "approved"):
+            raise ConflictError(f"Draft {draft.id} is {draft.status}; only pending or approved drafts can be withdrawn.")
+        await drafts.change_status(
+            session, draft=draft, from_statuses=("pending_approval", "approved"), to_status="withdrawn",
+            failure_reason=reason.strip()[:2000],
+        )
+        await _reopen_exceptions(session, draft)
+        return Outcome(
+            await draft_detail(session, draft),
+            f"Withdrew draft {draft.id}" + (f": {reason.strip()}" if reason.strip() else "."),
+            affected=[{"kind": "draft", "id": draft.id}],
+            draft_id=draft.id,
+        )
+
+    return await app.run(caller, "withdraw_draft", {"draft_id": draft_id, "reason": reason}, work, result_type=DraftDetail)
+
+
+async def _reopen_exceptions(session: AsyncSession, draft: Draft) -> None:
+    # An exception whose draft will not happen needs a next action again.
+    linked = await drafts.linked_exception_ids(session, draft_id=draft.id)  # type: ignore[arg-type]
+    if linked:
+        await session.execute(
+            update(ExceptionRecord)
+            .where(ExceptionRecord.id.in_(linked), ExceptionRecord.status == "drafted")
+            .values(status="open", version=ExceptionRecord.version + 1)
+            .execution_options(synchronize_session=False)
+        )
+
+
+async def execute_draft(app: Order3, caller: Caller, *, draft_id: int, automatic: bool = False) -> DraftDetail:
+    """Execute an approved draft once, through the normal inventory flow for its kind.
+
+    What execution depends on is checked again first (an item deactivated, a
+    supplier offer withdrawn); if that fails the draft is marked failed, with the
+    reason, and nothing else is written.
+    """
+
+    async def work(session: AsyncSession) -> Outcome:
+        draft = await drafts.get_draft(session, workspace_id=caller.workspace_id, draft_id=draft_id)
+        if draft.status == "executed":
+            raise ConflictError(f"Draft {draft.id} was already executed ({_result_text(draft)}); it runs only once.")
+        if draft.status == "pending_approval":
+            raise ApprovalRequiredError(
+                f"Draft {draft.id} is still pending approval; approve it with `order3 drafts approve {draft.id}` first."
+            )
+        if draft.status != "approved":
+            raise ConflictError(f"Draft {draft.id} is {draft.status}; only approved drafts can be executed.")
+        if draft.expires_at is not None and app.clock() >= draft.expires_at:
+            raise ApprovalRequiredError(f"Draft {draft.id}'s approval window ended at {draft.expires_at.isoformat()}; draft it again.")
+
+        problem = await _revalidate(session, draft)
+        if problem:
+            await drafts.change_status(session, draft=draft, from_statuses=("approved",), to_status="failed", failure_reason=problem)
+            outcome = Outcome(
+                await draft_detail(session, draft),
+                f"Execution of draft {draft.id} failed: {problem}",
+                affected=[{"kind": "draft", "id": draft.id}],
+                draft_id=draft.id,
+            )
+            outcome.outcome = "invalid"
+            return outcome
+
+        result, affected = await _perform(session, app, caller, draft)
+        await drafts.change_status(
+            session, draft=draft, from_statuses=("approved",), to_status="executed", executed_at=app.clock(), result=result
+        )
+        how = " automatically after the final approval" if automatic else ""
+        return Outcome(
+            await draft_detail(session, draft),
+            f"Executed draft {draft.id}{how}: {_result_text(draft)}.",
+            affected=[{"kind": "draft", "id": draft.id}] + affected,
+            draft_id=draft.id,
+        )
+
+    return await app.run(caller, "execute_draft", {"draft_id": draft_id, "automatic": automatic}, work, result_type=DraftDetail)
+
+
+def _result_text(draft: Draft) -> str:
+    return ", ".join(f"{key} {value}" for key, value in sorted(draft.result.items())) or "no result recorded"
+
+
+async def _revalidate(session: AsyncSession, draft: Draft) -> str:
+    if draft.kind != "purchase_order":
+        return f"Drafts of kind {draft.kind} cannot be executed by this version of Order3."
+    supplier = (await session.execute(select(Supplier).where(Supplier.id == draft.payload["supplier_id"]))).scalar_one_or_none()
+    if supplier is None or not supplier.active:
+        return f"Supplier {draft.payload['supplier_code']} is no longer active."
+    for line in draft.payload["lines"]:
+        item = (await session.execute(select(Item).where(Item.id == line["item_id"]))).scalar_one_or_none()
+        if item is None or not item.active:
+            return f"Item {line['sku']} is no longer active."
+        offer = (
+            await session.execute(select(SupplierItem.id).where(SupplierItem.id == line["supplier_item_id"]))
+        ).scalar_one_or_none()
+        if offer is None:
+            return f"Supplier {supplier.code} no longer offers {line['sku']}."
+    return ""
+
+
+async def _perform(
+    session: AsyncSession, app: Order3, caller: Caller, draft: Draft
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    supplier = (await session.execute(select(Supplier).where(Supplier.id == draft.payload["supplier_id"]))).scalar_one()
+    offer_ids = [line["supplier_item_id"] for line in draft.payload["lines"]]
+    offers = {
+        offer.id: offer
+        for offer in (await session.execute(select(SupplierItem).where(SupplierItem.id.in_(offer_ids)))).scalars().all()
+    }
+    # Expected dates are business dates in the workspace timezone.
+    today = app.clock().astimezone(ZoneInfo(caller.timezone)).date()
+    lines: list[NewLine] = []
+    for line in draft.payload["lines"]:
+        offer = offers[line["supplier_item_id"]]
+        lead = offer.lead_time_days if offer.lead_time_days is not None else supplier.lead_time_days
+        lines.append(
+            NewLine(
+                item_id=line["item_id"],
+                supplier_item_id=offer.id,
+                quantity=Decimal(line["quantity"]),
+                unit_price=Decimal(line["unit_price"]),
+                destination_location_id=line.get("location_id"),
+                expected_date=today + timedelta(days=lead),
+            )
+        )
+    order, _ = await issue_purchase_order(
+        session,
+        workspace_id=caller.workspace_id,
+        supplier_id=supplier.id,  # type: ignore[arg-type]
+        currency=draft.payload["currency"],
+        lines=lines,
+        expected_date=max(line.expected_date for line in lines if line.expected_date is not None),
+        owner=supplier.owner,
+        description=f"{draft.title} (Order3 draft {draft.id})",
+        draft_id=draft.id,
+    )
+    return {"purchase_order": order.number}, [{"kind": "purchase_order", "id": order.id}]

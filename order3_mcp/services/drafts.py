@@ -1,0 +1,318 @@
+"""Draft services: preparing drafts, and reading them back."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from order3_mcp.app import Caller, Order3, Outcome
+from order3_mcp.inputs import PurchaseLine
+from order3_mcp.pagination import check_limit, decode_cursor, page
+from order3_mcp.schemas import DraftDetail, DraftOut, DraftPage
+from policies import DraftFacts, Rule, match_rule
+from store import catalog, drafts
+from store.activity import canonical_json
+from store.errors import InvalidInputError, NotFoundError
+from store.models import DRAFT_STATUSES, LIVE_EXCEPTION_STATUSES, Draft, ExceptionRecord, Supplier, SupplierItem
+
+
+MAX_LINES = 100
+MIN_RATIONALE = 10
+
+
+def approval_owner(draft: Draft) -> str:
+    """Describe who must approve a draft, or why no one can."""
+    if not draft.policy_rule:
+        return "No approval rule matches this draft, so no one can approve it (deny by default)."
+    roles = draft.approval_role.replace(",", " or ")
+    plural = "approver" if draft.approvals_required == 1 else "distinct approvers"
+    return f"{draft.approvals_required} {plural} with role {roles} (policy rule {draft.policy_rule})"
+
+
+def draft_out(draft: Draft) -> dict[str, Any]:
+    """Return the DraftOut fields of a draft row."""
+    return {
+        "draft_id": draft.id,
+        "kind": draft.kind,
+        "title": draft.title,
+        "status": draft.status,
+        "rationale": draft.rationale,
+        "created_by": f"{draft.created_by_kind}:{draft.created_by}",
+        "approval_owner": approval_owner(draft),
+        "policy_rule": draft.policy_rule,
+        "estimated_value": str(draft.estimated_value),
+        "currency": draft.currency,
+        "payload_hash": draft.payload_hash,
+        "created_at": draft.created_at.isoformat(),
+        "result": ", ".join(f"{key}={value}" for key, value in sorted(draft.result.items())),
+    }
+
+
+async def draft_detail(session: AsyncSession, draft: Draft) -> DraftDetail:
+    """Build the full view of a draft with its links and decisions."""
+    decisions = await drafts.draft_approvals(session, draft_id=draft.id)  # type: ignore[arg-type]
+    return DraftDetail(
+        **draft_out(draft),
+        payload_json=canonical_json(draft.payload),
+        exception_ids=await drafts.linked_exception_ids(session, draft_id=draft.id),  # type: ignore[arg-type]
+        approvals=[
+            f"{d.decision} by {d.approver} ({d.role}) at {d.created_at.isoformat()}"
+            + (f": {d.reason}" if d.reason else "")
+            for d in decisions
+        ],
+        expires_at=draft.expires_at.isoformat() if draft.expires_at else None,
+        failure_reason=draft.failure_reason,
+    )
+
+
+def _check_rationale(rationale: str) -> str:
+    clean = rationale.strip()
+    if len(clean) < MIN_RATIONALE:
+        raise InvalidInputError(
+            f"Rationale {rationale!r} is too short; say in a sentence why this draft is needed "
+            "(for example which exception it answers and the numbers behind it)."
+        )
+    return clean
+
+
+async def _live_exceptions(session: AsyncSession, caller: Caller, exception_ids: list[int]) -> list[int]:
+    unique = sorted(set(exception_ids))
+    if not unique:
+        return []
+    rows = (
+        await session.execute(
+            select(ExceptionRecord.id, ExceptionRecord.status).where(
+                ExceptionRecord.workspace_id == caller.workspace_id, ExceptionRecord.id.in_(unique)
+            )
+        )
+    ).all()
+    found = {row[0]: row[1] for row in rows}
+    for exception_id in unique:
+        if exception_id not in found:
+            raise NotFoundError(f"Exception {exception_id} does not exist in this workspace; see find_exceptions.")
+        if found[exception_id] not in LIVE_EXCEPTION_STATUSES:
+            raise InvalidInputError(
+                f"Exception {exception_id} is {found[exception_id]}; link only open or drafted exceptions."
+            )
+    return unique
+
+
+def _policy_fields(app: Order3, rule: Rule | None, caller: Caller) -> dict[str, Any]:
+    if rule is None:
+        return {
+            "approval_role": "",
+            "approvals_required": 0,
+            "policy_rule": "",
+            "policy_version": app.policy.fingerprint,
+            "auto_execute": False,
+            "expires_at": None,
+        }
+    expires = app.clock() + timedelta(hours=rule.expires_after_hours) if rule.expires_after_hours else None
+    return {
+        "approval_role": ",".join(rule.approver_roles),
+        "approvals_required": rule.approvals,
+        "policy_rule": rule.id,
+        "policy_version": app.policy.fingerprint,
+        "auto_execute": rule.auto_execute,
+        "expires_at": expires,
+    }
+
+
+def _unit_price(offer: SupplierItem, breaks: list[Any], quantity: Decimal, fallback: Decimal) -> Decimal:
+    # The largest price break at or below the quantity applies.
+    applicable = [b for b in breaks if b.quantity <= quantity]
+    if applicable:
+        return applicable[-1].unit_price
+    if offer.unit_price is not None:
+        return offer.unit_price
+    return fallback
+
+
+def _check_pack(sku: str, supplier: Supplier, offer: SupplierItem, quantity: Decimal) -> None:
+    if quantity < offer.min_order_qty:
+        raise InvalidInputError(
+            f"Quantity {quantity} of {sku} is below {supplier.code}'s minimum order quantity of "
+            f"{offer.min_order_qty}; order at least {offer.min_order_qty}."
+        )
+    if offer.pack_size is not None and offer.pack_size > 0:
+        packs = quantity / offer.pack_size
+        if packs != packs.to_integral_value():
+            whole = int(packs.to_integral_value(rounding="ROUND_CEILING"))
+            raise InvalidInputError(
+                f"Quantity {quantity} of {sku} is not a whole number of {supplier.code} packs of {offer.pack_size}; "
+                f"order {whole * offer.pack_size} ({whole} packs) instead."
+            )
+
+
+async def draft_purchase_order(
+    app: Order3,
+    caller: Caller,
+    *,
+    supplier: str,
+    lines: list[PurchaseLine],
+    rationale: str,
+    title: str,
+    exception_ids: list[int],
+    idempotency_key: str | None,
+    request_id: str = "",
+) -> DraftDetail:
+    """Prepare a purchase order draft for approval; nothing is ordered until a person approves."""
+
+    async def work(session: AsyncSession) -> Outcome:
+        clean_rationale = _check_rationale(rationale)
+        if not lines:
+            raise InvalidInputError("A purchase order draft needs at least one line; pass lines=[{sku, quantity}].")
+        if len(lines) > MAX_LINES:
+            raise InvalidInputError(f"{len(lines)} lines is too many for one draft; split it into drafts of at most {MAX_LINES}.")
+        linked = await _live_exceptions(session, caller, exception_ids)
+
+        items = [await catalog.get_item_by_sku(session, workspace_id=caller.workspace_id, sku=line.sku) for line in lines]
+        seen: set[tuple[int, str]] = set()
+        for line, item in zip(lines, items, strict=True):
+            key = (item.id, line.location.strip().casefold())  # type: ignore[arg-type]
+            if key in seen:
+                raise InvalidInputError(f"Item {item.sku} appears twice for the same destination; merge the lines into one.")
+            seen.add(key)
+            if not item.active:
+                raise InvalidInputError(f"Item {item.sku} is inactive and cannot be ordered; reactivate it or remove the line.")
+
+        if supplier.strip():
+            chosen = await catalog.get_supplier_by_code(session, workspace_id=caller.workspace_id, code=supplier)
+        else:
+            offers = await catalog.supplier_items_for_item(session, workspace_id=caller.workspace_id, item_id=items[0].id)  # type: ignore[arg-type]
+            if not offers:
+                raise InvalidInputError(f"Item {items[0].sku} has no supplier offer; pass supplier=CODE of one that sells it.")
+            chosen = offers[0][1]
+        if not chosen.active:
+            raise InvalidInputError(f"Supplier {chosen.code} is inactive; choose another supplier.")
+
+        payload_lines: list[dict[str, Any]] = []
+        total = Decimal(0)
+        location_codes: list[str] = []
+        currency = caller.base_currency
+        for line, item in zip(lines, items, strict=True):
+            offers = await catalog.supplier_items_for_item(session, workspace_id=caller.workspace_id, item_id=item.id)  # type: ignore[arg-type]
+            match = [offer for offer, offer_supplier in offers if offer_supplier.id == chosen.id]
+            if not match:
+                others = ", ".join(sorted({s.code for _, s in offers})) or "none"
+                raise InvalidInputError(
+                    f"Supplier {chosen.code} does not offer item {item.sku}; suppliers that do: {others}."
+                )
+            offer = match[0]
+            if offer.currency != caller.base_currency:
+                raise InvalidInputError(
+                    f"Supplier {chosen.code} prices {item.sku} in {offer.currency} but the workspace base currency is "
+                    f"{caller.base_currency}, and Order3 keeps no exchange rates; choose a supplier pricing in {caller.base_currency}."
+                )
+            _check_pack(item.sku, chosen, offer, line.quantity)
+            breaks = await catalog.price_breaks(session, supplier_item_id=offer.id)  # type: ignore[arg-type]
+            price = _unit_price(offer, breaks, line.quantity, item.unit_cost)
+            location_id = None
+            location_code = ""
+            if line.location.strip():
+                place = await catalog.get_location_by_code(session, workspace_id=caller.workspace_id, code=line.location)
+                location_id, location_code = place.id, place.code
+                location_codes.append(place.code)
+            total += line.quantity * price
+            payload_lines.append(
+                {
+                    "sku": item.sku,
+                    "item_id": item.id,
+                    "supplier_item_id": offer.id,
+                    "supplier_sku": offer.supplier_sku,
+                    "quantity": str(line.quantity),
+                    "unit_price": str(price),
+                    "location_code": location_code,
+                    "location_id": location_id,
+                }
+            )
+
+        total = total.quantize(Decimal("0.000001"))
+        rule = match_rule(
+            app.policy,
+            DraftFacts(kind="purchase_order", value=total, supplier_code=chosen.code, location_codes=tuple(location_codes)),
+        )
+        payload = {"supplier_code": chosen.code, "supplier_id": chosen.id, "currency": currency, "lines": payload_lines}
+        draft = await drafts.create_draft(
+            session,
+            workspace_id=caller.workspace_id,
+            kind="purchase_order",
+            title=title.strip() or f"Purchase {len(lines)} line{'s' if len(lines) != 1 else ''} from {chosen.code}",
+            rationale=clean_rationale,
+            payload=payload,
+            affected=[{"kind": "supplier", "id": chosen.id}] + [{"kind": "item", "id": item.id} for item in items],
+            created_by_kind=caller.principal_kind,
+            created_by=caller.principal,
+            created_by_token_id=caller.token_id,
+            on_behalf_of=caller.on_behalf_of,
+            estimated_value=total,
+            currency=currency,
+            idempotency_key=idempotency_key,
+            exception_ids=linked,
+            **_policy_fields(app, rule, caller),
+        )
+        detail = await draft_detail(session, draft)
+        summary = (
+            f"Drafted purchase order draft {draft.id} from {chosen.code} worth {total} {currency}; "
+            f"{approval_owner(draft)}."
+        )
+        affected = [{"kind": "draft", "id": draft.id}] + [{"kind": "exception", "id": e} for e in linked]
+        return Outcome(detail, summary, affected=affected + draft.affected, draft_id=draft.id)
+
+    arguments = {
+        "supplier": supplier,
+        "lines": [line.model_dump(mode="json") for line in lines],
+        "rationale": rationale,
+        "title": title,
+        "exception_ids": exception_ids,
+    }
+    return await app.run(
+        caller,
+        "draft_purchase_order",
+        arguments,
+        work,
+        result_type=DraftDetail,
+        idempotency_key=idempotency_key,
+        request_id=request_id,
+    )
+
+
+async def list_drafts(
+    app: Order3, caller: Caller, *, status: str, kind: str, cursor: str | None, limit: int
+) -> DraftPage:
+    """List drafts, optionally by status and kind."""
+
+    async def work(session: AsyncSession) -> Outcome:
+        check_limit(limit)
+        after = decode_cursor(cursor, "list_drafts")
+        if status and status not in DRAFT_STATUSES:
+            raise InvalidInputError(f"Draft status {status!r} is unknown; use one of {', '.join(DRAFT_STATUSES)}.")
+        rows = await drafts.list_drafts(
+            session,
+            workspace_id=caller.workspace_id,
+            statuses=(status,) if status else None,
+            kind=kind or None,
+            after_id=after,
+            limit=limit + 1,
+        )
+        kept, next_cursor = page("list_drafts", rows, limit, lambda d: d.id)
+        return Outcome(DraftPage(drafts=[DraftOut(**draft_out(d)) for d in kept], next_cursor=next_cursor), f"Listed {len(kept)} drafts.")
+
+    arguments = {"status": status, "kind": kind, "cursor": cursor, "limit": limit}
+    return await app.run(caller, "list_drafts", arguments, work, result_type=DraftPage)
+
+
+async def get_draft(app: Order3, caller: Caller, *, draft_id: int) -> DraftDetail:
+    """Return one draft with its payload, links and decisions."""
+
+    async def work(session: AsyncSession) -> Outcome:
+        draft = await drafts.get_draft(session, workspace_id=caller.workspace_id, draft_id=draft_id)
+        return Outcome(await draft_detail(session, draft), f"Read draft {draft.id}.", draft_id=draft.id)
+
+    return await app.run(caller, "get_draft", {"draft_id": draft_id}, work, result_type=DraftDetail)
+
+

@@ -1,0 +1,32 @@
+"""Helpers shared by the tool modules."""
+
+from collections.abc import Awaitable
+from typing import Annotated, TypeVar
+
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import ToolAnnotations
+from pydantic import Field
+
+from order3_mcp.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from store.errors import Order3Error
+
+T = TypeVar("T")
+
+READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
+DRAFT = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
+DECIDE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False)
+
+Cursor = Annotated[
+    str,
+    Field(description="next_cursor from the previous page; empty for the first page.", max_length=500),
+]
+Limit = Annotated[int, Field(description=f"Rows per page, 1 to {MAX_PAGE_SIZE}.", strict=True)]
+DEFAULT_LIMIT = DEFAULT_PAGE_SIZE
+
+
+async def guarded(call: Awaitable[T]) -> T:
+    """Await a service call, turning expected failures into tool errors with their message."""
+    try:
+        return await call
+    except Order3Error as exc:
+        raise ToolError(exc.message) from exc

@@ -1,0 +1,39 @@
+"""Approval tools. Agents never see these: the server lists them only for people with the scope."""
+
+from typing import Annotated
+
+from mcp.server.mcpserver import MCPServer
+from pydantic import Field
+
+from order3_mcp.app import Caller, Order3
+from order3_mcp.schemas import DraftDetail
+from order3_mcp.services import approvals
+from order3_mcp.tools._common import DECIDE, guarded
+
+DraftId = Annotated[int, Field(description="Draft id.", strict=True, ge=1)]
+
+
+def register(server: MCPServer, app: Order3, caller: Caller) -> None:
+    """Register approve_draft, reject_draft and execute_draft."""
+
+    @server.tool(annotations=DECIDE)
+    async def approve_draft(
+        draft_id: DraftId,
+        expected_hash: Annotated[str, Field(description="Payload hash (or a prefix) you reviewed; empty to bind to the current one.", max_length=64)] = "",
+        reason: Annotated[str, Field(description="Optional note for the record.", max_length=2000)] = "",
+    ) -> DraftDetail:
+        """Approve a draft as a person; the policy decides whether more approvals are needed."""
+        return await guarded(approvals.approve_draft(app, caller, draft_id=draft_id, expected_hash=expected_hash, reason=reason))
+
+    @server.tool(annotations=DECIDE)
+    async def reject_draft(
+        draft_id: DraftId,
+        reason: Annotated[str, Field(description="Why it is rejected.", min_length=1, max_length=2000)],
+    ) -> DraftDetail:
+        """Reject a pending draft."""
+        return await guarded(approvals.reject_draft(app, caller, draft_id=draft_id, reason=reason))
+
+    @server.tool(annotations=DECIDE)
+    async def execute_draft(draft_id: DraftId) -> DraftDetail:
+        """Execute an approved draft once through the normal inventory flow."""
+        return await guarded(approvals.execute_draft(app, caller, draft_id=draft_id))

@@ -1,0 +1,83 @@
+"""Draft tools: prepare drafts for people to approve, and read them back."""
+
+from typing import Annotated
+
+from mcp.server.mcpserver import MCPServer
+from pydantic import Field
+
+from order3_mcp.app import Caller, Order3
+from order3_mcp.inputs import PurchaseLine
+from order3_mcp.schemas import DraftDetail, DraftPage
+from order3_mcp.services import approvals, drafts
+from order3_mcp.tools._common import DEFAULT_LIMIT, DRAFT, READ, Cursor, Limit, guarded
+
+DraftId = Annotated[int, Field(description="Draft id.", strict=True, ge=1)]
+Rationale = Annotated[
+    str,
+    Field(
+        description="Why this draft is needed, with the numbers (required). People read it before approving.",
+        min_length=1,
+        max_length=4000,
+    ),
+]
+IdempotencyKey = Annotated[
+    str | None,
+    Field(
+        description="Unique key for this request, e.g. a UUID. Retrying with the same key and arguments returns the "
+        "original draft; the same key with other arguments is refused.",
+        max_length=200,
+    ),
+]
+
+
+def register(server: MCPServer, app: Order3, caller: Caller) -> None:
+    """Register the draft tools."""
+
+    @server.tool(annotations=DRAFT)
+    async def draft_purchase_order(
+        lines: Annotated[
+            list[PurchaseLine],
+            Field(description="Lines to order: sku, quantity (whole packs, at least the minimum order quantity), optional destination location.", min_length=1, max_length=100),
+        ],
+        rationale: Rationale,
+        supplier: Annotated[str, Field(description="Supplier code; empty to use the first line's preferred supplier.", max_length=60)] = "",
+        title: Annotated[str, Field(description="Short title; empty for a generated one.", max_length=200)] = "",
+        exception_ids: Annotated[list[int], Field(description="Exceptions this draft answers; they move to drafted.", max_length=100)] = [],  # noqa: B006
+        idempotency_key: IdempotencyKey = None,
+    ) -> DraftDetail:
+        """Prepare a purchase order draft. Nothing is ordered until a person approves it with the order3 CLI."""
+        return await guarded(
+            drafts.draft_purchase_order(
+                app,
+                caller,
+                supplier=supplier,
+                lines=lines,
+                rationale=rationale,
+                title=title,
+                exception_ids=list(exception_ids),
+                idempotency_key=idempotency_key,
+            )
+        )
+
+    @server.tool(annotations=DRAFT)
+    async def withdraw_draft(
+        draft_id: DraftId,
+        reason: Annotated[str, Field(description="Why the draft is no longer wanted.", max_length=2000)] = "",
+    ) -> DraftDetail:
+        """Withdraw a draft you prepared, before it is executed; linked exceptions reopen."""
+        return await guarded(approvals.withdraw_draft(app, caller, draft_id=draft_id, reason=reason))
+
+    @server.tool(annotations=READ)
+    async def list_drafts(
+        status: Annotated[str, Field(description="pending_approval, approved, executed, ...; empty for all.", max_length=30)] = "",
+        kind: Annotated[str, Field(description="Draft kind to filter by; empty for all.", max_length=30)] = "",
+        cursor: Cursor = "",
+        limit: Limit = DEFAULT_LIMIT,
+    ) -> DraftPage:
+        """List drafts and where each stands."""
+        return await guarded(drafts.list_drafts(app, caller, status=status, kind=kind, cursor=cursor, limit=limit))
+
+    @server.tool(annotations=READ)
+    async def get_draft(draft_id: DraftId) -> DraftDetail:
+        """Get one draft with its payload, approval owner, linked exceptions and decisions."""
+        return await guarded(drafts.get_draft(app, caller, draft_id=draft_id))

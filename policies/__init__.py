@@ -1,0 +1,60 @@
+"""Scopes, roles and approval rules; pure decisions over records, with no I/O of their own."""
+
+from policies.errors import PolicyError
+from policies.rules import (
+    DRAFT_KINDS,
+    ApprovalDecision,
+    ApproverFacts,
+    DraftFacts,
+    DraftState,
+    Policy,
+    PriorApproval,
+    RejectionDecision,
+    Rule,
+    decide_approval,
+    decide_rejection,
+    default_policy_path,
+    load_policy,
+    match_rule,
+    parse_policy,
+)
+from policies.scopes import (
+    ACTION_SCOPES,
+    PRINCIPAL_KINDS,
+    ROLES,
+    SCOPES,
+    WITHHELD_FROM_AGENTS,
+    allowed_actions,
+    required_scope,
+    scopes_for,
+)
+from policies.tolerances import Tolerances, parse_tolerances
+
+__all__ = [
+    "ACTION_SCOPES",
+    "DRAFT_KINDS",
+    "PRINCIPAL_KINDS",
+    "ROLES",
+    "SCOPES",
+    "WITHHELD_FROM_AGENTS",
+    "ApprovalDecision",
+    "ApproverFacts",
+    "DraftFacts",
+    "DraftState",
+    "Policy",
+    "PolicyError",
+    "PriorApproval",
+    "RejectionDecision",
+    "Rule",
+    "Tolerances",
+    "allowed_actions",
+    "decide_approval",
+    "decide_rejection",
+    "default_policy_path",
+    "load_policy",
+    "match_rule",
+    "parse_policy",
+    "parse_tolerances",
+    "required_scope",
+    "scopes_for",
+]

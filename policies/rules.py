@@ -1,0 +1,600 @@
+"""Approval rules: loading a policy file, matching a draft to a rule, deciding approvals.
+
+A policy file is TOML with three tables. Unknown keys anywhere are errors, so a
+typo cannot silently widen a rule::
+
+    [policy]
+    name = "default"          # shown with the version in each draft's policy fingerprint
+    version = "1"
+
+    [[rules]]                 # checked in file order; the first rule that matches wins
+    id = "po-up-to-5000"      # unique; recorded on the draft
+    kinds = ["purchase_order"]
+    max_value = "5000"        # optional, inclusive upper bound on the draft's value
+    min_value = "0"           # optional, exclusive lower bound
+    suppliers = ["DIGIKEY"]   # optional; the draft's supplier code must be listed
+    locations = ["FACTORY"]   # optional; every location of the draft must be listed
+    approver_roles = ["buyer", "admin"]
+    approvals = 1             # distinct approvers needed
+    auto_execute = true       # optional, default false: execute once the last approval lands
+    expires_after_hours = 72  # optional; the approval window, counted from draft creation
+
+    [tolerances]              # optional; see policies.tolerances for the keys
+    count_drift_abs = "2"
+
+A draft's value is its estimated spend, or the absolute change in inventory
+value, in the workspace's base currency. Money is written as a string (or an
+integer) because TOML floats are binary and inexact. A draft that no rule
+matches cannot be approved.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from policies.errors import PolicyError
+from policies.scopes import ROLES
+from policies.tolerances import Tolerances, parse_decimal, parse_tolerances
+
+# Kept equal to store.models.drafts.DRAFT_KINDS by hand (a test compares them), because
+# policies may not import store.
+DRAFT_KINDS = (
+    "purchase_order",
+    "transfer",
+    "count_task",
+    "supplier_note",
+    "reconciliation",
+    "adjustment",
+)
+
+_TOP_LEVEL_KEYS = ("policy", "rules", "tolerances")
+_POLICY_KEYS = ("name", "version")
+_RULE_KEYS = (
+    "id",
+    "kinds",
+    "max_value",
+    "min_value",
+    "suppliers",
+    "locations",
+    "approver_roles",
+    "approvals",
+    "auto_execute",
+    "expires_after_hours",
+)
+_REQUIRED_RULE_KEYS = ("id", "kinds", "approver_roles", "approvals")
+
+# Lengths of the draft columns that store the fingerprint and the rule id.
+_MAX_NAME_LENGTH = 60
+_MAX_VERSION_LENGTH = 40
+_MAX_RULE_ID_LENGTH = 120
+
+_APPROVING_ROLES = tuple(role for role, scopes in ROLES.items() if "approve" in scopes)
+
+
+@dataclass(frozen=True)
+class DraftFacts:
+    """Facts about a draft that rules match on: its kind, value, supplier and locations."""
+
+    kind: str
+    #: Estimated spend or absolute inventory value change, in base currency.
+    value: Decimal
+    supplier_code: str | None = None
+    location_codes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.kind not in DRAFT_KINDS:
+            raise PolicyError(f"Unknown draft kind {self.kind!r}; use one of {', '.join(DRAFT_KINDS)}.")
+        if not isinstance(self.value, Decimal) or not self.value.is_finite() or self.value < 0:
+            raise PolicyError(
+                f"Draft value {self.value!r} is invalid; pass a finite Decimal of 0 or more "
+                "(the absolute value change for adjustments and reconciliations)."
+            )
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One approval rule: the drafts it matches and who must approve them."""
+
+    id: str
+    kinds: tuple[str, ...]
+    approver_roles: tuple[str, ...]
+    approvals: int
+    #: Inclusive upper bound on the draft value; None means no upper bound.
+    max_value: Decimal | None = None
+    #: Exclusive lower bound on the draft value; None means no lower bound.
+    min_value: Decimal | None = None
+    #: Supplier codes the draft's supplier must be one of; None matches any draft.
+    suppliers: tuple[str, ...] | None = None
+    #: Location codes that must include every location of the draft; None matches any draft.
+    locations: tuple[str, ...] | None = None
+    auto_execute: bool = False
+    expires_after_hours: int | None = None
+
+    def matches(self, facts: DraftFacts) -> bool:
+        """Return whether every condition of this rule holds for the draft.
+
+        Codes compare exactly, as the store keeps them. A supplier or location
+        condition never matches a draft without a supplier or without locations.
+        """
+        if facts.kind not in self.kinds:
+            return False
+        if self.min_value is not None and facts.value <= self.min_value:
+            return False
+        if self.max_value is not None and facts.value > self.max_value:
+            return False
+        if self.suppliers is not None and facts.supplier_code not in self.suppliers:
+            return False
+        if self.locations is not None:
+            if not facts.location_codes:
+                return False
+            if any(code not in self.locations for code in facts.location_codes):
+                return False
+        return True
+
+    def expires_at(self, created_at: datetime) -> datetime | None:
+        """Return when the approval window of a draft created at `created_at` closes."""
+        if self.expires_after_hours is None:
+            return None
+        return created_at + timedelta(hours=self.expires_after_hours)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A parsed policy file."""
+
+    name: str
+    version: str
+    rules: tuple[Rule, ...]
+    #: "name:version:hash12", where hash12 is the start of the SHA-256 of the file, so an
+    #: edited file shows as a new version even when `version` was left unchanged.
+    fingerprint: str
+    #: The file path or label the policy came from, used in error messages.
+    source: str = ""
+    tolerances: Tolerances = field(default_factory=Tolerances)
+
+
+def default_policy_path() -> Path:
+    """Return the path of the default policy shipped with this package."""
+    return Path(__file__).resolve().parent / "default.toml"
+
+
+def load_policy(path: Path) -> Policy:
+    """Read and validate a policy file.
+
+    Raises:
+        PolicyError: If the file cannot be read, is not UTF-8 TOML, or breaks a rule
+            of the format. The message names the file, the rule, the field and the fix.
+    """
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise PolicyError(f"Cannot read policy file {str(path)!r}: {exc.strerror}.") from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PolicyError(f"{path}: policy files must be UTF-8 ({exc.reason} at byte {exc.start}).") from exc
+    return parse_policy(text, source=str(path))
+
+
+def parse_policy(text: str, *, source: str) -> Policy:
+    """Parse and validate policy TOML; `source` names the file in error messages.
+
+    Raises:
+        PolicyError: On invalid TOML, an unknown key, a missing or invalid field, or
+            a duplicate rule id.
+    """
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise PolicyError(f"{source}: invalid TOML: {exc}.") from exc
+
+    _reject_unknown_keys(document, allowed=_TOP_LEVEL_KEYS, where=source)
+    if "policy" not in document:
+        raise PolicyError(f'{source}: missing the [policy] table; add one with name = "..." and version = "1".')
+    name, version = _parse_header(document["policy"], source=source)
+
+    raw_rules = document.get("rules", [])
+    if not isinstance(raw_rules, list):
+        raise PolicyError(f"{source}: rules must be an array of tables, each written as [[rules]].")
+    rules: list[Rule] = []
+    seen_ids: dict[str, int] = {}
+    for index, raw_rule in enumerate(raw_rules, start=1):
+        rule = _parse_rule(raw_rule, index=index, source=source)
+        if rule.id in seen_ids:
+            raise PolicyError(
+                f"{source}: rule #{index} reuses id {rule.id!r} from rule #{seen_ids[rule.id]}; "
+                "give each rule a unique id."
+            )
+        seen_ids[rule.id] = index
+        rules.append(rule)
+
+    tolerances = parse_tolerances(document.get("tolerances", {}), source=source)
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+    return Policy(
+        name=name,
+        version=version,
+        rules=tuple(rules),
+        fingerprint=f"{name}:{version}:{digest}",
+        source=source,
+        tolerances=tolerances,
+    )
+
+
+def match_rule(policy: Policy, facts: DraftFacts) -> Rule | None:
+    """Return the first rule, in file order, whose every condition holds for the draft.
+
+    None means no rule matches, so the draft cannot be approved.
+    """
+    for rule in policy.rules:
+        if rule.matches(facts):
+            return rule
+    return None
+
+
+def _reject_unknown_keys(table: dict[str, Any], *, allowed: Sequence[str], where: str) -> None:
+    unknown = sorted(set(table) - set(allowed))
+    if unknown:
+        raise PolicyError(f"{where}: unknown key {unknown[0]!r}; valid keys are {', '.join(allowed)}.")
+
+
+def _parse_header(table: Any, *, source: str) -> tuple[str, str]:
+    where = f"{source} [policy]"
+    if not isinstance(table, dict):
+        raise PolicyError(f"{source}: policy must be a table, written as [policy].")
+    _reject_unknown_keys(table, allowed=_POLICY_KEYS, where=where)
+
+    name = _parse_label(table.get("name"), where=where, field="name", max_length=_MAX_NAME_LENGTH)
+    version = _parse_label(table.get("version"), where=where, field="version", max_length=_MAX_VERSION_LENGTH)
+    return name, version
+
+
+def _parse_label(value: Any, *, where: str, field: str, max_length: int) -> str:
+    if value is None:
+        raise PolicyError(f'{where}: missing {field}; add {field} = "..." as a quoted string.')
+    if not isinstance(value, str):
+        raise PolicyError(f'{where}: {field} = {value!r} must be a quoted string, such as {field} = "{value}".')
+    if not value.strip() or value != value.strip() or len(value) > max_length:
+        raise PolicyError(
+            f"{where}: {field} = {value!r} is invalid; use 1 to {max_length} characters "
+            "without leading or trailing spaces."
+        )
+    return value
+
+
+def _parse_rule(raw_rule: Any, *, index: int, source: str) -> Rule:
+    if not isinstance(raw_rule, dict):
+        raise PolicyError(f"{source}: rule #{index} must be a table, written as [[rules]].")
+
+    rule_id = raw_rule.get("id")
+    if isinstance(rule_id, str) and rule_id.strip():
+        where = f"{source} rule {rule_id!r}"
+    else:
+        where = f"{source} rule #{index}"
+    _reject_unknown_keys(raw_rule, allowed=_RULE_KEYS, where=where)
+    for key in _REQUIRED_RULE_KEYS:
+        if key not in raw_rule:
+            raise PolicyError(
+                f"{where}: missing required field {key!r}; every rule needs {', '.join(_REQUIRED_RULE_KEYS)}."
+            )
+
+    rule_id = _parse_label(rule_id, where=where, field="id", max_length=_MAX_RULE_ID_LENGTH)
+    kinds = _parse_names(raw_rule["kinds"], where=where, field="kinds", allowed=DRAFT_KINDS)
+    approver_roles = _parse_names(
+        raw_rule["approver_roles"], where=where, field="approver_roles", allowed=tuple(ROLES)
+    )
+    for role in approver_roles:
+        if role not in _APPROVING_ROLES:
+            raise PolicyError(
+                f"{where}: approver_roles lists {role!r}, a role without the approve scope, so it "
+                f"could never approve; use roles from {', '.join(_APPROVING_ROLES)}."
+            )
+    approvals = _parse_count(raw_rule["approvals"], where=where, field="approvals")
+
+    max_value = _parse_optional_decimal(raw_rule, where=where, field="max_value")
+    min_value = _parse_optional_decimal(raw_rule, where=where, field="min_value")
+    if max_value is not None and min_value is not None and min_value >= max_value:
+        raise PolicyError(
+            f"{where}: min_value {min_value} (exclusive) is not below max_value {max_value} "
+            "(inclusive), so the rule matches nothing; lower min_value or raise max_value."
+        )
+
+    suppliers = None
+    if "suppliers" in raw_rule:
+        suppliers = _parse_names(raw_rule["suppliers"], where=where, field="suppliers")
+    locations = None
+    if "locations" in raw_rule:
+        locations = _parse_names(raw_rule["locations"], where=where, field="locations")
+
+    auto_execute = raw_rule.get("auto_execute", False)
+    if not isinstance(auto_execute, bool):
+        raise PolicyError(f"{where}: auto_execute = {auto_execute!r} must be true or false, unquoted.")
+    expires_after_hours = None
+    if "expires_after_hours" in raw_rule:
+        expires_after_hours = _parse_count(raw_rule["expires_after_hours"], where=where, field="expires_after_hours")
+
+    return Rule(
+        id=rule_id,
+        kinds=kinds,
+        approver_roles=approver_roles,
+        approvals=approvals,
+        max_value=max_value,
+        min_value=min_value,
+        suppliers=suppliers,
+        locations=locations,
+        auto_execute=auto_execute,
+        expires_after_hours=expires_after_hours,
+    )
+
+
+def _parse_names(value: Any, *, where: str, field: str, allowed: Sequence[str] | None = None) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        # An empty list would silently match nothing, while a missing key matches anything,
+        # so the file must say which one it means.
+        raise PolicyError(
+            f'{where}: {field} = {value!r} must be a non-empty list of strings, such as {field} = ["..."]; '
+            "remove an optional condition to match any value."
+        )
+
+    names: list[str] = []
+    for name in value:
+        if not isinstance(name, str) or not name.strip():
+            raise PolicyError(f"{where}: {field} contains {name!r}; each entry must be a non-empty string.")
+        if allowed is not None and name not in allowed:
+            raise PolicyError(
+                f"{where}: {field} contains unknown value {name!r}; use values from {', '.join(allowed)}."
+            )
+        names.append(name)
+    return tuple(names)
+
+
+def _parse_count(value: Any, *, where: str, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise PolicyError(f"{where}: {field} = {value!r} is invalid; write a whole number of 1 or more, unquoted.")
+    return value
+
+
+def _parse_optional_decimal(raw_rule: dict[str, Any], *, where: str, field: str) -> Decimal | None:
+    if field not in raw_rule:
+        return None
+    return parse_decimal(raw_rule[field], where=where, field=field)
+
+
+@dataclass(frozen=True)
+class ApproverFacts:
+    """The principal asking to approve or reject, as their token describes them."""
+
+    principal: str
+    principal_kind: str
+    role: str
+    scopes: frozenset[str]
+
+
+@dataclass(frozen=True)
+class DraftState:
+    """The parts of a stored draft that an approval decision depends on."""
+
+    status: str
+    created_by: str
+    #: The person an agent drafted for; "" when a person drafted directly.
+    on_behalf_of: str
+    payload_hash: str
+    approval_roles: tuple[str, ...]
+    approvals_required: int
+    expires_at: datetime | None
+    #: Whether a policy rule matched the draft when it was created.
+    has_rule: bool
+    #: Fingerprint of the policy that was checked, named in the deny-by-default message.
+    policy_version: str = ""
+
+    def __post_init__(self) -> None:
+        # With zero required approvals, a draft would count as approved before anyone looked.
+        if self.has_rule and self.approvals_required < 1:
+            raise PolicyError(
+                f"Draft state has approvals_required = {self.approvals_required}; a draft with a "
+                "matching rule needs 1 or more."
+            )
+
+
+@dataclass(frozen=True)
+class PriorApproval:
+    """An approval already recorded on the draft, with the payload hash it was given for."""
+
+    approver: str
+    payload_hash: str
+
+
+@dataclass(frozen=True)
+class ApprovalDecision:
+    """Whether an approval may be recorded, why, and where it leaves the draft."""
+
+    allowed: bool
+    reason: str
+    #: Distinct approvals of the current payload after this decision, counting this one if allowed.
+    approvals_after: int
+    #: True when approvals_after reaches the number the rule requires.
+    complete: bool
+
+
+@dataclass(frozen=True)
+class RejectionDecision:
+    """Whether a rejection may be recorded, and why."""
+
+    allowed: bool
+    reason: str
+
+
+def decide_approval(
+    *,
+    draft: DraftState,
+    approver: ApproverFacts,
+    seen_payload_hash: str,
+    prior: Sequence[PriorApproval],
+    now: datetime,
+) -> ApprovalDecision:
+    """Decide whether `approver` may approve the draft as it is now.
+
+    Only approvals of the current payload hash count, and each person counts once.
+
+    Raises:
+        PolicyError: If `now` or the draft's expiry is a naive datetime.
+    """
+    _require_aware(now, name="now")
+    roles = _format_roles(draft.approval_roles)
+    current = _distinct_approvers(prior, payload_hash=draft.payload_hash)
+    approver_key = _person_key(approver.principal)
+
+    def deny(reason: str) -> ApprovalDecision:
+        return ApprovalDecision(allowed=False, reason=reason, approvals_after=len(current), complete=False)
+
+    denial_reason = _check_decider(draft=draft, decider=approver, verb="approve", roles=roles, now=now)
+    if denial_reason:
+        return deny(denial_reason)
+
+    if _is_drafter(draft, approver):
+        return deny(
+            f"{approver.principal!r} created this draft and cannot approve it (separation of duties); "
+            f"ask another user with {roles} to approve it."
+        )
+    if _is_requester(draft, approver):
+        return deny(
+            f"{approver.principal!r} is the person the agent drafted for and cannot approve it "
+            f"(separation of duties); ask another user with {roles} to approve it."
+        )
+
+    if seen_payload_hash != draft.payload_hash:
+        return deny(
+            f"The draft changed after {approver.principal!r} reviewed it (payload hash "
+            f"{seen_payload_hash[:12]!r} reviewed, {draft.payload_hash[:12]!r} now); "
+            "review the current draft and approve it again."
+        )
+    if approver_key in current:
+        remaining = draft.approvals_required - len(current)
+        return deny(
+            f"{approver.principal!r} already approved this version of the draft; it needs "
+            f"{max(remaining, 0)} more approval(s) from other users with {roles}."
+        )
+
+    approvals_after = len(current) + 1
+    complete = approvals_after >= draft.approvals_required
+    if complete:
+        outcome = "the draft is fully approved."
+    else:
+        outcome = f"{draft.approvals_required - approvals_after} more approval(s) needed from other users with {roles}."
+    return ApprovalDecision(
+        allowed=True,
+        reason=f"Approved by {approver.principal!r} ({approvals_after} of {draft.approvals_required}); {outcome}",
+        approvals_after=approvals_after,
+        complete=complete,
+    )
+
+
+def decide_rejection(*, draft: DraftState, approver: ApproverFacts, now: datetime) -> RejectionDecision:
+    """Decide whether `approver` may reject the draft.
+
+    The same people who could approve may reject. A draft that no rule matches can
+    be rejected by any user with the approve scope, so it does not stay pending
+    forever. The drafter, and the person an agent drafted for, withdraw instead.
+
+    Raises:
+        PolicyError: If `now` or the draft's expiry is a naive datetime.
+    """
+    _require_aware(now, name="now")
+    roles = _format_roles(draft.approval_roles)
+
+    denial_reason = _check_decider(draft=draft, decider=approver, verb="reject", roles=roles, now=now)
+    if denial_reason:
+        return RejectionDecision(allowed=False, reason=denial_reason)
+
+    if _is_drafter(draft, approver):
+        return RejectionDecision(
+            allowed=False,
+            reason=(
+                f"{approver.principal!r} created this draft and cannot reject it; "
+                "use withdraw_draft to take back your own draft."
+            ),
+        )
+    if _is_requester(draft, approver):
+        return RejectionDecision(
+            allowed=False,
+            reason=(
+                f"{approver.principal!r} is the person the agent drafted for and cannot reject it; "
+                "use withdraw_draft to take back the request."
+            ),
+        )
+
+    return RejectionDecision(allowed=True, reason=f"Rejected by {approver.principal!r}.")
+
+
+def _check_decider(*, draft: DraftState, decider: ApproverFacts, verb: str, roles: str, now: datetime) -> str:
+    """Return why `decider` may not approve or reject the draft, or "" if the shared checks pass."""
+    done = {"approve": "approved", "reject": "rejected"}[verb]
+    if decider.principal_kind != "user":
+        return (
+            f"{decider.principal_kind.capitalize()} {decider.principal!r} cannot {verb} drafts because "
+            f"only user principals may; ask a person with {roles} to {verb} it."
+        )
+    if "approve" not in decider.scopes:
+        return (
+            f"{decider.principal!r} (role {decider.role!r}) lacks the approve scope; "
+            f"ask a user with {roles} to {verb} it."
+        )
+
+    if not draft.has_rule and verb == "approve":
+        policy = repr(draft.policy_version) if draft.policy_version else "the workspace policy"
+        return (
+            f"No approval rule in {policy} matches this draft, so it cannot be approved (deny by "
+            "default); add a matching rule to the policy file, or reject or withdraw the draft."
+        )
+    if draft.status != "pending_approval":
+        return f"The draft is {draft.status}, not pending_approval; only a pending draft can be {done}."
+    if draft.expires_at is not None:
+        _require_aware(draft.expires_at, name="expires_at")
+        if now >= draft.expires_at:
+            return (
+                f"The draft expired at {draft.expires_at.isoformat()} and can no longer be {done}; "
+                "ask for a new draft if the work is still needed."
+            )
+
+    # A draft without a rule has no approver roles, so any user with the approve scope may reject it.
+    if draft.has_rule and decider.role not in draft.approval_roles:
+        return f"{decider.principal!r} has role {decider.role!r}, but this draft's rule needs {roles}."
+    return ""
+
+
+def _person_key(principal: str) -> str:
+    # Principals compare case- and space-insensitively so that "Alice" and "alice "
+    # cannot pass as two people for separation of duties or distinct approvals.
+    return principal.strip().casefold()
+
+
+def _is_drafter(draft: DraftState, decider: ApproverFacts) -> bool:
+    return _person_key(decider.principal) == _person_key(draft.created_by)
+
+
+def _is_requester(draft: DraftState, decider: ApproverFacts) -> bool:
+    return bool(draft.on_behalf_of.strip()) and _person_key(decider.principal) == _person_key(draft.on_behalf_of)
+
+
+def _distinct_approvers(prior: Sequence[PriorApproval], *, payload_hash: str) -> set[str]:
+    # An approval counts only for the payload hash it was given for, so an edited draft starts again.
+    return {_person_key(approval.approver) for approval in prior if approval.payload_hash == payload_hash}
+
+
+def _format_roles(roles: Sequence[str]) -> str:
+    if not roles:
+        return "an approving role"
+    if len(roles) == 1:
+        return f"role {roles[0]!r}"
+    return "one of the roles " + ", ".join(repr(role) for role in roles)
+
+
+def _require_aware(moment: datetime, *, name: str) -> None:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise PolicyError(f"{name} = {moment.isoformat()} has no time zone; pass an aware UTC datetime.")

@@ -1,0 +1,167 @@
+"""Lookups and searches over items, locations, bins and suppliers."""
+
+from __future__ import annotations
+
+from sqlalchemy import or_, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from store.errors import NotFoundError
+from store.models import Bin, Item, Location, Supplier, SupplierItem, SupplierPriceBreak
+from store.workspaces import sku_key
+
+
+def _like_pattern(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+async def get_item_by_sku(session: AsyncSession, *, workspace_id: int, sku: str) -> Item:
+    """Return the item whose SKU matches `sku` (trimmed, case-insensitive).
+
+    Raises:
+        NotFoundError: If no item matches.
+    """
+    item = (
+        await session.execute(select(Item).where(Item.workspace_id == workspace_id, Item.sku_key == sku_key(sku)))
+    ).scalar_one_or_none()
+    if item is None:
+        raise NotFoundError(f"Item {sku!r} does not exist in this workspace; find SKUs with search_items.")
+    return item
+
+
+async def get_item(session: AsyncSession, *, workspace_id: int, item_id: int) -> Item:
+    """Return an item by id.
+
+    Raises:
+        NotFoundError: If it is not in this workspace.
+    """
+    item = (
+        await session.execute(select(Item).where(Item.workspace_id == workspace_id, Item.id == item_id))
+    ).scalar_one_or_none()
+    if item is None:
+        raise NotFoundError(f"Item id {item_id} does not exist in this workspace.")
+    return item
+
+
+async def search_items(
+    session: AsyncSession,
+    *,
+    workspace_id: int,
+    query: str = "",
+    active_only: bool = False,
+    after_id: int | None = None,
+    limit: int = 50,
+) -> list[Item]:
+    """Return items whose SKU, name, category or description contains `query`, ordered by id."""
+    statement = select(Item).where(Item.workspace_id == workspace_id)
+    if query.strip():
+        pattern = _like_pattern(query.strip())
+        statement = statement.where(
+            or_(
+                Item.sku.ilike(pattern, escape="\\"),
+                Item.name.ilike(pattern, escape="\\"),
+                Item.category.ilike(pattern, escape="\\"),
+                Item.description.ilike(pattern, escape="\\"),
+            )
+        )
+    if active_only:
+        statement = statement.where(Item.active.is_(True))
+    if after_id is not None:
+        statement = statement.where(Item.id > after_id)
+    return list((await session.execute(statement.order_by(Item.id).limit(limit))).scalars().all())
+
+
+async def get_location_by_code(session: AsyncSession, *, workspace_id: int, code: str) -> Location:
+    """Return the location with `code` (case-insensitive).
+
+    Raises:
+        NotFoundError: If no location has that code.
+    """
+    location = (
+        await session.execute(
+            select(Location).where(Location.workspace_id == workspace_id, Location.code.ilike(code.strip()))
+        )
+    ).scalar_one_or_none()
+    if location is None:
+        raise NotFoundError(f"Location {code!r} does not exist in this workspace; see list_locations for codes.")
+    return location
+
+
+async def list_locations(
+    session: AsyncSession, *, workspace_id: int, after_id: int | None = None, limit: int = 50
+) -> list[tuple[Location, list[Bin]]]:
+    """Return locations ordered by id, each with its bins."""
+    statement = select(Location).where(Location.workspace_id == workspace_id)
+    if after_id is not None:
+        statement = statement.where(Location.id > after_id)
+    locations = list((await session.execute(statement.order_by(Location.id).limit(limit))).scalars().all())
+    if not locations:
+        return []
+    bins = (
+        await session.execute(
+            select(Bin).where(Bin.location_id.in_([location.id for location in locations])).order_by(Bin.code)
+        )
+    ).scalars().all()
+    by_location: dict[int, list[Bin]] = {location.id: [] for location in locations}  # type: ignore[misc]
+    for bin_row in bins:
+        by_location[bin_row.location_id].append(bin_row)
+    return [(location, by_location[location.id]) for location in locations]  # type: ignore[index]
+
+
+async def get_supplier_by_code(session: AsyncSession, *, workspace_id: int, code: str) -> Supplier:
+    """Return the supplier with `code` (case-insensitive).
+
+    Raises:
+        NotFoundError: If no supplier has that code.
+    """
+    supplier = (
+        await session.execute(
+            select(Supplier).where(Supplier.workspace_id == workspace_id, Supplier.code.ilike(code.strip()))
+        )
+    ).scalar_one_or_none()
+    if supplier is None:
+        raise NotFoundError(f"Supplier {code!r} does not exist in this workspace; see list_suppliers for codes.")
+    return supplier
+
+
+async def list_suppliers(
+    session: AsyncSession, *, workspace_id: int, query: str = "", after_id: int | None = None, limit: int = 50
+) -> list[Supplier]:
+    """Return suppliers whose code or name contains `query`, ordered by id."""
+    statement = select(Supplier).where(Supplier.workspace_id == workspace_id)
+    if query.strip():
+        pattern = _like_pattern(query.strip())
+        statement = statement.where(or_(Supplier.code.ilike(pattern, escape="\\"), Supplier.name.ilike(pattern, escape="\\")))
+    if after_id is not None:
+        statement = statement.where(Supplier.id > after_id)
+    return list((await session.execute(statement.order_by(Supplier.id).limit(limit))).scalars().all())
+
+
+async def supplier_items_for_item(
+    session: AsyncSession, *, workspace_id: int, item_id: int
+) -> list[tuple[SupplierItem, Supplier]]:
+    """Return every supplier offer for an item with its supplier, preferred first."""
+    rows = (
+        await session.execute(
+            select(SupplierItem, Supplier)
+            .join(Supplier, Supplier.id == SupplierItem.supplier_id)
+            .where(SupplierItem.workspace_id == workspace_id, SupplierItem.item_id == item_id)
+            .order_by(SupplierItem.preferred.desc(), SupplierItem.id)
+        )
+    ).all()
+    return [(row[0], row[1]) for row in rows]
+
+
+async def price_breaks(session: AsyncSession, *, supplier_item_id: int) -> list[SupplierPriceBreak]:
+    """Return a supplier item's price breaks by ascending quantity."""
+    return list(
+        (
+            await session.execute(
+                select(SupplierPriceBreak)
+                .where(SupplierPriceBreak.supplier_item_id == supplier_item_id)
+                .order_by(SupplierPriceBreak.quantity)
+            )
+        )
+        .scalars()
+        .all()
+    )

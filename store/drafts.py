@@ -1,0 +1,194 @@
+"""Draft records: creation, status changes guarded by version, approvals and exception links."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from store.activity import canonical_json
+from store.errors import ConflictError, NotFoundError
+from store.models import Approval, Draft, DraftException, ExceptionRecord
+from store.types import utc_now
+
+
+def payload_hash(kind: str, payload: dict[str, Any]) -> str:
+    """Return the SHA-256 that approvals bind to: the kind and the canonical payload."""
+    return hashlib.sha256(canonical_json({"kind": kind, "payload": payload}).encode()).hexdigest()
+
+
+async def create_draft(
+    session: AsyncSession,
+    *,
+    workspace_id: int,
+    kind: str,
+    title: str,
+    rationale: str,
+    payload: dict[str, Any],
+    affected: list[dict[str, Any]],
+    created_by_kind: str,
+    created_by: str,
+    created_by_token_id: int | None,
+    on_behalf_of: str,
+    approval_role: str,
+    approvals_required: int,
+    policy_rule: str,
+    policy_version: str,
+    auto_execute: bool,
+    expires_at: datetime | None,
+    estimated_value: Decimal,
+    currency: str,
+    idempotency_key: str | None,
+    exception_ids: list[int],
+) -> Draft:
+    """Insert a pending draft and link it to the exceptions it answers, moving them to drafted."""
+    draft = Draft(
+        workspace_id=workspace_id,
+        kind=kind,
+        title=title,
+        rationale=rationale,
+        payload=payload,
+        payload_hash=payload_hash(kind, payload),
+        affected=affected,
+        status="pending_approval",
+        created_by_kind=created_by_kind,
+        created_by=created_by,
+        created_by_token_id=created_by_token_id,
+        on_behalf_of=on_behalf_of,
+        approval_role=approval_role,
+        approvals_required=approvals_required,
+        policy_rule=policy_rule,
+        policy_version=policy_version,
+        auto_execute=auto_execute,
+        expires_at=expires_at,
+        estimated_value=estimated_value,
+        currency=currency,
+        idempotency_key=idempotency_key,
+    )
+    session.add(draft)
+    await session.flush()
+    for exception_id in exception_ids:
+        session.add(DraftException(draft_id=draft.id, exception_id=exception_id))  # type: ignore[arg-type]
+    if exception_ids:
+        await session.execute(
+            update(ExceptionRecord)
+            .where(
+                ExceptionRecord.workspace_id == workspace_id,
+                ExceptionRecord.id.in_(exception_ids),
+                ExceptionRecord.status == "open",
+            )
+            .values(status="drafted", version=ExceptionRecord.version + 1)
+            .execution_options(synchronize_session=False)
+        )
+    await session.flush()
+    return draft
+
+
+async def get_draft(session: AsyncSession, *, workspace_id: int, draft_id: int) -> Draft:
+    """Return a draft of this workspace.
+
+    Raises:
+        NotFoundError: If there is none with that id.
+    """
+    draft = (
+        await session.execute(select(Draft).where(Draft.workspace_id == workspace_id, Draft.id == draft_id))
+    ).scalar_one_or_none()
+    if draft is None:
+        raise NotFoundError(f"Draft {draft_id} does not exist in this workspace; see list_drafts for ids.")
+    return draft
+
+
+async def list_drafts(
+    session: AsyncSession,
+    *,
+    workspace_id: int,
+    statuses: tuple[str, ...] | None = None,
+    kind: str | None = None,
+    after_id: int | None = None,
+    limit: int = 50,
+) -> list[Draft]:
+    """Return drafts ordered by id."""
+    statement = select(Draft).where(Draft.workspace_id == workspace_id)
+    if statuses:
+        statement = statement.where(Draft.status.in_(statuses))
+    if kind is not None:
+        statement = statement.where(Draft.kind == kind)
+    if after_id is not None:
+        statement = statement.where(Draft.id > after_id)
+    return list((await session.execute(statement.order_by(Draft.id).limit(limit))).scalars().all())
+
+
+async def draft_approvals(session: AsyncSession, *, draft_id: int) -> list[Approval]:
+    """Return every decision recorded on a draft, oldest first."""
+    return list(
+        (await session.execute(select(Approval).where(Approval.draft_id == draft_id).order_by(Approval.id))).scalars().all()
+    )
+
+
+async def linked_exception_ids(session: AsyncSession, *, draft_id: int) -> list[int]:
+    """Return the ids of exceptions a draft answers."""
+    rows = await session.execute(
+        select(DraftException.exception_id).where(DraftException.draft_id == draft_id).order_by(DraftException.exception_id)
+    )
+    return list(rows.scalars().all())
+
+
+async def record_decision(
+    session: AsyncSession,
+    *,
+    draft: Draft,
+    approver: str,
+    token_id: int | None,
+    role: str,
+    decision: str,
+    reason: str,
+) -> Approval:
+    """Store one approval or rejection, bound to the draft's current payload hash."""
+    approval = Approval(
+        workspace_id=draft.workspace_id,
+        draft_id=draft.id,  # type: ignore[arg-type]
+        approver=approver,
+        token_id=token_id,
+        role=role,
+        decision=decision,
+        payload_hash=draft.payload_hash,
+        reason=reason,
+    )
+    session.add(approval)
+    await session.flush()
+    return approval
+
+
+async def change_status(
+    session: AsyncSession,
+    *,
+    draft: Draft,
+    from_statuses: tuple[str, ...],
+    to_status: str,
+    **values: Any,
+) -> Draft:
+    """Move a draft to `to_status` only if it is still in one of `from_statuses` at the version read.
+
+    This conditional update is what makes approval and execution happen once:
+    of two concurrent callers, the second matches no row.
+
+    Raises:
+        ConflictError: If the draft changed since it was read.
+    """
+    now = utc_now()
+    changed = await session.execute(
+        update(Draft)
+        .where(Draft.id == draft.id, Draft.version == draft.version, Draft.status.in_(from_statuses))
+        .values(status=to_status, version=draft.version + 1, updated_at=now, **values)
+        .execution_options(synchronize_session=False)
+    )
+    if changed.rowcount != 1:
+        raise ConflictError(
+            f"Draft {draft.id} changed while this request ran (it was {draft.status}); reload it with get_draft and retry."
+        )
+    await session.refresh(draft)
+    return draft

@@ -1,0 +1,171 @@
+"""Read side of stock: levels with availability, movements, reservations and counts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy import func, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from store.models import (
+    OPEN_PO_STATUSES,
+    Bin,
+    CountResult,
+    Location,
+    Movement,
+    PurchaseOrder,
+    PurchaseOrderLine,
+    Reservation,
+    StockLevel,
+)
+
+
+@dataclass(frozen=True)
+class StockRow:
+    """On hand at one location or bin."""
+
+    location_id: int
+    location_code: str
+    bin_id: int | None
+    bin_code: str
+    on_hand: Decimal
+
+
+@dataclass(frozen=True)
+class StockPosition:
+    """An item's stock across the workspace."""
+
+    rows: list[StockRow]
+    on_hand: Decimal
+    reserved: Decimal
+    available: Decimal
+    on_order: Decimal
+    reserved_by_location: dict[int, Decimal]
+
+
+async def stock_position(session: AsyncSession, *, workspace_id: int, item_id: int) -> StockPosition:
+    """Return on hand per place, active reservations and open on-order quantity for one item."""
+    level_rows = (
+        await session.execute(
+            select(StockLevel, Location.code, Bin.code)
+            .join(Location, Location.id == StockLevel.location_id)
+            .outerjoin(Bin, Bin.id == StockLevel.bin_id)
+            .where(StockLevel.workspace_id == workspace_id, StockLevel.item_id == item_id, StockLevel.on_hand != 0)
+            .order_by(Location.code, Bin.code)
+        )
+    ).all()
+    rows = [
+        StockRow(level.location_id, location_code, level.bin_id, bin_code or "", level.on_hand)
+        for level, location_code, bin_code in level_rows
+    ]
+
+    reserved_rows = (
+        await session.execute(
+            select(Reservation.location_id, func.sum(Reservation.__table__.c.quantity))
+            .where(
+                Reservation.workspace_id == workspace_id,
+                Reservation.item_id == item_id,
+                Reservation.status == "active",
+            )
+            .group_by(Reservation.location_id)
+        )
+    ).all()
+    reserved_by_location = {location_id: Decimal(total) for location_id, total in reserved_rows}
+
+    on_order = (
+        await session.execute(
+            select(
+                func.coalesce(
+                    func.sum(PurchaseOrderLine.__table__.c.quantity_ordered - PurchaseOrderLine.__table__.c.quantity_received),
+                    0,
+                )
+            )
+            .join(PurchaseOrder, PurchaseOrder.id == PurchaseOrderLine.purchase_order_id)
+            .where(
+                PurchaseOrderLine.workspace_id == workspace_id,
+                PurchaseOrderLine.item_id == item_id,
+                PurchaseOrder.status.in_(OPEN_PO_STATUSES),
+                PurchaseOrderLine.quantity_ordered > PurchaseOrderLine.quantity_received,
+            )
+        )
+    ).scalar_one()
+
+    on_hand = sum((row.on_hand for row in rows), Decimal(0))
+    reserved = sum(reserved_by_location.values(), Decimal(0))
+    return StockPosition(
+        rows=rows,
+        on_hand=on_hand,
+        reserved=reserved,
+        available=on_hand - reserved,
+        on_order=Decimal(on_order) if isinstance(on_order, Decimal) else _millionths(on_order),
+        reserved_by_location=reserved_by_location,
+    )
+
+
+def _millionths(raw: int | None) -> Decimal:
+    from store.types import from_scaled
+
+    return from_scaled(int(raw or 0))
+
+
+async def list_movements(
+    session: AsyncSession,
+    *,
+    workspace_id: int,
+    item_id: int | None = None,
+    location_id: int | None = None,
+    after_id: int | None = None,
+    limit: int = 50,
+) -> list[Movement]:
+    """Return ledger entries newest last, filtered by item and by either side's location."""
+    statement = select(Movement).where(Movement.workspace_id == workspace_id)
+    if item_id is not None:
+        statement = statement.where(Movement.item_id == item_id)
+    if location_id is not None:
+        statement = statement.where(
+            (Movement.from_location_id == location_id) | (Movement.to_location_id == location_id)
+        )
+    if after_id is not None:
+        statement = statement.where(Movement.id > after_id)
+    return list((await session.execute(statement.order_by(Movement.id).limit(limit))).scalars().all())
+
+
+async def list_reservations(
+    session: AsyncSession,
+    *,
+    workspace_id: int,
+    item_id: int | None = None,
+    status: str | None = None,
+    after_id: int | None = None,
+    limit: int = 50,
+) -> list[Reservation]:
+    """Return reservations ordered by id."""
+    statement = select(Reservation).where(Reservation.workspace_id == workspace_id)
+    if item_id is not None:
+        statement = statement.where(Reservation.item_id == item_id)
+    if status is not None:
+        statement = statement.where(Reservation.status == status)
+    if after_id is not None:
+        statement = statement.where(Reservation.id > after_id)
+    return list((await session.execute(statement.order_by(Reservation.id).limit(limit))).scalars().all())
+
+
+async def list_counts(
+    session: AsyncSession,
+    *,
+    workspace_id: int,
+    item_id: int | None = None,
+    location_id: int | None = None,
+    after_id: int | None = None,
+    limit: int = 50,
+) -> list[CountResult]:
+    """Return count results ordered by id."""
+    statement = select(CountResult).where(CountResult.workspace_id == workspace_id)
+    if item_id is not None:
+        statement = statement.where(CountResult.item_id == item_id)
+    if location_id is not None:
+        statement = statement.where(CountResult.location_id == location_id)
+    if after_id is not None:
+        statement = statement.where(CountResult.id > after_id)
+    return list((await session.execute(statement.order_by(CountResult.id).limit(limit))).scalars().all())
