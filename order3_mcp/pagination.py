@@ -13,6 +13,11 @@ from store.errors import InvalidInputError
 RowT = TypeVar("RowT")
 
 MAX_PAGE_SIZE = 100
+
+
+class InvalidCursorError(InvalidInputError):
+    """A cursor this server did not issue; MCP clients get a JSON-RPC invalid-params error."""
+
 DEFAULT_PAGE_SIZE = 50
 
 
@@ -40,7 +45,7 @@ def decode_cursor(cursor: str | None, listing: str) -> int | None:
         return int(decoded["a"])
     except (ValueError, KeyError, TypeError, binascii.Error, json.JSONDecodeError) as exc:
         shown = cursor if len(cursor) <= 40 else cursor[:40] + "…"
-        raise InvalidInputError(
+        raise InvalidCursorError(
             f"Cursor {shown!r} was not issued by this server for {listing}; pass the next_cursor of the "
             "previous page unchanged, or omit it to start from the first page."
         ) from exc

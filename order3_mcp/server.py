@@ -7,7 +7,9 @@ from typing import Any
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp_types import CallToolResult, Tool as MCPTool
+from mcp_types import CallToolResult
+from mcp_types import Tool as MCPTool
+from pydantic import ValidationError
 
 from order3_mcp.app import Caller, Order3, activity_recorded, redact
 from order3_mcp.tools import register_all
@@ -60,8 +62,12 @@ class Order3Server(MCPServer):
                 await self._record_refusal(name, arguments, "The arguments were refused before the tool ran.")
             return result
         except ToolError as exc:
-            if not activity_recorded.get():
-                await self._record_refusal(name, arguments, str(exc))
+            if activity_recorded.get():
+                raise
+            message = _argument_errors(exc) or str(exc)
+            await self._record_refusal(name, arguments, message)
+            if message != str(exc):
+                raise ToolError(message) from exc
             raise
         finally:
             activity_recorded.reset(reset)
@@ -74,6 +80,19 @@ class Order3Server(MCPServer):
         if not known:
             logged = {"tool": name[:60]}
         await self.app.record_failure(self.caller, action, "invalid", logged, "", "", summary[:2000])
+
+
+def _argument_errors(exc: ToolError) -> str:
+    """Return a short message listing each invalid argument, or "" when `exc` is not a validation error."""
+    cause = exc.__cause__
+    if not isinstance(cause, ValidationError):
+        return ""
+    problems = []
+    for error in cause.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "arguments"
+        text = str(error["msg"]).removeprefix("Value error, ")
+        problems.append(f"{where}: {text}")
+    return "Invalid arguments: " + "; ".join(problems) + ". Nothing was written; correct the value and call again."
 
 
 def build_server(app: Order3, caller: Caller) -> Order3Server:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from sqlalchemy import select
@@ -17,6 +17,7 @@ from policies import DraftFacts, Rule, match_rule
 from store import catalog, drafts
 from store.activity import canonical_json
 from store.errors import InvalidInputError, NotFoundError
+from store.types import from_scaled, to_scaled
 from store.models import DRAFT_STATUSES, LIVE_EXCEPTION_STATUSES, Draft, ExceptionRecord, Supplier, SupplierItem
 
 
@@ -231,7 +232,8 @@ async def draft_purchase_order(
                 }
             )
 
-        total = total.quantize(Decimal("0.000001"))
+        # Line values can carry twelve decimal places; the stored value keeps six.
+        total = from_scaled(to_scaled(total.quantize(Decimal("0.000001"), rounding=ROUND_HALF_UP)))
         rule = match_rule(
             app.policy,
             DraftFacts(kind="purchase_order", value=total, supplier_code=chosen.code, location_codes=tuple(location_codes)),

@@ -7,7 +7,10 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import ToolAnnotations
 from pydantic import Field
 
-from order3_mcp.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS
+
+from order3_mcp.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, InvalidCursorError
 from store.errors import Order3Error
 
 T = TypeVar("T")
@@ -28,5 +31,8 @@ async def guarded(call: Awaitable[T]) -> T:
     """Await a service call, turning expected failures into tool errors with their message."""
     try:
         return await call
+    except InvalidCursorError as exc:
+        # A bad cursor is a malformed request rather than a failed call.
+        raise MCPError(code=INVALID_PARAMS, message=exc.message) from exc
     except Order3Error as exc:
         raise ToolError(exc.message) from exc

@@ -1,0 +1,164 @@
+"""Exception services: run the finders, persist what they find, and page through the records.
+
+A finder call refreshes its kind on the first page (no cursor) and then reads
+the persisted records, so later pages are stable while the caller walks them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from order3_mcp.app import Caller, Order3, Outcome
+from order3_mcp.pagination import check_limit, decode_cursor, page
+from order3_mcp.schemas import ExceptionOut, ExceptionPage
+from store import catalog, finders
+from store.activity import canonical_json
+from store.errors import InvalidInputError
+from store.models import EXCEPTION_KINDS, EXCEPTION_STATUSES, LIVE_EXCEPTION_STATUSES, ExceptionRecord
+
+# Kinds a finder can recompute; mismatches and sync conflicts are opened by the sync path.
+REFRESHABLE_KINDS = ("low_stock", "supplier_delay", "short_receiving", "count_drift")
+
+
+def exception_out(record: ExceptionRecord) -> ExceptionOut:
+    """Convert an exception record to its tool result."""
+    evidence = {
+        key: value if isinstance(value, str) else canonical_json(value)
+        for key, value in sorted(record.evidence.items())
+        if value is not None
+    }
+    return ExceptionOut(
+        exception_id=record.id,  # type: ignore[arg-type]
+        kind=record.kind,
+        status=record.status,
+        sku=record.sku,
+        location=record.location_code,
+        supplier=record.supplier_code,
+        purchase_order=record.purchase_order_number,
+        owner=record.owner,
+        detected_at=record.first_seen.isoformat(),
+        last_seen=record.last_seen.isoformat(),
+        reason=record.reason,
+        suggested_draft=record.suggested_draft_kind,
+        evidence=evidence,
+    )
+
+
+async def refresh_kind(app: Order3, caller: Caller, session: AsyncSession, kind: str) -> int:
+    """Recompute one kind of exception and persist it; return the number found."""
+    now = app.clock()
+    tolerances = app.policy.tolerances
+    finder: Callable[[], Awaitable[list[finders.Finding]]]
+    if kind == "low_stock":
+        finder = lambda: finders.find_low_stock(session, workspace_id=caller.workspace_id, now=now)  # noqa: E731
+    elif kind == "supplier_delay":
+        finder = lambda: finders.find_supplier_delays(  # noqa: E731
+            session, workspace_id=caller.workspace_id, timezone=caller.timezone, now=now
+        )
+    elif kind == "short_receiving":
+        finder = lambda: finders.find_receiving_variances(  # noqa: E731
+            session,
+            workspace_id=caller.workspace_id,
+            short_pct=tolerances.receiving_short_pct,
+            over_pct=tolerances.receiving_over_pct,
+        )
+    elif kind == "count_drift":
+        finder = lambda: finders.find_count_drift(  # noqa: E731
+            session,
+            workspace_id=caller.workspace_id,
+            abs_tol=tolerances.count_drift_abs,
+            pct_tol=tolerances.count_drift_pct,
+            value_tol=tolerances.count_drift_value,
+            repeat=tolerances.count_drift_repeat,
+        )
+    else:
+        raise InvalidInputError(f"Exception kind {kind!r} is not computed by a finder; use one of {', '.join(REFRESHABLE_KINDS)}.")
+    findings = await finder()
+    await finders.refresh_exceptions(session, workspace_id=caller.workspace_id, kind=kind, findings=findings, now=now)
+    return len(findings)
+
+
+async def _find(
+    app: Order3,
+    caller: Caller,
+    *,
+    action: str,
+    kinds: tuple[str, ...],
+    status: str,
+    location: str,
+    supplier: str,
+    owner: str,
+    cursor: str | None,
+    limit: int,
+) -> ExceptionPage:
+    async def work(session: AsyncSession) -> Outcome:
+        check_limit(limit)
+        after = decode_cursor(cursor, action)
+        if status and status not in EXCEPTION_STATUSES:
+            raise InvalidInputError(f"Exception status {status!r} is unknown; use one of {', '.join(EXCEPTION_STATUSES)}.")
+        location_id = supplier_id = None
+        if location.strip():
+            location_id = (await catalog.get_location_by_code(session, workspace_id=caller.workspace_id, code=location)).id
+        if supplier.strip():
+            supplier_id = (await catalog.get_supplier_by_code(session, workspace_id=caller.workspace_id, code=supplier)).id
+
+        found: dict[str, int] = {}
+        if after is None:
+            for kind in kinds:
+                if kind in REFRESHABLE_KINDS:
+                    found[kind] = await refresh_kind(app, caller, session, kind)
+        rows = await finders.list_exceptions(
+            session,
+            workspace_id=caller.workspace_id,
+            kinds=kinds,
+            statuses=(status,) if status else LIVE_EXCEPTION_STATUSES,
+            location_id=location_id,
+            supplier_id=supplier_id,
+            owner=owner.strip() or None,
+            after_id=after,
+            limit=limit + 1,
+        )
+        kept, next_cursor = page(action, rows, limit, lambda record: record.id)
+        counts = ", ".join(f"{count} {kind}" for kind, count in found.items())
+        summary = f"Found {counts}; returned {len(kept)}." if found else f"Returned {len(kept)} exceptions."
+        affected: list[dict[str, Any]] = [{"kind": "exception", "id": record.id} for record in kept]
+        return Outcome(ExceptionPage(exceptions=[exception_out(r) for r in kept], next_cursor=next_cursor), summary, affected=affected)
+
+    arguments = {"status": status, "location": location, "supplier": supplier, "owner": owner, "cursor": cursor, "limit": limit}
+    if action == "find_exceptions":
+        arguments["kinds"] = list(kinds)
+    return await app.run(caller, action, arguments, work, result_type=ExceptionPage)
+
+
+async def find_kind(
+    app: Order3, caller: Caller, *, action: str, kind: str, location: str, supplier: str, cursor: str | None, limit: int
+) -> ExceptionPage:
+    """Run one finder (find_low_stock, find_supplier_delays, ...) and page through its live exceptions."""
+    return await _find(
+        app, caller, action=action, kinds=(kind,), status="", location=location, supplier=supplier, owner="", cursor=cursor, limit=limit
+    )
+
+
+async def find_exceptions(
+    app: Order3,
+    caller: Caller,
+    *,
+    kind: str,
+    status: str,
+    location: str,
+    supplier: str,
+    owner: str,
+    cursor: str | None,
+    limit: int,
+) -> ExceptionPage:
+    """Run every finder (or the one for `kind`) and page through the exceptions, filtered."""
+    if kind and kind not in EXCEPTION_KINDS:
+        raise InvalidInputError(f"Exception kind {kind!r} is unknown; use one of {', '.join(EXCEPTION_KINDS)}.")
+    kinds = (kind,) if kind else EXCEPTION_KINDS
+    return await _find(
+        app, caller, action="find_exceptions", kinds=kinds, status=status, location=location, supplier=supplier,
+        owner=owner, cursor=cursor, limit=limit,
+    )
