@@ -46,6 +46,9 @@ _READ_ACTIONS = (
     "find_supplier_delays",
     "find_mismatches",
     "find_exceptions",
+    "get_exception",
+    "ledger_verify",
+    "activity_verify",
 )
 _DRAFT_ACTIONS = (
     "draft_purchase_order",
@@ -73,6 +76,8 @@ ACTION_SCOPES: dict[str, str] = {
     "token_revoke": "admin",
     "token_list": "admin",
     "import": "admin",
+    "init": "admin",
+    "reorder_rules_set": "admin",
 }
 
 

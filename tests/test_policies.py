@@ -74,7 +74,20 @@ MCP_TOOLS = (
     "dismiss_exception",
     "ingest_external_snapshot",
 )
-CLI_ACTIONS = ("receive", "count_submit", "activity_export", "token_create", "token_revoke", "token_list", "import")
+CLI_ACTIONS = (
+    "receive",
+    "count_submit",
+    "activity_export",
+    "token_create",
+    "token_revoke",
+    "token_list",
+    "import",
+    "init",
+    "reorder_rules_set",
+    "get_exception",
+    "ledger_verify",
+    "activity_verify",
+)
 
 HEADER = '[policy]\nname = "test"\nversion = "1"\n'
 VALID_RULE = """

@@ -16,7 +16,9 @@ from order3_mcp.pagination import check_limit, decode_cursor, page
 from order3_mcp.schemas import ExceptionOut, ExceptionPage
 from store import catalog, finders
 from store.activity import canonical_json
-from store.errors import InvalidInputError
+from sqlalchemy import update
+
+from store.errors import ConflictError, InvalidInputError
 from store.models import EXCEPTION_KINDS, EXCEPTION_STATUSES, LIVE_EXCEPTION_STATUSES, ExceptionRecord
 
 # Kinds a finder can recompute; mismatches and sync conflicts are opened by the sync path.
@@ -162,3 +164,44 @@ async def find_exceptions(
         app, caller, action="find_exceptions", kinds=kinds, status=status, location=location, supplier=supplier,
         owner=owner, cursor=cursor, limit=limit,
     )
+
+
+async def get_exception(app: Order3, caller: Caller, *, exception_id: int) -> ExceptionOut:
+    """Return one exception record with its evidence."""
+
+    async def work(session: AsyncSession) -> Outcome:
+        record = await finders.get_exception(session, workspace_id=caller.workspace_id, exception_id=exception_id)
+        return Outcome(exception_out(record), f"Read exception {record.id}.", affected=[{"kind": "exception", "id": record.id}])
+
+    return await app.run(caller, "get_exception", {"exception_id": exception_id}, work, result_type=ExceptionOut)
+
+
+async def dismiss_exception(app: Order3, caller: Caller, *, exception_id: int, reason: str) -> ExceptionOut:
+    """Dismiss a live exception with a reason; a person with the approve scope decides this, never an agent."""
+
+    async def work(session: AsyncSession) -> Outcome:
+        clean = reason.strip()
+        if len(clean) < 10:
+            raise InvalidInputError(
+                f"Reason {reason!r} is too short; say in a sentence why exception {exception_id} needs no action."
+            )
+        record = await finders.get_exception(session, workspace_id=caller.workspace_id, exception_id=exception_id)
+        if record.status not in LIVE_EXCEPTION_STATUSES:
+            raise ConflictError(f"Exception {record.id} is already {record.status}; only open or drafted exceptions can be dismissed.")
+        now = app.clock()
+        changed = await session.execute(
+            update(ExceptionRecord)
+            .where(ExceptionRecord.id == record.id, ExceptionRecord.version == record.version)
+            .values(status="dismissed", dismissed_reason=clean[:2000], resolved_at=now, version=record.version + 1)
+            .execution_options(synchronize_session=False)
+        )
+        if changed.rowcount != 1:
+            raise ConflictError(f"Exception {record.id} changed while this request ran; reload it and retry.")
+        await session.refresh(record)
+        return Outcome(
+            exception_out(record),
+            f"Dismissed exception {record.id} ({record.kind} {record.sku or record.purchase_order_number}): {clean}",
+            affected=[{"kind": "exception", "id": record.id}],
+        )
+
+    return await app.run(caller, "dismiss_exception", {"exception_id": exception_id, "reason": reason}, work, result_type=ExceptionOut)

@@ -6,15 +6,15 @@ from mcp.server.mcpserver import MCPServer
 from pydantic import Field
 
 from order3_mcp.app import Caller, Order3
-from order3_mcp.schemas import DraftDetail
-from order3_mcp.services import approvals
+from order3_mcp.schemas import DraftDetail, ExceptionOut
+from order3_mcp.services import approvals, exceptions
 from order3_mcp.tools._common import DECIDE, guarded
 
 DraftId = Annotated[int, Field(description="Draft id.", strict=True, ge=1)]
 
 
 def register(server: MCPServer, app: Order3, caller: Caller) -> None:
-    """Register approve_draft, reject_draft and execute_draft."""
+    """Register approve_draft, reject_draft, execute_draft and dismiss_exception."""
 
     @server.tool(annotations=DECIDE)
     async def approve_draft(
@@ -37,3 +37,11 @@ def register(server: MCPServer, app: Order3, caller: Caller) -> None:
     async def execute_draft(draft_id: DraftId) -> DraftDetail:
         """Execute an approved draft once through the normal inventory flow."""
         return await guarded(approvals.execute_draft(app, caller, draft_id=draft_id))
+
+    @server.tool(annotations=DECIDE)
+    async def dismiss_exception(
+        exception_id: Annotated[int, Field(description="Exception id.", strict=True, ge=1)],
+        reason: Annotated[str, Field(description="Why no action is needed (required).", min_length=1, max_length=2000)],
+    ) -> ExceptionOut:
+        """Dismiss an open or drafted exception with a reason."""
+        return await guarded(exceptions.dismiss_exception(app, caller, exception_id=exception_id, reason=reason))

@@ -1,0 +1,73 @@
+"""The `order3` command-line tool: one typer app over the same services as the MCP tools."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from order3_mcp.commands._runtime import CliSettings, execute
+from order3_mcp.commands.activity import activity_app
+from order3_mcp.commands.drafts import drafts_app
+from order3_mcp.commands.exceptions import exceptions_app
+from order3_mcp.commands.serve import serve
+from order3_mcp.commands.setup import import_app, init, verify
+from order3_mcp.commands.tokens import token_app
+
+app = typer.Typer(
+    name="order3",
+    help="Order3: inventory tools for MCP agents, with approvals by people.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    db: Annotated[
+        str | None,
+        typer.Option(help="SQLite file or database URL (postgresql://...). Default: order3/order3.db in the user data directory.", envvar="ORDER3_DB", show_envvar=True),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(help="Token secret that says who you are.", envvar="ORDER3_TOKEN", show_envvar=True, show_default=False),
+    ] = None,
+) -> None:
+    """Keep the global options for the subcommands."""
+    ctx.obj = CliSettings(db=db, token=token)
+
+
+def demo(
+    keep: Annotated[
+        Path | None, typer.Option(help="Directory to keep the demo database in; by default it is deleted afterwards.")
+    ] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="InvenTree export to import; default: the InvenTree demo dataset next to the repository.")
+    ] = None,
+) -> None:
+    """Run the end-to-end demo on a fresh database (never the --db one): import, an agent drafts over MCP, a buyer approves."""
+    from order3_mcp.demo import run_demo
+
+    execute(lambda: run_demo(keep=keep, data=data))
+
+
+app.command("init")(init)
+app.command("serve")(serve)
+app.command("verify")(verify)
+app.command("demo")(demo)
+app.add_typer(import_app, name="import")
+app.add_typer(token_app, name="token")
+app.add_typer(drafts_app, name="drafts")
+app.add_typer(exceptions_app, name="exceptions")
+app.add_typer(activity_app, name="activity")
+
+
+def main() -> None:
+    """Run the `order3` command."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

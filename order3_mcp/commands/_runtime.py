@@ -1,0 +1,125 @@
+"""What every command shares: global options, consoles, database and token handling, and error exits."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import anyio
+import typer
+from rich.console import Console
+from rich.text import Text
+from sqlalchemy.engine import make_url
+
+from order3_mcp.app import Caller, Order3
+from store.db import Database, open_database, resolve_url
+from store.errors import NotFoundError, Order3Error, PermissionDeniedError
+
+T = TypeVar("T")
+
+# Exit code of `verify` and `activity verify` when they find a problem; 2 to 6 are the error classes' codes.
+CHECK_FAILED_EXIT = 1
+
+
+@dataclass(frozen=True)
+class CliSettings:
+    """Options given before the command name: the database and the token."""
+
+    db: str | None
+    token: str | None
+
+
+def settings_of(ctx: typer.Context) -> CliSettings:
+    """Return the global options stored on the root context."""
+    settings = ctx.find_root().obj
+    if not isinstance(settings, CliSettings):
+        return CliSettings(db=None, token=None)
+    return settings
+
+
+def out() -> Console:
+    """Return a console on stdout. It is made per call so tests that set COLUMNS get that width."""
+    return Console(highlight=False)
+
+
+def err() -> Console:
+    """Return a console on stderr."""
+    return Console(stderr=True, highlight=False)
+
+
+def say(message: str, *, style: str = "") -> None:
+    """Print one line on stdout without wrapping it or reading markup in it."""
+    out().print(Text(message, style=style), soft_wrap=True)
+
+
+def fail(message: str, *, exit_code: int) -> typer.Exit:
+    """Print an error in red on stderr and return the Exit to raise."""
+    err().print(Text(message, style="red"), soft_wrap=True)
+    return typer.Exit(code=exit_code)
+
+
+def execute(step: Callable[[], Awaitable[T]]) -> T:
+    """Run an async step, turning an expected failure into its message on stderr and its exit code."""
+    try:
+        return anyio.run(step)
+    except Order3Error as exc:
+        raise fail(exc.message, exit_code=exc.exit_code) from None
+
+
+def sqlite_path(url: str) -> Path | None:
+    """Return the file behind a SQLite URL, or None for another backend or an in-memory database."""
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("sqlite") or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database)
+
+
+async def connect(db: str | None, *, create: bool = False) -> Database:
+    """Open the database named by --db, ORDER3_DB or the default file.
+
+    Raises:
+        NotFoundError: If the SQLite file does not exist and `create` is false, so a
+            mistyped path never leaves an empty database behind.
+    """
+    url = resolve_url(db)
+    path = sqlite_path(url)
+    if path is not None and not create and not path.exists():
+        raise NotFoundError(
+            f"No Order3 database at {path}; create one with `order3 init`, or point --db or ORDER3_DB at an existing one."
+        )
+    return await open_database(url)
+
+
+@asynccontextmanager
+async def signed_in(settings: CliSettings) -> AsyncIterator[tuple[Order3, Caller]]:
+    """Open the database and authenticate the token as a CLI caller.
+
+    Raises:
+        PermissionDeniedError: If no token is given, or it is unknown or revoked.
+    """
+    secret = (settings.token or "").strip()
+    if not secret:
+        raise PermissionDeniedError(
+            "No token given: set ORDER3_TOKEN or pass --token before the command name. "
+            "`order3 init` prints the first admin token; an admin creates more with `order3 token create`."
+        )
+    database = await connect(settings.db)
+    try:
+        app = Order3(database)
+        caller = await app.authenticate(secret, channel="cli")
+        yield app, caller
+    finally:
+        await database.dispose()
+
+
+def parse_payload(payload_json: str) -> dict[str, object]:
+    """Return a draft's payload as a dict, or an empty one when it is not a JSON object."""
+    try:
+        payload = json.loads(payload_json)
+    except json.JSONDecodeError:
+        return {}
+    return payload if isinstance(payload, dict) else {}

@@ -1,0 +1,165 @@
+"""The `drafts` commands: list, show, approve, reject and execute drafts through the one service path."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from order3_mcp.commands._runtime import execute, out, parse_payload, say, settings_of, signed_in
+from order3_mcp.schemas import DraftDetail, DraftPage
+from order3_mcp.services import approvals, drafts
+
+drafts_app = typer.Typer(help="Review drafts and decide on them.", no_args_is_help=True)
+
+DraftId = Annotated[int, typer.Argument(help="Draft id, from `drafts list`.")]
+
+
+def print_decision(detail: DraftDetail) -> None:
+    """Print where a draft stands after a decision, including what execution produced."""
+    say(f"Draft {detail.draft_id} is {detail.status}.")
+    if detail.result:
+        issued = parse_result(detail.result).get("purchase_order")
+        if issued:
+            say(f"Issued purchase order {issued}.", style="green")
+        else:
+            say(f"Result: {detail.result}")
+    if detail.failure_reason:
+        say(f"Execution failed: {detail.failure_reason}", style="red")
+    if detail.status == "pending_approval":
+        say(detail.approval_owner)
+
+
+def parse_result(result: str) -> dict[str, str]:
+    """Split a draft's "key=value, key=value" result text into a dict."""
+    pairs = (part.split("=", 1) for part in result.split(", ") if "=" in part)
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+@drafts_app.command("list")
+def list_(
+    ctx: typer.Context,
+    status: Annotated[str, typer.Option(help="Only drafts in this status (pending_approval, approved, executed, ...).")] = "",
+    kind: Annotated[str, typer.Option(help="Only drafts of this kind (purchase_order, transfer, ...).")] = "",
+    limit: Annotated[int, typer.Option(help="Drafts per page, 1 to 100.")] = 50,
+    cursor: Annotated[str, typer.Option(help="Cursor printed at the end of the previous page.")] = "",
+) -> None:
+    """List drafts and where each stands."""
+    settings = settings_of(ctx)
+
+    async def step() -> DraftPage:
+        async with signed_in(settings) as (app, caller):
+            return await drafts.list_drafts(app, caller, status=status, kind=kind, cursor=cursor, limit=limit)
+
+    listing = execute(step)
+    table = Table(title=f"{len(listing.drafts)} drafts")
+    for column in ("id", "kind", "status", "title", "value", "by", "result"):
+        table.add_column(column)
+    for draft in listing.drafts:
+        table.add_row(
+            str(draft.draft_id),
+            draft.kind,
+            draft.status,
+            draft.title,
+            f"{draft.estimated_value} {draft.currency}",
+            draft.created_by,
+            draft.result,
+        )
+    out().print(table)
+    if listing.next_cursor:
+        say(f"More drafts: --cursor {listing.next_cursor}")
+
+
+@drafts_app.command("show")
+def show(ctx: typer.Context, draft_id: DraftId) -> None:
+    """Show a draft: payload lines, rationale, approval owner, payload hash, decisions and linked exceptions."""
+    settings = settings_of(ctx)
+
+    async def step() -> DraftDetail:
+        async with signed_in(settings) as (app, caller):
+            return await drafts.get_draft(app, caller, draft_id=draft_id)
+
+    detail = execute(step)
+    say(f"Draft {detail.draft_id}: {detail.title}", style="bold")
+    say(f"Kind: {detail.kind}    Status: {detail.status}    Created by: {detail.created_by} at {detail.created_at}")
+    say(f"Estimated value: {detail.estimated_value} {detail.currency}")
+    say(f"Rationale: {detail.rationale}")
+    say(f"Approval owner: {detail.approval_owner}")
+    say(f"Payload hash: {detail.payload_hash}")
+    if detail.expires_at:
+        say(f"Approval window ends: {detail.expires_at}")
+
+    payload = parse_payload(detail.payload_json)
+    lines = payload.get("lines")
+    if isinstance(lines, list) and lines:
+        table = Table(title=f"Lines (supplier {payload.get('supplier_code', '')}, {payload.get('currency', '')})")
+        for column in ("sku", "supplier sku", "quantity", "unit price", "destination"):
+            table.add_column(column)
+        for line in lines:
+            table.add_row(
+                str(line.get("sku", "")),
+                str(line.get("supplier_sku", "")),
+                str(line.get("quantity", "")),
+                str(line.get("unit_price", "")),
+                str(line.get("location_code", "")),
+            )
+        out().print(table)
+    else:
+        say(f"Payload: {detail.payload_json}")
+
+    say("Decisions: " + ("none yet" if not detail.approvals else ""))
+    for decision in detail.approvals:
+        say(f"  {decision}")
+    say("Linked exceptions: " + (", ".join(str(e) for e in detail.exception_ids) or "none"))
+    if detail.result:
+        say(f"Result: {detail.result}")
+    if detail.failure_reason:
+        say(f"Failure: {detail.failure_reason}", style="red")
+
+
+@drafts_app.command("approve")
+def approve(
+    ctx: typer.Context,
+    draft_id: DraftId,
+    hash_prefix: Annotated[
+        str, typer.Option("--hash", help="Payload hash, or a prefix of it, that you reviewed with `drafts show`; the approval is refused if the draft changed.")
+    ] = "",
+    reason: Annotated[str, typer.Option(help="Note kept with the approval.")] = "",
+) -> None:
+    """Approve a draft; when the policy rule says so, it is executed at once."""
+    settings = settings_of(ctx)
+
+    async def step() -> DraftDetail:
+        async with signed_in(settings) as (app, caller):
+            return await approvals.approve_draft(app, caller, draft_id=draft_id, expected_hash=hash_prefix, reason=reason)
+
+    print_decision(execute(step))
+
+
+@drafts_app.command("reject")
+def reject(
+    ctx: typer.Context,
+    draft_id: DraftId,
+    reason: Annotated[str, typer.Option(help="Why the draft is rejected; the drafter reads it.")],
+) -> None:
+    """Reject a pending draft with a reason."""
+    settings = settings_of(ctx)
+
+    async def step() -> DraftDetail:
+        async with signed_in(settings) as (app, caller):
+            return await approvals.reject_draft(app, caller, draft_id=draft_id, reason=reason)
+
+    print_decision(execute(step))
+
+
+@drafts_app.command("execute")
+def execute_(ctx: typer.Context, draft_id: DraftId) -> None:
+    """Execute an approved draft once, through the normal inventory flow."""
+    settings = settings_of(ctx)
+
+    async def step() -> DraftDetail:
+        async with signed_in(settings) as (app, caller):
+            return await approvals.execute_draft(app, caller, draft_id=draft_id)
+
+    print_decision(execute(step))

@@ -1,0 +1,56 @@
+"""The `exceptions` commands: the problems the finders report, as a table."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from order3_mcp.commands._runtime import execute, out, say, settings_of, signed_in
+from order3_mcp.schemas import ExceptionPage
+
+exceptions_app = typer.Typer(help="List exceptions that need a next action.", no_args_is_help=True)
+
+
+@exceptions_app.command("list")
+def list_(
+    ctx: typer.Context,
+    kind: Annotated[str, typer.Option(help="Only this kind: low_stock, count_drift, short_receiving, supplier_delay, mismatch, sync_conflict.")] = "",
+    status: Annotated[str, typer.Option(help="Only this status: open, drafted, resolved or dismissed; empty for open and drafted.")] = "",
+    location: Annotated[str, typer.Option(help="Only exceptions at this location code.")] = "",
+    supplier: Annotated[str, typer.Option(help="Only exceptions for this supplier code.")] = "",
+    owner: Annotated[str, typer.Option(help="Only exceptions owned by this person.")] = "",
+    limit: Annotated[int, typer.Option(help="Exceptions per page, 1 to 100.")] = 50,
+    cursor: Annotated[str, typer.Option(help="Cursor printed at the end of the previous page.")] = "",
+) -> None:
+    """Refresh the finders and list exceptions with the reason for each."""
+    from order3_mcp.services import exceptions
+
+    settings = settings_of(ctx)
+
+    async def step() -> ExceptionPage:
+        async with signed_in(settings) as (app, caller):
+            return await exceptions.find_exceptions(
+                app, caller, kind=kind, status=status, location=location, supplier=supplier, owner=owner, cursor=cursor, limit=limit
+            )
+
+    listing = execute(step)
+    table = Table(title=f"{len(listing.exceptions)} exceptions")
+    for column in ("id", "kind", "status", "sku", "location", "supplier", "PO", "owner", "reason"):
+        table.add_column(column)
+    for found in listing.exceptions:
+        table.add_row(
+            str(found.exception_id),
+            found.kind,
+            found.status,
+            found.sku,
+            found.location,
+            found.supplier,
+            found.purchase_order,
+            found.owner,
+            found.reason,
+        )
+    out().print(table)
+    if listing.next_cursor:
+        say(f"More exceptions: --cursor {listing.next_cursor}")

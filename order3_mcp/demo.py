@@ -1,0 +1,132 @@
+"""The end-to-end demo: a fresh workspace, the InvenTree import, an agent drafting over MCP, a buyer approving."""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.rule import Rule
+from rich.text import Text
+
+from order3_mcp.agent_script import AgentScriptError, run_agent
+from order3_mcp.app import Order3
+from order3_mcp.commands.activity import print_timeline, read_timeline
+from order3_mcp.commands.drafts import parse_result
+from order3_mcp.services import admin, approvals, drafts
+from store.db import Database, open_database
+from store.errors import ConflictError, NotFoundError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# NOTE: both paths are found relative to a source checkout (an editable install);
+# a wheel install has neither, and the demo then asks for --data.
+DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "inventree-demo.json"
+DEMO_SETTINGS = REPO_ROOT / "fixtures" / "demo" / "reorder-settings.toml"
+DEMO_DB_NAME = "order3-demo.db"
+WORKSPACE = "demo"
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """What the demo produced."""
+
+    db_path: Path
+    draft_id: int
+    purchase_order: str
+    refusal: str
+
+
+async def run_demo(*, keep: Path | None, data: Path | None, console: Console | None = None) -> DemoResult:
+    """Run the demo on a new SQLite file, in a temporary directory unless `keep` names one.
+
+    Raises:
+        NotFoundError: If the InvenTree export or the demo settings are missing.
+        ConflictError: If `keep` already holds a demo database.
+        AgentScriptError: If the agent or the approval does not do what the demo expects.
+    """
+    console = console or Console(highlight=False)
+    data_path = (data or DEFAULT_DATA).expanduser().resolve()
+    if not data_path.is_file():
+        raise NotFoundError(f"InvenTree export {str(data_path)!r} does not exist; pass --data FILE.")
+    if not DEMO_SETTINGS.is_file():
+        raise NotFoundError(f"Demo settings {str(DEMO_SETTINGS)!r} do not exist; run the demo from a source checkout.")
+
+    with contextlib.ExitStack() as stack:
+        if keep is not None:
+            directory = keep.expanduser().resolve()
+            directory.mkdir(parents=True, exist_ok=True)
+        else:
+            directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="order3-demo-")))
+        db_path = directory / DEMO_DB_NAME
+        if db_path.exists():
+            raise ConflictError(f"{db_path} already exists; the demo needs a fresh database, so pick an empty --keep directory.")
+
+        database = await open_database(db_path)
+        try:
+            return await _run_steps(database=database, db_path=db_path, data_path=data_path, keep=keep is not None, console=console)
+        finally:
+            await database.dispose()
+
+
+def _heading(console: Console, title: str) -> None:
+    console.print(Rule(Text(title, style="bold")))
+
+
+async def _run_steps(*, database: Database, db_path: Path, data_path: Path, keep: bool, console: Console) -> DemoResult:
+    _heading(console, "1. order3 init")
+    created = await admin.init_workspace(database, workspace=WORKSPACE, base_currency="USD", timezone="UTC", admin="admin")
+    console.print(f"Workspace {created.workspace!r} ({created.base_currency}, {created.timezone}); admin token {created.token_id} created.")
+    app = Order3(database)
+    admin_caller = await app.authenticate(created.secret, channel="cli")
+
+    _heading(console, f"2. order3 import inventree {data_path.name}")
+    report = await admin.import_inventree_file(app, admin_caller, path=data_path)
+    for line in report.lines:
+        console.print(Text(line), soft_wrap=True)
+
+    _heading(console, f"3. Demo reorder settings ({DEMO_SETTINGS.name})")
+    settings = await admin.apply_reorder_settings(app, admin_caller, path=DEMO_SETTINGS)
+    for line in settings.lines:
+        console.print(Text(line), soft_wrap=True)
+
+    _heading(console, "4. order3 token create")
+    buyer = await admin.create_token(
+        app, admin_caller, principal="alice", kind="user", role="buyer", on_behalf_of="", label="demo buyer"
+    )
+    console.print(f"User token {buyer.token_id} for 'alice', role buyer: {', '.join(buyer.scopes)}.")
+    agent = await admin.create_token(
+        app, admin_caller, principal="buyer-bot", kind="agent", role="agent", on_behalf_of="", label="demo agent"
+    )
+    console.print(f"Agent token {agent.token_id} for 'buyer-bot', role agent: {', '.join(agent.scopes)}.")
+
+    _heading(console, "5. buyer-bot connects over MCP (stdio: order3 serve)")
+    run = await run_agent(db_path=db_path, token=agent.secret, console=console)
+
+    _heading(console, f"6. alice reviews and approves draft {run.draft_id} (order3 drafts approve)")
+    alice = await app.authenticate(buyer.secret, channel="cli")
+    review = await drafts.get_draft(app, alice, draft_id=run.draft_id)
+    console.print(Text(f"Rationale: {review.rationale}"), soft_wrap=True)
+    console.print(f"Approval owner: {review.approval_owner}. Payload hash: {review.payload_hash[:12]}…")
+    decided = await approvals.approve_draft(
+        app, alice, draft_id=run.draft_id, expected_hash=review.payload_hash[:12], reason="Checked against the low-stock exception."
+    )
+    purchase_order = parse_result(decided.result).get("purchase_order", "")
+    if decided.status != "executed" or not purchase_order:
+        raise AgentScriptError(
+            f"Draft {run.draft_id} is {decided.status} after alice's approval, with no purchase order issued"
+            + (f": {decided.failure_reason}" if decided.failure_reason else ".")
+        )
+    console.print(Text(f"Draft {run.draft_id} executed: issued purchase order {purchase_order}.", style="bold green"))
+
+    _heading(console, "7. order3 activity list")
+    events = await read_timeline(app, alice, draft_id=None, action="", outcome="", limit=1000)
+    print_timeline(console, events, title=f"Activity history of workspace {WORKSPACE!r}")
+    chain = await admin.check_activity_chain(app, alice)
+    console.print(f"Activity chain verified: {chain.events_checked} events, first broken seq: {chain.first_broken_seq or 'none'}.")
+
+    if keep:
+        console.print(Text("The demo database is kept. To continue as alice:", style="bold"))
+        console.print(Text(f"  export ORDER3_DB={db_path}\n  export ORDER3_TOKEN={buyer.secret}"), soft_wrap=True)
+    return DemoResult(db_path=db_path, draft_id=run.draft_id, purchase_order=purchase_order, refusal=run.refusal)

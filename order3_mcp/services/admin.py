@@ -1,0 +1,465 @@
+"""Administration services: workspace setup, tokens, imports, reorder settings, activity export and integrity checks."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from order3_mcp.app import Caller, Order3, Outcome
+from policies import PRINCIPAL_KINDS, ROLES, scopes_for
+from store import catalog
+from store.activity import append_event, canonical_json, verify_chain
+from store.db import Database
+from store.errors import InvalidInputError, NotFoundError, PermissionDeniedError
+from store.models import ActivityEvent, ReorderRule, Token
+from store.stock import verify_ledger
+from store.tokens import issue_token, list_tokens, revoke_token
+from store.types import utc_now
+from store.workspaces import create_workspace
+
+# Events read per query while exporting the activity history.
+EXPORT_BATCH = 1000
+REORDER_SETTINGS_SOURCE = "settings:"
+
+
+class InitResult(BaseModel):
+    """A new workspace and its first admin token."""
+
+    workspace: str = Field(description="Workspace name.")
+    base_currency: str = Field(description="ISO 4217 base currency.")
+    timezone: str = Field(description="IANA timezone for business dates.")
+    admin: str = Field(description="Name of the first admin user.")
+    token_id: int = Field(description="Id of the admin token.")
+    secret: str = Field(description="The admin token secret; it is shown once and stored only as a hash.")
+
+
+class TokenOut(BaseModel):
+    """A token as listed: never its secret."""
+
+    token_id: int = Field(description="Token id, used by `order3 token revoke`.")
+    prefix: str = Field(description="First characters of the secret, to recognise it.")
+    principal: str = Field(description="Who the token belongs to.")
+    kind: str = Field(description="user, agent or integration.")
+    role: str = Field(description="Role the token was created with.")
+    scopes: list[str] = Field(description="Scopes the token carries.")
+    on_behalf_of: str = Field(description="For agent tokens: the person the agent acts for.")
+    label: str = Field(description="Free-text label.")
+    created_at: str = Field(description="When it was created (ISO 8601, UTC).")
+    revoked_at: str | None = Field(description="When it was revoked, or null while it is live.")
+
+
+class TokenCreated(TokenOut):
+    """A new token with its secret, which is never shown again."""
+
+    secret: str = Field(description="The token secret.")
+    withheld: list[str] = Field(description="Scopes of the role that this principal kind may not hold.")
+
+
+class TokenList(BaseModel):
+    """Every token of the workspace, newest first."""
+
+    tokens: list[TokenOut] = Field(description="Tokens, newest first.")
+
+
+class ReportLines(BaseModel):
+    """A plain report: one line per fact."""
+
+    lines: list[str] = Field(description="Report lines in order.")
+
+
+class ActivityDetail(BaseModel):
+    """Every stored field of one activity event."""
+
+    seq: int = Field(description="Sequence number within the workspace.")
+    occurred_at: str = Field(description="When (ISO 8601, UTC).")
+    actor_kind: str = Field(description="user, agent or integration.")
+    actor: str = Field(description="Principal name.")
+    token_id: int | None = Field(description="Token used, if any.")
+    channel: str = Field(description="mcp, cli or sync.")
+    action: str = Field(description="Tool or command name.")
+    outcome: str = Field(description="ok, denied, invalid, conflict or error.")
+    draft_id: int | None = Field(description="Draft involved, if any.")
+    request_id: str = Field(description="Request id, if the client sent one.")
+    idempotency_key: str = Field(description="Idempotency key, if one was given.")
+    arguments: dict[str, Any] = Field(description="Arguments with secrets redacted.")
+    affected: list[dict[str, Any]] = Field(description="Records touched.")
+    summary: str = Field(description="Short description.")
+    prev_hash: str = Field(description="Hash of the event before this one.")
+    hash: str = Field(description="SHA-256 over prev_hash and this event's fields.")
+
+
+class ActivityExport(BaseModel):
+    """The whole activity history of a workspace, oldest first."""
+
+    events: list[ActivityDetail] = Field(description="Events in sequence order.")
+
+
+class ChainCheck(BaseModel):
+    """Result of recomputing the activity hash chain."""
+
+    events_checked: int = Field(description="Events whose hash matched.")
+    first_broken_seq: int | None = Field(description="First event whose link does not match, or null.")
+    problem: str = Field(description="What is wrong at that event, empty when the chain is intact.")
+
+
+class LedgerCheck(BaseModel):
+    """Result of comparing stock levels with the movement ledger."""
+
+    levels_checked: int = Field(description="Stock level rows compared.")
+    mismatches: list[str] = Field(description="One line per level whose on hand differs from its ledger sum.")
+
+
+def token_out(token: Token) -> dict[str, Any]:
+    """Return the TokenOut fields of a token row."""
+    return {
+        "token_id": token.id,
+        "prefix": token.prefix,
+        "principal": token.principal,
+        "kind": token.principal_kind,
+        "role": token.role,
+        "scopes": list(token.scopes),
+        "on_behalf_of": token.on_behalf_of,
+        "label": token.label,
+        "created_at": token.created_at.isoformat(),
+        "revoked_at": token.revoked_at.isoformat() if token.revoked_at else None,
+    }
+
+
+def detail_of(event: ActivityEvent) -> ActivityDetail:
+    """Convert an activity event row to its full view."""
+    return ActivityDetail(
+        seq=event.seq,
+        occurred_at=event.occurred_at.isoformat(),
+        actor_kind=event.actor_kind,
+        actor=event.actor,
+        token_id=event.token_id,
+        channel=event.channel,
+        action=event.action,
+        outcome=event.outcome,
+        draft_id=event.draft_id,
+        request_id=event.request_id,
+        idempotency_key=event.idempotency_key,
+        arguments=event.arguments,
+        affected=event.affected,
+        summary=event.summary,
+        prev_hash=event.prev_hash,
+        hash=event.hash,
+    )
+
+
+def _check_principal(*, principal: str, kind: str, role: str) -> str:
+    # scopes_for raises a PolicyError (a ValueError); checking here first gives the
+    # CLI an InvalidInputError with its exit code instead of a crash.
+    clean = principal.strip()
+    if not clean:
+        raise InvalidInputError("Principal name is empty; pass --principal NAME, e.g. --principal alice.")
+    if kind not in PRINCIPAL_KINDS:
+        raise InvalidInputError(f"Principal kind {kind!r} is unknown; use one of {', '.join(PRINCIPAL_KINDS)}.")
+    if role not in ROLES:
+        raise InvalidInputError(f"Role {role!r} is unknown; use one of {', '.join(ROLES)}.")
+    return clean
+
+
+async def init_workspace(
+    database: Database, *, workspace: str, base_currency: str, timezone: str, admin: str, clock: Callable[[], datetime] = utc_now
+) -> InitResult:
+    """Create a workspace with its first admin token and record the "init" event, in one transaction.
+
+    There is no caller yet, so this is the one action that does not go through
+    `Order3.run`; the event names the admin as its actor.
+
+    Raises:
+        ConflictError: If the workspace exists; nothing is written.
+        InvalidInputError: For an empty name, unknown timezone or malformed currency.
+    """
+    admin_name = _check_principal(principal=admin, kind="user", role="admin")
+    async with database.write() as session:
+        created = await create_workspace(session, name=workspace, base_currency=base_currency, timezone=timezone)
+        token, secret = await issue_token(
+            session,
+            workspace_id=created.id,  # type: ignore[arg-type]
+            principal_kind="user",
+            principal=admin_name,
+            role="admin",
+            scopes=scopes_for(principal_kind="user", role="admin"),
+            label="first admin token, created by order3 init",
+        )
+        await append_event(
+            session,
+            workspace_id=created.id,  # type: ignore[arg-type]
+            actor_kind="user",
+            actor=admin_name,
+            token_id=token.id,
+            channel="cli",
+            action="init",
+            outcome="ok",
+            affected=[{"kind": "workspace", "id": created.id}, {"kind": "token", "id": token.id}],
+            arguments={"workspace": created.name, "currency": created.base_currency, "timezone": created.timezone, "admin": admin_name},
+            summary=f"Created workspace {created.name!r} ({created.base_currency}, {created.timezone}) with admin {admin_name!r}.",
+            occurred_at=clock(),
+        )
+    return InitResult(
+        workspace=created.name,
+        base_currency=created.base_currency,
+        timezone=created.timezone,
+        admin=admin_name,
+        token_id=token.id,  # type: ignore[arg-type]
+        secret=secret,
+    )
+
+
+async def create_token(
+    app: Order3, caller: Caller, *, principal: str, kind: str, role: str, on_behalf_of: str, label: str
+) -> TokenCreated:
+    """Create a token for a principal; agent and integration tokens lose the scopes withheld from them."""
+
+    async def work(session: AsyncSession) -> Outcome:
+        name = _check_principal(principal=principal, kind=kind, role=role)
+        if on_behalf_of.strip() and kind == "user":
+            raise InvalidInputError(
+                "--for names the person an agent or integration acts for; a user token acts for its own principal, "
+                "so leave --for out."
+            )
+        scopes = scopes_for(principal_kind=kind, role=role)
+        withheld = sorted(ROLES[role] - scopes)
+        token, secret = await issue_token(
+            session,
+            workspace_id=caller.workspace_id,
+            principal_kind=kind,
+            principal=name,
+            role=role,
+            scopes=scopes,
+            on_behalf_of=on_behalf_of.strip(),
+            label=label.strip(),
+        )
+        result = TokenCreated(**token_out(token), secret=secret, withheld=withheld)
+        summary = f"Created {kind} token {token.id} for {name!r} with role {role}"
+        summary += f"; withheld {', '.join(withheld)}." if withheld else "."
+        return Outcome(result, summary, affected=[{"kind": "token", "id": token.id}])
+
+    arguments = {"principal": principal, "kind": kind, "role": role, "on_behalf_of": on_behalf_of, "label": label}
+    return await app.run(caller, "token_create", arguments, work, result_type=TokenCreated)
+
+
+async def list_workspace_tokens(app: Order3, caller: Caller) -> TokenList:
+    """List the workspace's tokens without their secrets."""
+
+    async def work(session: AsyncSession) -> Outcome:
+        tokens = await list_tokens(session, workspace_id=caller.workspace_id)
+        return Outcome(TokenList(tokens=[TokenOut(**token_out(t)) for t in tokens]), f"Listed {len(tokens)} tokens.")
+
+    return await app.run(caller, "token_list", {}, work, result_type=TokenList)
+
+
+async def revoke_workspace_token(app: Order3, caller: Caller, *, token_id: int) -> TokenOut:
+    """Revoke a token; revoking an already revoked token changes nothing."""
+
+    async def work(session: AsyncSession) -> Outcome:
+        token = await revoke_token(session, workspace_id=caller.workspace_id, token_id=token_id)
+        return Outcome(
+            TokenOut(**token_out(token)),
+            f"Revoked token {token.id} of {token.principal!r}.",
+            affected=[{"kind": "token", "id": token.id}],
+        )
+
+    return await app.run(caller, "token_revoke", {"token_id": token_id}, work, result_type=TokenOut)
+
+
+async def import_inventree_file(app: Order3, caller: Caller, *, path: Path) -> ReportLines:
+    """Import an InvenTree fixture export in one write transaction and return its summary lines."""
+    from store.importers.inventree import import_inventree
+
+    async def work(session: AsyncSession) -> Outcome:
+        summary = await import_inventree(session, workspace_id=caller.workspace_id, path=path, actor=caller.principal)
+        lines = summary.lines()
+        return Outcome(ReportLines(lines=lines), f"Imported InvenTree export {path.name}: {summary.imported} records written.")
+
+    return await app.run(caller, "import", {"source": "inventree", "file": str(path)}, work, result_type=ReportLines)
+
+
+def _setting_decimal(value: Any, *, what: str, optional: bool = False) -> Decimal | None:
+    if value is None and optional:
+        return None
+    # TOML floats are binary; quantities must arrive as strings or integers to stay exact.
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise InvalidInputError(f"{what} is {value!r}; write it as a quoted decimal string such as \"25\" or an integer.")
+    try:
+        number = Decimal(str(value).strip())
+    except InvalidOperation as exc:
+        raise InvalidInputError(f"{what} is {value!r}, which is not a decimal number.") from exc
+    if not number.is_finite() or number < 0:
+        raise InvalidInputError(f"{what} is {value!r}; it must be zero or more.")
+    return number
+
+
+def _load_reorder_settings(path: Path) -> list[dict[str, Any]]:
+    try:
+        settings = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise InvalidInputError(f"Settings file {str(path)!r} does not exist; pass the path of a TOML file.") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidInputError(f"Settings file {str(path)!r} is not valid TOML: {exc}.") from exc
+    rules = settings.get("reorder_rules")
+    if not isinstance(rules, list) or not rules:
+        raise InvalidInputError(f"Settings file {str(path)!r} has no [[reorder_rules]] tables; add at least one.")
+    allowed = {"sku", "location", "reorder_point", "reorder_quantity", "max_level", "safety_stock", "preferred_supplier", "note"}
+    for number, rule in enumerate(rules, start=1):
+        unknown = sorted(set(rule) - allowed)
+        if unknown:
+            # An unknown key is an error so that a misspelt setting is never silently ignored.
+            raise InvalidInputError(
+                f"Reorder rule {number} in {path.name} has unknown key(s) {', '.join(unknown)}; "
+                f"allowed keys are {', '.join(sorted(allowed))}."
+            )
+        if not str(rule.get("sku", "")).strip():
+            raise InvalidInputError(f"Reorder rule {number} in {path.name} has no sku.")
+    return rules
+
+
+async def apply_reorder_settings(app: Order3, caller: Caller, *, path: Path) -> ReportLines:
+    """Create or update reorder rules from a TOML settings file, in one transaction.
+
+    Each `[[reorder_rules]]` table names a `sku`, an optional `location` (empty for
+    workspace-wide), `reorder_point`, optional `reorder_quantity`, `max_level`,
+    `safety_stock` and `preferred_supplier` (supplier code). Quantities are
+    quoted decimal strings or integers.
+    """
+
+    async def work(session: AsyncSession) -> Outcome:
+        rules = _load_reorder_settings(path)
+        lines: list[str] = []
+        affected: list[dict[str, Any]] = []
+        for number, entry in enumerate(rules, start=1):
+            what = f"Reorder rule {number} ({entry['sku']})"
+            item = await catalog.get_item_by_sku(session, workspace_id=caller.workspace_id, sku=str(entry["sku"]))
+            location_id = None
+            if str(entry.get("location", "")).strip():
+                location = await catalog.get_location_by_code(
+                    session, workspace_id=caller.workspace_id, code=str(entry["location"])
+                )
+                location_id = location.id
+            supplier_id = None
+            if str(entry.get("preferred_supplier", "")).strip():
+                supplier = await catalog.get_supplier_by_code(
+                    session, workspace_id=caller.workspace_id, code=str(entry["preferred_supplier"])
+                )
+                supplier_id = supplier.id
+            values = {
+                "reorder_point": _setting_decimal(entry.get("reorder_point"), what=f"{what} reorder_point"),
+                "reorder_quantity": _setting_decimal(entry.get("reorder_quantity"), what=f"{what} reorder_quantity", optional=True),
+                "max_level": _setting_decimal(entry.get("max_level"), what=f"{what} max_level", optional=True),
+                "safety_stock": _setting_decimal(entry.get("safety_stock", 0), what=f"{what} safety_stock"),
+                "preferred_supplier_id": supplier_id,
+                "source": (REORDER_SETTINGS_SOURCE + path.name)[:120],
+                "updated_at": app.clock(),
+            }
+
+            rule = (
+                await session.execute(
+                    select(ReorderRule).where(
+                        ReorderRule.workspace_id == caller.workspace_id,
+                        ReorderRule.item_id == item.id,
+                        ReorderRule.location_key == (location_id or 0),
+                    )
+                )
+            ).scalar_one_or_none()
+            verb = "Updated" if rule is not None else "Created"
+            if rule is None:
+                rule = ReorderRule(workspace_id=caller.workspace_id, item_id=item.id, location_id=location_id, location_key=location_id or 0, **values)  # type: ignore[arg-type]
+            else:
+                for name, value in values.items():
+                    setattr(rule, name, value)
+            session.add(rule)
+            await session.flush()
+
+            where = f"at {entry['location']}" if location_id else "workspace-wide"
+            lines.append(f"{verb} reorder rule for {item.sku} {where}: reorder point {values['reorder_point']}.")
+            affected.append({"kind": "reorder_rule", "id": rule.id})
+        return Outcome(ReportLines(lines=lines), f"Applied {len(lines)} reorder rules from {path.name}.", affected=affected)
+
+    return await app.run(caller, "import", {"source": "reorder settings", "file": str(path)}, work, result_type=ReportLines)
+
+
+async def get_activity_event(app: Order3, caller: Caller, *, seq: int) -> ActivityDetail:
+    """Return every stored field of one activity event; recorded as a `list_activity` read."""
+
+    async def work(session: AsyncSession) -> Outcome:
+        event = (
+            await session.execute(
+                select(ActivityEvent).where(ActivityEvent.workspace_id == caller.workspace_id, ActivityEvent.seq == seq)
+            )
+        ).scalar_one_or_none()
+        if event is None:
+            raise NotFoundError(f"Activity event {seq} does not exist in this workspace; list events with `order3 activity list`.")
+        return Outcome(detail_of(event), f"Read activity event {seq}.", draft_id=event.draft_id)
+
+    return await app.run(caller, "list_activity", {"seq": seq}, work, result_type=ActivityDetail)
+
+
+async def export_activity(app: Order3, caller: Caller) -> ActivityExport:
+    """Return the workspace's whole activity history, oldest first."""
+
+    async def work(session: AsyncSession) -> Outcome:
+        events: list[ActivityDetail] = []
+        after = 0
+        while True:
+            batch = (
+                await session.execute(
+                    select(ActivityEvent)
+                    .where(ActivityEvent.workspace_id == caller.workspace_id, ActivityEvent.seq > after)
+                    .order_by(ActivityEvent.seq)
+                    .limit(EXPORT_BATCH)
+                )
+            ).scalars().all()
+            if not batch:
+                break
+            events.extend(detail_of(event) for event in batch)
+            after = batch[-1].seq
+        return Outcome(ActivityExport(events=events), f"Exported {len(events)} activity events.")
+
+    return await app.run(caller, "activity_export", {}, work, result_type=ActivityExport)
+
+
+def _require_read(caller: Caller, check: str) -> None:
+    if "read" not in caller.scopes:
+        raise PermissionDeniedError(
+            f"{caller.describe()} may not run {check}: it needs the 'read' scope. "
+            "Create a token whose role includes 'read' with `order3 token create`."
+        )
+
+
+# NOTE: the two checks below record no activity event, because policies.ACTION_SCOPES
+# has no action for them and Order3.run refuses unknown actions; they only read.
+async def check_activity_chain(app: Order3, caller: Caller) -> ChainCheck:
+    """Recompute the caller's workspace activity hash chain and report the first broken link."""
+    _require_read(caller, "activity verify")
+    async with app.database.read() as session:
+        report = await verify_chain(session, workspace_id=caller.workspace_id)
+    return ChainCheck(events_checked=report.events_checked, first_broken_seq=report.first_broken_seq, problem=report.problem)
+
+
+async def check_stock_ledger(app: Order3, caller: Caller) -> LedgerCheck:
+    """Compare every stock level with the sum of its movements."""
+    _require_read(caller, "verify")
+    async with app.database.read() as session:
+        checked, mismatches = await verify_ledger(session, workspace_id=caller.workspace_id)
+    lines = [
+        f"item {m.item_id} at location {m.location_id}"
+        + (f" bin {m.bin_id}" if m.bin_id else "")
+        + f": on hand {m.on_hand}, ledger sum {m.ledger_sum}"
+        for m in mismatches
+    ]
+    return LedgerCheck(levels_checked=checked, mismatches=lines)
+
+
+def export_line(event: ActivityDetail) -> str:
+    """Return one event as a canonical JSON line."""
+    return canonical_json(event.model_dump(mode="json"))
