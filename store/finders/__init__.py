@@ -1,0 +1,57 @@
+"""Exception finders: set-based queries that find problems needing a next action, and their persistence.
+
+Each finder returns the current `Finding`s of one kind; `refresh_exceptions`
+turns them into exception records keyed by fingerprint. Tolerances arrive as
+plain arguments, because the store does not depend on policies. A finding's
+owner is the first one named among the item's, the supplier's and the purchase
+order's owners (the location's owner for count drift, which has no supplier).
+"""
+
+from store.finders.counts import find_count_drift
+from store.finders.delays import (
+    OnTimeRecord,
+    business_date,
+    find_supplier_delays,
+    supplier_on_time_records,
+)
+from store.finders.findings import Finding
+from store.finders.low_stock import (
+    OrderSuggestion,
+    find_low_stock,
+    suggest_order_quantity,
+)
+from store.finders.open_drafts import (
+    DraftQuantity,
+    OpenDraftQuantities,
+    open_draft_quantities,
+)
+from store.finders.receiving import find_receiving_variances, receiving_variance
+from store.finders.records import (
+    MAX_PAGE_SIZE,
+    RefreshResult,
+    get_exception,
+    list_exceptions,
+    refresh_exceptions,
+)
+
+__all__ = [
+    "MAX_PAGE_SIZE",
+    "DraftQuantity",
+    "Finding",
+    "OnTimeRecord",
+    "OpenDraftQuantities",
+    "OrderSuggestion",
+    "RefreshResult",
+    "business_date",
+    "find_count_drift",
+    "find_low_stock",
+    "find_receiving_variances",
+    "find_supplier_delays",
+    "get_exception",
+    "list_exceptions",
+    "open_draft_quantities",
+    "receiving_variance",
+    "refresh_exceptions",
+    "suggest_order_quantity",
+    "supplier_on_time_records",
+]

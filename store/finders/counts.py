@@ -1,0 +1,232 @@
+"""The count-drift finder: locations whose latest count missed the system quantity beyond tolerance.
+
+Only count results with a location and a system quantity are used. The variance
+of a count is counted − system quantity, where the system quantity is the
+snapshot taken when the count was made. Stock that moved afterwards does not
+change it. Per (item, location), with v the latest count's variance and s its
+snapshot, the finder reports drift when
+- |v| > abs_tol and |v| > pct_tol % of |s| (both tolerances must be exceeded), or
+- value_tol is given and |v| × the item's unit cost > value_tol, or
+- repeat ≥ 2 and the last `repeat` counts all have a non-zero variance of the
+  same sign (repeated drift, even when each is within tolerance).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from decimal import ROUND_FLOOR, Decimal
+from typing import Any
+
+from sqlalchemy import text
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from store.errors import InvalidInputError
+from store.finders.findings import (
+    Finding,
+    check_tolerance,
+    pick_owner,
+    quantity,
+    text_or_none,
+)
+from store.types import SCALE, UTCDateTime
+
+# Counts of an (item, location) kept in the evidence, newest first.
+HISTORY_DEPTH = 5
+
+# Phase one ranks the counts of each (item, location) newest first. Per pair it
+# keeps the newest count and the number of over and under variances among the
+# newest `repeat` counts. Its main cost is one window sort over all counts.
+# Phase two reads the history of the flagged pairs alone, through the
+# (workspace, item) index. The pre-filter compares percentages and values in
+# floating point, loosened by one part in 10^9 so no real finding is dropped;
+# the exact Decimal rule in Python then decides. Products of two millionths
+# columns would overflow 64 bits.
+_DRIFT_SQL = """
+WITH ranked AS (
+    SELECT c.item_id, c.location_id, c.counted_quantity - c.system_quantity AS variance, c.system_quantity,
+           ROW_NUMBER() OVER (
+               PARTITION BY c.item_id, c.location_id ORDER BY c.counted_at DESC, c.id DESC
+           ) AS recency
+    FROM count_result AS c
+    WHERE c.workspace_id = :workspace_id AND c.location_id IS NOT NULL AND c.system_quantity IS NOT NULL
+),
+pair AS (
+    SELECT item_id, location_id,
+           SUM(CASE WHEN variance > 0 THEN 1 ELSE 0 END) AS recent_over,
+           SUM(CASE WHEN variance < 0 THEN 1 ELSE 0 END) AS recent_under,
+           MAX(CASE WHEN recency = 1 THEN variance END) AS latest_variance,
+           MAX(CASE WHEN recency = 1 THEN system_quantity END) AS latest_system
+    FROM ranked
+    WHERE recency <= :repeat_window
+    GROUP BY item_id, location_id
+),
+flagged AS MATERIALIZED (
+    SELECT pair.item_id, pair.location_id
+    FROM pair
+    JOIN item AS i ON i.id = pair.item_id
+    WHERE pair.latest_variance <> 0
+      AND ((:repeat >= 2 AND (pair.recent_over = :repeat OR pair.recent_under = :repeat))
+           OR (ABS(pair.latest_variance) > :abs_tol
+               AND CAST(ABS(pair.latest_variance) AS REAL) * 100
+                   > :pct_tol * CAST(ABS(pair.latest_system) AS REAL) * :lower_margin)
+           OR (:value_check = 1
+               AND CAST(ABS(pair.latest_variance) AS REAL) * CAST(i.unit_cost AS REAL)
+                   > :value_tol_squared * :lower_margin))
+),
+history AS (
+    SELECT c.id AS count_id, c.item_id, c.location_id, c.bin_id, c.counted_quantity, c.system_quantity,
+           c.counted_quantity - c.system_quantity AS variance, c.counted_at, c.actor, c.task_id,
+           ROW_NUMBER() OVER (
+               PARTITION BY c.item_id, c.location_id ORDER BY c.counted_at DESC, c.id DESC
+           ) AS recency
+    FROM flagged
+    JOIN count_result AS c
+      ON c.workspace_id = :workspace_id AND c.item_id = flagged.item_id AND c.location_id = flagged.location_id
+    WHERE c.system_quantity IS NOT NULL
+)
+SELECT history.count_id, history.item_id, history.location_id, history.bin_id, history.counted_quantity,
+       history.system_quantity, history.variance, history.counted_at, history.actor, history.task_id,
+       i.sku, i.owner AS item_owner, i.unit_cost, i.currency, loc.code AS location_code, loc.owner AS location_owner
+FROM history
+JOIN item AS i ON i.id = history.item_id
+JOIN location AS loc ON loc.id = history.location_id
+WHERE history.recency <= :depth
+ORDER BY history.item_id, history.location_id, history.recency
+"""
+
+
+def _check_repeat(repeat: int) -> None:
+    if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat == 1 or repeat < 0:
+        raise InvalidInputError(
+            f"repeat={repeat!r} is invalid; pass 0 to turn repeated-drift detection off, or 2 or more counts."
+        )
+
+
+async def find_count_drift(
+    session: AsyncSession,
+    *,
+    workspace_id: int,
+    abs_tol: Decimal,
+    pct_tol: Decimal,
+    value_tol: Decimal | None,
+    repeat: int,
+) -> list[Finding]:
+    """Find (item, location) pairs whose latest count drifts beyond tolerance, or that drift repeatedly.
+
+    Raises:
+        InvalidInputError: For a negative or non-Decimal tolerance, or `repeat` of 1 or below 0.
+    """
+    check_tolerance("abs_tol", abs_tol)
+    check_tolerance("pct_tol", pct_tol)
+    check_tolerance("value_tol", value_tol, optional=True)
+    _check_repeat(repeat)
+    depth = max(HISTORY_DEPTH, repeat)
+    params = {
+        "workspace_id": workspace_id,
+        "repeat": repeat,
+        # Phase one needs at least the newest count, even with repeated drift off.
+        "repeat_window": max(repeat, 1),
+        "depth": depth,
+        # Rounded down to whole millionths, which only loosens the pre-filter.
+        "abs_tol": int((abs_tol * SCALE).to_integral_value(rounding=ROUND_FLOOR)),
+        "pct_tol": float(pct_tol),
+        "value_check": 1 if value_tol is not None else 0,
+        # |v| and unit cost are both in millionths, so their product is in 10^-12.
+        "value_tol_squared": float(value_tol or 0) * SCALE * SCALE,
+        "lower_margin": 1 - 1e-9,
+    }
+    statement = text(_DRIFT_SQL).columns(counted_at=UTCDateTime)
+    rows = (await session.execute(statement, params)).all()
+
+    history: dict[tuple[int, int], list[Any]] = defaultdict(list)
+    for row in rows:
+        history[(row.item_id, row.location_id)].append(row)
+    findings: list[Finding] = []
+    for counts in history.values():
+        finding = _drift_finding(counts, abs_tol=abs_tol, pct_tol=pct_tol, value_tol=value_tol, repeat=repeat)
+        if finding is not None:
+            findings.append(finding)
+    return findings
+
+
+def _repeated_direction(counts: list[Any], *, repeat: int) -> str | None:
+    if repeat < 2 or len(counts) < repeat:
+        return None
+    # The raw millionths carry the sign, so no Decimal conversion is needed here.
+    signs = {(row.variance > 0) - (row.variance < 0) for row in counts[:repeat]}
+    if signs == {1}:
+        return "over"
+    if signs == {-1}:
+        return "under"
+    return None
+
+
+def _drift_finding(
+    counts: list[Any], *, abs_tol: Decimal, pct_tol: Decimal, value_tol: Decimal | None, repeat: int
+) -> Finding | None:
+    latest = counts[0]
+    variance = quantity(latest.variance)
+    system = quantity(latest.system_quantity)
+    unit_cost = quantity(latest.unit_cost)
+    variance_value = abs(variance) * unit_cost
+
+    reasons: list[str] = []
+    triggers: list[str] = []
+    if abs(variance) > abs_tol and abs(variance) > pct_tol / 100 * abs(system):
+        triggers.append("tolerance")
+        reasons.append(f"beyond the tolerance of {abs_tol} units and {pct_tol}%")
+    if value_tol is not None and variance_value > value_tol:
+        triggers.append("value")
+        reasons.append(f"worth {variance_value} {latest.currency}, over the value tolerance of {value_tol}")
+    direction = _repeated_direction(counts, repeat=repeat)
+    if direction is not None:
+        triggers.append("repeated")
+        reasons.append(f"after {repeat} counts in a row {direction} the system quantity")
+    if not triggers:
+        return None
+
+    counted = quantity(latest.counted_quantity)
+    reason = (
+        f"{latest.sku} at {latest.location_code} was last counted at {counted} against a system quantity of "
+        f"{system} (variance {variance}) at {latest.counted_at.isoformat()}, {' and '.join(reasons)}."
+    )
+    evidence: dict[str, Any] = {
+        "triggers": triggers,
+        "count_id": latest.count_id,
+        "counted_quantity": str(counted),
+        "system_quantity": str(system),
+        "variance": str(variance),
+        "variance_value": str(variance_value),
+        "unit_cost": str(unit_cost),
+        "currency": latest.currency,
+        "abs_tol": str(abs_tol),
+        "pct_tol": str(pct_tol),
+        "value_tol": text_or_none(value_tol),
+        "repeat": repeat,
+        "repeated_direction": direction,
+        "recent_counts": [
+            {
+                "count_id": row.count_id,
+                "counted_quantity": str(quantity(row.counted_quantity)),
+                "system_quantity": str(quantity(row.system_quantity)),
+                "variance": str(quantity(row.variance)),
+                "counted_at": row.counted_at.isoformat(),
+                "bin_id": row.bin_id,
+                "actor": row.actor,
+                "task_id": row.task_id,
+            }
+            for row in counts[:HISTORY_DEPTH]
+        ],
+    }
+    return Finding(
+        kind="count_drift",
+        fingerprint=f"count_drift:item={latest.item_id}:location={latest.location_id}",
+        reason=reason,
+        suggested_draft_kind="count_task",
+        evidence=evidence,
+        item_id=latest.item_id,
+        sku=latest.sku,
+        location_id=latest.location_id,
+        location_code=latest.location_code,
+        owner=pick_owner(latest.item_owner, latest.location_owner),
+    )

@@ -1,0 +1,159 @@
+"""Quantities already proposed in open purchase-order drafts, per item and location.
+
+Reorder suggestions count these so a buyer who has not approved yesterday's
+draft yet is not offered the same purchase again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sqlalchemy import bindparam, select, text
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from store.models import OPEN_DRAFT_STATUSES, Item, Location
+from store.workspaces import sku_key
+
+logger = logging.getLogger(__name__)
+
+# One row per line of an open purchase_order draft. The payload is
+# {"supplier_code": ..., "lines": [{"sku", "item_id", "quantity": "40", "location_code"}]}
+# with quantities as strings so they stay exact.
+_SQLITE_DRAFT_LINES = """
+SELECT d.id AS draft_id,
+       json_extract(line.value, '$.item_id') AS item_id,
+       json_extract(line.value, '$.sku') AS sku,
+       json_extract(line.value, '$.location_code') AS location_code,
+       json_extract(line.value, '$.quantity') AS quantity
+FROM draft AS d, json_each(d.payload, '$.lines') AS line
+WHERE d.workspace_id = :workspace_id
+  AND d.kind = 'purchase_order'
+  AND d.status IN :statuses
+  AND line.type = 'object'
+"""
+
+# The same on PostgreSQL, where the payload column is `json` and json_each
+# expands objects only, so json_array_elements unpacks the lines.
+# NOTE: no test runs this branch, because the suite runs on SQLite only.
+_POSTGRES_DRAFT_LINES = """
+SELECT d.id AS draft_id,
+       line.value ->> 'item_id' AS item_id,
+       line.value ->> 'sku' AS sku,
+       line.value ->> 'location_code' AS location_code,
+       line.value ->> 'quantity' AS quantity
+FROM draft AS d
+CROSS JOIN LATERAL json_array_elements(
+    CASE WHEN json_typeof(d.payload -> 'lines') = 'array' THEN d.payload -> 'lines' ELSE '[]'::json END
+) AS line(value)
+WHERE d.workspace_id = :workspace_id
+  AND d.kind = 'purchase_order'
+  AND d.status IN :statuses
+  AND json_typeof(line.value) = 'object'
+"""
+
+
+@dataclass
+class DraftQuantity:
+    """The quantity of one item proposed in open drafts, and which drafts propose it."""
+
+    quantity: Decimal = Decimal(0)
+    draft_ids: set[int] = field(default_factory=set)
+
+    def add(self, *, quantity: Decimal, draft_id: int) -> None:
+        self.quantity += quantity
+        self.draft_ids.add(draft_id)
+
+
+@dataclass(frozen=True)
+class OpenDraftQuantities:
+    """Open purchase-order draft quantities, by (item, location) and by item across the workspace.
+
+    A draft line without a location code counts only in the workspace-wide total,
+    as a PO line without a destination does for on order.
+    """
+
+    by_location: dict[tuple[int, int], DraftQuantity]
+    by_item: dict[int, DraftQuantity]
+
+    def at(self, *, item_id: int, location_id: int | None) -> DraftQuantity:
+        """Return the open-draft quantity for an item at a location, or workspace-wide for None."""
+        if location_id is None:
+            return self.by_item.get(item_id, DraftQuantity())
+        return self.by_location.get((item_id, location_id), DraftQuantity())
+
+
+def _parse_item_id(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def _parse_quantity(value: Any) -> Decimal | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        # str() first: SQLite returns JSON numbers as int or float, and a float's
+        # shortest repr is the number that was written.
+        number = Decimal(str(value).strip())
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
+
+
+async def open_draft_quantities(session: AsyncSession, *, workspace_id: int) -> OpenDraftQuantities:
+    """Sum the line quantities of purchase_order drafts that are pending approval or approved.
+
+    The lines are unpacked in SQL (json_each on SQLite, json_array_elements on
+    PostgreSQL) and summed here as Decimals, because SQLite has no exact decimal
+    arithmetic for the string quantities. A line names its item by `item_id`, or
+    by `sku` when the id is missing. Lines whose item or quantity cannot be read
+    are skipped and logged.
+    """
+    dialect = session.get_bind().dialect.name
+    sql = _POSTGRES_DRAFT_LINES if dialect == "postgresql" else _SQLITE_DRAFT_LINES
+    statement = text(sql).bindparams(bindparam("statuses", expanding=True))
+    rows = (
+        await session.execute(statement, {"workspace_id": workspace_id, "statuses": list(OPEN_DRAFT_STATUSES)})
+    ).all()
+    if not rows:
+        return OpenDraftQuantities(by_location={}, by_item={})
+
+    codes = {row.location_code for row in rows if row.location_code}
+    location_ids: dict[str, int] = {}
+    if codes:
+        located = await session.execute(
+            select(Location.code, Location.id).where(Location.workspace_id == workspace_id, Location.code.in_(codes))
+        )
+        location_ids = {code: location_id for code, location_id in located.all()}
+
+    keys = {sku_key(str(row.sku)) for row in rows if _parse_item_id(row.item_id) is None and row.sku}
+    item_ids_by_key: dict[str, int] = {}
+    if keys:
+        matched = await session.execute(
+            select(Item.sku_key, Item.id).where(Item.workspace_id == workspace_id, Item.sku_key.in_(keys))
+        )
+        item_ids_by_key = {key: item_id for key, item_id in matched.all()}
+
+    by_location: dict[tuple[int, int], DraftQuantity] = defaultdict(DraftQuantity)
+    by_item: dict[int, DraftQuantity] = defaultdict(DraftQuantity)
+    for row in rows:
+        item_id = _parse_item_id(row.item_id)
+        if item_id is None and row.sku:
+            item_id = item_ids_by_key.get(sku_key(str(row.sku)))
+        line_quantity = _parse_quantity(row.quantity)
+        if item_id is None or line_quantity is None:
+            logger.warning("Skipping a line of draft %s: item or quantity unreadable", row.draft_id)
+            continue
+        by_item[item_id].add(quantity=line_quantity, draft_id=row.draft_id)
+        location_id = location_ids.get(row.location_code) if row.location_code else None
+        if location_id is not None:
+            by_location[(item_id, location_id)].add(quantity=line_quantity, draft_id=row.draft_id)
+    return OpenDraftQuantities(by_location=dict(by_location), by_item=dict(by_item))

@@ -1,0 +1,135 @@
+"""The receiving-variance finder: lines of finished POs received short or over beyond tolerance.
+
+Only lines of POs whose status is received or closed are checked: a line of an
+open PO may still be receiving, and its lateness is the supplier-delay finder's
+business. With ordered quantity q and tolerances in percent,
+- short when received < q × (1 − short_pct / 100);
+- over when received > q × (1 + over_pct / 100).
+Receiving exactly at the tolerance boundary is not a finding. Both directions
+are kind `short_receiving`; their fingerprints differ, so a line that turns
+from short to over resolves one record and opens another.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import text
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from store.finders.findings import (
+    Finding,
+    check_tolerance,
+    pick_owner,
+    quantity,
+    text_or_none,
+)
+from store.types import UTCDateTime
+
+# The SQL pre-filter compares in floating point with a margin of one part in
+# 10^9 toward inclusion, so it keeps every real finding. The exact Decimal test
+# in Python then decides. Integer millionths times a percentage could overflow
+# 64 bits for large quantities.
+_VARIANCE_LINES_SQL = """
+SELECT l.id AS line_id, l.line_no, l.item_id, l.quantity_ordered, l.quantity_received,
+       p.id AS purchase_order_id, p.number AS purchase_order_number, p.status AS purchase_order_status,
+       p.owner AS purchase_order_owner,
+       s.id AS supplier_id, s.code AS supplier_code, s.owner AS supplier_owner,
+       i.sku, i.owner AS item_owner,
+       l.destination_location_id AS location_id, loc.code AS location_code,
+       (SELECT MAX(e.received_at) FROM receiving_event AS e
+        WHERE e.purchase_order_line_id = l.id) AS last_received_at
+FROM purchase_order_line AS l
+JOIN purchase_order AS p ON p.id = l.purchase_order_id
+JOIN supplier AS s ON s.id = p.supplier_id
+JOIN item AS i ON i.id = l.item_id
+LEFT JOIN location AS loc ON loc.id = l.destination_location_id
+WHERE l.workspace_id = :workspace_id AND p.workspace_id = :workspace_id
+  AND p.status IN ('received', 'closed')
+  AND l.quantity_received <> l.quantity_ordered
+  AND (CAST(l.quantity_received AS REAL) < CAST(l.quantity_ordered AS REAL) * :short_factor
+       OR CAST(l.quantity_received AS REAL) > CAST(l.quantity_ordered AS REAL) * :over_factor)
+ORDER BY l.id
+"""
+
+_MARGIN = 1e-9
+
+
+def receiving_variance(*, ordered: Decimal, received: Decimal, short_pct: Decimal, over_pct: Decimal) -> str | None:
+    """Return "short", "over" or None for a line's received quantity against the tolerances."""
+    if received < ordered * (1 - short_pct / 100):
+        return "short"
+    if received > ordered * (1 + over_pct / 100):
+        return "over"
+    return None
+
+
+async def find_receiving_variances(
+    session: AsyncSession, *, workspace_id: int, short_pct: Decimal, over_pct: Decimal
+) -> list[Finding]:
+    """Find lines of received or closed POs whose received quantity is outside the tolerances.
+
+    Raises:
+        InvalidInputError: If a tolerance is not a non-negative Decimal.
+    """
+    check_tolerance("short_pct", short_pct)
+    check_tolerance("over_pct", over_pct)
+    params = {
+        "workspace_id": workspace_id,
+        "short_factor": float(1 - short_pct / 100) * (1 + _MARGIN),
+        "over_factor": float(1 + over_pct / 100) * (1 - _MARGIN),
+    }
+    statement = text(_VARIANCE_LINES_SQL).columns(last_received_at=UTCDateTime)
+    rows = (await session.execute(statement, params)).all()
+
+    findings: list[Finding] = []
+    for row in rows:
+        ordered = quantity(row.quantity_ordered)
+        received = quantity(row.quantity_received)
+        direction = receiving_variance(ordered=ordered, received=received, short_pct=short_pct, over_pct=over_pct)
+        if direction is not None:
+            findings.append(
+                _variance_finding(row, ordered=ordered, received=received, direction=direction, short_pct=short_pct, over_pct=over_pct)
+            )
+    return findings
+
+
+def _variance_finding(
+    row: Any, *, ordered: Decimal, received: Decimal, direction: str, short_pct: Decimal, over_pct: Decimal
+) -> Finding:
+    difference = received - ordered
+    tolerance = short_pct if direction == "short" else over_pct
+    reason = (
+        f"{row.purchase_order_number} line {row.line_no} for {row.sku} from {row.supplier_code} "
+        f"was received {direction}: {received} of {ordered} ordered ({difference:+}), "
+        f"beyond the {tolerance}% tolerance."
+    )
+    evidence: dict[str, Any] = {
+        "direction": direction,
+        "line_no": row.line_no,
+        "purchase_order_status": row.purchase_order_status,
+        "quantity_ordered": str(ordered),
+        "quantity_received": str(received),
+        "difference": str(difference),
+        "short_pct": str(short_pct),
+        "over_pct": str(over_pct),
+        "last_received_at": text_or_none(row.last_received_at),
+    }
+    return Finding(
+        kind="short_receiving",
+        fingerprint=f"{direction}_receiving:po_line={row.line_id}",
+        reason=reason,
+        suggested_draft_kind="supplier_note",
+        evidence=evidence,
+        item_id=row.item_id,
+        sku=row.sku,
+        location_id=row.location_id,
+        location_code=row.location_code or "",
+        supplier_id=row.supplier_id,
+        supplier_code=row.supplier_code,
+        purchase_order_id=row.purchase_order_id,
+        purchase_order_number=row.purchase_order_number,
+        purchase_order_line_id=row.line_id,
+        owner=pick_owner(row.item_owner, row.supplier_owner, row.purchase_order_owner),
+    )
