@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import or_, select
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.errors import NotFoundError
 from store.models import Bin, Item, Location, Supplier, SupplierItem, SupplierPriceBreak

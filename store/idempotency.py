@@ -6,7 +6,7 @@ import hashlib
 from typing import Any
 
 from sqlalchemy import select
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.activity import canonical_json
 from store.errors import ConflictError, InvalidInputError

@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import func, select, update
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.errors import ConflictError, InvalidInputError
 from store.models import MOVEMENT_KINDS, Movement, StockLevel

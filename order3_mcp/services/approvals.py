@@ -8,11 +8,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, update
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from order3_mcp.app import Caller, Order3, Outcome
 from order3_mcp.schemas import DraftDetail
 from order3_mcp.services.drafts import draft_detail
+from order3_mcp.services.exceptions import REFRESHABLE_KINDS, refresh_kind
 from policies import ApproverFacts, DraftState, PriorApproval, decide_approval, decide_rejection
 from store import drafts
 from store.errors import ApprovalRequiredError, ConflictError, InvalidInputError, PermissionDeniedError
@@ -150,6 +151,20 @@ async def withdraw_draft(app: Order3, caller: Caller, *, draft_id: int, reason: 
     return await app.run(caller, "withdraw_draft", {"draft_id": draft_id, "reason": reason}, work, result_type=DraftDetail)
 
 
+async def _settle_exceptions(app: Order3, caller: Caller, session: AsyncSession, draft: Draft) -> None:
+    """Re-run the finders behind a draft's exceptions: cleared ones resolve, the rest reopen."""
+    linked = await drafts.linked_exception_ids(session, draft_id=draft.id)  # type: ignore[arg-type]
+    if not linked:
+        return
+    kinds = (
+        await session.execute(select(ExceptionRecord.kind).where(ExceptionRecord.id.in_(linked)).distinct())
+    ).scalars().all()
+    for kind in sorted(kinds):
+        if kind in REFRESHABLE_KINDS:
+            await refresh_kind(app, caller, session, kind)
+    await _reopen_exceptions(session, draft)
+
+
 async def _reopen_exceptions(session: AsyncSession, draft: Draft) -> None:
     # An exception whose draft will not happen needs a next action again.
     linked = await drafts.linked_exception_ids(session, draft_id=draft.id)  # type: ignore[arg-type]
@@ -199,6 +214,7 @@ async def execute_draft(app: Order3, caller: Caller, *, draft_id: int, automatic
         await drafts.change_status(
             session, draft=draft, from_statuses=("approved",), to_status="executed", executed_at=app.clock(), result=result
         )
+        await _settle_exceptions(app, caller, session, draft)
         how = " automatically after the final approval" if automatic else ""
         return Outcome(
             await draft_detail(session, draft),

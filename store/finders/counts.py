@@ -18,7 +18,7 @@ from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
 from sqlalchemy import text
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.errors import InvalidInputError
 from store.finders.findings import (

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, bindparam, insert, or_, select, update
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.errors import InvalidInputError, NotFoundError
 from store.finders.findings import Finding, check_aware
@@ -23,6 +23,9 @@ from store.models import (
     EXCEPTION_KINDS,
     EXCEPTION_STATUSES,
     LIVE_EXCEPTION_STATUSES,
+    OPEN_DRAFT_STATUSES,
+    Draft,
+    DraftException,
     ExceptionRecord,
 )
 
@@ -105,8 +108,17 @@ async def refresh_exceptions(
     _check_findings(kind, findings)
     check_aware(now)
 
+    # A drafted record whose draft is still open waits for that draft: the draft's
+    # own quantities hide the problem from the finder, so "not found" does not
+    # mean the numbers cleared. Executing, rejecting or withdrawing the draft ends the wait.
+    awaiting_draft = (
+        select(DraftException.exception_id)
+        .join(Draft, Draft.id == DraftException.draft_id)
+        .where(DraftException.exception_id == _table.c.id, Draft.status.in_(OPEN_DRAFT_STATUSES))
+        .exists()
+    )
     live_rows = await session.execute(
-        select(_table.c.id, _table.c.fingerprint)
+        select(_table.c.id, _table.c.fingerprint, awaiting_draft)
         .where(
             _table.c.workspace_id == workspace_id,
             _table.c.kind == kind,
@@ -115,8 +127,11 @@ async def refresh_exceptions(
         .order_by(_table.c.id)
     )
     live: dict[str, list[int]] = defaultdict(list)
-    for record_id, fingerprint in live_rows.all():
+    waiting: set[int] = set()
+    for record_id, fingerprint, is_waiting in live_rows.all():
         live[fingerprint].append(record_id)
+        if is_waiting:
+            waiting.add(record_id)
 
     found = {finding.fingerprint for finding in findings}
     updates = [
@@ -140,7 +155,13 @@ async def refresh_exceptions(
         for finding in findings
         if finding.fingerprint not in live
     ]
-    stale = [record_id for fingerprint, ids in live.items() if fingerprint not in found for record_id in ids]
+    stale = [
+        record_id
+        for fingerprint, ids in live.items()
+        if fingerprint not in found
+        for record_id in ids
+        if record_id not in waiting
+    ]
 
     if updates:
         # The status condition leaves alone a record dismissed since it was read.

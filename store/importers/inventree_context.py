@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlmodel import SQLModel
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.importers.inventree_fixture import Fixture
 from store.importers.inventree_summary import ImportSummary

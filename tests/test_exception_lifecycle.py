@@ -1,0 +1,129 @@
+"""Exception lifecycle across drafting and execution, through the MCP tools."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from mcp import Client
+from sqlalchemy import select
+
+from order3_mcp.server import build_server
+from order3_mcp.services import approvals
+from store.models import ExceptionRecord, Location, ReorderRule
+from tests.factory import make_app, small_workspace
+
+
+async def add_reorder_rule(database, *, reorder_point: str, max_level: str) -> None:
+    async with database.write() as session:
+        location = (await session.execute(select(Location).where(Location.code == "WH1"))).scalar_one()
+        session.add(
+            ReorderRule(
+                workspace_id=location.workspace_id,
+                item_id=1,
+                location_id=location.id,
+                location_key=location.id,
+                reorder_point=Decimal(reorder_point),
+                max_level=Decimal(max_level),
+            )
+        )
+
+
+async def statuses(database) -> list[tuple[int, str]]:
+    async with database.read() as session:
+        rows = await session.execute(select(ExceptionRecord.id, ExceptionRecord.status).order_by(ExceptionRecord.id))
+        return [(row[0], row[1]) for row in rows]
+
+
+async def test_low_stock_suggests_whole_packs_from_preferred_supplier(database):
+    tokens = await small_workspace(database)
+    await add_reorder_rule(database, reorder_point="20", max_level="60")
+    async with Client(build_server(make_app(database), tokens.agent)) as client:
+        page = (await client.call_tool("find_low_stock", {})).structured_content
+
+    [exception] = page["exceptions"]
+    assert (exception["kind"], exception["sku"], exception["location"]) == ("low_stock", "WIDGET-1", "WH1")
+    assert exception["suggested_draft"] == "purchase_order"
+    # Need 60 - 5 = 55, rounded up to whole packs of 10.
+    assert exception["evidence"]["suggested_quantity"] == "60"
+    assert exception["supplier"] == "ACME"
+    assert exception["evidence"]["lead_time_days"] == "7"
+    assert "5" in exception["reason"]
+    assert exception["owner"] == "alice"
+
+
+async def test_second_finder_run_creates_no_duplicate(database):
+    tokens = await small_workspace(database)
+    await add_reorder_rule(database, reorder_point="20", max_level="60")
+    async with Client(build_server(make_app(database), tokens.agent)) as client:
+        first = (await client.call_tool("find_low_stock", {})).structured_content
+        second = (await client.call_tool("find_low_stock", {})).structured_content
+
+    assert [e["exception_id"] for e in first["exceptions"]] == [e["exception_id"] for e in second["exceptions"]]
+    assert len(await statuses(database)) == 1
+
+
+async def test_draft_holds_exception_until_execution_resolves_it(database):
+    tokens = await small_workspace(database)
+    await add_reorder_rule(database, reorder_point="20", max_level="60")
+    app = make_app(database)
+    async with Client(build_server(app, tokens.agent)) as client:
+        [exception] = (await client.call_tool("find_low_stock", {})).structured_content["exceptions"]
+        drafted = await client.call_tool(
+            "draft_purchase_order",
+            {
+                "lines": [{"sku": "WIDGET-1", "quantity": 60, "location": "WH1"}],
+                "rationale": "WIDGET-1 has 5 available at WH1 against a reorder point of 20.",
+                "exception_ids": [exception["exception_id"]],
+            },
+        )
+        assert drafted.structured_content["exception_ids"] == [exception["exception_id"]]
+        assert await statuses(database) == [(exception["exception_id"], "drafted")]
+
+        # The open draft suppresses the finding, but the record waits for the draft.
+        again = (await client.call_tool("find_low_stock", {})).structured_content
+        assert again["exceptions"][0]["status"] == "drafted"
+        assert await statuses(database) == [(exception["exception_id"], "drafted")]
+
+    await approvals.approve_draft(app, tokens.buyer, draft_id=drafted.structured_content["draft_id"], expected_hash="", reason="")
+
+    assert await statuses(database) == [(exception["exception_id"], "resolved")]
+
+
+async def test_withdrawn_draft_reopens_exception(database):
+    tokens = await small_workspace(database)
+    await add_reorder_rule(database, reorder_point="20", max_level="60")
+    async with Client(build_server(make_app(database), tokens.agent)) as client:
+        [exception] = (await client.call_tool("find_low_stock", {})).structured_content["exceptions"]
+        drafted = await client.call_tool(
+            "draft_purchase_order",
+            {
+                "lines": [{"sku": "WIDGET-1", "quantity": 60}],
+                "rationale": "WIDGET-1 has 5 available at WH1 against a reorder point of 20.",
+                "exception_ids": [exception["exception_id"]],
+            },
+        )
+        await client.call_tool("withdraw_draft", {"draft_id": drafted.structured_content["draft_id"], "reason": "duplicate"})
+
+    assert await statuses(database) == [(exception["exception_id"], "open")]
+
+
+async def test_agent_cannot_dismiss_exception(database):
+    tokens = await small_workspace(database)
+    await add_reorder_rule(database, reorder_point="20", max_level="60")
+    async with Client(build_server(make_app(database), tokens.agent)) as client:
+        [exception] = (await client.call_tool("find_low_stock", {})).structured_content["exceptions"]
+        refused = await client.call_tool("dismiss_exception", {"exception_id": exception["exception_id"], "reason": "not needed at all"})
+    async with Client(build_server(make_app(database), tokens.buyer)) as client:
+        short = await client.call_tool("dismiss_exception", {"exception_id": exception["exception_id"], "reason": "no"})
+        dismissed = await client.call_tool(
+            "dismiss_exception", {"exception_id": exception["exception_id"], "reason": "Widget is being phased out this quarter."}
+        )
+        rerun = (await client.call_tool("find_low_stock", {})).structured_content
+
+    assert refused.is_error
+    assert "needs the 'approve' scope" in refused.content[0].text
+    assert short.is_error
+    assert dismissed.structured_content["status"] == "dismissed"
+    # The problem is still there, so a new record opens; the dismissed one stays dismissed.
+    assert [e["exception_id"] for e in rerun["exceptions"]] != [exception["exception_id"]]
+    assert (await statuses(database))[0] == (exception["exception_id"], "dismissed")
