@@ -1,6 +1,6 @@
 """A scripted agent for the demo: it drives `order3 serve` through a real MCP client over stdio.
 
-It stands in for an LLM and makes the calls one would make: list the tools,
+It replaces an LLM and makes the calls an agent would make: list the tools,
 read context, run the finders, draft a purchase order whose rationale cites the
 exception's numbers, and try to approve its own draft, which the server rejects.
 """
@@ -26,12 +26,12 @@ CALL_TIMEOUT_SECONDS = 30.0
 
 
 class AgentScriptError(Order3Error):
-    """A step of the scripted agent did not get the answer the demo depends on."""
+    """A step of the scripted agent did not get the result the demo depends on."""
 
 
 @dataclass(frozen=True)
 class AgentRun:
-    """What the scripted agent did: the tools it saw, the draft it made and the refusal it got."""
+    """Record of the scripted agent's run: the tools it saw, the draft it made and the rejection it got."""
 
     tools: tuple[str, ...]
     exception_id: int

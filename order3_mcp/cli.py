@@ -32,7 +32,7 @@ def root(
     ] = None,
     token: Annotated[
         str | None,
-        typer.Option(help="Token secret that says who you are.", envvar="ORDER3_TOKEN", show_envvar=True, show_default=False),
+        typer.Option(help="Token secret that identifies you, as printed by `order3 init` or `order3 token create`.", envvar="ORDER3_TOKEN", show_envvar=True, show_default=False),
     ] = None,
 ) -> None:
     """Keep the global options for the subcommands."""

@@ -21,7 +21,7 @@ from store.errors import ConflictError, NotFoundError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # NOTE: both paths are found relative to a source checkout (an editable install);
-# a wheel install has neither, and the demo then asks for --data.
+# a wheel install has neither, and the demo then requires --data.
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "inventree-demo.json"
 DEMO_SETTINGS = REPO_ROOT / "fixtures" / "demo" / "reorder-settings.toml"
 DEMO_DB_NAME = "order3-demo.db"
@@ -30,7 +30,7 @@ WORKSPACE = "demo"
 
 @dataclass(frozen=True)
 class DemoResult:
-    """What the demo produced."""
+    """Outcome of a demo run."""
 
     db_path: Path
     draft_id: int
@@ -43,7 +43,7 @@ async def run_demo(*, keep: Path | None, data: Path | None, console: Console | N
 
     Raises:
         NotFoundError: If the InvenTree export or the demo settings are missing.
-        ConflictError: If `keep` already holds a demo database.
+        ConflictError: If `keep` already contains a demo database.
         AgentScriptError: If the agent or the approval does not do what the demo expects.
     """
     console = console or Console(highlight=False)

@@ -1,4 +1,4 @@
-"""What every command shares: global options, consoles, database and token handling, and error exits."""
+"""Shared command plumbing: global options, consoles, database and token handling, and error exits."""
 
 from __future__ import annotations
 

@@ -13,7 +13,15 @@ from rich.table import Table
 from rich.text import Text
 
 from order3_mcp.app import Caller, Order3
-from order3_mcp.commands._runtime import CHECK_FAILED_EXIT, execute, fail, out, say, settings_of, signed_in
+from order3_mcp.commands._runtime import (
+    CHECK_FAILED_EXIT,
+    execute,
+    fail,
+    out,
+    say,
+    settings_of,
+    signed_in,
+)
 from order3_mcp.pagination import MAX_PAGE_SIZE
 from order3_mcp.schemas import ActivityOut
 from order3_mcp.services import admin, history
@@ -85,7 +93,7 @@ def list_(
     draft: Annotated[int | None, typer.Option(help="Only events about this draft id.")] = None,
     action: Annotated[str, typer.Option(help="Only events of this tool or command name, e.g. approve_draft.")] = "",
     outcome: Annotated[str, typer.Option(help="Only events with this outcome: ok, denied, invalid, conflict or error.")] = "",
-    limit: Annotated[int, typer.Option(help="Most events to show, oldest first.", min=1, max=100_000)] = 100,
+    limit: Annotated[int, typer.Option(help="Maximum number of events to show, oldest first.", min=1, max=100_000)] = 100,
 ) -> None:
     """Show the activity timeline in sequence order."""
     settings = settings_of(ctx)

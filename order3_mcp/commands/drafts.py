@@ -7,7 +7,14 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from order3_mcp.commands._runtime import execute, out, parse_payload, say, settings_of, signed_in
+from order3_mcp.commands._runtime import (
+    execute,
+    out,
+    parse_payload,
+    say,
+    settings_of,
+    signed_in,
+)
 from order3_mcp.schemas import DraftDetail, DraftPage
 from order3_mcp.services import approvals, drafts
 
@@ -17,7 +24,7 @@ DraftId = Annotated[int, typer.Argument(help="Draft id, from `drafts list`.")]
 
 
 def print_decision(detail: DraftDetail) -> None:
-    """Print where a draft stands after a decision, including what execution produced."""
+    """Print a draft's status after a decision, and what execution produced."""
     say(f"Draft {detail.draft_id} is {detail.status}.")
     if detail.result:
         issued = parse_result(detail.result).get("purchase_order")
@@ -45,7 +52,7 @@ def list_(
     limit: Annotated[int, typer.Option(help="Drafts per page, 1 to 100.")] = 50,
     cursor: Annotated[str, typer.Option(help="Cursor printed at the end of the previous page.")] = "",
 ) -> None:
-    """List drafts and where each stands."""
+    """List drafts with their status."""
     settings = settings_of(ctx)
 
     async def step() -> DraftPage:
@@ -123,11 +130,11 @@ def approve(
     ctx: typer.Context,
     draft_id: DraftId,
     hash_prefix: Annotated[
-        str, typer.Option("--hash", help="Payload hash, or a prefix of it, that you reviewed with `drafts show`; the approval is refused if the draft changed.")
+        str, typer.Option("--hash", help="Payload hash, or a prefix of it, that you reviewed with `drafts show`; the approval is rejected if the draft changed since.")
     ] = "",
     reason: Annotated[str, typer.Option(help="Note kept with the approval.")] = "",
 ) -> None:
-    """Approve a draft; when the policy rule says so, it is executed at once."""
+    """Approve a draft; if the matching policy rule sets auto_execute, the draft is executed at once."""
     settings = settings_of(ctx)
 
     async def step() -> DraftDetail:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import sys
 from typing import Annotated
 
-import anyio
 import typer
 
 from order3_mcp.app import Order3
@@ -73,7 +73,10 @@ def serve(
             server = build_server(app, caller)
             logger.info("serving workspace %s as %s over %s", caller.workspace, caller.describe(), "http" if http else "stdio")
             if http:
-                await server.run_streamable_http_async(host=host, port=port)
+                # uvicorn points its access log at sys.stdout when it configures logging;
+                # redirecting stdout while it starts sends those lines to stderr too.
+                with contextlib.redirect_stdout(sys.stderr):
+                    await server.run_streamable_http_async(host=host, port=port)
             else:
                 await server.run_stdio_async()
         finally:

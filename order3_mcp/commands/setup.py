@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from order3_mcp.commands._runtime import CHECK_FAILED_EXIT, execute, fail, say, settings_of, signed_in, connect
+from order3_mcp.commands._runtime import (
+    CHECK_FAILED_EXIT,
+    connect,
+    execute,
+    fail,
+    say,
+    settings_of,
+    signed_in,
+)
 from order3_mcp.services import admin
 from order3_mcp.services.admin import InitResult, LedgerCheck, ReportLines
 
