@@ -72,15 +72,22 @@ async def append_event(
 ) -> ActivityEvent:
     """Append one event inside the caller's write transaction.
 
-    The workspace row holds the chain head; advancing it with a conditional
-    update serialises appenders, so two events can never share a sequence number.
+    The workspace row holds the chain head. It is read with FOR UPDATE, so on
+    PostgreSQL a concurrent appender waits for this transaction instead of
+    failing (SQLite's BEGIN IMMEDIATE already serialises writers), and the
+    conditional update guarantees no two events share a sequence number.
 
     Raises:
         NotFoundError: If the workspace does not exist.
     """
     row = (
         await session.execute(
-            select(Workspace.activity_seq, Workspace.activity_head).where(Workspace.id == workspace_id)
+            select(Workspace.activity_seq, Workspace.activity_head)
+            .where(Workspace.id == workspace_id)
+            # NO KEY UPDATE: rows inserted earlier in the transaction hold KEY SHARE
+            # locks on the workspace through their foreign keys, and a plain FOR UPDATE
+            # would deadlock two such transactions.
+            .with_for_update(key_share=True)
         )
     ).first()
     if row is None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, literal_column, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.errors import ConflictError, InvalidInputError
@@ -174,6 +174,9 @@ class LedgerMismatch:
 async def verify_ledger(session: AsyncSession, *, workspace_id: int) -> tuple[int, list[LedgerMismatch]]:
     """Compare every stock level with the sum of movements into and out of it.
 
+    The bin fallback is an inline literal: PostgreSQL matches GROUP BY
+    expressions textually, and two bound parameters would not match.
+
     Returns the number of levels checked and the ones that disagree, including
     ledger balances that have no stock level row at all.
     """
@@ -181,21 +184,21 @@ async def verify_ledger(session: AsyncSession, *, workspace_id: int) -> tuple[in
         select(
             Movement.item_id.label("item_id"),
             Movement.to_location_id.label("location_id"),
-            func.coalesce(Movement.to_bin_id, 0).label("bin_key"),
+            func.coalesce(Movement.to_bin_id, literal_column("0")).label("bin_key"),
             func.sum(Movement.__table__.c.quantity).label("qty"),
         )
         .where(Movement.workspace_id == workspace_id, Movement.to_location_id.is_not(None))
-        .group_by(Movement.item_id, Movement.to_location_id, func.coalesce(Movement.to_bin_id, 0))
+        .group_by(Movement.item_id, Movement.to_location_id, func.coalesce(Movement.to_bin_id, literal_column("0")))
     )
     outbound = (
         select(
             Movement.item_id.label("item_id"),
             Movement.from_location_id.label("location_id"),
-            func.coalesce(Movement.from_bin_id, 0).label("bin_key"),
+            func.coalesce(Movement.from_bin_id, literal_column("0")).label("bin_key"),
             func.sum(Movement.__table__.c.quantity).label("qty"),
         )
         .where(Movement.workspace_id == workspace_id, Movement.from_location_id.is_not(None))
-        .group_by(Movement.item_id, Movement.from_location_id, func.coalesce(Movement.from_bin_id, 0))
+        .group_by(Movement.item_id, Movement.from_location_id, func.coalesce(Movement.from_bin_id, literal_column("0")))
     )
     # SUM runs over the stored integers and converts once, so the totals are exact.
     balances: dict[tuple[int, int, int], Decimal] = {}
