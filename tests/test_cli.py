@@ -348,6 +348,28 @@ def test_exceptions_list_runs(db: Path, admin_token: str) -> None:
     assert "0 exceptions" in result.stdout
 
 
+@pytest.mark.skipif(not INVENTREE_DEMO.exists(), reason="the InvenTree demo export is not next to the repository")
+def test_exceptions_show_and_dismiss_overdue_line(db: Path, admin_token: str) -> None:
+    order3(db, "import", "inventree", str(INVENTREE_DEMO), token=admin_token)
+    listed = order3(db, "exceptions", "list", "--kind", "supplier_delay", token=admin_token)
+    exception_id = next(line.split("│")[1].strip() for line in listed.stdout.splitlines() if "PO0001" in line)
+
+    shown = order3(db, "exceptions", "show", exception_id, token=admin_token)
+    unexplained = order3(db, "exceptions", "dismiss", exception_id, token=admin_token)
+    dismissed = order3(db, "exceptions", "dismiss", exception_id, "--reason", "DigiKey confirmed the new date.", token=admin_token)
+    again = order3(db, "exceptions", "dismiss", exception_id, "--reason", "DigiKey confirmed the new date.", token=admin_token)
+
+    assert shown.exit_code == 0, shown.stderr
+    assert "expected 2021-12-10" in shown.stdout
+    assert "days_late" in shown.stdout
+    assert unexplained.exit_code == 2
+    assert "too short" in unexplained.stderr
+    assert dismissed.exit_code == 0, dismissed.stderr
+    assert f"Dismissed exception {exception_id}" in dismissed.stdout
+    assert again.exit_code == 5
+    assert "already dismissed" in again.stderr
+
+
 def test_serve_without_token_writes_nothing_to_stdout(db: Path, admin_token: str) -> None:
     result = order3(db, "serve")
 

@@ -8,9 +8,9 @@ import typer
 from rich.table import Table
 
 from order3_mcp.commands._runtime import execute, out, say, settings_of, signed_in
-from order3_mcp.schemas import ExceptionPage
+from order3_mcp.schemas import ExceptionOut, ExceptionPage
 
-exceptions_app = typer.Typer(help="List exceptions that need a next action.", no_args_is_help=True)
+exceptions_app = typer.Typer(help="List, inspect and dismiss exceptions that need a next action.", no_args_is_help=True)
 
 
 @exceptions_app.command("list")
@@ -37,8 +37,9 @@ def list_(
 
     listing = execute(step)
     table = Table(title=f"{len(listing.exceptions)} exceptions")
-    for column in ("id", "kind", "status", "sku", "location", "supplier", "PO", "owner", "reason"):
-        table.add_column(column)
+    for column in ("id", "kind", "status", "sku", "location", "supplier", "PO", "owner"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("reason", ratio=1, min_width=30)
     for found in listing.exceptions:
         table.add_row(
             str(found.exception_id),
@@ -54,3 +55,60 @@ def list_(
     out().print(table)
     if listing.next_cursor:
         say(f"More exceptions: --cursor {listing.next_cursor}")
+
+
+def print_exception(found: ExceptionOut) -> None:
+    """Print one exception with its evidence."""
+    say(f"Exception {found.exception_id}: {found.kind}, {found.status}")
+    say(f"Reason: {found.reason}")
+    for label, value in (
+        ("SKU", found.sku),
+        ("Location", found.location),
+        ("Supplier", found.supplier),
+        ("Purchase order", found.purchase_order),
+        ("Owner", found.owner),
+        ("Suggested draft", found.suggested_draft),
+        ("First seen", found.detected_at),
+        ("Last seen", found.last_seen),
+    ):
+        if value:
+            say(f"{label}: {value}")
+    table = Table(title="Evidence")
+    table.add_column("field", no_wrap=True)
+    table.add_column("value", ratio=1)
+    for name, value in found.evidence.items():
+        table.add_row(name, value)
+    out().print(table)
+
+
+@exceptions_app.command("show")
+def show(ctx: typer.Context, exception_id: Annotated[int, typer.Argument(help="Exception id, as listed.")]) -> None:
+    """Show one exception with the evidence behind its reason."""
+    from order3_mcp.services import exceptions
+
+    settings = settings_of(ctx)
+
+    async def step() -> ExceptionOut:
+        async with signed_in(settings) as (app, caller):
+            return await exceptions.get_exception(app, caller, exception_id=exception_id)
+
+    print_exception(execute(step))
+
+
+@exceptions_app.command("dismiss")
+def dismiss(
+    ctx: typer.Context,
+    exception_id: Annotated[int, typer.Argument(help="Exception id, as listed.")],
+    reason: Annotated[str, typer.Option(help="Why no action is needed; recorded in the activity history.")] = "",
+) -> None:
+    """Dismiss an open or drafted exception with a reason (approve scope; never agents)."""
+    from order3_mcp.services import exceptions
+
+    settings = settings_of(ctx)
+
+    async def step() -> ExceptionOut:
+        async with signed_in(settings) as (app, caller):
+            return await exceptions.dismiss_exception(app, caller, exception_id=exception_id, reason=reason)
+
+    found = execute(step)
+    say(f"Dismissed exception {found.exception_id} ({found.kind} {found.sku or found.purchase_order}).")
