@@ -13,6 +13,7 @@ from order3_mcp.commands.drafts import drafts_app
 from order3_mcp.commands.exceptions import exceptions_app
 from order3_mcp.commands.serve import serve
 from order3_mcp.commands.setup import import_app, init, verify
+from order3_mcp.commands.sync import sync_app
 from order3_mcp.commands.tokens import token_app
 
 app = typer.Typer(
@@ -62,6 +63,7 @@ app.add_typer(token_app, name="token")
 app.add_typer(drafts_app, name="drafts")
 app.add_typer(exceptions_app, name="exceptions")
 app.add_typer(activity_app, name="activity")
+app.add_typer(sync_app, name="sync")
 
 
 def main() -> None:

@@ -21,8 +21,8 @@ from sqlalchemy import update
 from store.errors import ConflictError, InvalidInputError
 from store.models import EXCEPTION_KINDS, EXCEPTION_STATUSES, LIVE_EXCEPTION_STATUSES, ExceptionRecord
 
-# Kinds a finder can recompute; mismatches and sync conflicts are opened by the sync path.
-REFRESHABLE_KINDS = ("low_stock", "supplier_delay", "short_receiving", "count_drift")
+# Kinds a finder can recompute; sync conflicts are opened only by the sync path.
+REFRESHABLE_KINDS = ("low_stock", "supplier_delay", "short_receiving", "count_drift", "mismatch")
 
 
 def exception_out(record: ExceptionRecord) -> ExceptionOut:
@@ -75,6 +75,14 @@ async def refresh_kind(app: Order3, caller: Caller, session: AsyncSession, kind:
             pct_tol=tolerances.count_drift_pct,
             value_tol=tolerances.count_drift_value,
             repeat=tolerances.count_drift_repeat,
+        )
+    elif kind == "mismatch":
+        finder = lambda: finders.find_mismatches(  # noqa: E731
+            session,
+            workspace_id=caller.workspace_id,
+            qty_tol=tolerances.mismatch_qty_abs,
+            value_tol=tolerances.mismatch_value_abs,
+            now=now,
         )
     else:
         raise InvalidInputError(f"Exception kind {kind!r} is not computed by a finder; use one of {', '.join(REFRESHABLE_KINDS)}.")
@@ -141,6 +149,15 @@ async def find_kind(
     """Run one finder (find_low_stock, find_supplier_delays, ...) and page through its live exceptions."""
     return await _find(
         app, caller, action=action, kinds=(kind,), status="", location=location, supplier=supplier, owner="", cursor=cursor, limit=limit
+    )
+
+
+async def find_mismatches(
+    app: Order3, caller: Caller, *, location: str, supplier: str, cursor: str | None, limit: int
+) -> ExceptionPage:
+    """Compare the newest external snapshots with current figures and page through the live mismatches."""
+    return await find_kind(
+        app, caller, action="find_mismatches", kind="mismatch", location=location, supplier=supplier, cursor=cursor, limit=limit
     )
 
 

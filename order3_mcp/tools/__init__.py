@@ -12,9 +12,10 @@ if TYPE_CHECKING:
 
 def register_all(server: MCPServer, app: Order3, caller: Caller) -> None:
     """Register every Order3 tool on `server`."""
-    from order3_mcp.tools import approvals, drafts, exceptions, reads
+    from order3_mcp.tools import approvals, drafts, exceptions, reads, sync
 
     reads.register(server, app, caller)
     exceptions.register(server, app, caller)
     drafts.register(server, app, caller)
     approvals.register(server, app, caller)
+    sync.register(server, app, caller)

@@ -34,6 +34,11 @@ FINDERS = {
         "Find counts whose variance against the system quantity at count time exceeds the policy tolerance, "
         "or that drift the same way repeatedly.",
     ),
+    "find_mismatches": (
+        "mismatch",
+        "Find channel quantities and accounting values from integrations whose newest snapshot disagrees with "
+        "Order3's available quantity or on hand × unit cost beyond the policy tolerance.",
+    ),
 }
 
 

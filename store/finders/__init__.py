@@ -20,6 +20,13 @@ from store.finders.low_stock import (
     find_low_stock,
     suggest_order_quantity,
 )
+from store.finders.mismatches import (
+    MEASURED_KINDS,
+    Measurement,
+    find_mismatches,
+    measurement_finding,
+    mismatch_fingerprint,
+)
 from store.finders.open_drafts import (
     DraftQuantity,
     OpenDraftQuantities,
@@ -36,8 +43,10 @@ from store.finders.records import (
 
 __all__ = [
     "MAX_PAGE_SIZE",
+    "MEASURED_KINDS",
     "DraftQuantity",
     "Finding",
+    "Measurement",
     "OnTimeRecord",
     "OpenDraftQuantities",
     "OrderSuggestion",
@@ -45,10 +54,13 @@ __all__ = [
     "business_date",
     "find_count_drift",
     "find_low_stock",
+    "find_mismatches",
     "find_receiving_variances",
     "find_supplier_delays",
     "get_exception",
     "list_exceptions",
+    "measurement_finding",
+    "mismatch_fingerprint",
     "open_draft_quantities",
     "receiving_variance",
     "refresh_exceptions",

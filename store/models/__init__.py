@@ -17,8 +17,10 @@ from store.models.exceptions import (
     EXCEPTION_KINDS,
     EXCEPTION_STATUSES,
     LIVE_EXCEPTION_STATUSES,
+    SNAPSHOT_OUTCOMES,
     ExceptionRecord,
     ExternalSnapshot,
+    SyncState,
 )
 from store.models.purchasing import (
     OPEN_PO_STATUSES,
@@ -49,6 +51,7 @@ __all__ = [
     "PO_STATUSES",
     "PRINCIPAL_KINDS",
     "RESERVATION_STATUSES",
+    "SNAPSHOT_OUTCOMES",
     "ActivityEvent",
     "Approval",
     "Bin",
@@ -72,6 +75,7 @@ __all__ = [
     "Supplier",
     "SupplierItem",
     "SupplierPriceBreak",
+    "SyncState",
     "Token",
     "Workspace",
 ]

@@ -1,14 +1,15 @@
-"""Persisted exceptions found by the finders, and external snapshots from integrations."""
+"""Persisted exceptions found by the finders, external snapshots from integrations, and sync state."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Index
+from sqlalchemy import Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from store.models._base import json_field, time_field, workspace_fk
+from store.models._base import decimal_field, json_field, time_field, workspace_fk
 
 EXCEPTION_KINDS = (
     "low_stock",
@@ -60,11 +61,26 @@ class ExceptionRecord(SQLModel, table=True):
     version: int = Field(default=1)
 
 
+SNAPSHOT_OUTCOMES = ("agreed", "mismatch", "conflict", "applied", "stale", "invalid")
+
+
 class ExternalSnapshot(SQLModel, table=True):
-    """A record received from a channel or accounting integration, with its outcome."""
+    """One record received from a channel or accounting integration, with its outcome.
+
+    `payload` is the record as received: untrusted data, never instructions.
+    The typed columns hold what could be read from it. Quantity and value
+    records that were compared (outcome agreed or mismatch) set `is_current` on
+    the newest row per (source, record_kind, item, location), so the mismatch
+    finder reads one row per pair instead of the whole history.
+    `location_key` is the location id, or 0 for a workspace-wide figure.
+    """
 
     __tablename__ = "external_snapshot"
-    __table_args__ = (Index("ix_snapshot_record", "workspace_id", "source", "record_kind", "external_id", "id"),)
+    __table_args__ = (
+        Index("ix_snapshot_record", "workspace_id", "source", "record_kind", "external_id", "id"),
+        Index("ix_snapshot_current", "workspace_id", "is_current", "record_kind", "source", "item_id", "location_key"),
+        Index("ix_snapshot_batch", "workspace_id", "source", "batch_id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     workspace_id: int = workspace_fk()
@@ -76,3 +92,40 @@ class ExternalSnapshot(SQLModel, table=True):
     outcome: str = Field(max_length=20)
     detail: str = Field(default="", max_length=2000)
     received_at: datetime = time_field()
+    item_id: int | None = Field(default=None, foreign_key="item.id")
+    location_id: int | None = Field(default=None, foreign_key="location.id")
+    location_key: int = Field(default=0)
+    quantity: Decimal | None = decimal_field(default=None, nullable=True)
+    value: Decimal | None = decimal_field(default=None, nullable=True)
+    currency: str = Field(default="", max_length=3)
+    #: The integration's key of a changed record: SKU, location code, supplier code or PO number.
+    key: str = Field(default="", max_length=120)
+    #: The integration's version of a changed record, as sent.
+    version: str = Field(default="", max_length=60)
+    record_id: int | None = Field(default=None)
+    is_current: bool = Field(default=False)
+    exception_id: int | None = Field(default=None, foreign_key="exception_record.id")
+
+
+class SyncState(SQLModel, table=True):
+    """The versions of one record on both sides when a source and Order3 last agreed on it.
+
+    `key` is Order3's code for the record (SKU, location code, supplier code or
+    PO number) and `record_id` its id. A later change is applied only when
+    `our_version` still matches the record. When both sides moved on, the sync
+    opens a conflict instead of picking a winner.
+    """
+
+    __tablename__ = "sync_state"
+    __table_args__ = (UniqueConstraint("workspace_id", "source", "record_kind", "key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    workspace_id: int = workspace_fk()
+    source: str = Field(max_length=60)
+    record_kind: str = Field(max_length=30)
+    key: str = Field(max_length=120)
+    record_id: int
+    our_version: int
+    their_version: str = Field(max_length=60)
+    agreed_at: datetime = time_field()
+    batch_id: str = Field(default="", max_length=120)
