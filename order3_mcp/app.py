@@ -24,7 +24,7 @@ from store.db import Database
 from store.errors import Order3Error, PermissionDeniedError
 from store.idempotency import check_key, find_replay, remember, request_hash
 from store.models import Workspace
-from store.tokens import find_token
+from store.tokens import ensure_live, find_token
 from store.types import utc_now
 
 logger = logging.getLogger(__name__)
@@ -70,6 +70,15 @@ class Outcome:
     draft_id: int | None = None
     #: Activity outcome; "invalid" records a handled failure that still commits, such as a failed execution.
     outcome: str = "ok"
+    #: Raised to the caller after the work and its event are committed: for a refusal
+    #: that must still change state, such as marking an expired draft expired.
+    error: Order3Error | None = None
+
+
+def _draft_id(arguments: dict[str, Any]) -> int | None:
+    # A refused call about a draft still belongs in that draft's history.
+    value = arguments.get("draft_id")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def redact(arguments: dict[str, Any]) -> dict[str, Any]:
@@ -159,11 +168,15 @@ class Order3:
                 check_key(idempotency_key)
 
             async with self.database.write() as session:
+                if caller.token_id is not None:
+                    # Checked on every call, so revoking a token also stops a server already running with it.
+                    await ensure_live(session, token_id=caller.token_id)
                 if idempotency_key is not None:
                     fingerprint = request_hash(action, logged_arguments)
                     stored = await find_replay(
                         session,
                         workspace_id=caller.workspace_id,
+                        principal=caller.principal,
                         key=idempotency_key,
                         action=action,
                         fingerprint=fingerprint,
@@ -204,25 +217,31 @@ class Order3:
                     session,
                     caller,
                     action,
-                    outcome.outcome,
+                    outcome.error.outcome if outcome.error else outcome.outcome,
                     logged_arguments,
                     key,
                     request_id,
-                    summary=outcome.summary,
+                    summary=outcome.error.message if outcome.error else outcome.summary,
                     affected=outcome.affected,
                     draft_id=outcome.draft_id,
                 )
-            return outcome.result  # type: ignore[return-value]
         except Order3Error as exc:
             logger.info("%s by %s failed: %s", action, caller.principal, exc.outcome)
-            await self.record_failure(caller, action, exc.outcome, logged_arguments, key, request_id, exc.message)
+            await self.record_failure(
+                caller, action, exc.outcome, logged_arguments, key, request_id, exc.message, draft_id=_draft_id(arguments)
+            )
             raise
         except Exception:
             logger.exception("%s by %s crashed", action, caller.principal)
             await self.record_failure(
-                caller, action, "error", logged_arguments, key, request_id, "Internal error; see the server log."
+                caller, action, "error", logged_arguments, key, request_id, "Internal error; see the server log.",
+                draft_id=_draft_id(arguments),
             )
             raise
+        if outcome.error is not None:
+            logger.info("%s by %s failed after committing: %s", action, caller.principal, outcome.error.outcome)
+            raise outcome.error
+        return outcome.result  # type: ignore[return-value]
 
     async def record_failure(
         self,
@@ -233,12 +252,15 @@ class Order3:
         idempotency_key: str,
         request_id: str,
         summary: str,
+        *,
+        draft_id: int | None = None,
     ) -> None:
         """Record a refused or failed action in its own transaction."""
         try:
             async with self.database.write() as session:
                 await self._record(
-                    session, caller, action, outcome, arguments, idempotency_key, request_id, summary=summary
+                    session, caller, action, outcome, arguments, idempotency_key, request_id, summary=summary,
+                    draft_id=draft_id,
                 )
         except Exception:
             # The caller still gets the original error; the lost event is logged loudly.

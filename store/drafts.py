@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.activity import canonical_json
 from store.errors import ConflictError, NotFoundError
-from store.models import Approval, Draft, DraftException, ExceptionRecord
+from store.models import OPEN_DRAFT_STATUSES, Approval, Draft, DraftException, ExceptionRecord
 from store.types import utc_now
 
 
@@ -192,3 +192,50 @@ async def change_status(
         )
     await session.refresh(draft)
     return draft
+
+
+async def expire_overdue(session: AsyncSession, *, workspace_id: int, now: datetime) -> list[int]:
+    """Mark pending or approved drafts whose approval window has ended as expired.
+
+    Their linked exceptions that were waiting on them go back to open, because
+    no draft will answer them now. Returns the ids of the drafts expired.
+    """
+    overdue = list(
+        (
+            await session.execute(
+                select(Draft.id).where(
+                    Draft.workspace_id == workspace_id,
+                    Draft.status.in_(OPEN_DRAFT_STATUSES),
+                    Draft.expires_at.is_not(None),
+                    Draft.expires_at <= now,
+                )
+            )
+        )
+        .scalars()
+        .all()
+    )
+    if not overdue:
+        return []
+    await session.execute(
+        update(Draft)
+        .where(Draft.id.in_(overdue), Draft.status.in_(OPEN_DRAFT_STATUSES))
+        .values(status="expired", version=Draft.version + 1, updated_at=now, decided_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    still_open = (
+        select(DraftException.exception_id)
+        .join(Draft, Draft.id == DraftException.draft_id)
+        .where(Draft.status.in_(OPEN_DRAFT_STATUSES))
+    )
+    linked = select(DraftException.exception_id).where(DraftException.draft_id.in_(overdue))
+    await session.execute(
+        update(ExceptionRecord)
+        .where(
+            ExceptionRecord.id.in_(linked),
+            ExceptionRecord.id.not_in(still_open),
+            ExceptionRecord.status == "drafted",
+        )
+        .values(status="open", version=ExceptionRecord.version + 1)
+        .execution_options(synchronize_session=False)
+    )
+    return overdue

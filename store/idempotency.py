@@ -36,16 +36,23 @@ def check_key(key: str) -> str:
 
 
 async def find_replay(
-    session: AsyncSession, *, workspace_id: int, key: str, action: str, fingerprint: str
+    session: AsyncSession, *, workspace_id: int, principal: str, key: str, action: str, fingerprint: str
 ) -> dict[str, Any] | None:
     """Return the stored response for a repeated request, or None for a new key.
+
+    Keys belong to the principal that sent them: another principal reusing a key
+    gets nothing back from it and records its own request.
 
     Raises:
         ConflictError: If the key was used for another action or other arguments.
     """
     record = (
         await session.execute(
-            select(IdempotencyRecord).where(IdempotencyRecord.workspace_id == workspace_id, IdempotencyRecord.key == key)
+            select(IdempotencyRecord).where(
+                IdempotencyRecord.workspace_id == workspace_id,
+                IdempotencyRecord.principal == principal,
+                IdempotencyRecord.key == key,
+            )
         )
     ).scalar_one_or_none()
     if record is None:

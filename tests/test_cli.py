@@ -314,7 +314,7 @@ def test_second_buyer_approves_and_issues_purchase_order(db: Path, admin_token: 
     bob = secret_in(order3(db, "token", "create", "--principal", "bob", "--role", "buyer", token=admin_token).stdout)
     draft_id = _draft_as(db, alice)
 
-    stale = order3(db, "drafts", "approve", str(draft_id), "--hash", "ffff", token=bob)
+    stale = order3(db, "drafts", "approve", str(draft_id), "--hash", "ffffffffffff", token=bob)
     result = order3(db, "drafts", "approve", str(draft_id), "--reason", "ok", token=bob)
     again = order3(db, "drafts", "execute", str(draft_id), token=bob)
 

@@ -79,7 +79,12 @@ def test_agent_drafts_and_person_approves_over_stdio(tmp_path: Path) -> None:
     ]
     assert steps[-len(expected):] == expected
     draft_events = [e for e in history if e["draft_id"] == draft_id]
-    assert [e["action"] for e in draft_events] == ["draft_purchase_order", "approve_draft", "execute_draft"]
+    assert [(e["actor"], e["action"], e["outcome"]) for e in draft_events] == [
+        ("agent:buyer-bot", "draft_purchase_order", "ok"),
+        ("agent:buyer-bot", "approve_draft", "denied"),
+        ("user:alice", "approve_draft", "ok"),
+        ("user:alice", "execute_draft", "ok"),
+    ]
     order3(db, "activity", "verify", token=alice)
 
 

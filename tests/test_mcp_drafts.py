@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -10,11 +11,13 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 from sqlalchemy import func, select
 
+from order3_mcp.app import Order3
 from order3_mcp.server import build_server
 from order3_mcp.services import approvals
 from store.activity import verify_chain
-from store.errors import ConflictError, PermissionDeniedError
+from store.errors import ApprovalRequiredError, ConflictError, InvalidInputError, PermissionDeniedError
 from store.models import ActivityEvent, Draft, IdempotencyRecord, PurchaseOrder, PurchaseOrderLine
+from store.tokens import revoke_token
 from tests.factory import make_app, small_workspace
 
 RATIONALE = "WIDGET-1 has 5 available against a reorder point of 20."
@@ -346,3 +349,78 @@ async def test_activity_chain_verifies_and_detects_tampering(database):
     async with database.read() as session:
         report = await verify_chain(session, workspace_id=tokens.agent.workspace_id)
     assert report.first_broken_seq == 2
+
+
+async def test_revoked_token_stops_a_running_session(database):
+    tokens = await small_workspace(database)
+    app = make_app(database)
+    async with Client(build_server(app, tokens.agent)) as client:
+        before = await client.call_tool("get_item", {"sku": "WIDGET-1"})
+        async with database.write() as session:
+            await revoke_token(session, workspace_id=tokens.agent.workspace_id, token_id=tokens.agent.token_id)
+        after = await draft_widgets(client)
+
+    assert not before.is_error
+    assert after.is_error
+    assert "was revoked" in after.content[0].text
+    assert await count(database, Draft) == 0
+    last = (await events(database))[-1]
+    assert (last.action, last.outcome) == ("draft_purchase_order", "denied")
+
+
+async def test_approval_after_window_marks_draft_expired(database):
+    tokens = await small_workspace(database)
+    now = [datetime(2026, 12, 1, 9, 0, tzinfo=UTC)]
+    app = Order3(database, clock=lambda: now[0])
+    async with Client(build_server(app, tokens.agent)) as client:
+        draft_id = (await draft_widgets(client)).structured_content["draft_id"]
+    # The default rule gives 168 hours to approve.
+    now[0] += timedelta(hours=168)
+
+    with pytest.raises(ApprovalRequiredError, match="is now expired"):
+        await approvals.approve_draft(app, tokens.buyer, draft_id=draft_id, expected_hash="", reason="")
+
+    async with database.read() as session:
+        draft = (await session.execute(select(Draft))).scalar_one()
+    assert draft.status == "expired"
+    assert await count(database, PurchaseOrder) == 0
+    last = (await events(database))[-1]
+    assert (last.action, last.outcome, last.draft_id) == ("approve_draft", "denied", draft_id)
+
+
+async def test_idempotency_keys_belong_to_their_principal(database):
+    tokens = await small_workspace(database)
+    app = make_app(database)
+    async with Client(build_server(app, tokens.agent)) as client:
+        mine = await draft_widgets(client, idempotency_key="shared-key")
+    async with Client(build_server(app, tokens.buyer)) as client:
+        theirs = await draft_widgets(client, idempotency_key="shared-key")
+
+    assert mine.structured_content["draft_id"] != theirs.structured_content["draft_id"]
+    assert theirs.structured_content["created_by"] == "user:alice"
+    assert await count(database, Draft) == 2
+
+
+@pytest.mark.parametrize("prefix", ["5", "faded0", "not-hex-at-all!"])
+async def test_short_or_malformed_hash_is_not_proof_of_review(database, prefix):
+    tokens = await small_workspace(database)
+    app = make_app(database)
+    async with Client(build_server(app, tokens.agent)) as client:
+        draft_id = (await draft_widgets(client)).structured_content["draft_id"]
+
+    with pytest.raises(InvalidInputError, match="at least the first 12 characters"):
+        await approvals.approve_draft(app, tokens.buyer, draft_id=draft_id, expected_hash=prefix, reason="")
+    assert await count(database, PurchaseOrder) == 0
+
+
+async def test_approving_an_executed_draft_is_a_conflict(database):
+    tokens = await small_workspace(database)
+    app = make_app(database)
+    async with Client(build_server(app, tokens.agent)) as client:
+        draft_id = (await draft_widgets(client)).structured_content["draft_id"]
+    await approvals.approve_draft(app, tokens.buyer, draft_id=draft_id, expected_hash="", reason="")
+
+    with pytest.raises(ConflictError, match="is executed"):
+        await approvals.approve_draft(app, tokens.second_buyer, draft_id=draft_id, expected_hash="", reason="")
+    last = (await events(database))[-1]
+    assert (last.action, last.outcome, last.draft_id) == ("approve_draft", "conflict", draft_id)

@@ -41,8 +41,49 @@ def _approver(caller: Caller) -> ApproverFacts:
     )
 
 
+# Shortest payload hash prefix accepted as proof of review: the length `drafts show` prints.
+MIN_HASH_PREFIX = 12
+
+
+async def _open_draft(
+    app: Order3, caller: Caller, session: AsyncSession, *, draft_id: int, allowed: tuple[str, ...], verb: str
+) -> Draft | Outcome:
+    """Load a draft that must be in one of `allowed` statuses.
+
+    A draft whose approval window has ended is marked expired here and an
+    Outcome carrying the refusal is returned, so the expiry is committed and the
+    caller still gets an error.
+
+    Raises:
+        ConflictError: If the draft is in another status.
+    """
+    draft = await drafts.get_draft(session, workspace_id=caller.workspace_id, draft_id=draft_id)
+    now = app.clock()
+    if draft.status in ("pending_approval", "approved") and draft.expires_at is not None and now >= draft.expires_at:
+        await drafts.expire_overdue(session, workspace_id=caller.workspace_id, now=now)
+        await session.refresh(draft)
+        error = ApprovalRequiredError(
+            f"Draft {draft.id}'s approval window ended at {draft.expires_at.isoformat()}, so it is now expired "
+            "and cannot be {verb}; prepare a new draft if the work is still needed.".replace("{verb}", verb)
+        )
+        detail = await draft_detail(session, draft)
+        return Outcome(detail, error.message, affected=[{"kind": "draft", "id": draft.id}], draft_id=draft.id, error=error)
+    if draft.status not in allowed:
+        result = f" ({_result_text(draft)})" if draft.status == "executed" else ""
+        raise ConflictError(
+            f"Draft {draft.id} is {draft.status}{result}; only {' or '.join(allowed)} drafts can be {verb}."
+        )
+    return draft
+
+
 def _check_seen_hash(draft: Draft, expected_hash: str) -> str:
-    if expected_hash and not draft.payload_hash.startswith(expected_hash.strip().lower()):
+    clean = expected_hash.strip().lower()
+    if clean and (len(clean) < MIN_HASH_PREFIX or any(char not in "0123456789abcdef" for char in clean)):
+        raise InvalidInputError(
+            f"Payload hash {expected_hash!r} is too short or not hexadecimal; pass at least the first "
+            f"{MIN_HASH_PREFIX} characters shown by `order3 drafts show {draft.id}`."
+        )
+    if clean and not draft.payload_hash.startswith(clean):
         raise ConflictError(
             f"Draft {draft.id} is not the version you reviewed: its payload hash is {draft.payload_hash[:12]}, "
             f"not {expected_hash[:12]}. Review it again with `order3 drafts show {draft.id}`."
@@ -57,7 +98,9 @@ async def approve_draft(
     if the rule says so, is executed at once through `execute_draft`."""
 
     async def work(session: AsyncSession) -> Outcome:
-        draft = await drafts.get_draft(session, workspace_id=caller.workspace_id, draft_id=draft_id)
+        draft = await _open_draft(app, caller, session, draft_id=draft_id, allowed=("pending_approval",), verb="approved")
+        if isinstance(draft, Outcome):
+            return draft
         seen = _check_seen_hash(draft, expected_hash)
         prior = [
             PriorApproval(approver=decision.approver, payload_hash=decision.payload_hash)
@@ -104,7 +147,9 @@ async def reject_draft(app: Order3, caller: Caller, *, draft_id: int, reason: st
     async def work(session: AsyncSession) -> Outcome:
         if not reason.strip():
             raise InvalidInputError("A rejection needs a reason the drafter can act on; pass --reason TEXT.")
-        draft = await drafts.get_draft(session, workspace_id=caller.workspace_id, draft_id=draft_id)
+        draft = await _open_draft(app, caller, session, draft_id=draft_id, allowed=("pending_approval",), verb="rejected")
+        if isinstance(draft, Outcome):
+            return draft
         decision = decide_rejection(draft=_draft_state(draft, app.policy.fingerprint), approver=_approver(caller), now=app.clock())
         if not decision.allowed:
             raise PermissionDeniedError(decision.reason)
@@ -128,14 +173,16 @@ async def withdraw_draft(app: Order3, caller: Caller, *, draft_id: int, reason: 
     """Withdraw a draft the caller prepared, before it is executed."""
 
     async def work(session: AsyncSession) -> Outcome:
-        draft = await drafts.get_draft(session, workspace_id=caller.workspace_id, draft_id=draft_id)
+        draft = await _open_draft(
+            app, caller, session, draft_id=draft_id, allowed=("pending_approval", "approved"), verb="withdrawn"
+        )
+        if isinstance(draft, Outcome):
+            return draft
         if draft.created_by.strip().casefold() != caller.principal.strip().casefold():
             raise PermissionDeniedError(
                 f"Draft {draft.id} was prepared by {draft.created_by!r}; only its drafter may withdraw it. "
                 "An approver can reject it instead."
             )
-        if draft.status not in ("pending_approval", "approved"):
-            raise ConflictError(f"Draft {draft.id} is {draft.status}; only pending or approved drafts can be withdrawn.")
         await drafts.change_status(
             session, draft=draft, from_statuses=("pending_approval", "approved"), to_status="withdrawn",
             failure_reason=reason.strip()[:2000],
@@ -186,17 +233,16 @@ async def execute_draft(app: Order3, caller: Caller, *, draft_id: int, automatic
     """
 
     async def work(session: AsyncSession) -> Outcome:
-        draft = await drafts.get_draft(session, workspace_id=caller.workspace_id, draft_id=draft_id)
-        if draft.status == "executed":
-            raise ConflictError(f"Draft {draft.id} was already executed ({_result_text(draft)}); it runs only once.")
-        if draft.status == "pending_approval":
+        loaded = await drafts.get_draft(session, workspace_id=caller.workspace_id, draft_id=draft_id)
+        if loaded.status == "executed":
+            raise ConflictError(f"Draft {loaded.id} was already executed ({_result_text(loaded)}); it runs only once.")
+        if loaded.status == "pending_approval" and (loaded.expires_at is None or app.clock() < loaded.expires_at):
             raise ApprovalRequiredError(
-                f"Draft {draft.id} is still pending approval; approve it with `order3 drafts approve {draft.id}` first."
+                f"Draft {loaded.id} is still pending approval; approve it with `order3 drafts approve {loaded.id}` first."
             )
-        if draft.status != "approved":
-            raise ConflictError(f"Draft {draft.id} is {draft.status}; only approved drafts can be executed.")
-        if draft.expires_at is not None and app.clock() >= draft.expires_at:
-            raise ApprovalRequiredError(f"Draft {draft.id}'s approval window ended at {draft.expires_at.isoformat()}; draft it again.")
+        draft = await _open_draft(app, caller, session, draft_id=draft_id, allowed=("approved",), verb="executed")
+        if isinstance(draft, Outcome):
+            return draft
 
         problem = await _revalidate(session, draft)
         if problem:

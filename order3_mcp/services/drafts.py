@@ -293,6 +293,7 @@ async def list_drafts(
         after = decode_cursor(cursor, "list_drafts")
         if status and status not in DRAFT_STATUSES:
             raise InvalidInputError(f"Draft status {status!r} is unknown; use one of {', '.join(DRAFT_STATUSES)}.")
+        await drafts.expire_overdue(session, workspace_id=caller.workspace_id, now=app.clock())
         rows = await drafts.list_drafts(
             session,
             workspace_id=caller.workspace_id,
@@ -312,6 +313,7 @@ async def get_draft(app: Order3, caller: Caller, *, draft_id: int) -> DraftDetai
     """Return one draft with its payload, links and decisions."""
 
     async def work(session: AsyncSession) -> Outcome:
+        await drafts.expire_overdue(session, workspace_id=caller.workspace_id, now=app.clock())
         draft = await drafts.get_draft(session, workspace_id=caller.workspace_id, draft_id=draft_id)
         return Outcome(await draft_detail(session, draft), f"Read draft {draft.id}.", draft_id=draft.id)
 

@@ -15,6 +15,7 @@ from order3_mcp.app import Caller, Order3, Outcome
 from order3_mcp.pagination import check_limit, decode_cursor, page
 from order3_mcp.schemas import ExceptionOut, ExceptionPage
 from store import catalog, finders
+from store import drafts as store_drafts
 from store.activity import canonical_json
 from sqlalchemy import update
 
@@ -117,6 +118,8 @@ async def _find(
 
         found: dict[str, int] = {}
         if after is None:
+            # Expired drafts no longer hold back the exceptions they answered.
+            await store_drafts.expire_overdue(session, workspace_id=caller.workspace_id, now=app.clock())
             for kind in kinds:
                 if kind in REFRESHABLE_KINDS:
                     found[kind] = await refresh_kind(app, caller, session, kind)

@@ -32,10 +32,10 @@ class Token(SQLModel, table=True):
 
 
 class IdempotencyRecord(SQLModel, table=True):
-    """The stored outcome of a write, replayed when the same key and arguments return."""
+    """The stored outcome of a write, replayed when the same principal sends the same key and arguments."""
 
     __tablename__ = "idempotency_record"
-    __table_args__ = (UniqueConstraint("workspace_id", "key"),)
+    __table_args__ = (UniqueConstraint("workspace_id", "principal", "key"),)
 
     id: int | None = Field(default=None, primary_key=True)
     workspace_id: int = workspace_fk()
