@@ -300,8 +300,13 @@ class Order3:
 
     @staticmethod
     def _who_can(scope: str) -> str:
-        if scope in ("approve", "execute"):
-            return "Approval and execution are for people: a user with a buyer or approver token runs `order3 drafts approve`."
+        if scope == "approve":
+            return (
+                "Approvals, rejections and dismissals are for people: a user with a buyer or approver token "
+                "runs `order3 drafts approve|reject` or `order3 exceptions dismiss`."
+            )
+        if scope == "execute":
+            return "Execution is for people: a user with a buyer or approver token runs `order3 drafts execute`."
         if scope == "admin":
             return "Ask a workspace admin to run the matching `order3` command."
         return f"Create a token whose role includes {scope!r} with `order3 token create`."

@@ -40,8 +40,12 @@ def decode_cursor(cursor: str | None, listing: str) -> int | None:
     try:
         padded = cursor.strip() + "=" * (-len(cursor.strip()) % 4)
         decoded = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        if decoded["l"] != listing or not isinstance(decoded["a"], int) or isinstance(decoded["a"], bool):
+        position = decoded["a"]
+        if decoded["l"] != listing or not isinstance(position, int) or isinstance(position, bool):
             raise ValueError("wrong listing")
+        # Ids are positive 64-bit integers; anything else was forged or damaged.
+        if not 0 <= position < 2**63:
+            raise ValueError("position out of range")
         return int(decoded["a"])
     except (ValueError, KeyError, TypeError, binascii.Error, json.JSONDecodeError) as exc:
         shown = cursor if len(cursor) <= 40 else cursor[:40] + "…"

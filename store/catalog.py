@@ -5,12 +5,17 @@ from __future__ import annotations
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from store.errors import NotFoundError
+from store.errors import InvalidInputError, NotFoundError
 from store.models import Bin, Item, Location, Supplier, SupplierItem, SupplierPriceBreak
 from store.workspaces import sku_key
 
 
 def _like_pattern(text: str) -> str:
+    # SQLite ends a LIKE pattern at a NUL byte, so "\x00zzz" would match every row.
+    if any(ord(char) < 32 for char in text):
+        raise InvalidInputError(
+            f"Search text {text[:40]!r} contains control characters; search with printable text only."
+        )
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
 
@@ -25,7 +30,7 @@ async def get_item_by_sku(session: AsyncSession, *, workspace_id: int, sku: str)
         await session.execute(select(Item).where(Item.workspace_id == workspace_id, Item.sku_key == sku_key(sku)))
     ).scalar_one_or_none()
     if item is None:
-        raise NotFoundError(f"Item {sku!r} does not exist in this workspace; find SKUs with search_items.")
+        raise NotFoundError(f"Item {sku!r} does not exist in this workspace; search items to find the SKU.")
     return item
 
 
@@ -83,7 +88,7 @@ async def get_location_by_code(session: AsyncSession, *, workspace_id: int, code
         )
     ).scalar_one_or_none()
     if location is None:
-        raise NotFoundError(f"Location {code!r} does not exist in this workspace; see list_locations for codes.")
+        raise NotFoundError(f"Location {code!r} does not exist in this workspace; list locations to see their codes.")
     return location
 
 
@@ -120,7 +125,7 @@ async def get_supplier_by_code(session: AsyncSession, *, workspace_id: int, code
         )
     ).scalar_one_or_none()
     if supplier is None:
-        raise NotFoundError(f"Supplier {code!r} does not exist in this workspace; see list_suppliers for codes.")
+        raise NotFoundError(f"Supplier {code!r} does not exist in this workspace; list suppliers to see their codes.")
     return supplier
 
 

@@ -98,7 +98,7 @@ async def get_draft(session: AsyncSession, *, workspace_id: int, draft_id: int) 
         await session.execute(select(Draft).where(Draft.workspace_id == workspace_id, Draft.id == draft_id))
     ).scalar_one_or_none()
     if draft is None:
-        raise NotFoundError(f"Draft {draft_id} does not exist in this workspace; see list_drafts for ids.")
+        raise NotFoundError(f"Draft {draft_id} does not exist in this workspace; list drafts to see their ids.")
     return draft
 
 

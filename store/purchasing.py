@@ -109,7 +109,7 @@ async def get_purchase_order_by_number(session: AsyncSession, *, workspace_id: i
         )
     ).scalar_one_or_none()
     if order is None:
-        raise NotFoundError(f"Purchase order {number!r} does not exist in this workspace; see list_purchase_orders.")
+        raise NotFoundError(f"Purchase order {number!r} does not exist in this workspace; list purchase orders to find its number.")
     return order
 
 

@@ -340,7 +340,7 @@ async def test_low_stock_workspace_wide_sums_every_location(database: Database) 
     assert finding.evidence["suggested_quantity"] == "32"
     assert finding.reason.startswith("R1 across all locations has 25 available, 3 on order")
     assert finding.evidence["notes"] == [
-        "No supplier has no supplier item for R1, so pack size and minimum order quantity are unknown."
+        "No supplier sells R1, so pack size and minimum order quantity are unknown."
     ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -16,7 +17,7 @@ from order3_mcp.server import build_server
 from order3_mcp.services import approvals
 from store.activity import verify_chain
 from store.errors import ApprovalRequiredError, ConflictError, InvalidInputError, PermissionDeniedError
-from store.models import ActivityEvent, Draft, IdempotencyRecord, PurchaseOrder, PurchaseOrderLine
+from store.models import ActivityEvent, Draft, ExceptionRecord, IdempotencyRecord, PurchaseOrder, PurchaseOrderLine
 from store.tokens import revoke_token
 from tests.factory import make_app, small_workspace
 
@@ -424,3 +425,66 @@ async def test_approving_an_executed_draft_is_a_conflict(database):
         await approvals.approve_draft(app, tokens.second_buyer, draft_id=draft_id, expected_hash="", reason="")
     last = (await events(database))[-1]
     assert (last.action, last.outcome, last.draft_id) == ("approve_draft", "conflict", draft_id)
+
+
+async def test_draft_cannot_link_an_unrelated_exception(database):
+    tokens = await small_workspace(database)
+    async with database.write() as session:
+        session.add(
+            ExceptionRecord(
+                workspace_id=tokens.agent.workspace_id, kind="low_stock", fingerprint="low_stock:item=2:location=*",
+                item_id=2, sku="GADGET-2", reason="GADGET-2 is low.",
+            )
+        )
+    async with Client(build_server(make_app(database), tokens.agent)) as client:
+        result = await draft_widgets(client, exception_ids=[1])
+
+    assert result.is_error
+    assert "is about item GADGET-2, which this draft does not order" in result.content[0].text
+    assert await count(database, Draft) == 0
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "eyJsIjoic2VhcmNoX2l0ZW1zIiwiYSI6OTk5OTk5OTk5OTk5OTk5OTk5OTk5fQ",  # {"l":"search_items","a":999999999999999999999}
+        "eyJsIjoic2VhcmNoX2l0ZW1zIiwiYSI6LTF9",  # {"l":"search_items","a":-1}
+    ],
+)
+async def test_forged_cursor_is_invalid_params(database, cursor):
+    tokens = await small_workspace(database)
+    async with Client(build_server(make_app(database), tokens.agent)) as client:
+        with pytest.raises(MCPError, match="was not issued by this server"):
+            await client.call_tool("search_items", {"cursor": cursor})
+
+
+async def test_search_with_control_characters_is_refused(database):
+    tokens = await small_workspace(database)
+    async with Client(build_server(make_app(database), tokens.agent)) as client:
+        result = await client.call_tool("search_items", {"query": "\u0000zzz"})
+
+    assert result.is_error
+    assert "control characters" in result.content[0].text
+
+
+async def test_draft_line_names_where_its_price_came_from(database):
+    tokens = await small_workspace(database)
+    async with Client(build_server(make_app(database), tokens.agent)) as client:
+        small = (await draft_widgets(client, quantity=40)).structured_content
+        large = (await draft_widgets(client, quantity=100)).structured_content
+
+    assert json.loads(small["payload_json"])["lines"][0]["price_source"] == "supplier item price"
+    assert json.loads(large["payload_json"])["lines"][0]["price_source"] == "supplier price break from 100"
+
+
+async def test_list_drafts_rejects_unknown_kind_and_page_size(database):
+    tokens = await small_workspace(database)
+    async with Client(build_server(make_app(database), tokens.agent)) as client:
+        kind = await client.call_tool("list_drafts", {"kind": "nope"})
+        too_big = await client.call_tool("list_drafts", {"limit": 101})
+        as_text = await client.call_tool("list_drafts", {"limit": "5"})
+
+    assert "Draft kind 'nope' is unknown" in kind.content[0].text
+    assert too_big.is_error
+    assert "limit" in too_big.content[0].text
+    assert as_text.is_error

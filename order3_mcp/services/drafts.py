@@ -18,7 +18,7 @@ from store import catalog, drafts
 from store.activity import canonical_json
 from store.errors import InvalidInputError, NotFoundError
 from store.types import from_scaled, to_scaled
-from store.models import DRAFT_STATUSES, LIVE_EXCEPTION_STATUSES, Draft, ExceptionRecord, Supplier, SupplierItem
+from store.models import DRAFT_KINDS, DRAFT_STATUSES, LIVE_EXCEPTION_STATUSES, Draft, ExceptionRecord, Supplier, SupplierItem
 
 
 MAX_LINES = 100
@@ -80,24 +80,41 @@ def _check_rationale(rationale: str) -> str:
     return clean
 
 
-async def _live_exceptions(session: AsyncSession, caller: Caller, exception_ids: list[int]) -> list[int]:
+async def _live_exceptions(
+    session: AsyncSession, caller: Caller, exception_ids: list[int], *, item_ids: set[int], supplier_id: int
+) -> list[int]:
+    """Check that each linked exception is live and concerns this draft.
+
+    An exception about an item must name one of the draft's items; one without
+    an item (a supplier-level problem) must name the draft's supplier. Otherwise
+    a draft could move any exception out of the open list.
+    """
     unique = sorted(set(exception_ids))
     if not unique:
         return []
     rows = (
         await session.execute(
-            select(ExceptionRecord.id, ExceptionRecord.status).where(
+            select(ExceptionRecord).where(
                 ExceptionRecord.workspace_id == caller.workspace_id, ExceptionRecord.id.in_(unique)
             )
         )
-    ).all()
-    found = {row[0]: row[1] for row in rows}
+    ).scalars().all()
+    found = {record.id: record for record in rows}
     for exception_id in unique:
-        if exception_id not in found:
-            raise NotFoundError(f"Exception {exception_id} does not exist in this workspace; see find_exceptions.")
-        if found[exception_id] not in LIVE_EXCEPTION_STATUSES:
+        record = found.get(exception_id)
+        if record is None:
+            raise NotFoundError(
+                f"Exception {exception_id} does not exist in this workspace; "
+                "find_exceptions (or `order3 exceptions list`) lists them."
+            )
+        if record.status not in LIVE_EXCEPTION_STATUSES:
+            raise InvalidInputError(f"Exception {exception_id} is {record.status}; link only open or drafted exceptions.")
+        related = record.item_id in item_ids if record.item_id is not None else record.supplier_id == supplier_id
+        if not related:
+            subject = f"item {record.sku}" if record.item_id is not None else f"supplier {record.supplier_code or '-'}"
             raise InvalidInputError(
-                f"Exception {exception_id} is {found[exception_id]}; link only open or drafted exceptions."
+                f"Exception {exception_id} ({record.kind}) is about {subject}, which this draft does not order; "
+                "link only exceptions the draft answers."
             )
     return unique
 
@@ -123,14 +140,15 @@ def _policy_fields(app: Order3, rule: Rule | None, caller: Caller) -> dict[str, 
     }
 
 
-def _unit_price(offer: SupplierItem, breaks: list[Any], quantity: Decimal, fallback: Decimal) -> Decimal:
+def _unit_price(offer: SupplierItem, breaks: list[Any], quantity: Decimal, fallback: Decimal) -> tuple[Decimal, str]:
+    """Return the unit price for `quantity` and where it came from, so approvers can tell a quote from a guess."""
     # The largest price break at or below the quantity applies.
     applicable = [b for b in breaks if b.quantity <= quantity]
     if applicable:
-        return applicable[-1].unit_price
+        return applicable[-1].unit_price, f"supplier price break from {applicable[-1].quantity}"
     if offer.unit_price is not None:
-        return offer.unit_price
-    return fallback
+        return offer.unit_price, "supplier item price"
+    return fallback, "item unit cost: the supplier has no price on file, so this is an estimate"
 
 
 def _check_pack(sku: str, supplier: Supplier, offer: SupplierItem, quantity: Decimal) -> None:
@@ -169,7 +187,6 @@ async def draft_purchase_order(
             raise InvalidInputError("A purchase order draft needs at least one line; pass lines=[{sku, quantity}].")
         if len(lines) > MAX_LINES:
             raise InvalidInputError(f"{len(lines)} lines is too many for one draft; split it into drafts of at most {MAX_LINES}.")
-        linked = await _live_exceptions(session, caller, exception_ids)
 
         items = [await catalog.get_item_by_sku(session, workspace_id=caller.workspace_id, sku=line.sku) for line in lines]
         seen: set[tuple[int, str]] = set()
@@ -191,6 +208,10 @@ async def draft_purchase_order(
         if not chosen.active:
             raise InvalidInputError(f"Supplier {chosen.code} is inactive; choose another supplier.")
 
+        linked = await _live_exceptions(
+            session, caller, exception_ids, item_ids={item.id for item in items}, supplier_id=chosen.id  # type: ignore[misc]
+        )
+
         payload_lines: list[dict[str, Any]] = []
         total = Decimal(0)
         location_codes: list[str] = []
@@ -211,7 +232,7 @@ async def draft_purchase_order(
                 )
             _check_pack(item.sku, chosen, offer, line.quantity)
             breaks = await catalog.price_breaks(session, supplier_item_id=offer.id)  # type: ignore[arg-type]
-            price = _unit_price(offer, breaks, line.quantity, item.unit_cost)
+            price, price_source = _unit_price(offer, breaks, line.quantity, item.unit_cost)
             location_id = None
             location_code = ""
             if line.location.strip():
@@ -227,6 +248,7 @@ async def draft_purchase_order(
                     "supplier_sku": offer.supplier_sku,
                     "quantity": str(line.quantity),
                     "unit_price": str(price),
+                    "price_source": price_source,
                     "location_code": location_code,
                     "location_id": location_id,
                 }
@@ -293,6 +315,8 @@ async def list_drafts(
         after = decode_cursor(cursor, "list_drafts")
         if status and status not in DRAFT_STATUSES:
             raise InvalidInputError(f"Draft status {status!r} is unknown; use one of {', '.join(DRAFT_STATUSES)}.")
+        if kind and kind not in DRAFT_KINDS:
+            raise InvalidInputError(f"Draft kind {kind!r} is unknown; use one of {', '.join(DRAFT_KINDS)}.")
         await drafts.expire_overdue(session, workspace_id=caller.workspace_id, now=app.clock())
         rows = await drafts.list_drafts(
             session,

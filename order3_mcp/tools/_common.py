@@ -16,14 +16,15 @@ from store.errors import Order3Error
 T = TypeVar("T")
 
 READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
-DRAFT = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
+# Drafting is idempotent only with an idempotency key, so the hint stays false.
+DRAFT = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
 DECIDE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False)
 
 Cursor = Annotated[
     str,
     Field(description="next_cursor from the previous page; empty for the first page.", max_length=500),
 ]
-Limit = Annotated[int, Field(description=f"Rows per page, 1 to {MAX_PAGE_SIZE}.", strict=True)]
+Limit = Annotated[int, Field(description=f"Rows per page, 1 to {MAX_PAGE_SIZE}.", strict=True, ge=1, le=MAX_PAGE_SIZE)]
 DEFAULT_LIMIT = DEFAULT_PAGE_SIZE
 
 

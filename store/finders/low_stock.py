@@ -216,8 +216,13 @@ def _low_stock_finding(row: Any, *, drafts: DraftQuantity, now: datetime) -> Fin
     notes: list[str] = []
     if row.supplier_item_id is None:
         suggestion = OrderSuggestion(quantity=max(need, Decimal(0)), packs=None, notes=())
-        supplier = f"Supplier {row.supplier_code}" if row.supplier_code else "No supplier"
-        notes.append(f"{supplier} has no supplier item for {row.sku}, so pack size and minimum order quantity are unknown.")
+        if row.supplier_code:
+            notes.append(
+                f"Supplier {row.supplier_code} has no supplier item for {row.sku}, "
+                "so pack size and minimum order quantity are unknown."
+            )
+        else:
+            notes.append(f"No supplier sells {row.sku}, so pack size and minimum order quantity are unknown.")
     else:
         if row.pack_size is not None and pack_size is None:
             notes.append(f"The stored pack size {row.pack_size!r} is not a positive number and was ignored.")
