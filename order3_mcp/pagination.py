@@ -8,11 +8,17 @@ import json
 from collections.abc import Callable
 from typing import TypeVar
 
+from pydantic import BaseModel
+
 from store.errors import InvalidInputError
 
 RowT = TypeVar("RowT")
+OutT = TypeVar("OutT", bound=BaseModel)
 
 MAX_PAGE_SIZE = 100
+# Serialised size a page stays under, so results stay well below 32 KiB
+# (large results cost clients far more to validate than small ones).
+PAGE_BUDGET_BYTES = 24_000
 
 
 class InvalidCursorError(InvalidInputError):
@@ -66,13 +72,30 @@ def check_limit(limit: int) -> int:
     return limit
 
 
-def page(listing: str, rows: list[RowT], limit: int, row_id: Callable[[RowT], int]) -> tuple[list[RowT], str | None]:
-    """Trim rows fetched with `limit + 1` to one page and return it with the next cursor.
+def render_page(
+    listing: str,
+    rows: list[RowT],
+    limit: int,
+    row_id: Callable[[RowT], int],
+    render: Callable[[RowT], OutT],
+    *,
+    budget: int = PAGE_BUDGET_BYTES,
+) -> tuple[list[OutT], str | None]:
+    """Render rows fetched with `limit + 1` into one page that also fits the byte budget.
 
-    The extra row only tells whether another page exists, so the last page never
-    hands out a cursor that leads to an empty page.
+    A page ends early when the next row would push its JSON past `budget`; the
+    cursor then resumes at that row, so nothing is skipped. A single row larger
+    than the budget still gets a page of its own.
     """
-    if len(rows) <= limit:
-        return rows, None
-    kept = rows[:limit]
-    return kept, encode_cursor(listing, row_id(kept[-1]))
+    rendered: list[OutT] = []
+    used = 0
+    for index, row in enumerate(rows[:limit]):
+        out = render(row)
+        size = len(out.model_dump_json())
+        if rendered and used + size > budget:
+            return rendered, encode_cursor(listing, row_id(rows[index - 1]))
+        rendered.append(out)
+        used += size
+    if len(rows) > limit:
+        return rendered, encode_cursor(listing, row_id(rows[limit - 1]))
+    return rendered, None

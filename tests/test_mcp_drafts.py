@@ -488,3 +488,24 @@ async def test_list_drafts_rejects_unknown_kind_and_page_size(database):
     assert too_big.is_error
     assert "limit" in too_big.content[0].text
     assert as_text.is_error
+
+
+async def test_draft_pages_stay_small_and_complete(database):
+    tokens = await small_workspace(database)
+    async with Client(build_server(make_app(database), tokens.agent)) as client:
+        for number in range(12):
+            await client.call_tool(
+                "draft_purchase_order",
+                {"lines": [{"sku": "WIDGET-1", "quantity": 40}], "rationale": f"Draft {number}: " + "x" * 3900},
+            )
+        seen: list[int] = []
+        cursor = ""
+        for _ in range(12):
+            result = await client.call_tool("list_drafts", {"cursor": cursor, "limit": 100})
+            assert len(json.dumps(result.structured_content)) < 32 * 1024
+            seen.extend(draft["draft_id"] for draft in result.structured_content["drafts"])
+            cursor = result.structured_content["next_cursor"]
+            if cursor is None:
+                break
+
+    assert seen == list(range(1, 13))

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from order3_mcp.app import Caller, Order3, Outcome
 from order3_mcp.inputs import PurchaseLine
-from order3_mcp.pagination import check_limit, decode_cursor, page
+from order3_mcp.pagination import check_limit, decode_cursor, render_page
 from order3_mcp.schemas import DraftDetail, DraftOut, DraftPage
 from policies import DraftFacts, Rule, match_rule
 from store import catalog, drafts
@@ -326,8 +326,8 @@ async def list_drafts(
             after_id=after,
             limit=limit + 1,
         )
-        kept, next_cursor = page("list_drafts", rows, limit, lambda d: d.id)
-        return Outcome(DraftPage(drafts=[DraftOut(**draft_out(d)) for d in kept], next_cursor=next_cursor), f"Listed {len(kept)} drafts.")
+        listed, next_cursor = render_page("list_drafts", rows, limit, lambda d: d.id, lambda d: DraftOut(**draft_out(d)))
+        return Outcome(DraftPage(drafts=listed, next_cursor=next_cursor), f"Listed {len(listed)} drafts.")
 
     arguments = {"status": status, "kind": kind, "cursor": cursor, "limit": limit}
     return await app.run(caller, "list_drafts", arguments, work, result_type=DraftPage)

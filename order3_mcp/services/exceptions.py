@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order3_mcp.app import Caller, Order3, Outcome
-from order3_mcp.pagination import check_limit, decode_cursor, page
+from order3_mcp.pagination import check_limit, decode_cursor, render_page
 from order3_mcp.schemas import ExceptionOut, ExceptionPage
 from store import catalog, finders
 from store import drafts as store_drafts
@@ -134,11 +134,11 @@ async def _find(
             after_id=after,
             limit=limit + 1,
         )
-        kept, next_cursor = page(action, rows, limit, lambda record: record.id)
+        listed, next_cursor = render_page(action, rows, limit, lambda record: record.id, exception_out)
         counts = ", ".join(f"{count} {kind}" for kind, count in found.items())
-        summary = f"Found {counts}; returned {len(kept)}." if found else f"Returned {len(kept)} exceptions."
-        affected: list[dict[str, Any]] = [{"kind": "exception", "id": record.id} for record in kept]
-        return Outcome(ExceptionPage(exceptions=[exception_out(r) for r in kept], next_cursor=next_cursor), summary, affected=affected)
+        summary = f"Found {counts}; returned {len(listed)}." if found else f"Returned {len(listed)} exceptions."
+        affected: list[dict[str, Any]] = [{"kind": "exception", "id": record.exception_id} for record in listed]
+        return Outcome(ExceptionPage(exceptions=listed, next_cursor=next_cursor), summary, affected=affected)
 
     arguments = {"status": status, "location": location, "supplier": supplier, "owner": owner, "cursor": cursor, "limit": limit}
     if action == "find_exceptions":

@@ -6,7 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order3_mcp.app import Caller, Order3, Outcome
-from order3_mcp.pagination import check_limit, decode_cursor, page
+from order3_mcp.pagination import check_limit, decode_cursor, render_page
 from order3_mcp.schemas import ActivityOut, ActivityPage
 from store.errors import InvalidInputError
 from store.models import OUTCOMES, ActivityEvent
@@ -54,8 +54,8 @@ async def list_activity(
         if after is not None:
             statement = statement.where(ActivityEvent.seq > after)
         rows = list((await session.execute(statement.order_by(ActivityEvent.seq).limit(limit + 1))).scalars().all())
-        kept, next_cursor = page("list_activity", rows, limit, lambda event: event.seq)
-        return Outcome(ActivityPage(events=[activity_out(e) for e in kept], next_cursor=next_cursor), f"Listed {len(kept)} events.")
+        listed, next_cursor = render_page("list_activity", rows, limit, lambda event: event.seq, activity_out)
+        return Outcome(ActivityPage(events=listed, next_cursor=next_cursor), f"Listed {len(listed)} events.")
 
     arguments = {"draft_id": draft_id, "action": action, "outcome": outcome, "cursor": cursor, "limit": limit}
     return await app.run(caller, "list_activity", arguments, work, result_type=ActivityPage)

@@ -6,7 +6,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order3_mcp.app import Caller, Order3, Outcome
-from order3_mcp.pagination import check_limit, decode_cursor, page
+from order3_mcp.pagination import check_limit, decode_cursor, render_page
 from order3_mcp.schemas import (
     CountOut,
     CountPage,
@@ -33,7 +33,22 @@ from order3_mcp.schemas import (
 )
 from store import catalog, inventory, purchasing
 from store.errors import InvalidInputError
-from store.models import OPEN_PO_STATUSES, PO_STATUSES, RESERVATION_STATUSES, Bin, Item, Location, PurchaseOrder, Supplier, SupplierItem
+from store.models import (
+    OPEN_PO_STATUSES,
+    PO_STATUSES,
+    RESERVATION_STATUSES,
+    Bin,
+    CountResult,
+    Item,
+    Location,
+    Movement,
+    PurchaseOrder,
+    PurchaseOrderLine,
+    ReceivingEvent,
+    Reservation,
+    Supplier,
+    SupplierItem,
+)
 
 
 def iso(value: object) -> str | None:
@@ -63,15 +78,14 @@ async def search_items(
         rows = await catalog.search_items(
             session, workspace_id=caller.workspace_id, query=query, active_only=active_only, after_id=after, limit=limit + 1
         )
-        kept, next_cursor = page("search_items", rows, limit, lambda item: item.id)
-        result = ItemPage(
-            items=[
-                ItemSummary(sku=i.sku, name=i.name, unit=i.unit, category=i.category, owner=i.owner, active=i.active)
-                for i in kept
-            ],
-            next_cursor=next_cursor,
+        items, next_cursor = render_page(
+            "search_items",
+            rows,
+            limit,
+            lambda i: i.id,
+            lambda i: ItemSummary(sku=i.sku, name=i.name, unit=i.unit, category=i.category, owner=i.owner, active=i.active),
         )
-        return Outcome(result, f"Found {len(kept)} items for {query!r}.")
+        return Outcome(ItemPage(items=items, next_cursor=next_cursor), f"Found {len(items)} items for {query!r}.")
 
     return await app.run(caller, "search_items", {"query": query, "cursor": cursor, "limit": limit}, work, result_type=ItemPage)
 
@@ -124,15 +138,16 @@ async def list_locations(app: Order3, caller: Caller, *, cursor: str | None, lim
         check_limit(limit)
         after = decode_cursor(cursor, "list_locations")
         rows = await catalog.list_locations(session, workspace_id=caller.workspace_id, after_id=after, limit=limit + 1)
-        kept, next_cursor = page("list_locations", rows, limit, lambda row: row[0].id)
-        result = LocationPage(
-            locations=[
-                LocationOut(code=loc.code, name=loc.name, kind=loc.kind, owner=loc.owner, bins=[b.code for b in bins])
-                for loc, bins in kept
-            ],
-            next_cursor=next_cursor,
+        locations, next_cursor = render_page(
+            "list_locations",
+            rows,
+            limit,
+            lambda row: row[0].id,
+            lambda row: LocationOut(
+                code=row[0].code, name=row[0].name, kind=row[0].kind, owner=row[0].owner, bins=[b.code for b in row[1]]
+            ),
         )
-        return Outcome(result, f"Listed {len(kept)} locations.")
+        return Outcome(LocationPage(locations=locations, next_cursor=next_cursor), f"Listed {len(locations)} locations.")
 
     return await app.run(caller, "list_locations", {"cursor": cursor, "limit": limit}, work, result_type=LocationPage)
 
@@ -182,7 +197,7 @@ async def list_movements(
         rows = await inventory.list_movements(
             session, workspace_id=caller.workspace_id, item_id=item_id, location_id=location_id, after_id=after, limit=limit + 1
         )
-        kept, next_cursor = page("list_movements", rows, limit, lambda m: m.id)
+        kept = rows[:limit]
         skus = await _names(session, Item, {m.item_id for m in kept}, "sku")
         locations = await _names(
             session, Location, {x for m in kept for x in (m.from_location_id, m.to_location_id) if x}, "code"
@@ -194,24 +209,21 @@ async def list_movements(
                 return ""
             return _place(locations.get(location_ref, str(location_ref)), bins.get(bin_ref, "") if bin_ref else "")
 
-        result = MovementPage(
-            movements=[
-                MovementOut(
-                    id=m.id,  # type: ignore[arg-type]
-                    sku=skus.get(m.item_id, ""),
-                    kind=m.kind,
-                    quantity=str(m.quantity),
-                    from_place=where(m.from_location_id, m.from_bin_id),
-                    to_place=where(m.to_location_id, m.to_bin_id),
-                    reference=m.reference or (f"{m.reference_kind}:{m.reference_id}" if m.reference_kind else ""),
-                    actor=m.actor,
-                    occurred_at=m.occurred_at.isoformat(),
-                )
-                for m in kept
-            ],
-            next_cursor=next_cursor,
-        )
-        return Outcome(result, f"Listed {len(kept)} movements.")
+        def render(m: Movement) -> MovementOut:
+            return MovementOut(
+                id=m.id,  # type: ignore[arg-type]
+                sku=skus.get(m.item_id, ""),
+                kind=m.kind,
+                quantity=str(m.quantity),
+                from_place=where(m.from_location_id, m.from_bin_id),
+                to_place=where(m.to_location_id, m.to_bin_id),
+                reference=m.reference or (f"{m.reference_kind}:{m.reference_id}" if m.reference_kind else ""),
+                actor=m.actor,
+                occurred_at=m.occurred_at.isoformat(),
+            )
+
+        movements, next_cursor = render_page("list_movements", rows, limit, lambda m: m.id, render)
+        return Outcome(MovementPage(movements=movements, next_cursor=next_cursor), f"Listed {len(movements)} movements.")
 
     arguments = {"sku": sku, "location": location, "cursor": cursor, "limit": limit}
     return await app.run(caller, "list_movements", arguments, work, result_type=MovementPage)
@@ -231,27 +243,24 @@ async def list_counts(app: Order3, caller: Caller, *, sku: str, location: str, c
         rows = await inventory.list_counts(
             session, workspace_id=caller.workspace_id, item_id=item_id, location_id=location_id, after_id=after, limit=limit + 1
         )
-        kept, next_cursor = page("list_counts", rows, limit, lambda c: c.id)
+        kept = rows[:limit]
         skus = await _names(session, Item, {c.item_id for c in kept}, "sku")
         locations = await _names(session, Location, {c.location_id for c in kept if c.location_id}, "code")
-        result = CountPage(
-            counts=[
-                CountOut(
-                    id=c.id,  # type: ignore[arg-type]
-                    sku=skus.get(c.item_id, ""),
-                    location=locations.get(c.location_id, "") if c.location_id else "",
-                    counted_quantity=str(c.counted_quantity),
-                    system_quantity=str(c.system_quantity) if c.system_quantity is not None else None,
-                    variance=str(c.variance) if c.variance is not None else None,
-                    source=c.source,
-                    actor=c.actor,
-                    counted_at=c.counted_at.isoformat(),
-                )
-                for c in kept
-            ],
-            next_cursor=next_cursor,
-        )
-        return Outcome(result, f"Listed {len(kept)} counts.")
+        def render(c: CountResult) -> CountOut:
+            return CountOut(
+                id=c.id,  # type: ignore[arg-type]
+                sku=skus.get(c.item_id, ""),
+                location=locations.get(c.location_id, "") if c.location_id else "",
+                counted_quantity=str(c.counted_quantity),
+                system_quantity=str(c.system_quantity) if c.system_quantity is not None else None,
+                variance=str(c.variance) if c.variance is not None else None,
+                source=c.source,
+                actor=c.actor,
+                counted_at=c.counted_at.isoformat(),
+            )
+
+        counts, next_cursor = render_page("list_counts", rows, limit, lambda c: c.id, render)
+        return Outcome(CountPage(counts=counts, next_cursor=next_cursor), f"Listed {len(counts)} counts.")
 
     arguments = {"sku": sku, "location": location, "cursor": cursor, "limit": limit}
     return await app.run(caller, "list_counts", arguments, work, result_type=CountPage)
@@ -277,8 +286,8 @@ async def list_suppliers(app: Order3, caller: Caller, *, query: str, cursor: str
         check_limit(limit)
         after = decode_cursor(cursor, "list_suppliers")
         rows = await catalog.list_suppliers(session, workspace_id=caller.workspace_id, query=query, after_id=after, limit=limit + 1)
-        kept, next_cursor = page("list_suppliers", rows, limit, lambda s: s.id)
-        return Outcome(SupplierPage(suppliers=[supplier_out(s) for s in kept], next_cursor=next_cursor), f"Listed {len(kept)} suppliers.")
+        suppliers, next_cursor = render_page("list_suppliers", rows, limit, lambda s: s.id, supplier_out)
+        return Outcome(SupplierPage(suppliers=suppliers, next_cursor=next_cursor), f"Listed {len(suppliers)} suppliers.")
 
     arguments = {"query": query, "cursor": cursor, "limit": limit}
     return await app.run(caller, "list_suppliers", arguments, work, result_type=SupplierPage)
@@ -334,9 +343,11 @@ async def list_purchase_orders(
         rows = await purchasing.list_purchase_orders(
             session, workspace_id=caller.workspace_id, status=status or None, supplier_id=supplier_id, after_id=after, limit=limit + 1
         )
-        kept, next_cursor = page("list_purchase_orders", rows, limit, lambda row: row[0].id)
-        result = PurchaseOrderPage(purchase_orders=[order_out(o, s.code) for o, s in kept], next_cursor=next_cursor)
-        return Outcome(result, f"Listed {len(kept)} purchase orders.")
+        orders, next_cursor = render_page(
+            "list_purchase_orders", rows, limit, lambda row: row[0].id, lambda row: order_out(row[0], row[1].code)
+        )
+        result = PurchaseOrderPage(purchase_orders=orders, next_cursor=next_cursor)
+        return Outcome(result, f"Listed {len(orders)} purchase orders.")
 
     arguments = {"status": status, "supplier": supplier, "cursor": cursor, "limit": limit}
     return await app.run(caller, "list_purchase_orders", arguments, work, result_type=PurchaseOrderPage)
@@ -391,24 +402,23 @@ async def list_receiving_events(
         rows = await purchasing.list_receiving_events(
             session, workspace_id=caller.workspace_id, purchase_order_id=order_id, after_id=after, limit=limit + 1
         )
-        kept, next_cursor = page("list_receiving_events", rows, limit, lambda row: row[0].id)
+        kept = rows[:limit]
         skus = await _names(session, Item, {line.item_id for _, line, _ in kept}, "sku")
-        result = ReceivingEventPage(
-            receiving_events=[
-                ReceivingEventOut(
-                    id=event.id,  # type: ignore[arg-type]
-                    purchase_order=order.number,
-                    line=line.line_no,
-                    sku=skus.get(line.item_id, ""),
-                    quantity=str(event.quantity),
-                    received_at=event.received_at.isoformat(),
-                    actor=event.actor,
-                )
-                for event, line, order in kept
-            ],
-            next_cursor=next_cursor,
-        )
-        return Outcome(result, f"Listed {len(kept)} receiving events.")
+        def render(row: tuple[ReceivingEvent, PurchaseOrderLine, PurchaseOrder]) -> ReceivingEventOut:
+            event, line, order = row
+            return ReceivingEventOut(
+                id=event.id,  # type: ignore[arg-type]
+                purchase_order=order.number,
+                line=line.line_no,
+                sku=skus.get(line.item_id, ""),
+                quantity=str(event.quantity),
+                received_at=event.received_at.isoformat(),
+                actor=event.actor,
+            )
+
+        events, next_cursor = render_page("list_receiving_events", rows, limit, lambda row: row[0].id, render)
+        result = ReceivingEventPage(receiving_events=events, next_cursor=next_cursor)
+        return Outcome(result, f"Listed {len(events)} receiving events.")
 
     arguments = {"purchase_order": purchase_order, "cursor": cursor, "limit": limit}
     return await app.run(caller, "list_receiving_events", arguments, work, result_type=ReceivingEventPage)
@@ -430,24 +440,21 @@ async def list_reservations(
         rows = await inventory.list_reservations(
             session, workspace_id=caller.workspace_id, item_id=item_id, status=status or None, after_id=after, limit=limit + 1
         )
-        kept, next_cursor = page("list_reservations", rows, limit, lambda r: r.id)
+        kept = rows[:limit]
         skus = await _names(session, Item, {r.item_id for r in kept}, "sku")
         locations = await _names(session, Location, {r.location_id for r in kept}, "code")
-        result = ReservationPage(
-            reservations=[
-                ReservationOut(
-                    id=r.id,  # type: ignore[arg-type]
-                    sku=skus.get(r.item_id, ""),
-                    location=locations.get(r.location_id, ""),
-                    quantity=str(r.quantity),
-                    reference=r.reference,
-                    status=r.status,
-                )
-                for r in kept
-            ],
-            next_cursor=next_cursor,
-        )
-        return Outcome(result, f"Listed {len(kept)} reservations.")
+        def render(r: Reservation) -> ReservationOut:
+            return ReservationOut(
+                id=r.id,  # type: ignore[arg-type]
+                sku=skus.get(r.item_id, ""),
+                location=locations.get(r.location_id, ""),
+                quantity=str(r.quantity),
+                reference=r.reference,
+                status=r.status,
+            )
+
+        reservations, next_cursor = render_page("list_reservations", rows, limit, lambda r: r.id, render)
+        return Outcome(ReservationPage(reservations=reservations, next_cursor=next_cursor), f"Listed {len(reservations)} reservations.")
 
     arguments = {"sku": sku, "status": status, "cursor": cursor, "limit": limit}
     return await app.run(caller, "list_reservations", arguments, work, result_type=ReservationPage)
