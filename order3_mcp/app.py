@@ -41,7 +41,7 @@ activity_recorded: contextvars.ContextVar[bool] = contextvars.ContextVar("activi
 
 @dataclass(frozen=True)
 class Caller:
-    """Who is calling, through which channel, with which scopes, in which workspace."""
+    """The caller of an action: principal, token, scopes, channel and workspace."""
 
     workspace_id: int
     workspace: str
@@ -62,7 +62,7 @@ class Caller:
 
 @dataclass
 class Outcome:
-    """What an action produced, for its caller and for its activity event."""
+    """The result of an action, for its caller and for its activity event."""
 
     result: BaseModel
     summary: str

@@ -72,10 +72,10 @@ async def append_event(
 ) -> ActivityEvent:
     """Append one event inside the caller's write transaction.
 
-    The workspace row holds the chain head. It is read with FOR UPDATE, so on
-    PostgreSQL a concurrent appender waits for this transaction instead of
-    failing (SQLite's BEGIN IMMEDIATE already serialises writers), and the
-    conditional update guarantees no two events share a sequence number.
+    The workspace row contains the chain head. It is read with FOR NO KEY UPDATE,
+    so on PostgreSQL a concurrent appender waits for this transaction instead of
+    failing. SQLite's BEGIN IMMEDIATE already serialises writers. The conditional
+    update then guarantees that no two events share a sequence number.
 
     Raises:
         NotFoundError: If the workspace does not exist.

@@ -94,8 +94,11 @@ def _check_seen_hash(draft: Draft, expected_hash: str) -> str:
 async def approve_draft(
     app: Order3, caller: Caller, *, draft_id: int, expected_hash: str, reason: str, idempotency_key: str | None = None
 ) -> DraftDetail:
-    """Record one approval; when the rule's approvals are complete the draft becomes approved and,
-    if the rule says so, is executed at once through `execute_draft`."""
+    """Record one approval, and approve the draft once the rule's approvals are complete.
+
+    When the matching rule sets auto_execute, the approved draft is executed at
+    once through `execute_draft`.
+    """
 
     async def work(session: AsyncSession) -> Outcome:
         draft = await _open_draft(app, caller, session, draft_id=draft_id, allowed=("pending_approval",), verb="approved")
