@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import shlex
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,7 +109,7 @@ async def _run_steps(*, database: Database, db_path: Path, data_path: Path, keep
     alice = await app.authenticate(buyer.secret, channel="cli")
     review = await drafts.get_draft(app, alice, draft_id=run.draft_id)
     console.print(Text(f"Rationale: {review.rationale}"), soft_wrap=True)
-    console.print(f"Approval owner: {review.approval_owner}. Payload hash: {review.payload_hash[:12]}…")
+    console.print(Text(f"Approval owner: {review.approval_owner}. Payload hash: {review.payload_hash[:12]}…"), soft_wrap=True)
     decided = await approvals.approve_draft(
         app, alice, draft_id=run.draft_id, expected_hash=review.payload_hash[:12], reason="Checked against the low-stock exception."
     )
@@ -121,12 +122,27 @@ async def _run_steps(*, database: Database, db_path: Path, data_path: Path, keep
     console.print(Text(f"Draft {run.draft_id} executed: issued purchase order {purchase_order}.", style="bold green"))
 
     _heading(console, "7. order3 activity list")
-    events = await read_timeline(app, alice, draft_id=None, action="", outcome="", limit=1000)
-    print_timeline(console, events, title=f"Activity history of workspace {WORKSPACE!r}")
+    timeline = await read_timeline(app, alice, draft_id=None, action="", outcome="", limit=1000)
+    print_timeline(console, timeline.events, title=f"Activity history of workspace {WORKSPACE!r}")
     chain = await admin.check_activity_chain(app, alice)
     console.print(f"Activity chain verified: {chain.events_checked} events, first broken seq: {chain.first_broken_seq or 'none'}.")
 
     if keep:
-        console.print(Text("The demo database is kept. To continue as alice:", style="bold"))
-        console.print(Text(f"  export ORDER3_DB={db_path}\n  export ORDER3_TOKEN={buyer.secret}"), soft_wrap=True)
+        _print_continue(console, db_path=db_path, tokens=[
+            ("alice, the buyer who approves drafts", buyer.secret),
+            ("admin, who creates and revokes tokens", created.secret),
+            ("buyer-bot, the agent (for order3 serve)", agent.secret),
+        ])
     return DemoResult(db_path=db_path, draft_id=run.draft_id, purchase_order=purchase_order, refusal=run.refusal)
+
+
+def _print_continue(console: Console, *, db_path: Path, tokens: list[tuple[str, str]]) -> None:
+    """Print the kept database's tokens with the shell lines to continue as each principal."""
+    console.print(Text(f"The demo database is kept at {db_path}.", style="bold"))
+    console.print(
+        Text("Store these tokens now: they are not shown again, and the database keeps only their hashes.", style="yellow"),
+        soft_wrap=True,
+    )
+    for principal, secret in tokens:
+        console.print(Text(f"To continue as {principal}:"))
+        console.print(Text(f"  export ORDER3_DB={shlex.quote(str(db_path))}\n  export ORDER3_TOKEN={secret}"), soft_wrap=True)

@@ -278,6 +278,8 @@ class DraftOut(BaseModel):
         description="Who must approve: roles and number of distinct approvers, or why no one can."
     )
     policy_rule: str = Field(description="Id of the policy rule that matched, empty when none did.")
+    approvals_required: int = Field(description="Distinct approvals the rule needs; 0 when no rule matched.")
+    approver_roles: list[str] = Field(description="Roles that may approve; empty when no rule matched.")
     estimated_value: str = Field(description="Estimated spend or inventory value change in `currency`.")
     currency: str = Field(description="Workspace base currency.")
     payload_hash: str = Field(description="SHA-256 of the payload; an approval binds to this value.")
@@ -298,6 +300,7 @@ class DraftDetail(DraftOut):
     payload_json: str = Field(description="The validated payload as canonical JSON.")
     exception_ids: list[int] = Field(description="Exceptions this draft answers.")
     approvals: list[str] = Field(description="Decisions so far as 'approved by NAME (role) at TIME'.")
+    approvals_recorded: int = Field(description="Distinct approvals of the current payload hash so far.")
     expires_at: str | None = Field(description="When approval stops being possible, if the rule sets a window.")
     failure_reason: str = Field(description="Why execution failed, when status is failed.")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,6 +22,9 @@ logger = logging.getLogger(__name__)
 
 # How long a SQLite writer waits for another writer's lock before failing.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+# Tables that every Order3 database has. A database without both belongs to another application.
+ORDER3_MARKER_TABLES = frozenset({"workspace", "activity_event"})
 
 
 def default_db_path() -> Path:
@@ -45,6 +49,26 @@ def resolve_url(db: str | os.PathLike[str] | None = None) -> str:
         return url.render_as_string(hide_password=False)
     path = Path(value).expanduser().resolve()
     return f"sqlite+aiosqlite:///{path}"
+
+
+def read_sqlite_tables(path: Path) -> set[str]:
+    """Return the names of the tables in a SQLite file, opened read-only so the file itself is never changed.
+
+    A file of zero bytes has no tables.
+
+    NOTE: for a file in WAL mode with no -wal file beside it, SQLite creates empty
+    -wal and -shm files next to it and cannot remove them from a read-only
+    connection. The database file itself stays byte-for-byte the same.
+
+    Raises:
+        sqlite3.DatabaseError: If the file is not a SQLite database or cannot be read.
+    """
+    connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        rows = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'").fetchall()
+    finally:
+        connection.close()
+    return {name for (name,) in rows}
 
 
 class Database:

@@ -9,7 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from order3_mcp.cli import app
 from tests.conftest import INVENTREE_DEMO
 
 # Generous bound for a CI machine; the demo takes about 5 s on a development laptop.
@@ -45,6 +47,28 @@ def test_demo_issues_purchase_order_after_refusal(tmp_path: Path) -> None:
         rows = connection.execute("SELECT actor, channel, action, outcome FROM activity_event ORDER BY seq").fetchall()
     assert ("buyer-bot", "mcp", "approve_draft", "denied") in rows
     assert ("alice", "cli", "execute_draft", "ok") in rows
+
+
+@pytest.mark.skipif(not INVENTREE_DEMO.exists(), reason="the InvenTree demo export is not next to the repository")
+def test_demo_keep_prints_every_token(tmp_path: Path) -> None:
+    result = run_demo("--keep", str(tmp_path))
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "Store these tokens now: they are not shown again, and the database keeps only their hashes." in lines
+    assert f"  export ORDER3_DB={tmp_path / 'order3-demo.db'}" in lines
+    secrets = {}
+    for principal in ("alice", "admin", "buyer-bot"):
+        heading = next(index for index, line in enumerate(lines) if line.startswith(f"To continue as {principal},"))
+        secrets[principal] = lines[heading + 2].removeprefix("  export ORDER3_TOKEN=")
+    assert len(set(secrets.values())) == 3
+    assert all(secret.startswith("o3_") for secret in secrets.values())
+
+    listed = CliRunner().invoke(
+        app, ["--db", str(tmp_path / "order3-demo.db"), "--token", secrets["admin"], "token", "list"], env={"COLUMNS": "200"}
+    )
+    assert listed.exit_code == 0, listed.stderr
+    assert "buyer-bot" in listed.stdout
 
 
 def test_demo_refuses_used_keep_directory(tmp_path: Path) -> None:

@@ -6,18 +6,16 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TypeVar
 
 import anyio
 import typer
 from rich.console import Console
 from rich.text import Text
-from sqlalchemy.engine import make_url
 
 from order3_mcp.app import Caller, Order3
-from store.db import Database, open_database, resolve_url
-from store.errors import NotFoundError, Order3Error, PermissionDeniedError
+from order3_mcp.commands._database import connect
+from store.errors import Order3Error, PermissionDeniedError
 
 T = TypeVar("T")
 
@@ -70,36 +68,13 @@ def execute(step: Callable[[], Awaitable[T]]) -> T:
         raise fail(exc.message, exit_code=exc.exit_code) from None
 
 
-def sqlite_path(url: str) -> Path | None:
-    """Return the file behind a SQLite URL, or None for another backend or an in-memory database."""
-    parsed = make_url(url)
-    if not parsed.drivername.startswith("sqlite") or not parsed.database or parsed.database == ":memory:":
-        return None
-    return Path(parsed.database)
-
-
-async def connect(db: str | None, *, create: bool = False) -> Database:
-    """Open the database named by --db, ORDER3_DB or the default file.
-
-    Raises:
-        NotFoundError: If the SQLite file does not exist and `create` is false, so a
-            mistyped path never leaves an empty database behind.
-    """
-    url = resolve_url(db)
-    path = sqlite_path(url)
-    if path is not None and not create and not path.exists():
-        raise NotFoundError(
-            f"No Order3 database at {path}; create one with `order3 init`, or point --db or ORDER3_DB at an existing one."
-        )
-    return await open_database(url)
-
-
 @asynccontextmanager
 async def signed_in(settings: CliSettings) -> AsyncIterator[tuple[Order3, Caller]]:
     """Open the database and authenticate the token as a CLI caller.
 
     Raises:
         PermissionDeniedError: If no token is given, or it is unknown or revoked.
+        NotFoundError, InvalidInputError: If the database cannot be opened as an Order3 database; see `connect`.
     """
     secret = (settings.token or "").strip()
     if not secret:

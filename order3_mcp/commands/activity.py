@@ -22,21 +22,36 @@ from order3_mcp.commands._runtime import (
     settings_of,
     signed_in,
 )
-from order3_mcp.pagination import MAX_PAGE_SIZE
-from order3_mcp.schemas import ActivityOut
+from order3_mcp.pagination import MAX_PAGE_SIZE, encode_cursor
+from order3_mcp.schemas import ActivityOut, ActivityPage
 from order3_mcp.services import admin, history
-from order3_mcp.services.admin import ActivityDetail, ActivityExport, ChainCheck
+from order3_mcp.services.admin import (
+    ActivityDetail,
+    ActivityExport,
+    ActivityWindow,
+    ChainCheck,
+)
+from store.errors import InvalidInputError
 
 activity_app = typer.Typer(help="Inspect, verify and export the activity history.", no_args_is_help=True)
 
 
 async def read_timeline(
-    app: Order3, caller: Caller, *, draft_id: int | None, action: str, outcome: str, limit: int
-) -> list[ActivityOut]:
-    """Return up to `limit` events in sequence order, one `list_activity` page at a time."""
+    app: Order3,
+    caller: Caller,
+    *,
+    draft_id: int | None,
+    action: str,
+    outcome: str,
+    limit: int,
+    cursor: str | None = None,
+) -> ActivityPage:
+    """Return up to `limit` events in sequence order from `cursor` on, one `list_activity` page at a time.
+
+    The returned cursor continues after the last event returned, and is null when no later event matches.
+    """
     events: list[ActivityOut] = []
-    cursor: str | None = None
-    while len(events) < limit:
+    while True:
         page = await history.list_activity(
             app,
             caller,
@@ -48,9 +63,8 @@ async def read_timeline(
         )
         events.extend(page.events)
         cursor = page.next_cursor
-        if cursor is None:
-            break
-    return events
+        if cursor is None or len(events) >= limit:
+            return ActivityPage(events=events, next_cursor=cursor)
 
 
 # Below this console width the timeline prints one event per line, because seven
@@ -93,17 +107,57 @@ def list_(
     draft: Annotated[int | None, typer.Option(help="Only events about this draft id.")] = None,
     action: Annotated[str, typer.Option(help="Only events of this tool or command name, e.g. approve_draft.")] = "",
     outcome: Annotated[str, typer.Option(help="Only events with this outcome: ok, denied, invalid, conflict or error.")] = "",
-    limit: Annotated[int, typer.Option(help="Maximum number of events to show, oldest first.", min=1, max=100_000)] = 100,
+    limit: Annotated[int, typer.Option(help="Maximum number of events to show.", min=1, max=100_000)] = 100,
+    start: Annotated[
+        int | None,
+        typer.Option("--from", help="List forward from this sequence number instead of showing the newest events.", min=1),
+    ] = None,
+    cursor: Annotated[
+        str, typer.Option(help="List forward from where a previous listing stopped, as printed after 'More events:'.")
+    ] = "",
 ) -> None:
-    """Show the activity timeline in sequence order."""
+    """Show the activity timeline in sequence order.
+
+    Without --from or --cursor it shows the newest --limit events, the most recent last.
+    """
     settings = settings_of(ctx)
+    if start is not None and cursor:
+        raise fail("Pass either --from or --cursor, not both, because each sets where the listing starts.", exit_code=InvalidInputError.exit_code)
 
-    async def step() -> list[ActivityOut]:
+    async def step() -> tuple[ActivityPage, ActivityWindow | None]:
         async with signed_in(settings) as (app, caller):
-            return await read_timeline(app, caller, draft_id=draft, action=action, outcome=outcome, limit=limit)
+            window = None
+            after = cursor or None
+            count = limit
+            if start is not None:
+                after = encode_cursor("list_activity", start - 1)
+            elif not cursor:
+                window = await admin.find_newest_activity(
+                    app, caller, draft_id=draft, action=action, outcome=outcome, newest=limit
+                )
+                after = None if window.start_after is None else encode_cursor("list_activity", window.start_after)
+                # Capped at the count so the listing ends where the window was taken,
+                # before the event that find_newest_activity itself recorded.
+                count = min(limit, window.matching)
+                if count == 0:
+                    return ActivityPage(events=[], next_cursor=None), window
+            listing = await read_timeline(
+                app, caller, draft_id=draft, action=action, outcome=outcome, limit=count, cursor=after
+            )
+            return listing, window
 
-    events = execute(step)
+    listing, window = execute(step)
+    events = listing.events
+    if window is not None and window.start_after is not None:
+        print_timeline(out(), events, title=f"Newest {len(events)} of {window.matching} activity events")
+        say(f"{window.matching - len(events)} older events are not shown. List them from the first with --from 1.")
+        return
+
     print_timeline(out(), events, title=f"{len(events)} activity events")
+    # A listing of the newest events gives no cursor, because the only later events
+    # are this command's own reads and whatever ran at the same moment.
+    if window is None and listing.next_cursor:
+        say(f"More events: --cursor {listing.next_cursor}")
 
 
 @activity_app.command("show")

@@ -23,8 +23,32 @@ drafts_app = typer.Typer(help="Review drafts and decide on them.", no_args_is_he
 DraftId = Annotated[int, typer.Argument(help="Draft id, from `drafts list`.")]
 
 
+def approval_progress(detail: DraftDetail) -> str | None:
+    """Describe how many approvals a pending draft has and how many more it needs.
+
+    Returns None when no approval is recorded yet, or when no policy rule matched.
+    """
+    required = detail.approvals_required
+    recorded = detail.approvals_recorded
+    if required == 0 or recorded == 0 or recorded >= required:
+        return None
+
+    missing = required - recorded
+    needed = "another approver" if missing == 1 else f"{missing} more approvers"
+    roles = " or ".join(detail.approver_roles)
+    return (
+        f"Approval {recorded} of {required} recorded. Draft {detail.draft_id} needs {needed} with role {roles} "
+        f"(policy rule {detail.policy_rule})."
+    )
+
+
 def print_decision(detail: DraftDetail) -> None:
     """Print a draft's status after a decision, and what execution produced."""
+    progress = approval_progress(detail) if detail.status == "pending_approval" else None
+    if progress is not None:
+        say(progress)
+        return
+
     say(f"Draft {detail.draft_id} is {detail.status}.")
     if detail.result:
         issued = parse_result(detail.result).get("purchase_order")
@@ -101,7 +125,7 @@ def show(ctx: typer.Context, draft_id: DraftId) -> None:
     lines = payload.get("lines")
     if isinstance(lines, list) and lines:
         table = Table(title=f"Lines (supplier {payload.get('supplier_code', '')}, {payload.get('currency', '')})")
-        for column in ("sku", "supplier sku", "quantity", "unit price", "destination"):
+        for column in ("sku", "supplier sku", "quantity", "unit price", "price source", "destination"):
             table.add_column(column)
         for line in lines:
             table.add_row(
@@ -109,6 +133,7 @@ def show(ctx: typer.Context, draft_id: DraftId) -> None:
                 str(line.get("supplier_sku", "")),
                 str(line.get("quantity", "")),
                 str(line.get("unit_price", "")),
+                str(line.get("price_source", "")),
                 str(line.get("location_code", "")),
             )
         out().print(table)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.table import Table
 
 from order3_mcp.commands._runtime import execute, out, say, settings_of, signed_in
@@ -13,6 +14,11 @@ from order3_mcp.services.admin import TokenCreated, TokenList, TokenOut
 from policies import PRINCIPAL_KINDS, ROLES
 
 token_app = typer.Typer(help="Create, list and revoke tokens (needs an admin token).", no_args_is_help=True)
+
+
+def indefinite_article(word: str) -> str:
+    """Return "an" before a word that starts with a vowel (agent, integration) and "a" otherwise."""
+    return "an" if word[:1].lower() in ("a", "e", "i", "o", "u") else "a"
 
 
 @token_app.command("create")
@@ -42,8 +48,8 @@ def create(
         say(f"Acts for: {token.on_behalf_of}")
     if token.withheld:
         say(
-            f"Withheld: {', '.join(token.withheld)}. A {token.kind} token never gets approve, execute or admin, "
-            f"whatever its role; a person approves its drafts.",
+            f"Withheld: {', '.join(token.withheld)}. {indefinite_article(token.kind).capitalize()} {token.kind} token "
+            "never gets approve, execute or admin, whatever its role. A person approves its drafts.",
             style="yellow",
         )
     say(token.secret, style="bold")
@@ -60,20 +66,24 @@ def list_(ctx: typer.Context) -> None:
             return await admin.list_workspace_tokens(app, caller)
 
     tokens = execute(step).tokens
-    table = Table(title=f"{len(tokens)} tokens")
-    for column in ("id", "prefix", "principal", "kind", "role", "scopes", "for", "created", "revoked"):
-        table.add_column(column)
+    # The identity columns never wrap, so an 80-column terminal still shows whose
+    # each token is. Scopes fold onto more lines, and dates are shown as days.
+    table = Table(title=f"{len(tokens)} tokens", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
+    for column in ("id", "prefix", "principal", "kind", "role"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("scopes", overflow="fold")
+    table.add_column("created", width=len("YYYY-MM-DD"))
     for token in tokens:
+        principal = token.principal + (f"\nfor {token.on_behalf_of}" if token.on_behalf_of else "")
+        dates = token.created_at[:10] + (f"\nrevoked {token.revoked_at[:10]}" if token.revoked_at else "")
         table.add_row(
             str(token.token_id),
             token.prefix + "…",
-            token.principal,
+            principal,
             token.kind,
             token.role,
-            ",".join(token.scopes),
-            token.on_behalf_of,
-            token.created_at[:19],
-            (token.revoked_at or "")[:19],
+            ", ".join(token.scopes),
+            dates,
         )
     out().print(table)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order3_mcp.app import Caller, Order3, Outcome
@@ -19,7 +19,7 @@ from store import catalog
 from store.activity import append_event, canonical_json, verify_chain
 from store.db import Database
 from store.errors import InvalidInputError, NotFoundError
-from store.models import ActivityEvent, ReorderRule, Token
+from store.models import ActivityEvent, Bin, Item, Location, ReorderRule, Token
 from store.stock import verify_ledger
 from store.tokens import issue_token, list_tokens, revoke_token
 from store.types import utc_now
@@ -108,6 +108,15 @@ class ChainCheck(BaseModel):
     events_checked: int = Field(description="Events whose hash matched.")
     first_broken_seq: int | None = Field(description="First event whose link does not match, or null.")
     problem: str = Field(description="What is wrong at that event, empty when the chain is intact.")
+
+
+class ActivityWindow(BaseModel):
+    """Start of the newest events that match a filter, so that a listing can begin there."""
+
+    matching: int = Field(description="Events that match the filter.")
+    start_after: int | None = Field(
+        description="Sequence number just before the newest events asked for, or null when every matching event fits."
+    )
 
 
 class LedgerCheck(BaseModel):
@@ -452,16 +461,58 @@ async def check_stock_ledger(app: Order3, caller: Caller) -> LedgerCheck:
 
     async def work(session: AsyncSession) -> Outcome:
         checked, mismatches = await verify_ledger(session, workspace_id=caller.workspace_id)
-        lines = [
-            f"item {m.item_id} at location {m.location_id}"
-            + (f" bin {m.bin_id}" if m.bin_id else "")
-            + f": on hand {m.on_hand}, ledger sum {m.ledger_sum}"
-            for m in mismatches
-        ]
+        skus = await _codes_by_id(session, Item.id, Item.sku, {m.item_id for m in mismatches})
+        locations = await _codes_by_id(session, Location.id, Location.code, {m.location_id for m in mismatches})
+        bins = await _codes_by_id(session, Bin.id, Bin.code, {m.bin_id for m in mismatches if m.bin_id})
+        lines: list[str] = []
+        for m in mismatches:
+            place = f"{skus.get(m.item_id, f'item {m.item_id}')} at {locations.get(m.location_id, f'location {m.location_id}')}"
+            if m.bin_id:
+                place += f" bin {bins.get(m.bin_id, m.bin_id)}"
+            lines.append(f"{place}: on hand {m.on_hand}, ledger sum {m.ledger_sum}")
         summary = f"Checked {checked} stock levels against the ledger: {len(lines)} mismatches."
         return Outcome(LedgerCheck(levels_checked=checked, mismatches=lines), summary)
 
     return await app.run(caller, "ledger_verify", {}, work, result_type=LedgerCheck)
+
+
+async def _codes_by_id(session: AsyncSession, id_column: Any, code_column: Any, ids: set[int]) -> dict[int, str]:
+    """Return the SKU or code of each id, for messages that name records the way people do."""
+    if not ids:
+        return {}
+    rows = await session.execute(select(id_column, code_column).where(id_column.in_(ids)))
+    return {row_id: code for row_id, code in rows.all()}
+
+
+async def find_newest_activity(
+    app: Order3, caller: Caller, *, draft_id: int | None, action: str, outcome: str, newest: int
+) -> ActivityWindow:
+    """Count the events that match the `list_activity` filters and find where the newest `newest` of them begin.
+
+    Recorded as a `list_activity` read. `list_activity` pages oldest first, so
+    a listing of the newest events starts after `start_after`.
+    """
+
+    async def work(session: AsyncSession) -> Outcome:
+        if newest < 1:
+            raise InvalidInputError(f"Number of newest events {newest} is out of range. Use 1 or more.")
+        matching_seqs = select(ActivityEvent.seq).where(ActivityEvent.workspace_id == caller.workspace_id)
+        if draft_id is not None:
+            matching_seqs = matching_seqs.where(ActivityEvent.draft_id == draft_id)
+        if action.strip():
+            matching_seqs = matching_seqs.where(ActivityEvent.action == action.strip())
+        if outcome:
+            matching_seqs = matching_seqs.where(ActivityEvent.outcome == outcome)
+
+        matching = (await session.execute(select(func.count()).select_from(matching_seqs.subquery()))).scalar_one()
+        start_after = (
+            await session.execute(matching_seqs.order_by(ActivityEvent.seq.desc()).offset(newest).limit(1))
+        ).scalar_one_or_none()
+        window = ActivityWindow(matching=matching, start_after=start_after)
+        return Outcome(window, f"Counted {matching} matching events to list the newest {newest}.")
+
+    arguments = {"draft_id": draft_id, "action": action, "outcome": outcome, "newest": newest}
+    return await app.run(caller, "list_activity", arguments, work, result_type=ActivityWindow)
 
 
 def export_line(event: ActivityDetail) -> str:

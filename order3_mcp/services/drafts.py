@@ -45,6 +45,8 @@ def draft_out(draft: Draft) -> dict[str, Any]:
         "created_by": f"{draft.created_by_kind}:{draft.created_by}",
         "approval_owner": approval_owner(draft),
         "policy_rule": draft.policy_rule,
+        "approvals_required": draft.approvals_required if draft.policy_rule else 0,
+        "approver_roles": [role for role in draft.approval_role.split(",") if role],
         "estimated_value": str(draft.estimated_value),
         "currency": draft.currency,
         "payload_hash": draft.payload_hash,
@@ -65,6 +67,9 @@ async def draft_detail(session: AsyncSession, draft: Draft) -> DraftDetail:
             + (f": {d.reason}" if d.reason else "")
             for d in decisions
         ],
+        approvals_recorded=len(
+            {d.approver.strip().casefold() for d in decisions if d.decision == "approved" and d.payload_hash == draft.payload_hash}
+        ),
         expires_at=draft.expires_at.isoformat() if draft.expires_at else None,
         failure_reason=draft.failure_reason,
     )
