@@ -63,3 +63,29 @@ async def test_finders_agree_across_backends(any_database: Database) -> None:
     assert not drafted.is_error
     # The open draft's 60 units now cover the need, so the finder no longer reports it.
     assert low_after_draft == []
+
+
+async def test_undated_order_is_late_after_lead_time(any_database: Database) -> None:
+    tokens = await small_workspace(any_database)
+    async with any_database.write() as session:
+        order = PurchaseOrder(
+            workspace_id=1, number="PO-UNDATED", supplier_id=1, status="issued",
+            issued_at=datetime(2026, 2, 1, 23, 30, tzinfo=UTC),
+        )
+        session.add(order)
+        await session.flush()
+        session.add(
+            PurchaseOrderLine(
+                workspace_id=1, purchase_order_id=order.id, item_id=1, supplier_item_id=1,
+                quantity_ordered=Decimal(10), quantity_received=Decimal(0),
+            )
+        )
+    app = Order3(any_database, clock=lambda: NOW)
+
+    async with Client(build_server(app, tokens.agent)) as client:
+        [late] = (await client.call_tool("find_supplier_delays", {})).structured_content["exceptions"]
+
+    # Issued 2026-02-01 (UTC business date) + ACME's 7-day lead time = 2026-02-08; 30 days before 2026-03-10.
+    assert late["evidence"]["expected_date"] == "2026-02-08"
+    assert late["evidence"]["expected_date_source"] == "issued 2026-02-01 + 7-day lead time"
+    assert "is 30 days late" in late["reason"]

@@ -103,6 +103,11 @@ async def agent_drafts(db: Path, agent: str) -> int:
         assert po1[0]["owner"] == "engineering"
         assert "(1000 ordered, 0 received) from DIGIKEY was expected 2021-12-10" in po1[0]["reason"]
         assert po1[0]["detected_at"]
+        # PO0002 has no expected date; its partly received lines are late after the supplier's lead time.
+        partial = {e["sku"]: e for e in delays if e["purchase_order"] == "PO0002"}
+        assert "(100 ordered, 85 received)" in partial["PART-91"]["reason"]
+        assert "(250 ordered, 200 received)" in partial["PART-93"]["reason"]
+        assert partial["PART-91"]["evidence"]["expected_date_source"].startswith("issued 2021-11-26 + ")
 
         low = (await client.call_tool("find_low_stock", {})).structured_content["exceptions"]
         enclosure = next(e for e in low if e["sku"] == "PART-85")

@@ -1,16 +1,21 @@
 """The supplier-delay finder: open PO lines not fully received after their expected date.
 
 A line is late when its PO is issued or partially received, received < ordered,
-and its expected date (the line's, else the order's) is before today, where
-today is the business date of `now` in the workspace timezone. The UTC date of
-`now` is never used: at 11:30 UTC it is already tomorrow in Auckland.
+and its expected date is before today, where today is the business date of
+`now` in the workspace timezone. The UTC date of `now` is never used: at 11:30
+UTC it is already tomorrow in Auckland.
+
+The expected date is the line's, else the order's. When neither has one (orders
+imported from systems that leave the date empty), it is the business date the
+order was issued plus the supplier item's lead time, else the supplier's; the
+evidence says so.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -33,6 +38,7 @@ _LATE_LINES_SQL = """
 SELECT l.id AS line_id, l.line_no, l.item_id, l.quantity_ordered, l.quantity_received,
        l.expected_date AS line_expected_date, p.expected_date AS order_expected_date,
        COALESCE(l.expected_date, p.expected_date) AS expected_date,
+       p.issued_at, COALESCE(si.lead_time_days, s.lead_time_days) AS lead_time_days,
        p.id AS purchase_order_id, p.number AS purchase_order_number, p.status AS purchase_order_status,
        p.owner AS purchase_order_owner,
        s.id AS supplier_id, s.code AS supplier_code, s.owner AS supplier_owner,
@@ -44,11 +50,13 @@ FROM purchase_order_line AS l
 JOIN purchase_order AS p ON p.id = l.purchase_order_id
 JOIN supplier AS s ON s.id = p.supplier_id
 JOIN item AS i ON i.id = l.item_id
+LEFT JOIN supplier_item AS si ON si.id = l.supplier_item_id
 LEFT JOIN location AS loc ON loc.id = l.destination_location_id
 WHERE l.workspace_id = :workspace_id AND p.workspace_id = :workspace_id
   AND p.status IN :open_po_statuses
   AND l.quantity_received < l.quantity_ordered
-  AND COALESCE(l.expected_date, p.expected_date) < :today
+  AND (COALESCE(l.expected_date, p.expected_date) < :today
+       OR (l.expected_date IS NULL AND p.expected_date IS NULL AND p.issued_at IS NOT NULL))
 ORDER BY l.id
 """
 
@@ -147,37 +155,62 @@ async def find_supplier_delays(
             expected_date=Date,
             line_expected_date=Date,
             order_expected_date=Date,
+            issued_at=UTCDateTime,
             last_received_at=UTCDateTime,
         )
     )
     params = {"workspace_id": workspace_id, "open_po_statuses": list(OPEN_PO_STATUSES), "today": today}
-    rows = (await session.execute(statement, params)).all()
-    if not rows:
+    late: list[tuple[Any, date, str]] = []
+    for row in (await session.execute(statement, params)).all():
+        expected, source = _expected_date(row, timezone=timezone)
+        if expected < today:
+            late.append((row, expected, source))
+    if not late:
         return []
 
     history = await supplier_on_time_records(
-        session, workspace_id=workspace_id, supplier_ids={row.supplier_id for row in rows}, timezone=timezone
+        session, workspace_id=workspace_id, supplier_ids={row.supplier_id for row, _, _ in late}, timezone=timezone
     )
-    return [_delay_finding(row, today=today, now=now, timezone=timezone, history=history) for row in rows]
+    return [
+        _delay_finding(row, expected=expected, source=source, today=today, now=now, timezone=timezone, history=history)
+        for row, expected, source in late
+    ]
+
+
+def _expected_date(row: Any, *, timezone: str) -> tuple[date, str]:
+    """Return a late-candidate line's expected date and where it came from."""
+    if row.line_expected_date is not None:
+        return row.line_expected_date, "line"
+    if row.order_expected_date is not None:
+        return row.order_expected_date, "order"
+    issued = business_date(row.issued_at, timezone=timezone)
+    return issued + timedelta(days=row.lead_time_days), f"issued {issued.isoformat()} + {row.lead_time_days}-day lead time"
 
 
 def _delay_finding(
-    row: Any, *, today: date, now: datetime, timezone: str, history: dict[int, OnTimeRecord]
+    row: Any,
+    *,
+    expected: date,
+    source: str,
+    today: date,
+    now: datetime,
+    timezone: str,
+    history: dict[int, OnTimeRecord],
 ) -> Finding:
     ordered = quantity(row.quantity_ordered)
     received = quantity(row.quantity_received)
-    days_late = (today - row.expected_date).days
+    days_late = (today - expected).days
     record = history.get(row.supplier_id)
     reason = (
         f"{row.purchase_order_number} line {row.line_no} for {row.sku} ({ordered} ordered, {received} received) "
-        f"from {row.supplier_code} was expected {row.expected_date.isoformat()} and is {days_late} days late."
+        f"from {row.supplier_code} was expected {expected.isoformat()} and is {days_late} days late."
     )
     evidence: dict[str, Any] = {
         "as_of": now.isoformat(),
         "timezone": timezone,
         "today": today.isoformat(),
-        "expected_date": row.expected_date.isoformat(),
-        "expected_date_source": "line" if row.line_expected_date is not None else "order",
+        "expected_date": expected.isoformat(),
+        "expected_date_source": source,
         "days_late": days_late,
         "line_no": row.line_no,
         "purchase_order_status": row.purchase_order_status,
