@@ -87,7 +87,7 @@ async def refresh_kind(app: Order3, caller: Caller, session: AsyncSession, kind:
         )
     else:
         raise InvalidInputError(f"Exception kind {kind!r} is not computed by a finder; use one of {', '.join(REFRESHABLE_KINDS)}.")
-    findings = await finder()
+    findings = await finders.add_item_context(session, workspace_id=caller.workspace_id, findings=await finder())
     await finders.refresh_exceptions(session, workspace_id=caller.workspace_id, kind=kind, findings=findings, now=now)
     return len(findings)
 

@@ -7,6 +7,7 @@ owner is the first one named among the item's, the supplier's and the purchase
 order's owners (the location's owner for count drift, which has no supplier).
 """
 
+from store.finders.context import add_item_context
 from store.finders.counts import find_count_drift
 from store.finders.delays import (
     OnTimeRecord,
@@ -42,6 +43,7 @@ from store.finders.records import (
 )
 
 __all__ = [
+    "add_item_context",
     "MAX_PAGE_SIZE",
     "MEASURED_KINDS",
     "DraftQuantity",

@@ -1,0 +1,131 @@
+"""Hand-written single SQL statements that answer each finder's question: the floor a finder is timed against.
+
+Each statement returns one row per finding the finder returns, so the row
+counts can be compared. They read the workspace the generator wrote
+(workspace 1) and the default policy's tolerances, which the benchmark passes
+as parameters.
+"""
+
+from __future__ import annotations
+
+# Stock position per reorder rule from grouped aggregates, joined by (item, location)
+# for location rules and by item for workspace-wide rules. Draft quantities come
+# from the JSON lines of open purchase-order drafts, as in the finder.
+LOW_STOCK = """
+WITH draft_line AS (
+    SELECT json_extract(line.value, '$.item_id') AS item_id,
+           json_extract(line.value, '$.location_code') AS location_code,
+           CAST(ROUND(CAST(json_extract(line.value, '$.quantity') AS REAL) * 1000000) AS INTEGER) AS quantity
+    FROM draft AS d, json_each(d.payload, '$.lines') AS line
+    WHERE d.workspace_id = :workspace_id AND d.kind = 'purchase_order'
+      AND d.status IN ('pending_approval', 'approved') AND line.type = 'object'
+),
+place_total AS (
+    SELECT item_id, location_id, SUM(on_hand) AS on_hand, 0 AS reserved, 0 AS on_order, 0 AS drafted
+    FROM stock_level WHERE workspace_id = :workspace_id GROUP BY item_id, location_id
+    UNION ALL
+    SELECT item_id, location_id, 0, SUM(quantity), 0, 0
+    FROM reservation WHERE workspace_id = :workspace_id AND status = 'active' GROUP BY item_id, location_id
+    UNION ALL
+    SELECT l.item_id, l.destination_location_id, 0, 0, SUM(l.quantity_ordered - l.quantity_received), 0
+    FROM purchase_order_line AS l JOIN purchase_order AS p ON p.id = l.purchase_order_id
+    WHERE l.workspace_id = :workspace_id AND p.status IN ('issued', 'partially_received')
+      AND l.quantity_received < l.quantity_ordered
+    GROUP BY l.item_id, l.destination_location_id
+    UNION ALL
+    SELECT dl.item_id, loc.id, 0, 0, 0, SUM(dl.quantity)
+    FROM draft_line AS dl LEFT JOIN location AS loc ON loc.workspace_id = :workspace_id AND loc.code = dl.location_code
+    GROUP BY dl.item_id, loc.id
+),
+position AS (
+    SELECT item_id, location_id, SUM(on_hand - reserved + on_order + drafted) AS position
+    FROM place_total GROUP BY item_id, location_id
+),
+item_position AS (
+    SELECT item_id, SUM(position) AS position FROM position GROUP BY item_id
+)
+SELECT r.id
+FROM reorder_rule AS r
+JOIN item AS i ON i.id = r.item_id
+LEFT JOIN position AS at_place ON r.location_id IS NOT NULL
+     AND at_place.item_id = r.item_id AND at_place.location_id = r.location_id
+LEFT JOIN item_position AS everywhere ON r.location_id IS NULL AND everywhere.item_id = r.item_id
+WHERE r.workspace_id = :workspace_id AND i.active
+  AND COALESCE(at_place.position, everywhere.position, 0) <= r.reorder_point
+"""
+
+# Late open lines with the columns the finding shows (PO, supplier, item, location, last receipt).
+SUPPLIER_DELAYS = """
+SELECT l.id, p.number, s.code, i.sku, loc.code,
+       (SELECT MAX(e.received_at) FROM receiving_event AS e WHERE e.purchase_order_line_id = l.id)
+FROM purchase_order_line AS l
+JOIN purchase_order AS p ON p.id = l.purchase_order_id
+JOIN supplier AS s ON s.id = p.supplier_id
+JOIN item AS i ON i.id = l.item_id
+LEFT JOIN location AS loc ON loc.id = l.destination_location_id
+WHERE l.workspace_id = :workspace_id
+  AND p.status IN ('issued', 'partially_received')
+  AND l.quantity_received < l.quantity_ordered
+  AND COALESCE(l.expected_date, p.expected_date) < :today
+"""
+
+# Exact integer test: received × 100 against ordered × (100 ∓ tolerance), all in millionths.
+RECEIVING_VARIANCES = """
+SELECT l.id, p.number, s.code, i.sku, loc.code,
+       (SELECT MAX(e.received_at) FROM receiving_event AS e WHERE e.purchase_order_line_id = l.id)
+FROM purchase_order_line AS l
+JOIN purchase_order AS p ON p.id = l.purchase_order_id
+JOIN supplier AS s ON s.id = p.supplier_id
+JOIN item AS i ON i.id = l.item_id
+LEFT JOIN location AS loc ON loc.id = l.destination_location_id
+WHERE l.workspace_id = :workspace_id
+  AND p.status IN ('received', 'closed')
+  AND (l.quantity_received * 100 < l.quantity_ordered * (100 - :short_pct)
+       OR l.quantity_received * 100 > l.quantity_ordered * (100 + :over_pct))
+"""
+
+# The latest count per (item, location) against the absolute, percent and value
+# tolerances, or the last `repeat` counts drifting the same way.
+COUNT_DRIFT = """
+WITH ranked AS (
+    SELECT c.item_id, c.location_id, c.counted_quantity - c.system_quantity AS variance, c.system_quantity,
+           ROW_NUMBER() OVER (PARTITION BY c.item_id, c.location_id ORDER BY c.counted_at DESC, c.id DESC) AS recency
+    FROM count_result AS c
+    WHERE c.workspace_id = :workspace_id AND c.location_id IS NOT NULL AND c.system_quantity IS NOT NULL
+),
+pair AS (
+    SELECT item_id, location_id,
+           SUM(recency <= :repeat AND variance > 0) AS recent_over,
+           SUM(recency <= :repeat AND variance < 0) AS recent_under,
+           COUNT(*) AS counts,
+           MAX(CASE WHEN recency = 1 THEN variance END) AS variance,
+           MAX(CASE WHEN recency = 1 THEN system_quantity END) AS system_quantity
+    FROM ranked GROUP BY item_id, location_id
+)
+SELECT pair.item_id, pair.location_id
+FROM pair JOIN item AS i ON i.id = pair.item_id
+WHERE (ABS(pair.variance) > :abs_tol AND ABS(pair.variance) * 100 > :pct_tol * ABS(pair.system_quantity))
+   OR (ABS(pair.variance) * CAST(i.unit_cost AS REAL) > :value_tol_squared)
+   OR (:repeat >= 2 AND pair.counts >= :repeat AND (pair.recent_over = :repeat OR pair.recent_under = :repeat))
+"""
+
+# Current channel quantities against available from grouped stock and reservation
+# totals. The generator writes no accounting values, so only quantities are compared.
+MISMATCHES = """
+WITH on_hand AS (
+    SELECT item_id, location_id, SUM(on_hand) AS quantity
+    FROM stock_level WHERE workspace_id = :workspace_id GROUP BY item_id, location_id
+),
+reserved AS (
+    SELECT item_id, location_id, SUM(quantity) AS quantity
+    FROM reservation WHERE workspace_id = :workspace_id AND status = 'active' GROUP BY item_id, location_id
+)
+SELECT s.id
+FROM external_snapshot AS s
+JOIN item AS i ON i.id = s.item_id
+LEFT JOIN on_hand AS h ON h.item_id = s.item_id AND h.location_id = s.location_id
+LEFT JOIN reserved AS r ON r.item_id = s.item_id AND r.location_id = s.location_id
+WHERE s.workspace_id = :workspace_id AND s.is_current AND s.record_kind = 'channel_quantity'
+  AND s.location_id IS NOT NULL
+  AND ABS(s.quantity - (COALESCE(h.quantity, 0) - COALESCE(r.quantity, 0))) > :qty_tol
+"""

@@ -1,0 +1,124 @@
+"""Item context for exception evidence: recent counts and reservations, fetched in bulk."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from store.finders.findings import Finding, text_or_none
+from store.models import CountResult, Location, Reservation
+
+# Items per query; SQLite allows 32,766 bound parameters per statement from 3.32 on.
+_CHUNK = 5_000
+
+
+def _chunks(ids: Sequence[int]) -> list[Sequence[int]]:
+    return [ids[start : start + _CHUNK] for start in range(0, len(ids), _CHUNK)]
+
+
+async def _recent_counts(
+    session: AsyncSession, *, workspace_id: int, item_ids: Sequence[int], per_item: int
+) -> dict[int, list[dict[str, Any]]]:
+    history: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for chunk in _chunks(item_ids):
+        newest = (
+            select(
+                CountResult.id,
+                func.row_number()
+                .over(partition_by=CountResult.item_id, order_by=(CountResult.counted_at.desc(), CountResult.id.desc()))
+                .label("position"),
+            )
+            .where(CountResult.workspace_id == workspace_id, CountResult.item_id.in_(chunk))
+            .subquery()
+        )
+        rows = await session.execute(
+            select(CountResult, Location.code)
+            .join(newest, newest.c.id == CountResult.id)
+            .outerjoin(Location, Location.id == CountResult.location_id)
+            .where(newest.c.position <= per_item)
+            .order_by(CountResult.item_id, CountResult.counted_at.desc(), CountResult.id.desc())
+        )
+        for count, location_code in rows.all():
+            history[count.item_id].append(
+                {
+                    "counted_at": count.counted_at.isoformat(),
+                    "location": location_code or "all locations",
+                    "counted": str(count.counted_quantity),
+                    "system": text_or_none(count.system_quantity),
+                    "variance": text_or_none(count.variance),
+                    "source": count.source,
+                }
+            )
+    return history
+
+
+async def _recent_reservations(
+    session: AsyncSession, *, workspace_id: int, item_ids: Sequence[int], per_item: int
+) -> dict[int, list[dict[str, Any]]]:
+    recent: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for chunk in _chunks(item_ids):
+        newest = (
+            select(
+                Reservation.id,
+                func.row_number()
+                .over(partition_by=Reservation.item_id, order_by=Reservation.id.desc())
+                .label("position"),
+            )
+            .where(Reservation.workspace_id == workspace_id, Reservation.item_id.in_(chunk))
+            .subquery()
+        )
+        rows = await session.execute(
+            select(Reservation, Location.code)
+            .join(newest, newest.c.id == Reservation.id)
+            .join(Location, Location.id == Reservation.location_id)
+            .where(newest.c.position <= per_item)
+            .order_by(Reservation.item_id, Reservation.id.desc())
+        )
+        for reservation, location_code in rows.all():
+            recent[reservation.item_id].append(
+                {
+                    "reference": reservation.reference,
+                    "location": location_code,
+                    "quantity": str(reservation.quantity),
+                    "status": reservation.status,
+                }
+            )
+    return recent
+
+
+async def add_item_context(
+    session: AsyncSession,
+    *,
+    workspace_id: int,
+    findings: Sequence[Finding],
+    counts_per_item: int = 3,
+    reservations_per_item: int = 3,
+) -> list[Finding]:
+    """Return the findings with each item's most recent counts and reservations added to the evidence.
+
+    Two set-based queries per 5,000 items, so a refresh of many findings does
+    not run one query per finding. Findings without an item are returned as they are.
+    """
+    item_ids = sorted({finding.item_id for finding in findings if finding.item_id is not None})
+    if not item_ids:
+        return list(findings)
+    counts = await _recent_counts(session, workspace_id=workspace_id, item_ids=item_ids, per_item=counts_per_item)
+    reservations = await _recent_reservations(
+        session, workspace_id=workspace_id, item_ids=item_ids, per_item=reservations_per_item
+    )
+
+    enriched: list[Finding] = []
+    for finding in findings:
+        if finding.item_id is None:
+            enriched.append(finding)
+            continue
+        evidence = dict(finding.evidence)
+        evidence.setdefault("recent_counts", counts.get(finding.item_id, []))
+        evidence.setdefault("recent_reservations", reservations.get(finding.item_id, []))
+        enriched.append(dataclasses.replace(finding, evidence=evidence))
+    return enriched
