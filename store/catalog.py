@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.errors import InvalidInputError, NotFoundError
 from store.models import Bin, Item, Location, Supplier, SupplierItem, SupplierPriceBreak
+from store.paging import keyset_page
 from store.workspaces import sku_key
 
 
@@ -71,9 +72,7 @@ async def search_items(
         )
     if active_only:
         statement = statement.where(Item.active.is_(True))
-    if after_id is not None:
-        statement = statement.where(Item.id > after_id)
-    return list((await session.execute(statement.order_by(Item.id).limit(limit))).scalars().all())
+    return await keyset_page(session, statement, Item.id, after_id=after_id, limit=limit)
 
 
 async def get_location_by_code(session: AsyncSession, *, workspace_id: int, code: str) -> Location:
@@ -137,9 +136,7 @@ async def list_suppliers(
     if query.strip():
         pattern = _like_pattern(query.strip())
         statement = statement.where(or_(Supplier.code.ilike(pattern, escape="\\"), Supplier.name.ilike(pattern, escape="\\")))
-    if after_id is not None:
-        statement = statement.where(Supplier.id > after_id)
-    return list((await session.execute(statement.order_by(Supplier.id).limit(limit))).scalars().all())
+    return await keyset_page(session, statement, Supplier.id, after_id=after_id, limit=limit)
 
 
 async def supplier_items_for_item(

@@ -12,7 +12,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.activity import canonical_json
 from store.errors import ConflictError, NotFoundError
-from store.models import OPEN_DRAFT_STATUSES, Approval, Draft, DraftException, ExceptionRecord
+from store.models import (
+    OPEN_DRAFT_STATUSES,
+    Approval,
+    Draft,
+    DraftException,
+    ExceptionRecord,
+)
+from store.paging import keyset_page
 from store.types import utc_now
 
 
@@ -117,9 +124,7 @@ async def list_drafts(
         statement = statement.where(Draft.status.in_(statuses))
     if kind is not None:
         statement = statement.where(Draft.kind == kind)
-    if after_id is not None:
-        statement = statement.where(Draft.id > after_id)
-    return list((await session.execute(statement.order_by(Draft.id).limit(limit))).scalars().all())
+    return await keyset_page(session, statement, Draft.id, after_id=after_id, limit=limit)
 
 
 async def draft_approvals(session: AsyncSession, *, draft_id: int) -> list[Approval]:

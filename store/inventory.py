@@ -19,6 +19,7 @@ from store.models import (
     Reservation,
     StockLevel,
 )
+from store.paging import keyset_page
 
 
 @dataclass(frozen=True)
@@ -126,9 +127,7 @@ async def list_movements(
         statement = statement.where(
             (Movement.from_location_id == location_id) | (Movement.to_location_id == location_id)
         )
-    if after_id is not None:
-        statement = statement.where(Movement.id > after_id)
-    return list((await session.execute(statement.order_by(Movement.id).limit(limit))).scalars().all())
+    return await keyset_page(session, statement, Movement.id, after_id=after_id, limit=limit)
 
 
 async def list_reservations(
@@ -146,9 +145,7 @@ async def list_reservations(
         statement = statement.where(Reservation.item_id == item_id)
     if status is not None:
         statement = statement.where(Reservation.status == status)
-    if after_id is not None:
-        statement = statement.where(Reservation.id > after_id)
-    return list((await session.execute(statement.order_by(Reservation.id).limit(limit))).scalars().all())
+    return await keyset_page(session, statement, Reservation.id, after_id=after_id, limit=limit)
 
 
 async def list_counts(
@@ -166,6 +163,4 @@ async def list_counts(
         statement = statement.where(CountResult.item_id == item_id)
     if location_id is not None:
         statement = statement.where(CountResult.location_id == location_id)
-    if after_id is not None:
-        statement = statement.where(CountResult.id > after_id)
-    return list((await session.execute(statement.order_by(CountResult.id).limit(limit))).scalars().all())
+    return await keyset_page(session, statement, CountResult.id, after_id=after_id, limit=limit)
