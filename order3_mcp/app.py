@@ -8,6 +8,7 @@ action's own transaction, and records refusals and failures.
 from __future__ import annotations
 
 import contextvars
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from policies import Policy, load_policy, default_policy_path, required_scope
-from store.activity import append_event
+from store.activity import append_event, canonical_json
 from store.db import Database
 from store.errors import Order3Error, PermissionDeniedError
 from store.idempotency import check_key, find_replay, remember, request_hash
@@ -33,6 +34,10 @@ ResultT = TypeVar("ResultT", bound=BaseModel)
 
 # Argument names whose values never reach the activity log.
 SECRET_ARGUMENTS = ("token", "secret", "password")
+# Longest argument value, as JSON, kept verbatim in an activity event.
+MAX_LOGGED_ARGUMENT = 4000
+# Most argument names kept in one activity event.
+MAX_LOGGED_ARGUMENTS = 50
 
 # Set while an action records its own activity event, so the MCP layer does not
 # record a second one for the same call.
@@ -82,11 +87,21 @@ def _draft_id(arguments: dict[str, Any]) -> int | None:
 
 
 def redact(arguments: dict[str, Any]) -> dict[str, Any]:
-    """Return a copy of `arguments` with secret-looking values replaced."""
+    """Return a copy of `arguments` fit for the activity log.
+
+    Secret-looking values are replaced, and a value whose JSON is longer than
+    MAX_LOGGED_ARGUMENT characters is replaced by its size and SHA-256, so a
+    refused call with megabytes of arguments cannot bloat the log.
+    """
     clean: dict[str, Any] = {}
-    for name, value in arguments.items():
-        if any(marker in name.lower() for marker in SECRET_ARGUMENTS):
+    for name, value in list(arguments.items())[:MAX_LOGGED_ARGUMENTS]:
+        if any(marker in str(name).lower() for marker in SECRET_ARGUMENTS):
             clean[name] = "[redacted]"
+            continue
+        text = canonical_json(value)
+        if len(text) > MAX_LOGGED_ARGUMENT:
+            digest = hashlib.sha256(text.encode()).hexdigest()
+            clean[name] = f"[{len(text)} characters, sha256 {digest}]"
         else:
             clean[name] = value
     return clean
@@ -143,6 +158,7 @@ class Order3:
         *,
         result_type: type[ResultT],
         idempotency_key: str | None = None,
+        idempotency_owner: str | None = None,
         request_id: str = "",
     ) -> ResultT:
         """Check the caller's scope, run `work` in one write transaction and record the event.
@@ -150,11 +166,15 @@ class Order3:
         A failure rolls the work back and records the refusal or error in a
         transaction of its own, then re-raises.
 
+        Idempotency keys belong to the calling principal unless `idempotency_owner`
+        names another owner, such as the source of a sync batch.
+
         Raises:
             PermissionDeniedError: If the caller lacks the action's scope.
             Order3Error: Whatever `work` raises on bad input or conflicts.
         """
         activity_recorded.set(True)
+        key_owner = idempotency_owner or caller.principal
         logged_arguments = redact(arguments)
         key = idempotency_key or ""
         try:
@@ -176,7 +196,7 @@ class Order3:
                     stored = await find_replay(
                         session,
                         workspace_id=caller.workspace_id,
-                        principal=caller.principal,
+                        principal=key_owner,
                         key=idempotency_key,
                         action=action,
                         fingerprint=fingerprint,
@@ -205,7 +225,7 @@ class Order3:
                         workspace_id=caller.workspace_id,
                         key=idempotency_key,
                         action=action,
-                        principal=caller.principal,
+                        principal=key_owner,
                         fingerprint=fingerprint,
                         response={
                             "result": outcome.result.model_dump(mode="json"),

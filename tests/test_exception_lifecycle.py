@@ -124,6 +124,49 @@ async def test_agent_cannot_dismiss_exception(database):
     assert "needs the 'approve' scope" in refused.content[0].text
     assert short.is_error
     assert dismissed.structured_content["status"] == "dismissed"
-    # The problem is still there, so a new record opens; the dismissed one stays dismissed.
-    assert [e["exception_id"] for e in rerun["exceptions"]] != [exception["exception_id"]]
-    assert (await statuses(database))[0] == (exception["exception_id"], "dismissed")
+    # The dismissed problem is still there, and the dismissal holds it back.
+    assert rerun["exceptions"] == []
+    assert await statuses(database) == [(exception["exception_id"], "dismissed")]
+
+
+async def test_dismissed_problem_that_clears_and_recurs_opens_new_record(database):
+    tokens = await small_workspace(database)
+    await add_reorder_rule(database, reorder_point="20", max_level="60")
+    app = make_app(database)
+    async with Client(build_server(app, tokens.buyer)) as client:
+        [exception] = (await client.call_tool("find_low_stock", {})).structured_content["exceptions"]
+        await client.call_tool(
+            "dismiss_exception", {"exception_id": exception["exception_id"], "reason": "Counted by hand this morning."}
+        )
+        await set_reorder_point(database, "1")
+        cleared = (await client.call_tool("find_low_stock", {})).structured_content["exceptions"]
+        await set_reorder_point(database, "20")
+        recurred = (await client.call_tool("find_low_stock", {})).structured_content["exceptions"]
+
+    assert cleared == []
+    assert [e["exception_id"] for e in recurred] == [exception["exception_id"] + 1]
+    assert await statuses(database) == [(exception["exception_id"], "dismissed"), (exception["exception_id"] + 1, "open")]
+
+
+async def set_reorder_point(database, reorder_point: str) -> None:
+    async with database.write() as session:
+        rule = (await session.execute(select(ReorderRule))).scalar_one()
+        rule.reorder_point = Decimal(reorder_point)
+
+
+async def test_exception_answered_by_open_draft_cannot_be_linked_again(database):
+    tokens = await small_workspace(database)
+    await add_reorder_rule(database, reorder_point="20", max_level="60")
+    async with Client(build_server(make_app(database), tokens.agent)) as client:
+        [exception] = (await client.call_tool("find_low_stock", {})).structured_content["exceptions"]
+        arguments = {
+            "lines": [{"sku": "WIDGET-1", "quantity": 60}],
+            "rationale": "WIDGET-1 has 5 available at WH1 against a reorder point of 20.",
+            "exception_ids": [exception["exception_id"]],
+        }
+        first = await client.call_tool("draft_purchase_order", arguments)
+        second = await client.call_tool("draft_purchase_order", arguments)
+
+    assert not first.is_error
+    assert second.is_error
+    assert f"already answered by open draft {first.structured_content['draft_id']}" in second.content[0].text

@@ -680,3 +680,52 @@ async def test_ingest_through_mcp_tool(database):
     assert refused.is_error
     assert "needs the 'sync' scope" in refused.content[0].text
     assert [event.outcome for event in await sync_events(database)] == ["ok", "denied"]
+
+
+async def test_applied_change_to_other_fields_leaves_conflict_open(database):
+    app, _tokens, caller = await setup(database)
+    await ingest(app, caller, "b-1", [change("s-0", "supplier", "ACME", "7", lead_time_days=7)])
+    await ingest(app, caller, "b-2", [change("s-1", "supplier", "ACME", "7", lead_time_days=21)])
+
+    applied = await ingest(app, caller, "b-3", [change("s-2", "supplier", "ACME", "8", contact_email="orders@acme.example")])
+
+    assert outcomes(applied) == [("s-2", "applied")]
+    [conflict] = await exceptions_of(database, "sync_conflict")
+    assert conflict.status == "open"
+
+
+@pytest.mark.parametrize("amount", [1e22, 10**30, "10000000000000000000000", 1e300])
+async def test_huge_quantity_is_one_invalid_record(database, amount):
+    app, _tokens, caller = await setup(database)
+
+    result = await ingest(app, caller, "b-1", [quantity("q-1", "WIDGET-1", amount), quantity("q-2", "WIDGET-1", "5")])
+
+    assert outcomes(result) == [("q-1", "invalid"), ("q-2", "agreed")]
+    assert "out of range" in result.records[0].detail
+
+
+async def test_batch_id_belongs_to_its_source_across_tokens(database):
+    app, tokens, caller = await setup(database)
+    other = await integration_caller(database, tokens, principal="second-connector")
+    first = await ingest(app, caller, "b-1", [quantity("q-1", "WIDGET-1", "9")])
+
+    again = await ingest(app, other, "b-1", [quantity("q-1", "WIDGET-1", "9")])
+
+    assert again == first
+    assert await count(database, ExternalSnapshot) == 1
+    with pytest.raises(ConflictError):
+        await ingest(app, other, "b-1", [quantity("q-1", "WIDGET-1", "10")])
+
+
+async def test_refused_batch_logs_a_digest_not_the_records(database):
+    app, tokens, _caller = await setup(database)
+    records = [quantity(f"q-{number}-" + "x" * 1500, "WIDGET-1", "5") for number in range(40)]
+    async with Client(build_server(app, tokens.agent)) as client:
+        refused = await client.call_tool(
+            "ingest_external_snapshot", {"source": SOURCE, "batch_id": "b-1", "records": records}
+        )
+
+    assert refused.is_error
+    [event] = await sync_events(database)
+    assert event.outcome == "denied"
+    assert len(json.dumps(event.arguments)) < 1000

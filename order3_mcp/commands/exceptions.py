@@ -37,7 +37,10 @@ def list_(
 
     listing = execute(step)
     table = Table(title=f"{len(listing.exceptions)} exceptions")
-    for column in ("id", "kind", "status", "sku", "location", "supplier", "PO", "owner"):
+    # The id is what `show` and `dismiss` take, so it is never shortened.
+    widest_id = max((len(str(found.exception_id)) for found in listing.exceptions), default=2)
+    table.add_column("id", no_wrap=True, min_width=widest_id)
+    for column in ("kind", "status", "sku", "location", "supplier", "PO", "owner"):
         table.add_column(column, no_wrap=True)
     table.add_column("reason", ratio=1, min_width=30)
     for found in listing.exceptions:

@@ -14,10 +14,29 @@ from order3_mcp.app import Caller, Order3, Outcome
 from order3_mcp.schemas import DraftDetail
 from order3_mcp.services.drafts import draft_detail
 from order3_mcp.services.exceptions import REFRESHABLE_KINDS, refresh_kind
-from policies import ApproverFacts, DraftState, PriorApproval, decide_approval, decide_rejection
+from policies import (
+    ApproverFacts,
+    DraftState,
+    PriorApproval,
+    decide_approval,
+    decide_rejection,
+)
 from store import drafts
-from store.errors import ApprovalRequiredError, ConflictError, InvalidInputError, PermissionDeniedError
-from store.models import Draft, ExceptionRecord, Item, Supplier, SupplierItem
+from store.errors import (
+    ApprovalRequiredError,
+    ConflictError,
+    InvalidInputError,
+    PermissionDeniedError,
+)
+from store.models import (
+    OPEN_DRAFT_STATUSES,
+    Draft,
+    DraftException,
+    ExceptionRecord,
+    Item,
+    Supplier,
+    SupplierItem,
+)
 from store.purchasing import NewLine, issue_purchase_order
 
 
@@ -219,9 +238,19 @@ async def _reopen_exceptions(session: AsyncSession, draft: Draft) -> None:
     # An exception whose draft will not happen needs a next action again.
     linked = await drafts.linked_exception_ids(session, draft_id=draft.id)  # type: ignore[arg-type]
     if linked:
+        # An exception that another open draft still answers stays drafted.
+        still_answered = (
+            select(DraftException.exception_id)
+            .join(Draft, Draft.id == DraftException.draft_id)
+            .where(Draft.status.in_(OPEN_DRAFT_STATUSES), Draft.id != draft.id)
+        )
         await session.execute(
             update(ExceptionRecord)
-            .where(ExceptionRecord.id.in_(linked), ExceptionRecord.status == "drafted")
+            .where(
+                ExceptionRecord.id.in_(linked),
+                ExceptionRecord.id.not_in(still_answered),
+                ExceptionRecord.status == "drafted",
+            )
             .values(status="open", version=ExceptionRecord.version + 1)
             .execution_options(synchronize_session=False)
         )

@@ -17,9 +17,18 @@ from policies import DraftFacts, Rule, match_rule
 from store import catalog, drafts
 from store.activity import canonical_json
 from store.errors import InvalidInputError, NotFoundError
+from store.models import (
+    DRAFT_KINDS,
+    DRAFT_STATUSES,
+    LIVE_EXCEPTION_STATUSES,
+    OPEN_DRAFT_STATUSES,
+    Draft,
+    DraftException,
+    ExceptionRecord,
+    Supplier,
+    SupplierItem,
+)
 from store.types import from_scaled, to_scaled
-from store.models import DRAFT_KINDS, DRAFT_STATUSES, LIVE_EXCEPTION_STATUSES, Draft, ExceptionRecord, Supplier, SupplierItem
-
 
 MAX_LINES = 100
 MIN_RATIONALE = 10
@@ -114,6 +123,19 @@ async def _live_exceptions(
             )
         if record.status not in LIVE_EXCEPTION_STATUSES:
             raise InvalidInputError(f"Exception {exception_id} is {record.status}; link only open or drafted exceptions.")
+        answering = (
+            await session.execute(
+                select(Draft.id)
+                .join(DraftException, DraftException.draft_id == Draft.id)
+                .where(DraftException.exception_id == record.id, Draft.status.in_(OPEN_DRAFT_STATUSES))
+                .order_by(Draft.id)
+            )
+        ).scalars().first()
+        if answering is not None:
+            raise InvalidInputError(
+                f"Exception {exception_id} is already answered by open draft {answering}; withdraw that draft "
+                "first, or leave this exception out of exception_ids."
+            )
         related = record.item_id in item_ids if record.item_id is not None else record.supplier_id == supplier_id
         if not related:
             subject = f"item {record.sku}" if record.item_id is not None else f"supplier {record.supplier_code or '-'}"

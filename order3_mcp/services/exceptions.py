@@ -203,8 +203,11 @@ async def dismiss_exception(app: Order3, caller: Caller, *, exception_id: int, r
         clean = reason.strip()
         if len(clean) < 10:
             raise InvalidInputError(
-                f"Reason {reason!r} is too short; say in a sentence why exception {exception_id} needs no action."
+                f"Reason {reason!r} is too short: use at least 10 characters to say why exception {exception_id} "
+                "needs no action."
             )
+        if any(ord(char) < 32 and char not in "\n\t" for char in clean):
+            raise InvalidInputError("Reason contains control characters; write it as plain text.")
         record = await finders.get_exception(session, workspace_id=caller.workspace_id, exception_id=exception_id)
         if record.status not in LIVE_EXCEPTION_STATUSES:
             raise ConflictError(f"Exception {record.id} is already {record.status}; only open or drafted exceptions can be dismissed.")
@@ -212,7 +215,9 @@ async def dismiss_exception(app: Order3, caller: Caller, *, exception_id: int, r
         changed = await session.execute(
             update(ExceptionRecord)
             .where(ExceptionRecord.id == record.id, ExceptionRecord.version == record.version)
-            .values(status="dismissed", dismissed_reason=clean[:2000], resolved_at=now, version=record.version + 1)
+            .values(
+                status="dismissed", dismissed_reason=clean[:2000], resolved_at=now, suppressing=True, version=record.version + 1
+            )
             .execution_options(synchronize_session=False)
         )
         if changed.rowcount != 1:

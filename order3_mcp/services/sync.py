@@ -164,7 +164,18 @@ async def ingest_external_snapshot(
         ]
         return Outcome(result, _summary(result), affected=affected)
 
-    return await app.run(sync_caller, ACTION, arguments, work, result_type=IngestResult, idempotency_key=key)
+    # A batch id belongs to its source, whichever integration token sends it.
+    # NOTE: any integration token may name any source; binding a source to
+    # its token needs a token setting that does not exist yet.
+    return await app.run(
+        sync_caller,
+        ACTION,
+        arguments,
+        work,
+        result_type=IngestResult,
+        idempotency_key=key,
+        idempotency_owner=f"source:{source}",
+    )
 
 
 def read_batch_file(path: Path) -> dict[str, Any]:
@@ -191,6 +202,12 @@ def read_batch_file(path: Path) -> dict[str, Any]:
         raise InvalidInputError(
             f"Batch file {path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}; fix the file "
             "(see docs/sync.md for the format)."
+        ) from None
+    except (ValueError, RecursionError) as exc:
+        # Integers past Python's digit limit and very deep nesting fail outside the JSON grammar.
+        raise InvalidInputError(
+            f"Batch file {path} cannot be read: {type(exc).__name__}: {str(exc)[:120]}. Send quantities as decimal "
+            "strings and keep the records flat (see docs/sync.md)."
         ) from None
     if not isinstance(document, dict):
         raise InvalidInputError(

@@ -89,6 +89,39 @@ def _described(finding: Finding) -> dict[str, Any]:
     }
 
 
+async def suppressed_fingerprints(
+    session: AsyncSession, *, workspace_id: int, kind: str | None = None, fingerprints: Iterable[str] | None = None
+) -> dict[str, list[int]]:
+    """Return the dismissed records that still hold back their fingerprint, by fingerprint."""
+    statement = select(_table.c.id, _table.c.fingerprint).where(
+        _table.c.workspace_id == workspace_id, _table.c.status == "dismissed", _table.c.suppressing.is_(True)
+    )
+    if kind is not None:
+        statement = statement.where(_table.c.kind == kind)
+    if fingerprints is not None:
+        statement = statement.where(_table.c.fingerprint.in_(sorted(set(fingerprints))))
+    held: dict[str, list[int]] = defaultdict(list)
+    for record_id, fingerprint in (await session.execute(statement)).all():
+        held[fingerprint].append(record_id)
+    return held
+
+
+async def update_suppression(
+    session: AsyncSession, *, held: dict[str, list[int]], still_found: set[str], now: datetime
+) -> None:
+    """Touch the dismissed records whose problem is still found, and release the others."""
+    touched = [record_id for fingerprint, ids in held.items() if fingerprint in still_found for record_id in ids]
+    released = [record_id for fingerprint, ids in held.items() if fingerprint not in still_found for record_id in ids]
+    if touched:
+        await session.execute(
+            update(_table).where(_table.c.id.in_(touched)).values(last_seen=now).execution_options(synchronize_session=False)
+        )
+    if released:
+        await session.execute(
+            update(_table).where(_table.c.id.in_(released)).values(suppressing=False).execution_options(synchronize_session=False)
+        )
+
+
 async def refresh_exceptions(
     session: AsyncSession, *, workspace_id: int, kind: str, findings: Sequence[Finding], now: datetime
 ) -> RefreshResult:
@@ -134,6 +167,10 @@ async def refresh_exceptions(
             waiting.add(record_id)
 
     found = {finding.fingerprint for finding in findings}
+    # A dismissed problem that is still there opens no new record.
+    held = await suppressed_fingerprints(session, workspace_id=workspace_id, kind=kind)
+    await update_suppression(session, held=held, still_found=found, now=now)
+    findings = [finding for finding in findings if finding.fingerprint not in held or finding.fingerprint in live]
     updates = [
         {"b_id": record_id, "b_last_seen": now, **{f"b_{name}": value for name, value in _described(finding).items()}}
         for finding in findings
@@ -150,6 +187,7 @@ async def refresh_exceptions(
             "last_seen": now,
             "resolved_at": None,
             "dismissed_reason": "",
+            "suppressing": False,
             "version": 1,
         }
         for finding in findings

@@ -58,6 +58,10 @@ class ExceptionRecord(SQLModel, table=True):
     last_seen: datetime = time_field()
     resolved_at: datetime | None = time_field(nullable=True, now=False)
     dismissed_reason: str = Field(default="", max_length=2000)
+    # True on a dismissed record until a finder no longer finds its problem. While
+    # it is True the same fingerprint opens no new record, so a dismissal lasts
+    # as long as the problem it dismissed rather than until the next refresh.
+    suppressing: bool = Field(default=False)
     version: int = Field(default=1)
 
 

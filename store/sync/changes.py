@@ -54,7 +54,7 @@ class ChangeOutcome:
     outcome: str
     detail: str
     conflict: Finding | None = None
-    #: Fingerprint of the sync_conflict this record settles (agreed or applied).
+    #: Fingerprint of the sync_conflict this record settles (only an agreed record settles one).
     settles: str = ""
     before: dict[str, str] = field(default_factory=dict)
     after: dict[str, str] = field(default_factory=dict)
@@ -130,7 +130,9 @@ async def compare_change(
             f"Applied {source} version {change.version} to {label}: {changes}. "
             f"Order3 version {agreed_version} → {record.version}."
         )
-        return ChangeOutcome("applied", detail, settles=fingerprint, before=before, after=after), agreed
+        # Applying some fields settles nothing: an open conflict may be about others.
+        # Only a record that agrees with ours resolves it.
+        return ChangeOutcome("applied", detail, before=before, after=after), agreed
 
     detail = (
         f"{label} changed in Order3 since the last agreement (version {state.our_version} → {record.version}) while "

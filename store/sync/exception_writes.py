@@ -16,6 +16,7 @@ from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.finders.findings import Finding
+from store.finders.records import suppressed_fingerprints, update_suppression
 from store.models import (
     LIVE_EXCEPTION_STATUSES,
     OPEN_DRAFT_STATUSES,
@@ -86,6 +87,14 @@ async def upsert_findings(
     ids_by_fingerprint: dict[str, int] = {}
     for record_id, fingerprint, _waiting in live:
         ids_by_fingerprint.setdefault(fingerprint, record_id)
+    # A dismissed problem that is still there opens no new record.
+    held = await suppressed_fingerprints(
+        session, workspace_id=workspace_id, fingerprints=(f.fingerprint for f in findings)
+    )
+    await update_suppression(session, held=held, still_found=set(held), now=now)
+    findings = [f for f in findings if f.fingerprint not in held or f.fingerprint in ids_by_fingerprint]
+    if not findings:
+        return ids_by_fingerprint, [], []
 
     updates = [
         {"b_id": ids_by_fingerprint[finding.fingerprint], "b_last_seen": now, **{f"b_{name}": value for name, value in _columns(finding).items()}}
@@ -103,6 +112,7 @@ async def upsert_findings(
             "last_seen": now,
             "resolved_at": None,
             "dismissed_reason": "",
+            "suppressing": False,
             "version": 1,
         }
         for finding in findings
@@ -135,7 +145,11 @@ async def resolve_fingerprints(
     A drafted record whose draft is still open is left alone, as a finder
     refresh does: the draft's outcome decides what happens to it.
     """
-    live = await _live_records(session, workspace_id=workspace_id, fingerprints=fingerprints)
+    wanted = sorted(set(fingerprints))
+    # An agreeing record means the problem cleared, so a dismissal of it stops holding it back.
+    held = await suppressed_fingerprints(session, workspace_id=workspace_id, fingerprints=wanted)
+    await update_suppression(session, held=held, still_found=set(), now=now)
+    live = await _live_records(session, workspace_id=workspace_id, fingerprints=wanted)
     stale = [(record_id, fingerprint) for record_id, fingerprint, waiting in live if not waiting]
     resolved: dict[str, int] = {}
     for record_id, fingerprint in stale:

@@ -71,10 +71,12 @@ def _parse_decimal(value: Any, *, name: str, example: str) -> Decimal:
         )
     if not number.is_finite():
         raise ValueError(f"{name} {quote(value)} is not a finite number; send a decimal string such as {example}")
-    if number != number.quantize(Decimal(1).scaleb(-SCALE_DIGITS)):
-        raise ValueError(f"{name} {number} has more than {SCALE_DIGITS} decimal places; round it")
+    # The range check comes first: quantize() raises InvalidOperation on numbers
+    # with more digits than the decimal context's precision.
     if abs(number) > MAX_FIXED:
         raise ValueError(f"{name} {number} is out of range; at most {MAX_FIXED:.0f} in magnitude")
+    if number != number.quantize(Decimal(1).scaleb(-SCALE_DIGITS)):
+        raise ValueError(f"{name} {number} has more than {SCALE_DIGITS} decimal places; round it")
     return number
 
 
