@@ -91,8 +91,12 @@ def _argument_errors(exc: ToolError) -> str:
     for error in cause.errors():
         where = ".".join(str(part) for part in error["loc"]) or "arguments"
         text = str(error["msg"]).removeprefix("Value error, ")
+        sent = repr(error.get("input"))
+        if error["type"] != "value_error" and len(sent) <= 60:
+            # Our own validators already name the value; pydantic's messages do not.
+            text = f"{text} (got {sent})"
         problems.append(f"{where}: {text}")
-    return "Invalid arguments: " + "; ".join(problems) + ". Nothing was written; correct the value and call again."
+    return "Invalid arguments: " + "; ".join(problems) + ". Nothing was changed; correct the value and call again."
 
 
 def build_server(app: Order3, caller: Caller) -> Order3Server:
