@@ -25,7 +25,7 @@ from store.db import Database
 from store.errors import Order3Error, PermissionDeniedError
 from store.idempotency import check_key, find_replay, remember, request_hash
 from store.models import Workspace
-from store.tokens import ensure_live, find_token
+from store.tokens import find_token
 from store.types import utc_now
 
 logger = logging.getLogger(__name__)
@@ -188,9 +188,6 @@ class Order3:
                 check_key(idempotency_key)
 
             async with self.database.write() as session:
-                if caller.token_id is not None:
-                    # Checked on every call, so revoking a token also stops a server already running with it.
-                    await ensure_live(session, token_id=caller.token_id)
                 if idempotency_key is not None:
                     fingerprint = request_hash(action, logged_arguments)
                     stored = await find_replay(
@@ -280,7 +277,7 @@ class Order3:
             async with self.database.write() as session:
                 await self._record(
                     session, caller, action, outcome, arguments, idempotency_key, request_id, summary=summary,
-                    draft_id=draft_id,
+                    draft_id=draft_id, require_live_token=False,
                 )
         except Exception:
             # The caller still gets the original error; the lost event is logged loudly.
@@ -299,7 +296,10 @@ class Order3:
         summary: str,
         affected: list[dict[str, Any]] | None = None,
         draft_id: int | None = None,
+        require_live_token: bool = True,
     ) -> None:
+        # The token is checked on every successful call, so revoking it also stops
+        # a server already running with it; refusals are recorded either way.
         await append_event(
             session,
             workspace_id=caller.workspace_id,
@@ -316,6 +316,7 @@ class Order3:
             arguments=arguments,
             summary=summary,
             occurred_at=self.clock(),
+            require_live_token=require_live_token,
         )
 
     @staticmethod

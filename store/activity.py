@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from store.errors import ConflictError, NotFoundError
-from store.models import ActivityEvent, Workspace
+from store.errors import ConflictError, NotFoundError, PermissionDeniedError
+from store.models import ActivityEvent, Token, Workspace
 from store.types import utc_now
 
 # Fields covered by the hash, in a fixed order.
@@ -69,8 +69,14 @@ async def append_event(
     arguments: dict[str, Any] | None = None,
     summary: str = "",
     occurred_at: datetime | None = None,
+    require_live_token: bool = False,
 ) -> ActivityEvent:
     """Append one event inside the caller's write transaction.
+
+    With `require_live_token`, the token is checked in the same statement that
+    reads the chain head, and a revoked token raises, which rolls back
+    everything the transaction wrote. Checking at the end is as safe as at the
+    start because nothing commits before it, and it costs no extra round trip.
 
     The workspace row contains the chain head. It is read with FOR NO KEY UPDATE,
     so on PostgreSQL a concurrent appender waits for this transaction instead of
@@ -79,10 +85,16 @@ async def append_event(
 
     Raises:
         NotFoundError: If the workspace does not exist.
+        PermissionDeniedError: If `require_live_token` is set and the token was
+            revoked or no longer exists.
     """
+    # 1 for a live token, 0 for a revoked one, NULL when the token does not exist.
+    token_live = (
+        select(case((Token.revoked_at.is_(None), 1), else_=0)).where(Token.id == token_id).scalar_subquery()
+    )
     row = (
         await session.execute(
-            select(Workspace.activity_seq, Workspace.activity_head)
+            select(Workspace.activity_seq, Workspace.activity_head, token_live)
             .where(Workspace.id == workspace_id)
             # NO KEY UPDATE: rows inserted earlier in the transaction hold KEY SHARE
             # locks on the workspace through their foreign keys, and a plain FOR UPDATE
@@ -92,6 +104,14 @@ async def append_event(
     ).first()
     if row is None:
         raise NotFoundError(f"Workspace {workspace_id} does not exist; run `order3 init` first.")
+    if require_live_token and token_id is not None and row[2] != 1:
+        if row[2] is None:
+            raise PermissionDeniedError(f"Token {token_id} no longer exists; create a new one with `order3 token create`.")
+        revoked_at = (await session.execute(select(Token.revoked_at).where(Token.id == token_id))).scalar_one()
+        raise PermissionDeniedError(
+            f"Token {token_id} was revoked at {revoked_at.isoformat()}; this connection can no longer act. "
+            "Create a new token with `order3 token create` and reconnect."
+        )
     seq, prev_hash = row[0] + 1, row[1]
 
     fields: dict[str, Any] = {

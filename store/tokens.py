@@ -96,18 +96,3 @@ async def revoke_token(session: AsyncSession, *, workspace_id: int, token_id: in
         await session.flush()
     return token
 
-
-async def ensure_live(session: AsyncSession, *, token_id: int) -> None:
-    """Raise if the token was revoked (or deleted) since the caller authenticated.
-
-    Raises:
-        PermissionDeniedError: If the token is no longer live.
-    """
-    row = (await session.execute(select(Token.revoked_at, Token.prefix).where(Token.id == token_id))).first()
-    if row is None:
-        raise PermissionDeniedError(f"Token {token_id} no longer exists; create a new one with `order3 token create`.")
-    if row.revoked_at is not None:
-        raise PermissionDeniedError(
-            f"Token {row.prefix}… was revoked at {row.revoked_at.isoformat()}; this session can no longer act. "
-            "Create a new token with `order3 token create` and reconnect."
-        )
