@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.activity import canonical_json
@@ -227,20 +227,34 @@ async def expire_overdue(session: AsyncSession, *, workspace_id: int, now: datet
         .values(status="expired", version=Draft.version + 1, updated_at=now, decided_at=now)
         .execution_options(synchronize_session=False)
     )
-    still_open = (
+    linked = select(DraftException.exception_id).where(DraftException.draft_id.in_(overdue))
+    await reopen_unanswered(session, linked=linked)
+    return overdue
+
+
+def answered_by_open_drafts(*, excluding_draft_id: int | None = None) -> Select[Any]:
+    """Select the ids of exceptions linked to a pending or approved draft."""
+    statement = (
         select(DraftException.exception_id)
         .join(Draft, Draft.id == DraftException.draft_id)
         .where(Draft.status.in_(OPEN_DRAFT_STATUSES))
     )
-    linked = select(DraftException.exception_id).where(DraftException.draft_id.in_(overdue))
+    if excluding_draft_id is not None:
+        statement = statement.where(Draft.id != excluding_draft_id)
+    return statement
+
+
+async def reopen_unanswered(
+    session: AsyncSession, *, linked: Select[Any] | list[int], excluding_draft_id: int | None = None
+) -> None:
+    """Move drafted exceptions among `linked` back to open unless another open draft still answers them."""
     await session.execute(
         update(ExceptionRecord)
         .where(
             ExceptionRecord.id.in_(linked),
-            ExceptionRecord.id.not_in(still_open),
+            ExceptionRecord.id.not_in(answered_by_open_drafts(excluding_draft_id=excluding_draft_id)),
             ExceptionRecord.status == "drafted",
         )
         .values(status="open", version=ExceptionRecord.version + 1)
         .execution_options(synchronize_session=False)
     )
-    return overdue

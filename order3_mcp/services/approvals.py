@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order3_mcp.app import Caller, Order3, Outcome
@@ -29,9 +29,7 @@ from store.errors import (
     PermissionDeniedError,
 )
 from store.models import (
-    OPEN_DRAFT_STATUSES,
     Draft,
-    DraftException,
     ExceptionRecord,
     Item,
     Supplier,
@@ -238,22 +236,7 @@ async def _reopen_exceptions(session: AsyncSession, draft: Draft) -> None:
     # An exception whose draft will not happen needs a next action again.
     linked = await drafts.linked_exception_ids(session, draft_id=draft.id)  # type: ignore[arg-type]
     if linked:
-        # An exception that another open draft still answers stays drafted.
-        still_answered = (
-            select(DraftException.exception_id)
-            .join(Draft, Draft.id == DraftException.draft_id)
-            .where(Draft.status.in_(OPEN_DRAFT_STATUSES), Draft.id != draft.id)
-        )
-        await session.execute(
-            update(ExceptionRecord)
-            .where(
-                ExceptionRecord.id.in_(linked),
-                ExceptionRecord.id.not_in(still_answered),
-                ExceptionRecord.status == "drafted",
-            )
-            .values(status="open", version=ExceptionRecord.version + 1)
-            .execution_options(synchronize_session=False)
-        )
+        await drafts.reopen_unanswered(session, linked=linked, excluding_draft_id=draft.id)
 
 
 async def execute_draft(app: Order3, caller: Caller, *, draft_id: int, automatic: bool = False) -> DraftDetail:

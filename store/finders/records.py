@@ -17,15 +17,13 @@ from typing import Any
 from sqlalchemy import ColumnElement, bindparam, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from store.drafts import answered_by_open_drafts
 from store.errors import InvalidInputError, NotFoundError
 from store.finders.findings import Finding, check_aware
 from store.models import (
     EXCEPTION_KINDS,
     EXCEPTION_STATUSES,
     LIVE_EXCEPTION_STATUSES,
-    OPEN_DRAFT_STATUSES,
-    Draft,
-    DraftException,
     ExceptionRecord,
 )
 
@@ -144,12 +142,7 @@ async def refresh_exceptions(
     # A drafted record whose draft is still open waits for that draft: the draft's
     # own quantities hide the problem from the finder, so "not found" does not
     # mean the numbers cleared. Executing, rejecting or withdrawing the draft ends the wait.
-    awaiting_draft = (
-        select(DraftException.exception_id)
-        .join(Draft, Draft.id == DraftException.draft_id)
-        .where(DraftException.exception_id == _table.c.id, Draft.status.in_(OPEN_DRAFT_STATUSES))
-        .exists()
-    )
+    awaiting_draft = _table.c.id.in_(answered_by_open_drafts())
     live_rows = await session.execute(
         select(_table.c.id, _table.c.fingerprint, awaiting_draft)
         .where(

@@ -15,13 +15,11 @@ from typing import Any
 from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from store.drafts import answered_by_open_drafts
 from store.finders.findings import Finding
 from store.finders.records import suppressed_fingerprints, update_suppression
 from store.models import (
     LIVE_EXCEPTION_STATUSES,
-    OPEN_DRAFT_STATUSES,
-    Draft,
-    DraftException,
     ExceptionRecord,
 )
 
@@ -57,12 +55,7 @@ async def _live_records(
     wanted = sorted(set(fingerprints))
     if not wanted:
         return []
-    awaiting_draft = (
-        select(DraftException.exception_id)
-        .join(Draft, Draft.id == DraftException.draft_id)
-        .where(DraftException.exception_id == _table.c.id, Draft.status.in_(OPEN_DRAFT_STATUSES))
-        .exists()
-    )
+    awaiting_draft = _table.c.id.in_(answered_by_open_drafts())
     rows = await session.execute(
         select(_table.c.id, _table.c.fingerprint, awaiting_draft)
         .where(
