@@ -124,7 +124,7 @@ async def test_agent_cannot_dismiss_exception(database):
     assert "needs the 'approve' scope" in refused.content[0].text
     assert short.is_error
     assert dismissed.structured_content["status"] == "dismissed"
-    # The dismissed problem is still there, and the dismissal holds it back.
+    # The dismissed problem is still there, so no new record opens for it.
     assert rerun["exceptions"] == []
     assert await statuses(database) == [(exception["exception_id"], "dismissed")]
 

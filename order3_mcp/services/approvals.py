@@ -242,9 +242,9 @@ async def _reopen_exceptions(session: AsyncSession, draft: Draft) -> None:
 async def execute_draft(app: Order3, caller: Caller, *, draft_id: int, automatic: bool = False) -> DraftDetail:
     """Execute an approved draft once, through the normal inventory flow for its kind.
 
-    What execution depends on is checked again first (an item deactivated, a
-    supplier offer withdrawn); if that fails the draft is marked failed, with the
-    reason, and nothing else is written.
+    The records execution depends on are checked again first, for example an
+    item deactivated or a supplier offer withdrawn since approval. If a check
+    fails, the draft is marked failed with the reason and nothing else is written.
     """
 
     async def work(session: AsyncSession) -> Outcome:
