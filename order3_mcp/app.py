@@ -34,7 +34,7 @@ ResultT = TypeVar("ResultT", bound=BaseModel)
 
 # Argument names whose values never reach the activity log.
 SECRET_ARGUMENTS = ("token", "secret", "password")
-# Longest argument value, as JSON, kept verbatim in an activity event.
+# Maximum length of an argument value, as JSON, kept verbatim in an activity event.
 MAX_LOGGED_ARGUMENT = 4000
 # Most argument names kept in one activity event.
 MAX_LOGGED_ARGUMENTS = 50

@@ -264,7 +264,7 @@ class ExceptionPage(BaseModel):
 
 
 class DraftOut(BaseModel):
-    """A draft and where it stands."""
+    """A draft and its current status."""
 
     draft_id: int = Field(description="Draft id.")
     kind: str = Field(description="purchase_order, transfer, count_task, supplier_note, reconciliation or adjustment.")

@@ -32,8 +32,8 @@ class Order3Server(MCPServer):
     """An MCPServer bound to one caller.
 
     Every tool is registered, but `list_tools` shows only those the caller's
-    scopes allow; a direct call to any other tool reaches the service layer,
-    which refuses it with a permission error and records the refusal.
+    scopes allow. A direct call to any other tool reaches the service layer,
+    which rejects it with a permission error and records the rejection.
     """
 
     def __init__(self, app: Order3, caller: Caller) -> None:

@@ -74,7 +74,7 @@ def register(server: MCPServer, app: Order3, caller: Caller) -> None:
         cursor: Cursor = "",
         limit: Limit = DEFAULT_LIMIT,
     ) -> DraftPage:
-        """List drafts and where each stands."""
+        """List drafts with the status of each."""
         return await guarded(drafts.list_drafts(app, caller, status=status, kind=kind, cursor=cursor, limit=limit))
 
     @server.tool(annotations=READ)
