@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-from decimal import Decimal
-from typing import Any
-from zoneinfo import ZoneInfo
-
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,6 +9,7 @@ from order3_mcp.app import Caller, Order3, Outcome
 from order3_mcp.schemas import DraftDetail
 from order3_mcp.services.drafts import draft_detail
 from order3_mcp.services.exceptions import REFRESHABLE_KINDS, refresh_kind
+from order3_mcp.services.kinds import Performed, executors
 from policies import (
     ApproverFacts,
     DraftState,
@@ -31,11 +27,7 @@ from store.errors import (
 from store.models import (
     Draft,
     ExceptionRecord,
-    Item,
-    Supplier,
-    SupplierItem,
 )
-from store.purchasing import NewLine, issue_purchase_order
 
 
 def _draft_state(draft: Draft, policy_version: str) -> DraftState:
@@ -292,57 +284,11 @@ def _result_text(draft: Draft) -> str:
 
 
 async def _revalidate(session: AsyncSession, draft: Draft) -> str:
-    if draft.kind != "purchase_order":
+    executor = executors().get(draft.kind)
+    if executor is None:
         return f"Drafts of kind {draft.kind} cannot be executed by this version of Order3."
-    supplier = (await session.execute(select(Supplier).where(Supplier.id == draft.payload["supplier_id"]))).scalar_one_or_none()
-    if supplier is None or not supplier.active:
-        return f"Supplier {draft.payload['supplier_code']} is no longer active."
-    for line in draft.payload["lines"]:
-        item = (await session.execute(select(Item).where(Item.id == line["item_id"]))).scalar_one_or_none()
-        if item is None or not item.active:
-            return f"Item {line['sku']} is no longer active."
-        offer = (
-            await session.execute(select(SupplierItem.id).where(SupplierItem.id == line["supplier_item_id"]))
-        ).scalar_one_or_none()
-        if offer is None:
-            return f"Supplier {supplier.code} no longer offers {line['sku']}."
-    return ""
+    return await executor.revalidate(session, draft)
 
 
-async def _perform(
-    session: AsyncSession, app: Order3, caller: Caller, draft: Draft
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    supplier = (await session.execute(select(Supplier).where(Supplier.id == draft.payload["supplier_id"]))).scalar_one()
-    offer_ids = [line["supplier_item_id"] for line in draft.payload["lines"]]
-    offers = {
-        offer.id: offer
-        for offer in (await session.execute(select(SupplierItem).where(SupplierItem.id.in_(offer_ids)))).scalars().all()
-    }
-    # Expected dates are business dates in the workspace timezone.
-    today = app.clock().astimezone(ZoneInfo(caller.timezone)).date()
-    lines: list[NewLine] = []
-    for line in draft.payload["lines"]:
-        offer = offers[line["supplier_item_id"]]
-        lead = offer.lead_time_days if offer.lead_time_days is not None else supplier.lead_time_days
-        lines.append(
-            NewLine(
-                item_id=line["item_id"],
-                supplier_item_id=offer.id,
-                quantity=Decimal(line["quantity"]),
-                unit_price=Decimal(line["unit_price"]),
-                destination_location_id=line.get("location_id"),
-                expected_date=today + timedelta(days=lead),
-            )
-        )
-    order, _ = await issue_purchase_order(
-        session,
-        workspace_id=caller.workspace_id,
-        supplier_id=supplier.id,  # type: ignore[arg-type]
-        currency=draft.payload["currency"],
-        lines=lines,
-        expected_date=max(line.expected_date for line in lines if line.expected_date is not None),
-        owner=supplier.owner,
-        description=f"{draft.title} (Order3 draft {draft.id})",
-        draft_id=draft.id,
-    )
-    return {"purchase_order": order.number}, [{"kind": "purchase_order", "id": order.id}]
+async def _perform(session: AsyncSession, app: Order3, caller: Caller, draft: Draft) -> Performed:
+    return await executors()[draft.kind].perform(session, app, caller, draft)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order3_mcp.app import Caller, Order3, Outcome
@@ -17,10 +18,13 @@ from order3_mcp.schemas import ExceptionOut, ExceptionPage
 from store import catalog, finders
 from store import drafts as store_drafts
 from store.activity import canonical_json
-from sqlalchemy import update
-
 from store.errors import ConflictError, InvalidInputError
-from store.models import EXCEPTION_KINDS, EXCEPTION_STATUSES, LIVE_EXCEPTION_STATUSES, ExceptionRecord
+from store.models import (
+    EXCEPTION_KINDS,
+    EXCEPTION_STATUSES,
+    LIVE_EXCEPTION_STATUSES,
+    ExceptionRecord,
+)
 
 # Kinds a finder can recompute; sync conflicts are opened only by the sync path.
 REFRESHABLE_KINDS = ("low_stock", "supplier_delay", "short_receiving", "count_drift", "mismatch")
@@ -56,20 +60,20 @@ async def refresh_kind(app: Order3, caller: Caller, session: AsyncSession, kind:
     tolerances = app.policy.tolerances
     finder: Callable[[], Awaitable[list[finders.Finding]]]
     if kind == "low_stock":
-        finder = lambda: finders.find_low_stock(session, workspace_id=caller.workspace_id, now=now)  # noqa: E731
+        finder = lambda: finders.find_low_stock(session, workspace_id=caller.workspace_id, now=now)
     elif kind == "supplier_delay":
-        finder = lambda: finders.find_supplier_delays(  # noqa: E731
+        finder = lambda: finders.find_supplier_delays(
             session, workspace_id=caller.workspace_id, timezone=caller.timezone, now=now
         )
     elif kind == "short_receiving":
-        finder = lambda: finders.find_receiving_variances(  # noqa: E731
+        finder = lambda: finders.find_receiving_variances(
             session,
             workspace_id=caller.workspace_id,
             short_pct=tolerances.receiving_short_pct,
             over_pct=tolerances.receiving_over_pct,
         )
     elif kind == "count_drift":
-        finder = lambda: finders.find_count_drift(  # noqa: E731
+        finder = lambda: finders.find_count_drift(
             session,
             workspace_id=caller.workspace_id,
             abs_tol=tolerances.count_drift_abs,
@@ -78,7 +82,7 @@ async def refresh_kind(app: Order3, caller: Caller, session: AsyncSession, kind:
             repeat=tolerances.count_drift_repeat,
         )
     elif kind == "mismatch":
-        finder = lambda: finders.find_mismatches(  # noqa: E731
+        finder = lambda: finders.find_mismatches(
             session,
             workspace_id=caller.workspace_id,
             qty_tol=tolerances.mismatch_qty_abs,
