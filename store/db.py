@@ -1,7 +1,8 @@
-"""Database engine and transactions: SQLite (aiosqlite, WAL) by default, PostgreSQL optional."""
+"""Database engine and transactions: SQLite (aiosqlite dialect, WAL) by default, PostgreSQL optional."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sqlite3
@@ -17,11 +18,17 @@ from sqlmodel import SQLModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import store.models  # noqa: F401  (registers every table on SQLModel.metadata)
+from store.errors import ConflictError
+from store.sqlite_inline import inline_connector
 
 logger = logging.getLogger(__name__)
 
 # How long a SQLite writer waits for another writer's lock before failing.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+# SQLite drivers: "inline" runs each sqlite3 call in the calling task (store/sqlite_inline.py);
+# "threaded" is stock aiosqlite, one worker thread per connection.
+SQLITE_DRIVERS = ("inline", "threaded")
 
 # Tables that every Order3 database has. A database without both belongs to another application.
 ORDER3_MARKER_TABLES = frozenset({"workspace", "activity_event"})
@@ -80,9 +87,17 @@ class Database:
     columns and row locks.
     """
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, sqlite_driver: str | None = None) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        self.sqlite_driver = sqlite_driver or os.environ.get("ORDER3_SQLITE_DRIVER") or "inline"
+        if self.sqlite_driver not in SQLITE_DRIVERS:
+            raise ValueError(
+                f"Unknown SQLite driver {self.sqlite_driver!r}; use one of {', '.join(SQLITE_DRIVERS)} "
+                "(ORDER3_SQLITE_DRIVER)."
+            )
+        # One write transaction at a time per process and event loop; see `write`.
+        self._write_locks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
         if self.is_sqlite:
             self._prepare_sqlite_file(url)
         self.engine = self._create_engine(url, echo=echo, immediate=False)
@@ -98,13 +113,22 @@ class Database:
         if not self.is_sqlite:
             return create_async_engine(url, echo=echo, pool_pre_ping=True)
 
-        engine = create_async_engine(url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        inline = self.sqlite_driver == "inline"
+        if inline:
+            path = Path(make_url(url).database or ":memory:")
+            engine = create_async_engine(
+                url, echo=echo, async_creator=inline_connector(path, busy_timeout_seconds=SQLITE_BUSY_TIMEOUT_MS / 1000)
+            )
+        else:
+            engine = create_async_engine(url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         begin_statement = "BEGIN IMMEDIATE" if immediate else "BEGIN"
 
         @event.listens_for(engine.sync_engine, "connect")
         def _on_connect(dbapi_connection: Any, _record: Any) -> None:
             # Let SQLAlchemy's "begin" event issue BEGIN itself instead of pysqlite's implicit one.
-            dbapi_connection.isolation_level = None
+            # The inline connector opens its connections that way already.
+            if not inline:
+                dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA foreign_keys=ON")
@@ -131,10 +155,44 @@ class Database:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
-        """Open a write transaction that commits on success and rolls back on any error."""
-        async with AsyncSession(self.write_engine, expire_on_commit=False) as session:
-            async with session.begin():
-                yield session
+        """Open a write transaction that commits on success and rolls back on any error.
+
+        On SQLite, transactions of one process take turns before `BEGIN IMMEDIATE`.
+        With the inline driver a statement blocks the event loop, so a second
+        writer of the same loop must not reach SQLite's lock while the first
+        still holds it: it could wait there for a commit that cannot run.
+
+        Raises:
+            ConflictError: If another write transaction of this process held the
+                turn for longer than the busy timeout.
+        """
+        if not self.is_sqlite:
+            async with AsyncSession(self.write_engine, expire_on_commit=False) as session:
+                async with session.begin():
+                    yield session
+            return
+        lock = self._write_lock()
+        try:
+            await asyncio.wait_for(lock.acquire(), timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+        except TimeoutError:
+            raise ConflictError(
+                f"The database was busy with another write for over {SQLITE_BUSY_TIMEOUT_MS // 1000} s; retry the call."
+            ) from None
+        try:
+            async with AsyncSession(self.write_engine, expire_on_commit=False) as session:
+                async with session.begin():
+                    yield session
+        finally:
+            lock.release()
+
+    def _write_lock(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        lock = self._write_locks.get(loop)
+        if lock is None:
+            # Drop the locks of loops that have closed (each CLI command runs its own loop).
+            self._write_locks = {known: held for known, held in self._write_locks.items() if not known.is_closed()}
+            lock = self._write_locks[loop] = asyncio.Lock()
+        return lock
 
     async def dispose(self) -> None:
         """Close every pooled connection."""

@@ -1,0 +1,154 @@
+"""An aiosqlite-shaped SQLite connection that runs each call inline, without a worker thread.
+
+SQLAlchemy's aiosqlite dialect drives this connection through its
+`async_creator` hook, so the dialect, its SQL and its type handling stay those
+of aiosqlite. The difference is where the sqlite3 calls run. aiosqlite sends
+every call (open a cursor, execute, fetch, close, commit) to a worker thread
+and waits for the answer. A tool call that runs ten statements makes about
+seventy such round trips, and on a busy two-core machine they cost more than
+the SQL itself. Here each coroutine runs its sqlite3 call at once and returns
+without suspending, so a whole transaction runs in the calling task.
+
+The price is that a statement blocks the event loop while SQLite works. Two
+things keep that safe:
+
+- `Database.write` lets one write transaction at a time into SQLite per
+  process (an `asyncio.Lock` taken before `BEGIN IMMEDIATE`), so a writer never
+  waits on a lock held by another task of the same loop, which could not
+  release it while the loop is blocked.
+- Another process holding the write lock (the CLI approving while the server
+  runs) makes `BEGIN IMMEDIATE` wait up to the busy timeout, as with aiosqlite.
+
+Readers in WAL mode never wait for writers.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+
+class InlineCursor:
+    """A cursor whose coroutine methods run the sqlite3 call before returning."""
+
+    __slots__ = ("_cursor",)
+
+    def __init__(self, cursor: sqlite3.Cursor) -> None:
+        self._cursor = cursor
+
+    async def __aenter__(self) -> InlineCursor:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        self._cursor.close()
+
+    @property
+    def description(self) -> Any:
+        return self._cursor.description
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount
+
+    @property
+    def lastrowid(self) -> int | None:
+        return self._cursor.lastrowid
+
+    @property
+    def arraysize(self) -> int:
+        return self._cursor.arraysize
+
+    @arraysize.setter
+    def arraysize(self, value: int) -> None:
+        self._cursor.arraysize = value
+
+    async def execute(self, operation: str, parameters: Sequence[Any] | dict[str, Any] = ()) -> InlineCursor:
+        self._cursor.execute(operation, parameters)
+        return self
+
+    async def executemany(self, operation: str, parameters: Any) -> InlineCursor:
+        self._cursor.executemany(operation, parameters)
+        return self
+
+    async def fetchone(self) -> Any:
+        return self._cursor.fetchone()
+
+    async def fetchmany(self, size: int | None = None) -> list[Any]:
+        return self._cursor.fetchmany(size if size is not None else self._cursor.arraysize)
+
+    async def fetchall(self) -> list[Any]:
+        return self._cursor.fetchall()
+
+    async def close(self) -> None:
+        self._cursor.close()
+
+    async def setinputsizes(self, *_sizes: Any) -> None:
+        return None
+
+    async def nextset(self) -> None:
+        return None
+
+
+class InlineConnection:
+    """The part of `aiosqlite.Connection` that SQLAlchemy's aiosqlite dialect uses."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        # The dialect checks `_connection` before COMMIT and ROLLBACK, as it does for aiosqlite.
+        self._connection: sqlite3.Connection | None = connection
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        if self._connection is None:
+            raise ValueError("no active connection")
+        return self._connection
+
+    @property
+    def isolation_level(self) -> str | None:
+        return self._conn.isolation_level
+
+    def cursor(self) -> InlineCursor:
+        return InlineCursor(self._conn.cursor())
+
+    async def execute(self, sql: str, parameters: Sequence[Any] | dict[str, Any] = ()) -> InlineCursor:
+        return InlineCursor(self._conn.execute(sql, parameters))
+
+    async def commit(self) -> None:
+        self._conn.commit()
+
+    async def rollback(self) -> None:
+        self._conn.rollback()
+
+    async def create_function(self, name: str, num_params: int, func: Any, *, deterministic: bool = False) -> None:
+        self._conn.create_function(name, num_params, func, deterministic=deterministic)
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def stop(self) -> None:
+        """Close at once; SQLAlchemy calls this when it discards a connection outside the event loop."""
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+def inline_connector(path: Path, *, busy_timeout_seconds: float):
+    """Return an `async_creator` for SQLAlchemy that opens `path` as an `InlineConnection`.
+
+    The connection leaves transaction control to SQLAlchemy (`isolation_level=None`):
+    the engine's "begin" event issues BEGIN or BEGIN IMMEDIATE itself.
+    """
+
+    async def connect() -> InlineConnection:
+        connection = sqlite3.connect(
+            str(path),
+            timeout=busy_timeout_seconds,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        return InlineConnection(connection)
+
+    return connect
