@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, select, update
+from sqlalchemy import bindparam, case, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.errors import ConflictError, NotFoundError, PermissionDeniedError
@@ -52,6 +52,29 @@ def event_hash(prev_hash: str, fields: dict[str, Any]) -> str:
     return digest.hexdigest()
 
 
+# The three statements of an append, built once: the chain head (with the token's
+# state riding along), the conditional advance of the head, and the insert.
+# 1 for a live token, 0 for a revoked one, NULL when the token does not exist.
+_TOKEN_LIVE = (
+    select(case((Token.revoked_at.is_(None), 1), else_=0)).where(Token.id == bindparam("token_id")).scalar_subquery()
+)
+_READ_HEAD = (
+    select(Workspace.activity_seq, Workspace.activity_head, _TOKEN_LIVE)
+    .where(Workspace.id == bindparam("workspace_id"))
+    # NO KEY UPDATE: rows inserted earlier in the transaction hold KEY SHARE
+    # locks on the workspace through their foreign keys, and a plain FOR UPDATE
+    # would deadlock two such transactions.
+    .with_for_update(key_share=True)
+)
+_WORKSPACE = Workspace.__table__
+_ADVANCE_HEAD = (
+    update(_WORKSPACE)
+    .where(_WORKSPACE.c.id == bindparam("workspace_id"), _WORKSPACE.c.activity_seq == bindparam("old_seq"))
+    .values(activity_seq=bindparam("new_seq"), activity_head=bindparam("new_head"))
+)
+_INSERT_EVENT = insert(ActivityEvent.__table__)
+
+
 async def append_event(
     session: AsyncSession,
     *,
@@ -88,20 +111,8 @@ async def append_event(
         PermissionDeniedError: If `require_live_token` is set and the token was
             revoked or no longer exists.
     """
-    # 1 for a live token, 0 for a revoked one, NULL when the token does not exist.
-    token_live = (
-        select(case((Token.revoked_at.is_(None), 1), else_=0)).where(Token.id == token_id).scalar_subquery()
-    )
-    row = (
-        await session.execute(
-            select(Workspace.activity_seq, Workspace.activity_head, token_live)
-            .where(Workspace.id == workspace_id)
-            # NO KEY UPDATE: rows inserted earlier in the transaction hold KEY SHARE
-            # locks on the workspace through their foreign keys, and a plain FOR UPDATE
-            # would deadlock two such transactions.
-            .with_for_update(key_share=True)
-        )
-    ).first()
+    connection = await session.connection()
+    row = (await connection.execute(_READ_HEAD, {"workspace_id": workspace_id, "token_id": token_id})).first()
     if row is None:
         raise NotFoundError(f"Workspace {workspace_id} does not exist; run `order3 init` first.")
     if require_live_token and token_id is not None and row[2] != 1:
@@ -133,18 +144,14 @@ async def append_event(
     }
     digest = event_hash(prev_hash, fields)
 
-    advanced = await session.execute(
-        update(Workspace)
-        .where(Workspace.id == workspace_id, Workspace.activity_seq == seq - 1)
-        .values(activity_seq=seq, activity_head=digest)
+    advanced = await connection.execute(
+        _ADVANCE_HEAD, {"workspace_id": workspace_id, "old_seq": seq - 1, "new_seq": seq, "new_head": digest}
     )
     if advanced.rowcount != 1:
         # Only reachable on a backend without an up-front write lock.
         raise ConflictError("Another writer advanced the activity chain at the same time; retry the request.")
-    event = ActivityEvent(**fields, prev_hash=prev_hash, hash=digest)
-    session.add(event)
-    await session.flush()
-    return event
+    await connection.execute(_INSERT_EVENT, {**fields, "prev_hash": prev_hash, "hash": digest})
+    return ActivityEvent(**fields, prev_hash=prev_hash, hash=digest)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.errors import InvalidInputError, NotFoundError
@@ -21,15 +21,23 @@ def _like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
+# Statements of the per-call read paths, built once so a call skips rebuilding them.
+_ITEM_BY_SKU = select(Item).where(Item.workspace_id == bindparam("workspace_id"), Item.sku_key == bindparam("sku_key"))
+_OFFERS_FOR_ITEM = (
+    select(SupplierItem, Supplier)
+    .join(Supplier, Supplier.id == SupplierItem.supplier_id)
+    .where(SupplierItem.workspace_id == bindparam("workspace_id"), SupplierItem.item_id == bindparam("item_id"))
+    .order_by(SupplierItem.preferred.desc(), SupplierItem.id)
+)
+
+
 async def get_item_by_sku(session: AsyncSession, *, workspace_id: int, sku: str) -> Item:
     """Return the item whose SKU matches `sku` (trimmed, case-insensitive).
 
     Raises:
         NotFoundError: If no item matches.
     """
-    item = (
-        await session.execute(select(Item).where(Item.workspace_id == workspace_id, Item.sku_key == sku_key(sku)))
-    ).scalar_one_or_none()
+    item = (await session.execute(_ITEM_BY_SKU, {"workspace_id": workspace_id, "sku_key": sku_key(sku)})).scalar_one_or_none()
     if item is None:
         raise NotFoundError(f"Item {sku!r} does not exist in this workspace; search items to find the SKU.")
     return item
@@ -143,14 +151,7 @@ async def supplier_items_for_item(
     session: AsyncSession, *, workspace_id: int, item_id: int
 ) -> list[tuple[SupplierItem, Supplier]]:
     """Return every supplier offer for an item with its supplier, preferred first."""
-    rows = (
-        await session.execute(
-            select(SupplierItem, Supplier)
-            .join(Supplier, Supplier.id == SupplierItem.supplier_id)
-            .where(SupplierItem.workspace_id == workspace_id, SupplierItem.item_id == item_id)
-            .order_by(SupplierItem.preferred.desc(), SupplierItem.id)
-        )
-    ).all()
+    rows = (await session.execute(_OFFERS_FOR_ITEM, {"workspace_id": workspace_id, "item_id": item_id})).all()
     return [(row[0], row[1]) for row in rows]
 
 

@@ -13,9 +13,8 @@ from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlmodel import SQLModel
-from sqlalchemy.ext.asyncio import AsyncSession
 
 import store.models  # noqa: F401  (registers every table on SQLModel.metadata)
 from store.errors import ConflictError

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.models import (
@@ -45,52 +45,55 @@ class StockPosition:
     reserved_by_location: dict[int, Decimal]
 
 
+# The statements of `stock_position`, built once: it runs on every get_item call.
+_LEVELS = (
+    select(StockLevel.location_id, Location.code, StockLevel.bin_id, Bin.code, StockLevel.on_hand)
+    .join(Location, Location.id == StockLevel.location_id)
+    .outerjoin(Bin, Bin.id == StockLevel.bin_id)
+    .where(
+        StockLevel.workspace_id == bindparam("workspace_id"),
+        StockLevel.item_id == bindparam("item_id"),
+        StockLevel.on_hand != 0,
+    )
+    .order_by(Location.code, Bin.code)
+)
+_RESERVED = (
+    select(Reservation.location_id, func.sum(Reservation.__table__.c.quantity))
+    .where(
+        Reservation.workspace_id == bindparam("workspace_id"),
+        Reservation.item_id == bindparam("item_id"),
+        Reservation.status == "active",
+    )
+    .group_by(Reservation.location_id)
+)
+_ON_ORDER = (
+    select(
+        func.coalesce(
+            func.sum(PurchaseOrderLine.__table__.c.quantity_ordered - PurchaseOrderLine.__table__.c.quantity_received),
+            0,
+        )
+    )
+    .join(PurchaseOrder, PurchaseOrder.id == PurchaseOrderLine.purchase_order_id)
+    .where(
+        PurchaseOrderLine.workspace_id == bindparam("workspace_id"),
+        PurchaseOrderLine.item_id == bindparam("item_id"),
+        PurchaseOrder.status.in_(OPEN_PO_STATUSES),
+        PurchaseOrderLine.quantity_ordered > PurchaseOrderLine.quantity_received,
+    )
+)
+
+
 async def stock_position(session: AsyncSession, *, workspace_id: int, item_id: int) -> StockPosition:
     """Return on hand per place, active reservations and open on-order quantity for one item."""
-    level_rows = (
-        await session.execute(
-            select(StockLevel, Location.code, Bin.code)
-            .join(Location, Location.id == StockLevel.location_id)
-            .outerjoin(Bin, Bin.id == StockLevel.bin_id)
-            .where(StockLevel.workspace_id == workspace_id, StockLevel.item_id == item_id, StockLevel.on_hand != 0)
-            .order_by(Location.code, Bin.code)
-        )
-    ).all()
+    params = {"workspace_id": workspace_id, "item_id": item_id}
     rows = [
-        StockRow(level.location_id, location_code, level.bin_id, bin_code or "", level.on_hand)
-        for level, location_code, bin_code in level_rows
+        StockRow(location_id, location_code, bin_id, bin_code or "", on_hand)
+        for location_id, location_code, bin_id, bin_code, on_hand in (await session.execute(_LEVELS, params)).all()
     ]
-
-    reserved_rows = (
-        await session.execute(
-            select(Reservation.location_id, func.sum(Reservation.__table__.c.quantity))
-            .where(
-                Reservation.workspace_id == workspace_id,
-                Reservation.item_id == item_id,
-                Reservation.status == "active",
-            )
-            .group_by(Reservation.location_id)
-        )
-    ).all()
-    reserved_by_location = {location_id: Decimal(total) for location_id, total in reserved_rows}
-
-    on_order = (
-        await session.execute(
-            select(
-                func.coalesce(
-                    func.sum(PurchaseOrderLine.__table__.c.quantity_ordered - PurchaseOrderLine.__table__.c.quantity_received),
-                    0,
-                )
-            )
-            .join(PurchaseOrder, PurchaseOrder.id == PurchaseOrderLine.purchase_order_id)
-            .where(
-                PurchaseOrderLine.workspace_id == workspace_id,
-                PurchaseOrderLine.item_id == item_id,
-                PurchaseOrder.status.in_(OPEN_PO_STATUSES),
-                PurchaseOrderLine.quantity_ordered > PurchaseOrderLine.quantity_received,
-            )
-        )
-    ).scalar_one()
+    reserved_by_location = {
+        location_id: Decimal(total) for location_id, total in (await session.execute(_RESERVED, params)).all()
+    }
+    on_order = (await session.execute(_ON_ORDER, params)).scalar_one()
 
     on_hand = sum((row.on_hand for row in rows), Decimal(0))
     reserved = sum(reserved_by_location.values(), Decimal(0))
