@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, or_, select
+from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.errors import InvalidInputError, NotFoundError
@@ -28,6 +28,19 @@ _OFFERS_FOR_ITEM = (
     .join(Supplier, Supplier.id == SupplierItem.supplier_id)
     .where(SupplierItem.workspace_id == bindparam("workspace_id"), SupplierItem.item_id == bindparam("item_id"))
     .order_by(SupplierItem.preferred.desc(), SupplierItem.id)
+)
+# Codes compare case-insensitively, with both sides lowered by the database, and
+# without LIKE, so a code containing % or _ matches only itself.
+_LOCATION_BY_CODE = select(Location).where(
+    Location.workspace_id == bindparam("workspace_id"), func.lower(Location.code) == func.lower(bindparam("code"))
+)
+_SUPPLIER_BY_CODE = select(Supplier).where(
+    Supplier.workspace_id == bindparam("workspace_id"), func.lower(Supplier.code) == func.lower(bindparam("code"))
+)
+_PRICE_BREAKS = (
+    select(SupplierPriceBreak)
+    .where(SupplierPriceBreak.supplier_item_id == bindparam("supplier_item_id"))
+    .order_by(SupplierPriceBreak.quantity)
 )
 
 
@@ -90,9 +103,7 @@ async def get_location_by_code(session: AsyncSession, *, workspace_id: int, code
         NotFoundError: If no location has that code.
     """
     location = (
-        await session.execute(
-            select(Location).where(Location.workspace_id == workspace_id, Location.code.ilike(code.strip()))
-        )
+        await session.execute(_LOCATION_BY_CODE, {"workspace_id": workspace_id, "code": code.strip()})
     ).scalar_one_or_none()
     if location is None:
         raise NotFoundError(f"Location {code!r} does not exist in this workspace; list locations to see their codes.")
@@ -127,9 +138,7 @@ async def get_supplier_by_code(session: AsyncSession, *, workspace_id: int, code
         NotFoundError: If no supplier has that code.
     """
     supplier = (
-        await session.execute(
-            select(Supplier).where(Supplier.workspace_id == workspace_id, Supplier.code.ilike(code.strip()))
-        )
+        await session.execute(_SUPPLIER_BY_CODE, {"workspace_id": workspace_id, "code": code.strip()})
     ).scalar_one_or_none()
     if supplier is None:
         raise NotFoundError(f"Supplier {code!r} does not exist in this workspace; list suppliers to see their codes.")
@@ -157,14 +166,4 @@ async def supplier_items_for_item(
 
 async def price_breaks(session: AsyncSession, *, supplier_item_id: int) -> list[SupplierPriceBreak]:
     """Return a supplier item's price breaks by ascending quantity."""
-    return list(
-        (
-            await session.execute(
-                select(SupplierPriceBreak)
-                .where(SupplierPriceBreak.supplier_item_id == supplier_item_id)
-                .order_by(SupplierPriceBreak.quantity)
-            )
-        )
-        .scalars()
-        .all()
-    )
+    return list((await session.execute(_PRICE_BREAKS, {"supplier_item_id": supplier_item_id})).scalars().all())

@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.activity import canonical_json
@@ -127,19 +127,23 @@ async def list_drafts(
     return await keyset_page(session, statement, Draft.id, after_id=after_id, limit=limit)
 
 
+# Built once: every draft view runs both.
+_APPROVALS_OF_DRAFT = select(Approval).where(Approval.draft_id == bindparam("draft_id")).order_by(Approval.id)
+_EXCEPTIONS_OF_DRAFT = (
+    select(DraftException.exception_id)
+    .where(DraftException.draft_id == bindparam("draft_id"))
+    .order_by(DraftException.exception_id)
+)
+
+
 async def draft_approvals(session: AsyncSession, *, draft_id: int) -> list[Approval]:
     """Return every decision recorded on a draft, oldest first."""
-    return list(
-        (await session.execute(select(Approval).where(Approval.draft_id == draft_id).order_by(Approval.id))).scalars().all()
-    )
+    return list((await session.execute(_APPROVALS_OF_DRAFT, {"draft_id": draft_id})).scalars().all())
 
 
 async def linked_exception_ids(session: AsyncSession, *, draft_id: int) -> list[int]:
     """Return the ids of exceptions a draft answers."""
-    rows = await session.execute(
-        select(DraftException.exception_id).where(DraftException.draft_id == draft_id).order_by(DraftException.exception_id)
-    )
-    return list(rows.scalars().all())
+    return list((await session.execute(_EXCEPTIONS_OF_DRAFT, {"draft_id": draft_id})).scalars().all())
 
 
 async def record_decision(

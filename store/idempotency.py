@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.activity import canonical_json
 from store.errors import ConflictError, InvalidInputError
 from store.models import IdempotencyRecord
+from store.types import utc_now
 
 MAX_KEY_LENGTH = 200
 
@@ -35,6 +36,16 @@ def check_key(key: str) -> str:
     return key
 
 
+# Built once: every write with a key runs both.
+_KEYS = IdempotencyRecord.__table__
+_FIND_KEY = select(_KEYS.c.action, _KEYS.c.request_hash, _KEYS.c.response).where(
+    _KEYS.c.workspace_id == bindparam("workspace_id"),
+    _KEYS.c.principal == bindparam("principal"),
+    _KEYS.c.key == bindparam("key"),
+)
+_INSERT_KEY = insert(_KEYS)
+
+
 async def find_replay(
     session: AsyncSession, *, workspace_id: int, principal: str, key: str, action: str, fingerprint: str
 ) -> dict[str, Any] | None:
@@ -47,22 +58,17 @@ async def find_replay(
         ConflictError: If the key was used for another action or other arguments.
     """
     record = (
-        await session.execute(
-            select(IdempotencyRecord).where(
-                IdempotencyRecord.workspace_id == workspace_id,
-                IdempotencyRecord.principal == principal,
-                IdempotencyRecord.key == key,
-            )
-        )
-    ).scalar_one_or_none()
+        await session.execute(_FIND_KEY, {"workspace_id": workspace_id, "principal": principal, "key": key})
+    ).first()
     if record is None:
         return None
-    if record.action != action or record.request_hash != fingerprint:
+    stored_action, stored_hash, response = record
+    if stored_action != action or stored_hash != fingerprint:
         raise ConflictError(
-            f"Idempotency key {key!r} was already used for {record.action} with other arguments; "
+            f"Idempotency key {key!r} was already used for {stored_action} with other arguments; "
             "send a new key for a different request, or repeat the original arguments exactly."
         )
-    return record.response
+    return response
 
 
 async def remember(
@@ -76,14 +82,15 @@ async def remember(
     response: dict[str, Any],
 ) -> None:
     """Store the response of a completed write under its key, in the same transaction."""
-    session.add(
-        IdempotencyRecord(
-            workspace_id=workspace_id,
-            key=key,
-            action=action,
-            principal=principal,
-            request_hash=fingerprint,
-            response=response,
-        )
+    await session.execute(
+        _INSERT_KEY,
+        {
+            "workspace_id": workspace_id,
+            "key": key,
+            "action": action,
+            "principal": principal,
+            "request_hash": fingerprint,
+            "response": response,
+            "created_at": utc_now(),
+        },
     )
-    await session.flush()
