@@ -34,11 +34,12 @@ from typing import Any
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
-from benchmarks import floors
+from benchmarks import floors, sdk_floor
 from benchmarks.generate import Workspace, generate
 from order3_mcp.app import Order3
 from order3_mcp.server import build_server
-from policies import load_policy, default_policy_path
+from order3_mcp.services import reads
+from policies import default_policy_path, load_policy
 from store import finders
 from store.db import Database, resolve_url
 from store.finders.delays import business_date
@@ -302,6 +303,63 @@ async def measure_client(
     return results
 
 
+async def measure_sdk_floor(workspace: Workspace, *, calls: int) -> list[Latency]:
+    """Time ping and a no-op get_item that returns a real item, over stdio and in memory (JSON-RPC).
+
+    The no-op server (`benchmarks/sdk_floor.py`) returns the stored result of a
+    real get_item call, so the payload, the schemas and the validation match.
+    """
+    database = Database(resolve_url(workspace.path))
+    try:
+        app = Order3(database)
+        caller = await app.authenticate(workspace.agent_secret, channel="mcp")
+        result = await reads.get_item(app, caller, sku=ToolLoad(workspace).get_item()["sku"])
+    finally:
+        await database.dispose()
+
+    results: list[Latency] = []
+    with tempfile.TemporaryDirectory(prefix="order3-sdk-floor-") as scratch:
+        stored = Path(scratch) / "item.json"
+        stored.write_text(result.model_dump_json())
+        parameters = StdioServerParameters(
+            command=sys.executable, args=["-m", "benchmarks.sdk_floor", str(stored)], cwd=str(REPO_ROOT)
+        )
+        for transport, client in (
+            ("stdio, no-op server", Client(parameters, mode="legacy", read_timeout_seconds=600)),
+            ("memory (JSON-RPC), no-op server", Client(sdk_floor.build(result), mode="legacy")),
+        ):
+            async with client:
+                results += await time_calls(client, transport, {"get_item": {"sku": result.sku}}, calls=calls)
+    return results
+
+
+async def time_calls(client: Client, transport: str, tools: dict[str, dict[str, Any]], *, calls: int) -> list[Latency]:
+    """Time `calls` pings, then `calls` calls of each tool with fixed arguments, after a short warm-up."""
+    for tool, arguments in tools.items():
+        for _ in range(20):
+            await client.call_tool(tool, arguments)
+    results = []
+    runs: list[tuple[str, Callable[[], Awaitable[Any]]]] = [("ping", client.send_ping)]
+    runs += [(tool, lambda tool=tool, arguments=arguments: client.call_tool(tool, arguments)) for tool, arguments in tools.items()]
+    for tool, call in runs:
+        latency = Latency(transport, tool)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for _ in range(calls):
+                started = time.perf_counter()
+                outcome = await call()
+                latency.samples.append((time.perf_counter() - started) * 1000)
+                if getattr(outcome, "is_error", False):
+                    raise RuntimeError(f"{tool} over {transport} failed: {outcome.content}")
+        print(
+            f"  {transport} {tool}: n={len(latency.samples)} p50={latency.percentile(0.5):.2f} ms "
+            f"p99={latency.percentile(0.99):.2f} ms",
+            file=sys.stderr,
+        )
+        results.append(latency)
+    return results
+
+
 async def measure_latency(workspace: Workspace, *, calls: int, find_calls: int, find_seconds: float) -> list[Latency]:
     """Run the tool load over stdio (a `serve` child process) and in memory (direct and JSON-RPC)."""
     load = ToolLoad(workspace)
@@ -316,6 +374,8 @@ async def measure_latency(workspace: Workspace, *, calls: int, find_calls: int, 
         results += await measure_client(
             client, "stdio", load, calls=calls, find_calls=find_calls, find_seconds=find_seconds, ping=True
         )
+
+    results += await measure_sdk_floor(workspace, calls=calls)
 
     database = Database(resolve_url(workspace.path))
     try:
