@@ -6,7 +6,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, case, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -52,6 +52,13 @@ def event_hash(prev_hash: str, fields: dict[str, Any]) -> str:
     return digest.hexdigest()
 
 
+class AppendedEvent(NamedTuple):
+    """Where an appended event landed in its workspace's chain."""
+
+    seq: int
+    hash: str
+
+
 # The three statements of an append, built once: the chain head (with the token's
 # state riding along), the conditional advance of the head, and the insert.
 # 1 for a live token, 0 for a revoked one, NULL when the token does not exist.
@@ -93,7 +100,7 @@ async def append_event(
     summary: str = "",
     occurred_at: datetime | None = None,
     require_live_token: bool = False,
-) -> ActivityEvent:
+) -> AppendedEvent:
     """Append one event inside the caller's write transaction.
 
     With `require_live_token`, the token is checked in the same statement that
@@ -151,7 +158,7 @@ async def append_event(
         # Only reachable on a backend without an up-front write lock.
         raise ConflictError("Another writer advanced the activity chain at the same time; retry the request.")
     await connection.execute(_INSERT_EVENT, {**fields, "prev_hash": prev_hash, "hash": digest})
-    return ActivityEvent(**fields, prev_hash=prev_hash, hash=digest)
+    return AppendedEvent(seq=seq, hash=digest)
 
 
 @dataclass(frozen=True)
