@@ -23,6 +23,7 @@ from policies import Policy, load_policy, default_policy_path, required_scope
 from store.activity import append_event, canonical_json
 from store.db import Database
 from store.errors import Order3Error, PermissionDeniedError
+from store.freshness import note_change
 from store.idempotency import check_key, find_replay, remember, request_hash
 from store.models import Workspace
 from store.tokens import find_token
@@ -215,6 +216,9 @@ class Order3:
                         return result
 
                 outcome = await work(session)
+                if scope != "read":
+                    # Finders skip a refresh while this counter stands still.
+                    await note_change(session, workspace_id=caller.workspace_id)
 
                 if idempotency_key is not None:
                     await remember(

@@ -261,6 +261,11 @@ class ExceptionPage(BaseModel):
 
     exceptions: list[ExceptionOut] = Field(description="Exceptions on this page, oldest first.")
     next_cursor: str | None = Field(description="Cursor for the next page; null on the last page.")
+    refreshed_at: dict[str, str] = Field(
+        default_factory=dict,
+        description="When each kind's finder last ran (ISO 8601, UTC). A finder reruns only after a write, at a new "
+        "business date, or when its last run is over 5 minutes old; pass refresh=true to rerun it now.",
+    )
 
 
 class DraftOut(BaseModel):

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.activity import canonical_json
 from store.errors import ConflictError, NotFoundError
+from store.freshness import note_change
 from store.models import (
     OPEN_DRAFT_STATUSES,
     Approval,
@@ -233,6 +234,8 @@ async def expire_overdue(session: AsyncSession, *, workspace_id: int, now: datet
     )
     linked = select(DraftException.exception_id).where(DraftException.draft_id.in_(overdue))
     await reopen_unanswered(session, linked=linked)
+    # Quantities in open drafts count toward low stock, so the finders must run again.
+    await note_change(session, workspace_id=workspace_id)
     return overdue
 
 

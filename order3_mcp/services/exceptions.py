@@ -7,6 +7,7 @@ the persisted records, so later pages are stable while the caller walks them.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import update
@@ -15,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from order3_mcp.app import Caller, Order3, Outcome
 from order3_mcp.pagination import check_limit, decode_cursor, render_page
 from order3_mcp.schemas import ExceptionOut, ExceptionPage
-from store import catalog, finders
+from store import catalog, finders, freshness
 from store import drafts as store_drafts
 from store.activity import canonical_json
 from store.errors import ConflictError, InvalidInputError
@@ -25,6 +26,10 @@ from store.models import (
     LIVE_EXCEPTION_STATUSES,
     ExceptionRecord,
 )
+
+# A finder whose inputs did not change reruns anyway once its last run is this old,
+# so a change made outside Order3 shows up within this time.
+FINDER_MAX_AGE = timedelta(minutes=5)
 
 # Kinds a finder can recompute; sync conflicts are opened only by the sync path.
 REFRESHABLE_KINDS = ("low_stock", "supplier_delay", "short_receiving", "count_drift", "mismatch")
@@ -108,6 +113,7 @@ async def _find(
     owner: str,
     cursor: str | None,
     limit: int,
+    refresh: bool = False,
 ) -> ExceptionPage:
     async def work(session: AsyncSession) -> Outcome:
         check_limit(limit)
@@ -122,11 +128,30 @@ async def _find(
 
         found: dict[str, int] = {}
         if after is None:
+            now = app.clock()
             # Expired drafts no longer hold back the exceptions they answered.
-            await store_drafts.expire_overdue(session, workspace_id=caller.workspace_id, now=app.clock())
+            await store_drafts.expire_overdue(session, workspace_id=caller.workspace_id, now=now)
+            version = await freshness.change_version(session, workspace_id=caller.workspace_id)
+            today = finders.business_date(now, timezone=caller.timezone)
             for kind in kinds:
-                if kind in REFRESHABLE_KINDS:
+                if kind not in REFRESHABLE_KINDS:
+                    continue
+                if refresh or await freshness.is_stale(
+                    session,
+                    workspace_id=caller.workspace_id,
+                    kind=kind,
+                    version=version,
+                    business_date=today,
+                    now=now,
+                    max_age=FINDER_MAX_AGE,
+                ):
                     found[kind] = await refresh_kind(app, caller, session, kind)
+                    await freshness.mark_refreshed(
+                        session, workspace_id=caller.workspace_id, kind=kind, version=version, business_date=today, now=now
+                    )
+        refreshed = await freshness.last_refreshed(
+            session, workspace_id=caller.workspace_id, kinds=tuple(k for k in kinds if k in REFRESHABLE_KINDS)
+        )
         rows = await finders.list_exceptions(
             session,
             workspace_id=caller.workspace_id,
@@ -141,30 +166,51 @@ async def _find(
         listed, next_cursor = render_page(action, rows, limit, lambda record: record.id, exception_out)
         counts = ", ".join(f"{count} {kind}" for kind, count in found.items())
         summary = f"Found {counts}; returned {len(listed)}." if found else f"Returned {len(listed)} exceptions."
+        reused = sorted(set(refreshed) - set(found))
+        if reused:
+            summary += f" Reused the last results for {', '.join(reused)}: nothing changed since."
         affected: list[dict[str, Any]] = [{"kind": "exception", "id": record.exception_id} for record in listed]
-        return Outcome(ExceptionPage(exceptions=listed, next_cursor=next_cursor), summary, affected=affected)
+        page = ExceptionPage(
+            exceptions=listed,
+            next_cursor=next_cursor,
+            refreshed_at={kind: moment.isoformat() for kind, moment in sorted(refreshed.items())},
+        )
+        return Outcome(page, summary, affected=affected)
 
     arguments = {"status": status, "location": location, "supplier": supplier, "owner": owner, "cursor": cursor, "limit": limit}
+    if refresh:
+        arguments["refresh"] = True
     if action == "find_exceptions":
         arguments["kinds"] = list(kinds)
     return await app.run(caller, action, arguments, work, result_type=ExceptionPage)
 
 
 async def find_kind(
-    app: Order3, caller: Caller, *, action: str, kind: str, location: str, supplier: str, cursor: str | None, limit: int
+    app: Order3,
+    caller: Caller,
+    *,
+    action: str,
+    kind: str,
+    location: str,
+    supplier: str,
+    cursor: str | None,
+    limit: int,
+    refresh: bool = False,
 ) -> ExceptionPage:
     """Run one finder (find_low_stock, find_supplier_delays, ...) and page through its live exceptions."""
     return await _find(
-        app, caller, action=action, kinds=(kind,), status="", location=location, supplier=supplier, owner="", cursor=cursor, limit=limit
+        app, caller, action=action, kinds=(kind,), status="", location=location, supplier=supplier, owner="",
+        cursor=cursor, limit=limit, refresh=refresh,
     )
 
 
 async def find_mismatches(
-    app: Order3, caller: Caller, *, location: str, supplier: str, cursor: str | None, limit: int
+    app: Order3, caller: Caller, *, location: str, supplier: str, cursor: str | None, limit: int, refresh: bool = False
 ) -> ExceptionPage:
     """Compare the newest external snapshots with current figures and page through the live mismatches."""
     return await find_kind(
-        app, caller, action="find_mismatches", kind="mismatch", location=location, supplier=supplier, cursor=cursor, limit=limit
+        app, caller, action="find_mismatches", kind="mismatch", location=location, supplier=supplier, cursor=cursor,
+        limit=limit, refresh=refresh,
     )
 
 
@@ -179,14 +225,20 @@ async def find_exceptions(
     owner: str,
     cursor: str | None,
     limit: int,
+    refresh: bool = False,
 ) -> ExceptionPage:
-    """Run every finder (or the one for `kind`) and page through the exceptions, filtered."""
+    """Run every finder (or the one for `kind`) and page through the exceptions, filtered.
+
+    A finder reruns on the first page only when something was written since its
+    last run, the business date turned, or its last run is older than
+    FINDER_MAX_AGE; `refresh` reruns it regardless.
+    """
     if kind and kind not in EXCEPTION_KINDS:
         raise InvalidInputError(f"Exception kind {kind!r} is unknown; use one of {', '.join(EXCEPTION_KINDS)}.")
     kinds = (kind,) if kind else EXCEPTION_KINDS
     return await _find(
         app, caller, action="find_exceptions", kinds=kinds, status=status, location=location, supplier=supplier,
-        owner=owner, cursor=cursor, limit=limit,
+        owner=owner, cursor=cursor, limit=limit, refresh=refresh,
     )
 
 

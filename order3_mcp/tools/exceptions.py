@@ -42,6 +42,16 @@ FINDERS = {
 }
 
 
+Refresh = Annotated[
+    bool,
+    Field(
+        description="Rerun the finder on the first page even if nothing was written since its last run "
+        "(results are otherwise at most 5 minutes old, and never older than the last write).",
+        strict=True,
+    ),
+]
+
+
 def register(server: MCPServer, app: Order3, caller: Caller) -> None:
     """Register the exception finders."""
     for name, (kind, description) in FINDERS.items():
@@ -56,20 +66,28 @@ def register(server: MCPServer, app: Order3, caller: Caller) -> None:
         owner: Annotated[str, Field(description="Only exceptions owned by this person; empty for all.", max_length=120)] = "",
         cursor: Cursor = "",
         limit: Limit = DEFAULT_LIMIT,
+        refresh: Refresh = False,
     ) -> ExceptionPage:
-        """Find exceptions of every kind (refreshed on the first page), filtered by kind, location, supplier, owner and status."""
+        """Find exceptions of every kind, filtered by kind, location, supplier, owner and status.
+
+        The first page reruns the finders whose data changed since their last run.
+        """
         return await guarded(
             exceptions.find_exceptions(
-                app, caller, kind=kind, status=status, location=location, supplier=supplier, owner=owner, cursor=cursor, limit=limit
+                app, caller, kind=kind, status=status, location=location, supplier=supplier, owner=owner, cursor=cursor,
+                limit=limit, refresh=refresh,
             )
         )
 
 
 def _register_finder(server: MCPServer, app: Order3, caller: Caller, *, name: str, kind: str, description: str) -> None:
-    async def finder(location: Location = "", supplier: Supplier = "", cursor: Cursor = "", limit: Limit = DEFAULT_LIMIT) -> ExceptionPage:
+    async def finder(
+        location: Location = "", supplier: Supplier = "", cursor: Cursor = "", limit: Limit = DEFAULT_LIMIT, refresh: Refresh = False
+    ) -> ExceptionPage:
         return await guarded(
             exceptions.find_kind(
-                app, caller, action=name, kind=kind, location=location, supplier=supplier, cursor=cursor, limit=limit
+                app, caller, action=name, kind=kind, location=location, supplier=supplier, cursor=cursor, limit=limit,
+                refresh=refresh,
             )
         )
 

@@ -33,6 +33,7 @@ from store.models.purchasing import (
     SupplierPriceBreak,
 )
 from store.models.stock import MOVEMENT_KINDS, RESERVATION_STATUSES, Movement, Reservation, StockLevel
+from store.models.freshness import ChangeCounter, FinderRun
 from store.models.workspace import Workspace
 
 __all__ = [
@@ -55,12 +56,14 @@ __all__ = [
     "ActivityEvent",
     "Approval",
     "Bin",
+    "ChangeCounter",
     "CountResult",
     "CountTask",
     "Draft",
     "DraftException",
     "ExceptionRecord",
     "ExternalSnapshot",
+    "FinderRun",
     "IdempotencyRecord",
     "Item",
     "Location",

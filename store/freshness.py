@@ -1,0 +1,93 @@
+"""Decide whether an exception kind needs recomputing, from the change counter, the business date and age.
+
+Every write action bumps the workspace's change counter in its own
+transaction (`note_change`). A refresh records the counter, the business date
+and the time it ran (`mark_refreshed`). A later call recomputes a kind only
+when the counter moved, the business date turned, or the last run is older
+than the maximum age. The age limit also bounds how long a change made
+outside Order3 (a script writing to the database directly) can go unseen.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from store.models import ChangeCounter, FinderRun
+
+_COUNTERS = ChangeCounter.__table__
+_RUNS = FinderRun.__table__
+
+def _bump_statement(dialect: str) -> Any:
+    # One upsert, so two first writes of a workspace cannot both try to insert.
+    insert_into = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert_into(_COUNTERS).values(workspace_id=bindparam("workspace_id"), version=1)
+    return statement.on_conflict_do_update(
+        index_elements=[_COUNTERS.c.workspace_id], set_={"version": _COUNTERS.c.version + 1}
+    )
+
+
+_BUMPS = {dialect: _bump_statement(dialect) for dialect in ("sqlite", "postgresql")}
+_READ_COUNTER = select(_COUNTERS.c.version).where(_COUNTERS.c.workspace_id == bindparam("workspace_id"))
+_READ_RUN = select(_RUNS.c.change_version, _RUNS.c.business_date, _RUNS.c.refreshed_at).where(
+    _RUNS.c.workspace_id == bindparam("workspace_id"), _RUNS.c.kind == bindparam("kind")
+)
+
+
+async def note_change(session: AsyncSession, *, workspace_id: int) -> None:
+    """Bump the workspace's change counter inside the caller's write transaction."""
+    dialect = session.get_bind().dialect.name
+    await session.execute(_BUMPS[dialect], {"workspace_id": workspace_id})
+
+
+async def change_version(session: AsyncSession, *, workspace_id: int) -> int:
+    """Return the workspace's change counter (0 before its first write)."""
+    return (await session.execute(_READ_COUNTER, {"workspace_id": workspace_id})).scalar_one_or_none() or 0
+
+
+async def is_stale(
+    session: AsyncSession,
+    *,
+    workspace_id: int,
+    kind: str,
+    version: int,
+    business_date: date,
+    now: datetime,
+    max_age: timedelta,
+) -> bool:
+    """Return True when `kind` has never run, or its counter, business date or age is out of date."""
+    run = (await session.execute(_READ_RUN, {"workspace_id": workspace_id, "kind": kind})).first()
+    if run is None:
+        return True
+    seen_version, seen_date, refreshed_at = run
+    return seen_version != version or seen_date != business_date or not (timedelta(0) <= now - refreshed_at <= max_age)
+
+
+async def last_refreshed(session: AsyncSession, *, workspace_id: int, kinds: tuple[str, ...]) -> dict[str, datetime]:
+    """Return when each of `kinds` was last recomputed. Kinds never computed are left out."""
+    rows = await session.execute(
+        select(_RUNS.c.kind, _RUNS.c.refreshed_at).where(_RUNS.c.workspace_id == workspace_id, _RUNS.c.kind.in_(kinds))
+    )
+    return {kind: refreshed_at for kind, refreshed_at in rows.all()}
+
+
+async def mark_refreshed(
+    session: AsyncSession, *, workspace_id: int, kind: str, version: int, business_date: date, now: datetime
+) -> None:
+    """Record that `kind` was recomputed at `now` against change counter `version`."""
+    changed = await session.execute(
+        update(_RUNS)
+        .where(_RUNS.c.workspace_id == workspace_id, _RUNS.c.kind == kind)
+        .values(change_version=version, business_date=business_date, refreshed_at=now)
+    )
+    if changed.rowcount == 0:
+        await session.execute(
+            insert(_RUNS).values(
+                workspace_id=workspace_id, kind=kind, change_version=version, business_date=business_date, refreshed_at=now
+            )
+        )

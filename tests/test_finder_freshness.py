@@ -1,0 +1,143 @@
+"""A finder reruns only after a write, at a new business date, past its maximum age, or on request."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from mcp import Client
+from sqlalchemy import func, select
+
+from order3_mcp.app import Order3
+from order3_mcp.server import build_server
+from order3_mcp.services.exceptions import FINDER_MAX_AGE
+from store.models import ChangeCounter, ExceptionRecord, FinderRun
+from tests.factory import small_workspace
+from tests.test_exception_lifecycle import add_reorder_rule, set_reorder_point
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+async def low_stock(client: Client, **arguments: object) -> dict:
+    return (await client.call_tool("find_low_stock", arguments)).structured_content
+
+
+async def run_of(database, kind: str) -> FinderRun:
+    async with database.read() as session:
+        return (await session.execute(select(FinderRun).where(FinderRun.kind == kind))).scalar_one()
+
+
+async def test_nothing_written_reuses_the_last_run(database):
+    tokens = await small_workspace(database)
+    await add_reorder_rule(database, reorder_point="20", max_level="60")
+    clock = Clock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
+    app = Order3(database, clock=clock)
+    async with Client(build_server(app, tokens.agent)) as client:
+        first = await low_stock(client)
+        clock.now += timedelta(minutes=2)
+        # Written outside Order3: not seen until a rerun is due.
+        await set_reorder_point(database, "1")
+        second = await low_stock(client)
+        forced = await low_stock(client, refresh=True)
+
+    assert [e["sku"] for e in first["exceptions"]] == ["WIDGET-1"]
+    assert first["refreshed_at"] == {"low_stock": "2026-03-02T09:00:00+00:00"}
+    assert second["exceptions"] == first["exceptions"]
+    assert second["refreshed_at"] == {"low_stock": "2026-03-02T09:00:00+00:00"}
+    assert forced["exceptions"] == []
+    assert forced["refreshed_at"] == {"low_stock": "2026-03-02T09:02:00+00:00"}
+
+
+async def test_a_write_through_order3_makes_the_next_call_rerun(database):
+    tokens = await small_workspace(database)
+    await add_reorder_rule(database, reorder_point="20", max_level="60")
+    clock = Clock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
+    app = Order3(database, clock=clock)
+    async with Client(build_server(app, tokens.agent)) as client:
+        [exception] = (await low_stock(client))["exceptions"]
+        async with database.read() as session:
+            before = (await session.execute(select(ChangeCounter.version))).scalar_one_or_none() or 0
+        # 5 available + a 60-unit draft clears the reorder point of 20.
+        drafted = await client.call_tool(
+            "draft_purchase_order",
+            {"lines": [{"sku": "WIDGET-1", "quantity": 60, "location": "WH1"}], "rationale": "WIDGET-1 is at 5 against a reorder point of 20."},
+        )
+        assert not drafted.is_error, drafted.content
+        clock.now += timedelta(seconds=30)
+        after = await low_stock(client)
+
+    async with database.read() as session:
+        version = (await session.execute(select(ChangeCounter.version))).scalar_one()
+        record = (await session.execute(select(ExceptionRecord).where(ExceptionRecord.id == exception["exception_id"]))).scalar_one()
+    assert version == before + 1
+    assert after["refreshed_at"] == {"low_stock": "2026-03-02T09:00:30+00:00"}
+    assert after["exceptions"] == []
+    assert record.status == "resolved"
+    assert (await run_of(database, "low_stock")).change_version == version
+
+
+async def test_reads_leave_the_change_counter_alone(database):
+    tokens = await small_workspace(database)
+    app = Order3(database)
+    async with Client(build_server(app, tokens.agent)) as client:
+        for tool, arguments in (("get_item", {"sku": "WIDGET-1"}), ("find_exceptions", {}), ("list_drafts", {})):
+            result = await client.call_tool(tool, arguments)
+            assert not result.is_error, result.content
+    async with database.read() as session:
+        counters = (await session.execute(select(func.count()).select_from(ChangeCounter))).scalar_one()
+    assert counters == 0
+
+
+async def test_a_new_business_date_or_the_maximum_age_reruns(database):
+    # Pacific/Auckland is UTC+13 in March: 10:30 UTC is 23:30 there, 11:30 UTC is the next day.
+    tokens = await small_workspace(database, timezone="Pacific/Auckland")
+    await add_reorder_rule(database, reorder_point="20", max_level="60")
+    clock = Clock(datetime(2026, 3, 2, 10, 30, tzinfo=UTC))
+    app = Order3(database, clock=clock)
+    async with Client(build_server(app, tokens.agent)) as client:
+        await low_stock(client)
+        first = await run_of(database, "low_stock")
+        clock.now += timedelta(hours=1)
+        turned = await low_stock(client)
+        clock.now += FINDER_MAX_AGE
+        at_limit = await low_stock(client)
+        clock.now += timedelta(seconds=1)
+        aged = await low_stock(client)
+
+    assert first.business_date.isoformat() == "2026-03-02"
+    assert turned["refreshed_at"] == {"low_stock": "2026-03-02T11:30:00+00:00"}
+    assert (await run_of(database, "low_stock")).business_date.isoformat() == "2026-03-03"
+    assert at_limit["refreshed_at"] == {"low_stock": "2026-03-02T11:30:00+00:00"}
+    assert aged["refreshed_at"] == {"low_stock": "2026-03-02T11:35:01+00:00"}
+
+
+async def test_expiring_a_draft_counts_as_a_change(database):
+    tokens = await small_workspace(database)
+    await add_reorder_rule(database, reorder_point="20", max_level="60")
+    clock = Clock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
+    app = Order3(database, clock=clock)
+    async with Client(build_server(app, tokens.agent)) as client:
+        drafted = await client.call_tool(
+            "draft_purchase_order",
+            {"lines": [{"sku": "WIDGET-1", "quantity": 60, "location": "WH1"}], "rationale": "WIDGET-1 is at 5 against a reorder point of 20."},
+        )
+        assert not drafted.is_error, drafted.content
+        covered = await low_stock(client)
+        expires_at = datetime.fromisoformat(drafted.structured_content["expires_at"])
+        clock.now = expires_at + timedelta(seconds=1)
+        # Date the last run now, so that only the expiry can make the finder rerun.
+        async with database.write() as session:
+            run = (await session.execute(select(FinderRun))).scalar_one()
+            run.refreshed_at = clock.now
+        uncovered = await low_stock(client)
+
+    assert covered["exceptions"] == []
+    assert [e["sku"] for e in uncovered["exceptions"]] == ["WIDGET-1"]
+    assert uncovered["refreshed_at"] == {"low_stock": clock.now.isoformat()}
