@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, insert, or_, select, update
+from sqlalchemy import ColumnElement, bindparam, insert, or_, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.drafts import answered_by_open_drafts
@@ -276,20 +276,35 @@ async def list_exceptions(
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE_SIZE:
         raise InvalidInputError(f"limit={limit!r} is invalid; pass a page size from 1 to {MAX_PAGE_SIZE}.")
 
-    query = select(ExceptionRecord).where(ExceptionRecord.workspace_id == workspace_id)
-    if kind_filter is not None:
-        query = query.where(ExceptionRecord.kind.in_(kind_filter))
-    if status_filter is not None:
-        query = query.where(ExceptionRecord.status.in_(status_filter))
+    # One index range per (kind, status), each already in id order, merged and cut
+    # to the page. A single query ordered by id makes SQLite walk every record of
+    # the workspace when the filter matches few of them.
+    filters: list[ColumnElement[bool]] = []
     if location_id is not None:
-        query = query.where(ExceptionRecord.location_id == location_id)
+        filters.append(ExceptionRecord.location_id == location_id)
     if supplier_id is not None:
-        query = query.where(ExceptionRecord.supplier_id == supplier_id)
+        filters.append(ExceptionRecord.supplier_id == supplier_id)
     if owner is not None:
-        query = query.where(ExceptionRecord.owner == owner)
+        filters.append(ExceptionRecord.owner == owner)
     if after_id is not None:
-        query = query.where(ExceptionRecord.id > after_id)
-    query = query.order_by(ExceptionRecord.id).limit(limit)
+        filters.append(ExceptionRecord.id > after_id)
+    ranges = [
+        select(ExceptionRecord.id)
+        .where(
+            ExceptionRecord.workspace_id == workspace_id,
+            ExceptionRecord.kind == kind,
+            ExceptionRecord.status == status,
+            *filters,
+        )
+        .order_by(ExceptionRecord.id)
+        .limit(limit)
+        .subquery()
+        for kind in dict.fromkeys(kind_filter if kind_filter is not None else EXCEPTION_KINDS)
+        for status in dict.fromkeys(status_filter if status_filter is not None else EXCEPTION_STATUSES)
+    ]
+    merged = union_all(*(select(part.c.id) for part in ranges)).subquery()
+    page_ids = select(merged.c.id).order_by(merged.c.id).limit(limit)
+    query = select(ExceptionRecord).where(ExceptionRecord.id.in_(page_ids)).order_by(ExceptionRecord.id)
     return list((await session.execute(query)).scalars().all())
 
 
