@@ -12,6 +12,7 @@ from order3_mcp.commands.activity import activity_app
 from order3_mcp.commands.counts import count_app
 from order3_mcp.commands.drafts import drafts_app
 from order3_mcp.commands.exceptions import exceptions_app
+from order3_mcp.commands.receiving import receive
 from order3_mcp.commands.serve import serve
 from order3_mcp.commands.setup import import_app, init, verify
 from order3_mcp.commands.sync import sync_app
@@ -59,6 +60,7 @@ app.command("init")(init)
 app.command("serve")(serve)
 app.command("verify")(verify)
 app.command("demo")(demo)
+app.command("receive")(receive)
 app.add_typer(import_app, name="import")
 app.add_typer(token_app, name="token")
 app.add_typer(drafts_app, name="drafts")
