@@ -24,7 +24,7 @@ from store.stock import Place, record_movement
 
 @dataclass(frozen=True)
 class Receipt:
-    """What one receipt wrote, and where the line and order stand afterwards."""
+    """The records one receipt wrote, with the line and order as they are afterwards."""
 
     event: ReceivingEvent
     movement: Movement
@@ -112,8 +112,8 @@ async def receive_line(
     same line or order makes this one fail rather than overwrite it.
 
     Args:
-        max_received: The most the line may have received in total, from the
-            over-receipt tolerance; `tolerance_note` describes that tolerance.
+        max_received: The maximum total the line may have received, from the
+            over-receipt tolerance. `tolerance_note` describes that tolerance.
 
     Raises:
         ConflictError: If the order is not open for receiving, the delivery was

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from decimal import Decimal
@@ -101,7 +102,7 @@ async def agent_call(db: Path, secret: str, tool: str, arguments: dict[str, Any]
 
 
 def draft_count(shop: Shop, **arguments: Any) -> Any:
-    """Draft a count task as the agent; WIDGET-1 at WH1 unless the arguments say otherwise."""
+    """Draft a count task as the agent; WIDGET-1 at WH1 unless `arguments` override them."""
     request = {"location": "WH1", "lines": [{"sku": "WIDGET-1"}], "rationale": RATIONALE, **arguments}
     return anyio.run(agent_call, shop.db, shop.agent, "draft_count_task", request)
 
@@ -181,7 +182,7 @@ def approve(shop: Shop, draft_id: int) -> Result:
     return order3(shop.db, "drafts", "approve", str(draft_id), token=shop.alice)
 
 
-def test_agent_count_draft_runs_to_corrected_stock(shop: Shop) -> None:
+def test_agent_count_corrects_stock(shop: Shop) -> None:
     drafted = draft_count(shop, assignee="carol", lines=[{"sku": "WIDGET-1"}, {"sku": "gadget-2"}])
     draft = drafted.structured_content
 
@@ -255,7 +256,7 @@ def test_count_after_stock_moved_uses_snapshot(shop: Shop) -> None:
     assert "│ 1    │ WIDGET-1 │     │ 5        │ 4       │ -1       │" in submitted.stdout
 
 
-def test_second_submit_is_a_conflict_and_writes_nothing(shop: Shop) -> None:
+def test_second_submit_is_conflict(shop: Shop) -> None:
     approve(shop, draft_count(shop).structured_content["draft_id"])
     first = order3(shop.db, "count", "submit", "1", "--line", "WIDGET-1=2", token=shop.carol)
 
@@ -344,7 +345,7 @@ def test_submit_from_csv_and_json_files(shop: Shop, tmp_path: Path) -> None:
         (["GADGET-2=1"], "Count task 1 has no count for WIDGET-1; count every line, writing 0 for an empty shelf."),
     ],
 )
-def test_submit_rejects_bad_counts_and_writes_nothing(shop: Shop, lines: list[str], message: str) -> None:
+def test_submit_rejects_bad_counts(shop: Shop, lines: list[str], message: str) -> None:
     approve(shop, draft_count(shop, lines=[{"sku": "WIDGET-1"}, {"sku": "GADGET-2"}]).structured_content["draft_id"])
     options = [part for line in lines for part in ("--line", line)]
 
@@ -367,7 +368,7 @@ def test_agent_cannot_submit_counts(shop: Shop) -> None:
     assert count_of(shop.db, CountResult) == 0
 
 
-def test_correction_that_would_go_negative_is_refused(shop: Shop) -> None:
+def test_negative_correction_rejected(shop: Shop) -> None:
     approve(shop, draft_count(shop).structured_content["draft_id"])
     move_stock(shop.db, "WIDGET-1", Decimal(4), add=False)
 
@@ -395,7 +396,7 @@ def test_correction_that_would_go_negative_is_refused(shop: Shop) -> None:
         ({"exception_ids": [99]}, "Exception 99 does not exist in this workspace"),
     ],
 )
-def test_draft_rejects_bad_input_and_writes_nothing(shop: Shop, arguments: dict[str, Any], message: str) -> None:
+def test_draft_rejects_bad_input(shop: Shop, arguments: dict[str, Any], message: str) -> None:
     result = draft_count(shop, **arguments)
 
     assert result.is_error
@@ -418,7 +419,7 @@ def test_draft_rejects_inactive_item(shop: Shop) -> None:
     assert count_of(shop.db, Draft) == 0
 
 
-def test_binned_stock_needs_bin_and_counts_per_bin(shop: Shop) -> None:
+def test_binned_stock_counted_per_bin(shop: Shop) -> None:
     add_bins(shop.db, "A1", "A2")
     move_stock(shop.db, "GADGET-2", Decimal(7), add=True, bin_code="A1")
     move_stock(shop.db, "GADGET-2", Decimal(2), add=True, bin_code="A2")
@@ -441,7 +442,7 @@ def test_binned_stock_needs_bin_and_counts_per_bin(shop: Shop) -> None:
     assert ledger_mismatches(shop.db) == []
 
 
-def test_execution_fails_when_item_became_inactive(shop: Shop) -> None:
+def test_execution_fails_inactive_item(shop: Shop) -> None:
     draft_id = draft_count(shop).structured_content["draft_id"]
 
     async def deactivate(database: Database) -> None:
@@ -459,7 +460,7 @@ def test_execution_fails_when_item_became_inactive(shop: Shop) -> None:
     assert count_of(shop.db, CountSheetLine) == 0
 
 
-def test_execution_fails_when_location_is_gone(shop: Shop) -> None:
+def test_execution_fails_location_gone(shop: Shop) -> None:
     async def add_location(database: Database) -> None:
         async with database.write() as session:
             session.add(Location(workspace_id=1, code="WH2", name="Overflow"))
@@ -504,7 +505,7 @@ def test_count_answers_drift_exception(shop: Shop) -> None:
     assert on_hand(shop.db, "WIDGET-1") == Decimal(5)
 
 
-def test_submitted_drift_is_found_by_drift_finder(shop: Shop) -> None:
+def test_drift_finder_sees_submitted_count(shop: Shop) -> None:
     approve(shop, draft_count(shop).structured_content["draft_id"])
     order3(shop.db, "count", "submit", "1", "--line", "WIDGET-1=15", token=shop.carol)
 
@@ -516,7 +517,7 @@ def test_submitted_drift_is_found_by_drift_finder(shop: Shop) -> None:
     )
 
 
-def test_exception_about_another_item_is_not_linked(shop: Shop) -> None:
+def test_unrelated_exception_not_linked(shop: Shop) -> None:
     async def drifted_count(database: Database) -> None:
         async with database.write() as session:
             session.add(
@@ -553,3 +554,37 @@ def test_drafts_show_lists_lines_to_count(shop: Shop) -> None:
     assert "Assignee: carol    Due: 2099-01-31" in shown.stdout
     assert "Lines to count at WH1" in shown.stdout
     assert "│ GADGET-2 │ A1  │" in shown.stdout
+
+
+async def test_concurrent_submits_apply_once(any_database: Database) -> None:
+    from order3_mcp.inputs import CountLine
+    from order3_mcp.services import approvals, count_tasks
+    from order3_mcp.services.count_tasks import CountEntry
+    from store.errors import ConflictError
+    from tests.factory import make_app
+
+    tokens = await small_workspace(any_database)
+    service = make_app(any_database)
+    drafted = await count_tasks.draft_count_task(
+        service, tokens.agent, location="WH1", lines=[CountLine(sku="WIDGET-1")], rationale=RATIONALE
+    )
+    executed = await approvals.approve_draft(service, tokens.buyer, draft_id=drafted.draft_id, expected_hash="", reason="")
+
+    def submit(caller: Any, counted: str) -> Any:
+        entry = CountEntry(sku="WIDGET-1", bin="", counted=counted, source=f"--line WIDGET-1={counted}")
+        return count_tasks.submit_counts(service, caller, task_id=1, entries=[entry])
+
+    outcomes = await asyncio.gather(submit(tokens.buyer, "2"), submit(tokens.admin, "9"), return_exceptions=True)
+
+    assert executed.result == "count_task=1"
+    refused = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+    assert len(refused) == 1
+    assert isinstance(refused[0], ConflictError)
+    winner = 2 if not isinstance(outcomes[0], BaseException) else 9
+    async with any_database.read() as session:
+        results = (await session.execute(select(CountResult))).scalars().all()
+        level = (await session.execute(select(StockLevel.on_hand).where(StockLevel.item_id == 1))).scalar_one()
+        _, mismatches = await verify_ledger(session, workspace_id=1)
+    assert [(r.counted_quantity, r.system_quantity) for r in results] == [(Decimal(winner), Decimal(5))]
+    assert level == Decimal(winner)
+    assert mismatches == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -150,7 +151,7 @@ def test_partial_then_rest_receives_order(shop: Shop) -> None:
     assert final["ledger_mismatches"] == []
 
 
-def test_receipt_writes_event_and_receipt_movement(shop: Shop) -> None:
+def test_receipt_writes_event_and_movement(shop: Shop) -> None:
     receive(shop, "PO-000001", "1", "12.5", "--delivery", "DN-7")
 
     async def read(database: Database) -> tuple[Any, Any, Any]:
@@ -170,7 +171,7 @@ def test_receipt_writes_event_and_receipt_movement(shop: Shop) -> None:
     assert activity.summary == "Received 12.5 WIDGET-1 on PO-000001 line 1 at WH1: 12.5 of 40 received; PO-000001 is partially_received."
 
 
-def test_over_receipt_within_tolerance_is_accepted(shop: Shop) -> None:
+def test_over_receipt_within_tolerance(shop: Shop) -> None:
     # The default policy allows 5 % over: 42 of 40.
     result = receive(shop, "PO-000001", "1", "42")
 
@@ -182,7 +183,7 @@ def test_over_receipt_within_tolerance_is_accepted(shop: Shop) -> None:
     assert after["ledger_mismatches"] == []
 
 
-def test_over_receipt_beyond_tolerance_names_maximum(shop: Shop) -> None:
+def test_over_receipt_beyond_tolerance(shop: Shop) -> None:
     before = state(shop.db)
 
     result = receive(shop, "PO-000001", "1", "43")
@@ -197,7 +198,7 @@ def test_over_receipt_beyond_tolerance_names_maximum(shop: Shop) -> None:
     assert before["received"] == [Decimal(0), Decimal(0)]
 
 
-def test_over_receipt_after_partial_allows_remainder(shop: Shop) -> None:
+def test_over_receipt_after_partial(shop: Shop) -> None:
     receive(shop, "PO-000001", "1", "40")
     full = receive(shop, "PO-000001", "1", "3")
     within = receive(shop, "PO-000001", "1", "2")
@@ -213,7 +214,7 @@ def test_over_receipt_after_partial_allows_remainder(shop: Shop) -> None:
     assert after["stock"][("WIDGET-1", 0)] == Decimal(47)
 
 
-def test_duplicate_delivery_is_a_conflict_naming_earlier_receipt(shop: Shop) -> None:
+def test_duplicate_delivery_is_conflict(shop: Shop) -> None:
     first = receive(shop, "PO-000001", "1", "10", "--delivery", "DN-1")
 
     again = receive(shop, "PO-000001", "1", "10", "--delivery", "DN-1")
@@ -252,7 +253,7 @@ def test_same_idempotency_key_replays_receipt(shop: Shop) -> None:
         ("cancelled", "Purchase order PO-000001 is cancelled, so it accepts no receipts"),
     ],
 )
-def test_receipt_against_finished_order_is_refused(shop: Shop, status: str, message: str) -> None:
+def test_finished_order_rejects_receipt(shop: Shop, status: str, message: str) -> None:
     async def finish(database: Database) -> None:
         async with database.write() as session:
             await session.execute(update(PurchaseOrder).values(status=status))
@@ -267,7 +268,7 @@ def test_receipt_against_finished_order_is_refused(shop: Shop, status: str, mess
     assert state(shop.db) == before
 
 
-def test_fully_received_order_refuses_more(shop: Shop) -> None:
+def test_fully_received_order_rejects_more(shop: Shop) -> None:
     receive(shop, "PO-000001", "1", "40")
     receive(shop, "PO-000001", "2", "10", "--location", "WH1")
 
@@ -290,7 +291,7 @@ def test_fully_received_order_refuses_more(shop: Shop) -> None:
         (("PO-000001", "1", "1", "--location", "WH9"), 4, "Location 'WH9' does not exist in this workspace"),
     ],
 )
-def test_bad_receipt_input_writes_nothing(shop: Shop, args: tuple[str, ...], exit_code: int, message: str) -> None:
+def test_bad_receipt_input_rejected(shop: Shop, args: tuple[str, ...], exit_code: int, message: str) -> None:
     before = state(shop.db)
 
     result = receive(shop, *args)
@@ -306,3 +307,36 @@ def test_agent_cannot_receive(shop: Shop) -> None:
     assert result.exit_code == 3
     assert "needs the 'change' scope" in result.stderr
     assert state(shop.db)["events"] == 0
+
+
+async def test_concurrent_receipts_within_tolerance(any_database: Database) -> None:
+    from order3_mcp.services import receiving
+    from store.errors import ConflictError, InvalidInputError
+    from tests.factory import make_app
+
+    tokens = await small_workspace(any_database)
+    async with any_database.write() as session:
+        await issue_purchase_order(
+            session, workspace_id=1, supplier_id=1, currency="USD", expected_date=None, owner="alice", description="",
+            lines=[NewLine(item_id=1, supplier_item_id=1, quantity=Decimal(40), unit_price=Decimal("2.5"), destination_location_id=1, expected_date=None)],
+        )
+    service = make_app(any_database)
+
+    outcomes = await asyncio.gather(
+        receiving.receive(service, tokens.buyer, purchase_order="PO-000001", line_no=1, quantity="30"),
+        receiving.receive(service, tokens.admin, purchase_order="PO-000001", line_no=1, quantity="30"),
+        return_exceptions=True,
+    )
+
+    refused = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+    assert len(refused) == 1
+    assert isinstance(refused[0], ConflictError | InvalidInputError)
+    async with any_database.read() as session:
+        line = (await session.execute(select(PurchaseOrderLine))).scalar_one()
+        level = (await session.execute(select(StockLevel.on_hand).where(StockLevel.item_id == 1))).scalar_one()
+        events = (await session.execute(select(func.count()).select_from(ReceivingEvent))).scalar_one()
+        _, mismatches = await verify_ledger(session, workspace_id=1)
+    assert line.quantity_received == Decimal(30)
+    assert level == Decimal(35)
+    assert events == 1
+    assert mismatches == []

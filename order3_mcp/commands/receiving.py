@@ -19,7 +19,7 @@ def receive(
     location: Annotated[str, typer.Option(help="Location code the goods are put away at; default: the line's destination.")] = "",
     bin_code: Annotated[str, typer.Option("--bin", help="Bin code inside that location; default: the location itself.")] = "",
     delivery: Annotated[
-        str, typer.Option(help="Delivery note reference; the same delivery received twice on one line is refused.")
+        str, typer.Option(help="Delivery note reference; a second receipt of the same delivery on one line is rejected.")
     ] = "",
     idempotency_key: Annotated[
         str | None, typer.Option(help="Key for this receipt; repeating it with the same arguments returns the first result.")

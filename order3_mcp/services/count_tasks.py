@@ -67,7 +67,7 @@ _COUNTED_TEXT = re.compile(r"^[0-9]+(\.[0-9]+)?$")
 class CountEntry:
     """One counted quantity as the person entered it, before it is matched to a line.
 
-    `source` says where it came from, such as "--line WIDGET-1=12" or
+    `source` names where it came from, such as "--line WIDGET-1=12" or
     "counts.csv row 3", so an error can point at it.
     """
 
@@ -453,7 +453,7 @@ async def submit_counts(
     Each line gets a count result (counted, the snapshot as system quantity,
     and the variance), and each non-zero variance is posted as a
     count-correction movement. Count drift exceptions are then recomputed, so
-    a count that matches clears the drift it answered.
+    a count that matches the snapshot resolves the drift exception.
 
     Raises:
         ConflictError: If the task was already submitted.

@@ -1,6 +1,6 @@
 """Count tasks created by executed count_task drafts: one sheet per task, one line per item and bin.
 
-The older `count_task` table holds one item per row and has no snapshot column,
+The older `count_task` table has one item per row and has no snapshot column,
 so these tasks live in tables of their own and the older table stays as it was.
 """
 
@@ -18,10 +18,10 @@ COUNT_SHEET_STATUSES = ("open", "applied")
 
 
 class CountSheet(SQLModel, table=True):
-    """A count task: items to count at one location, with who asked for it and where it stands.
+    """A count task: the items to count at one location, its assignee, due date and status.
 
     Status is open until the counts are submitted, and applied once the count
-    results and their corrections are written; submitting applies in the same
+    results and their corrections are written. Submitting applies in the same
     transaction.
     """
 
