@@ -340,3 +340,13 @@ async def test_concurrent_receipts_within_tolerance(any_database: Database) -> N
     assert level == Decimal(35)
     assert events == 1
     assert mismatches == []
+
+
+@pytest.mark.parametrize(
+    ("ordered", "over_pct", "expected"),
+    [("40", "5", "42"), ("33", "5", "34.65"), ("100", "0", "100"), ("0.000003", "50", "0.000004"), ("7", "2.5", "7.175")],
+)
+def test_max_received_exact_and_plain(ordered: str, over_pct: str, expected: str) -> None:
+    from order3_mcp.services.receiving import max_received
+
+    assert str(max_received(Decimal(ordered), Decimal(over_pct))) == expected

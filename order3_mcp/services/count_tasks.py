@@ -58,6 +58,7 @@ from store.models import (
     Location,
     StockLevel,
 )
+from store.types import from_scaled, to_scaled
 from store.workspaces import sku_key
 
 _COUNTED_TEXT = re.compile(r"^[0-9]+(\.[0-9]+)?$")
@@ -387,7 +388,8 @@ def parse_counted(entry: CountEntry) -> Decimal:
     if Decimal(text) == 0:
         return Decimal(0)
     try:
-        return parse_quantity(text)
+        # Stored quantities come back without trailing zeros, so 12.50 is kept as 12.5 from the start.
+        return from_scaled(to_scaled(parse_quantity(text)))
     except ValueError as exc:
         raise InvalidInputError(f"{entry.source}: counted {exc}; {fix}.") from None
 

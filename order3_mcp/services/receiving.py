@@ -16,7 +16,7 @@ from store.models import Bin, Location
 from store.purchasing import get_purchase_order_by_number
 from store.receiving import check_open_for_receiving, get_order_line, receive_line
 from store.stock import Place
-from store.types import SCALE_DIGITS
+from store.types import SCALE_DIGITS, from_scaled, to_scaled
 
 MAX_DELIVERY_LENGTH = 80
 
@@ -24,7 +24,7 @@ MAX_DELIVERY_LENGTH = 80
 def max_received(ordered: Decimal, over_pct: Decimal) -> Decimal:
     """Return the most a line ordered at `ordered` may receive in total, rounded down to stored precision."""
     limit = ordered * (1 + over_pct / 100)
-    return limit.quantize(Decimal(1).scaleb(-SCALE_DIGITS), rounding=ROUND_FLOOR).normalize()
+    return from_scaled(to_scaled(limit.quantize(Decimal(1).scaleb(-SCALE_DIGITS), rounding=ROUND_FLOOR)))
 
 
 def _check_delivery(delivery: str) -> str:
@@ -85,7 +85,7 @@ async def receive(
 
     async def work(session: AsyncSession) -> Outcome:
         try:
-            amount = parse_quantity(quantity)
+            amount = from_scaled(to_scaled(parse_quantity(quantity)))
         except ValueError as exc:
             raise InvalidInputError(f"Received {exc}; write the quantity as digits such as 12 or 12.5.") from None
         if isinstance(line_no, bool) or line_no < 1:
