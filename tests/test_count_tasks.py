@@ -588,3 +588,14 @@ async def test_concurrent_submits_apply_once(any_database: Database) -> None:
     assert [(r.counted_quantity, r.system_quantity) for r in results] == [(Decimal(winner), Decimal(5))]
     assert level == Decimal(winner)
     assert mismatches == []
+
+
+def test_count_draft_idempotency_key(shop: Shop) -> None:
+    first = draft_count(shop, idempotency_key="count-wh1")
+    again = draft_count(shop, idempotency_key="count-wh1")
+    changed = draft_count(shop, idempotency_key="count-wh1", lines=[{"sku": "GADGET-2"}])
+
+    assert again.structured_content == first.structured_content
+    assert changed.is_error
+    assert "count-wh1" in changed.content[0].text
+    assert count_of(shop.db, Draft) == 1

@@ -350,3 +350,25 @@ def test_max_received_exact_and_plain(ordered: str, over_pct: str, expected: str
     from order3_mcp.services.receiving import max_received
 
     assert str(max_received(Decimal(ordered), Decimal(over_pct))) == expected
+
+
+def test_agent_sees_receipt_over_mcp(shop: Shop) -> None:
+    from mcp import Client
+
+    from order3_mcp.app import Order3
+    from order3_mcp.server import build_server
+
+    receive(shop, "PO-000001", "1", "15")
+
+    async def read(database: Database) -> tuple[Any, Any]:
+        service = Order3(database)
+        caller = await service.authenticate(shop.agent, channel="mcp")
+        async with Client(build_server(service, caller), mode="legacy") as client:
+            item = await client.call_tool("get_item", {"sku": "WIDGET-1"})
+            events = await client.call_tool("list_receiving_events", {"purchase_order": "PO-000001"})
+        return item.structured_content, events.structured_content
+
+    item, events = on(shop.db, read)
+
+    assert (item["on_hand"], item["on_order"]) == ("20", "25")
+    assert [(e["line"], e["sku"], e["quantity"], e["actor"]) for e in events["receiving_events"]] == [(1, "WIDGET-1", "15", "carol")]
