@@ -9,8 +9,10 @@ import typer
 
 from order3_mcp.commands._runtime import CliSettings, execute
 from order3_mcp.commands.activity import activity_app
+from order3_mcp.commands.counts import count_app
 from order3_mcp.commands.drafts import drafts_app
 from order3_mcp.commands.exceptions import exceptions_app
+from order3_mcp.commands.receiving import receive
 from order3_mcp.commands.serve import serve
 from order3_mcp.commands.setup import import_app, init, verify
 from order3_mcp.commands.sync import sync_app
@@ -58,12 +60,14 @@ app.command("init")(init)
 app.command("serve")(serve)
 app.command("verify")(verify)
 app.command("demo")(demo)
+app.command("receive")(receive)
 app.add_typer(import_app, name="import")
 app.add_typer(token_app, name="token")
 app.add_typer(drafts_app, name="drafts")
 app.add_typer(exceptions_app, name="exceptions")
 app.add_typer(activity_app, name="activity")
 app.add_typer(sync_app, name="sync")
+app.add_typer(count_app, name="count")
 
 
 def main() -> None:

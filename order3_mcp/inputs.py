@@ -72,3 +72,14 @@ class PurchaseLine(BaseModel):
     location: str = Field(
         default="", max_length=60, description="Destination location code; empty to leave it to the receiver."
     )
+
+
+class CountLine(BaseModel):
+    """One requested count task line: an item, and optionally the bin it is held in."""
+
+    sku: str = Field(description="SKU of the item to count.", min_length=1, max_length=100)
+    bin: str = Field(
+        default="",
+        max_length=120,
+        description="Bin code inside the location; empty to count the stock held at the location itself.",
+    )

@@ -71,6 +71,8 @@ ACTION_SCOPES: dict[str, str] = {
     "ingest_external_snapshot": "sync",
     "receive": "change",
     "count_submit": "change",
+    "count_list": "read",
+    "count_show": "read",
     "activity_export": "export",
     "token_create": "admin",
     "token_revoke": "admin",

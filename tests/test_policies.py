@@ -77,6 +77,8 @@ MCP_TOOLS = (
 CLI_ACTIONS = (
     "receive",
     "count_submit",
+    "count_list",
+    "count_show",
     "activity_export",
     "token_create",
     "token_revoke",

@@ -123,7 +123,16 @@ def show(ctx: typer.Context, draft_id: DraftId) -> None:
 
     payload = parse_payload(detail.payload_json)
     lines = payload.get("lines")
-    if isinstance(lines, list) and lines:
+    if detail.kind == "count_task" and isinstance(lines, list):
+        say(f"Assignee: {payload.get('assignee') or '-'}    Due: {payload.get('due_date') or '-'}")
+        say(f"Lines to count at {payload.get('location_code', '')}:")
+        table = Table()
+        for column in ("sku", "bin"):
+            table.add_column(column)
+        for line in lines:
+            table.add_row(str(line.get("sku", "")), str(line.get("bin_code", "")))
+        out().print(table)
+    elif isinstance(lines, list) and lines:
         table = Table(title=f"Lines (supplier {payload.get('supplier_code', '')}, {payload.get('currency', '')})")
         for column in ("sku", "supplier sku", "quantity", "unit price", "price source", "destination"):
             table.add_column(column)

@@ -6,9 +6,9 @@ from mcp.server.mcpserver import MCPServer
 from pydantic import Field
 
 from order3_mcp.app import Caller, Order3
-from order3_mcp.inputs import PurchaseLine
+from order3_mcp.inputs import CountLine, PurchaseLine
 from order3_mcp.schemas import DraftDetail, DraftPage
-from order3_mcp.services import approvals, drafts
+from order3_mcp.services import approvals, count_tasks, drafts
 from order3_mcp.tools._common import DEFAULT_LIMIT, DRAFT, READ, Cursor, Limit, guarded
 
 DraftId = Annotated[int, Field(description="Draft id.", strict=True, ge=1)]
@@ -54,6 +54,36 @@ def register(server: MCPServer, app: Order3, caller: Caller) -> None:
                 lines=lines,
                 rationale=rationale,
                 title=title,
+                exception_ids=list(exception_ids),
+                idempotency_key=idempotency_key,
+            )
+        )
+
+    @server.tool(annotations=DRAFT)
+    async def draft_count_task(
+        location: Annotated[str, Field(description="Code of the location to count at.", min_length=1, max_length=60)],
+        lines: Annotated[
+            list[CountLine],
+            Field(description="Items to count: sku, and the bin when the item is held in bins. Each item and bin once.", min_length=1, max_length=100),
+        ],
+        rationale: Rationale,
+        title: Annotated[str, Field(description="Short title; empty for a generated one.", max_length=200)] = "",
+        assignee: Annotated[str, Field(description="Person asked to count; empty to leave it unassigned.", max_length=120)] = "",
+        due_date: Annotated[str, Field(description="Date the count is due, YYYY-MM-DD in the workspace timezone; empty for none.", max_length=10)] = "",
+        exception_ids: Annotated[list[int], Field(description="Exceptions this count answers (count drift of these items at this location); they move to drafted.", max_length=100)] = [],  # noqa: B006
+        idempotency_key: IdempotencyKey = None,
+    ) -> DraftDetail:
+        """Prepare a count task draft. Once a person approves it, a count task records on hand per line as its snapshot, and the counted quantities are compared with that snapshot."""
+        return await guarded(
+            count_tasks.draft_count_task(
+                app,
+                caller,
+                location=location,
+                lines=lines,
+                rationale=rationale,
+                title=title,
+                assignee=assignee,
+                due_date=due_date,
                 exception_ids=list(exception_ids),
                 idempotency_key=idempotency_key,
             )

@@ -3,6 +3,7 @@
 from store.models.access import PRINCIPAL_KINDS, IdempotencyRecord, Token
 from store.models.activity import CHANNELS, OUTCOMES, ActivityEvent
 from store.models.catalog import LOCATION_KINDS, Bin, Item, Location
+from store.models.count_sheets import COUNT_SHEET_STATUSES, CountSheet, CountSheetLine
 from store.models.counts import COUNT_TASK_STATUSES, CountResult, CountTask, ReorderRule
 from store.models.drafts import (
     DRAFT_KINDS,
@@ -38,6 +39,7 @@ from store.models.workspace import Workspace
 
 __all__ = [
     "CHANNELS",
+    "COUNT_SHEET_STATUSES",
     "COUNT_TASK_STATUSES",
     "DRAFT_KINDS",
     "DRAFT_STATUSES",
@@ -58,6 +60,8 @@ __all__ = [
     "Bin",
     "ChangeCounter",
     "CountResult",
+    "CountSheet",
+    "CountSheetLine",
     "CountTask",
     "Draft",
     "DraftException",

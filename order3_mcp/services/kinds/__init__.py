@@ -32,8 +32,9 @@ class KindExecutor:
 
 def executors() -> dict[str, KindExecutor]:
     """Return the executor of every draft kind this version can carry out."""
-    from order3_mcp.services.kinds import purchase_order
+    from order3_mcp.services.kinds import count_task, purchase_order
 
     return {
         "purchase_order": purchase_order.EXECUTOR,
+        "count_task": count_task.EXECUTOR,
     }
