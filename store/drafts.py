@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, bindparam, select, update
+from sqlalchemy import CompoundSelect, Select, bindparam, select, union, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.activity import canonical_json
@@ -16,6 +16,7 @@ from store.freshness import note_change
 from store.models import (
     OPEN_DRAFT_STATUSES,
     Approval,
+    CountSheet,
     Draft,
     DraftException,
     ExceptionRecord,
@@ -239,16 +240,26 @@ async def expire_overdue(session: AsyncSession, *, workspace_id: int, now: datet
     return overdue
 
 
-def answered_by_open_drafts(*, excluding_draft_id: int | None = None) -> Select[Any]:
-    """Select the ids of exceptions linked to a pending or approved draft."""
-    statement = (
+def answered_by_open_drafts(*, excluding_draft_id: int | None = None) -> CompoundSelect[Any]:
+    """Select the ids of exceptions whose answer is still under way.
+
+    That is a link to a pending or approved draft, or to an executed count-task
+    draft whose count task is still open: the drift it answers is settled only
+    when the counts are submitted.
+    """
+    pending = (
         select(DraftException.exception_id)
         .join(Draft, Draft.id == DraftException.draft_id)
         .where(Draft.status.in_(OPEN_DRAFT_STATUSES))
     )
     if excluding_draft_id is not None:
-        statement = statement.where(Draft.id != excluding_draft_id)
-    return statement
+        pending = pending.where(Draft.id != excluding_draft_id)
+    counting = (
+        select(DraftException.exception_id)
+        .join(CountSheet, CountSheet.draft_id == DraftException.draft_id)
+        .where(CountSheet.status == "open")
+    )
+    return union(pending, counting)
 
 
 async def reopen_unanswered(

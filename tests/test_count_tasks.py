@@ -497,12 +497,39 @@ def test_count_answers_drift_exception(shop: Shop) -> None:
     drafted = draft_count(shop, exception_ids=[exception_id])
     linked_status = rows(shop.db, ExceptionRecord)[0].status
     approve(shop, drafted.structured_content["draft_id"])
+    counting_status = rows(shop.db, ExceptionRecord)[0].status
+    refound = anyio.run(agent_call, shop.db, shop.agent, "find_count_drift", {"refresh": True}).structured_content
     order3(shop.db, "count", "submit", "1", "--line", "WIDGET-1=5", token=shop.carol)
 
     assert drafted.structured_content["exception_ids"] == [exception_id]
     assert linked_status == "drafted"
+    # The open count task still answers the drift, so a rerun of the finder keeps it drafted.
+    assert counting_status == "drafted"
+    assert [(e["exception_id"], e["status"]) for e in refound["exceptions"]] == [(exception_id, "drafted")]
     assert rows(shop.db, ExceptionRecord)[0].status == "resolved"
     assert on_hand(shop.db, "WIDGET-1") == Decimal(5)
+
+
+def test_count_that_still_drifts_reopens_exception(shop: Shop) -> None:
+    async def drifted_count(database: Database) -> None:
+        async with database.write() as session:
+            session.add(
+                CountResult(
+                    workspace_id=1, item_id=1, location_id=1, counted_quantity=Decimal(1), system_quantity=Decimal(5),
+                    variance=Decimal(-4), actor="test",
+                )
+            )
+
+    anyio.run(run(drifted_count), shop.db)
+    found = anyio.run(agent_call, shop.db, shop.agent, "find_count_drift", {}).structured_content
+    exception_id = found["exceptions"][0]["exception_id"]
+    approve(shop, draft_count(shop, exception_ids=[exception_id]).structured_content["draft_id"])
+    # 15 counted against a snapshot of 5 is drift again, beyond tolerance.
+    order3(shop.db, "count", "submit", "1", "--line", "WIDGET-1=15", token=shop.carol)
+
+    statuses = sorted((record.id, record.status) for record in rows(shop.db, ExceptionRecord))
+    assert statuses == [(exception_id, "open")]
+    assert on_hand(shop.db, "WIDGET-1") == Decimal(15)
 
 
 def test_drift_finder_sees_submitted_count(shop: Shop) -> None:

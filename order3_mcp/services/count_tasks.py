@@ -477,6 +477,11 @@ async def submit_counts(
             session, sheet=sheet, counted=counted, actor=caller.principal, counted_at=app.clock(), location_code=location.code
         )
         await refresh_kind(app, caller, session, "count_drift")
+        if sheet.draft_id is not None:
+            # Drift still found after the count goes back to open: the count did not settle it.
+            linked = await drafts.linked_exception_ids(session, draft_id=sheet.draft_id)
+            if linked:
+                await drafts.reopen_unanswered(session, linked=linked)
 
         views = await count_sheet_lines(session, sheet_id=sheet.id)  # type: ignore[arg-type]
         corrections = [view.movement_id for view in views if view.movement_id is not None]

@@ -35,9 +35,6 @@ async def revalidate(session: AsyncSession, draft: Draft) -> str:
 
 async def perform(session: AsyncSession, app: Order3, caller: Caller, draft: Draft) -> Performed:
     """Create the open count task; each line's snapshot is on hand at this moment."""
-    # NOTE: after execution the draft no longer answers its linked count drift
-    # exceptions, so they are open again until the counts are submitted, and an
-    # agent may draft a second count for the same drift in the meantime.
     payload = draft.payload
     sheet = await create_count_sheet(
         session,
