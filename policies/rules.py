@@ -18,6 +18,8 @@ typo cannot silently widen a rule::
     approvals = 1             # distinct approvers needed
     auto_execute = true       # optional, default false: execute once the last approval lands
     expires_after_hours = 72  # optional; the approval window, counted from draft creation
+    max_quantity_share = "0.10"        # optional, transfers/adjustments/reconciliations: |change| / on hand
+    max_supplier_daily_spend = "5000"  # optional, purchase orders: the supplier's spend that business day
 
     [tolerances]              # optional; see policies.tolerances for the keys
     count_drift_abs = "2"
@@ -39,6 +41,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from policies.conditions import (
+    QuantityChange,
+    parse_quantity_share,
+    parse_supplier_daily_spend,
+    quantity_share_unmet,
+    supplier_spend_unmet,
+)
 from policies.errors import PolicyError
 from policies.scopes import ROLES
 from policies.tolerances import Tolerances, parse_decimal, parse_tolerances
@@ -67,6 +76,8 @@ _RULE_KEYS = (
     "approvals",
     "auto_execute",
     "expires_after_hours",
+    "max_quantity_share",
+    "max_supplier_daily_spend",
 )
 _REQUIRED_RULE_KEYS = ("id", "kinds", "approver_roles", "approvals")
 
@@ -80,13 +91,18 @@ _APPROVING_ROLES = tuple(role for role, scopes in ROLES.items() if "approve" in 
 
 @dataclass(frozen=True)
 class DraftFacts:
-    """Facts about a draft that rules match on: its kind, value, supplier and locations."""
+    """Facts about a draft that rules match on: kind, value, supplier, locations, stock shares and day spend."""
 
     kind: str
     #: Estimated spend or absolute inventory value change, in base currency.
     value: Decimal
     supplier_code: str | None = None
     location_codes: tuple[str, ...] = ()
+    #: Each stock change the draft makes, with on hand at its location.
+    quantity_changes: tuple[QuantityChange, ...] = ()
+    #: Spend of the supplier's other live purchase-order drafts prepared earlier the
+    #: same business day, in base currency; None when it was not gathered.
+    supplier_day_spend: Decimal | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in DRAFT_KINDS:
@@ -96,6 +112,9 @@ class DraftFacts:
                 f"Draft value {self.value!r} is invalid; pass a finite Decimal of 0 or more "
                 "(the absolute value change for adjustments and reconciliations)."
             )
+        spend = self.supplier_day_spend
+        if spend is not None and (not isinstance(spend, Decimal) or not spend.is_finite() or spend < 0):
+            raise PolicyError(f"Supplier day spend {spend!r} is invalid; pass a finite Decimal of 0 or more, or None.")
 
 
 @dataclass(frozen=True)
@@ -116,27 +135,50 @@ class Rule:
     locations: tuple[str, ...] | None = None
     auto_execute: bool = False
     expires_after_hours: int | None = None
+    #: Largest |quantity change| / on hand of any line, inclusive; None means no limit.
+    max_quantity_share: Decimal | None = None
+    #: Largest spend with the draft's supplier on its business day, inclusive; None means no limit.
+    max_supplier_daily_spend: Decimal | None = None
 
     def matches(self, facts: DraftFacts) -> bool:
-        """Return whether every condition of this rule holds for the draft.
+        """Return whether every condition of this rule holds for the draft."""
+        return not self.unmet_condition(facts)
+
+    def unmet_condition(self, facts: DraftFacts) -> str:
+        """Return the first condition of this rule that the draft breaks, as a sentence, or "" if none.
 
         Codes compare exactly, as the store keeps them. A supplier or location
-        condition never matches a draft without a supplier or without locations.
+        condition never matches a draft without a supplier or without locations,
+        and a share or day-spend condition never matches a draft without those facts.
         """
         if facts.kind not in self.kinds:
-            return False
+            return f"kind {facts.kind} is not in kinds ({', '.join(self.kinds)})"
         if self.min_value is not None and facts.value <= self.min_value:
-            return False
+            return f"value {facts.value} is not above min_value {self.min_value}"
         if self.max_value is not None and facts.value > self.max_value:
-            return False
+            return f"value {facts.value} is above max_value {self.max_value}"
         if self.suppliers is not None and facts.supplier_code not in self.suppliers:
-            return False
+            return f"supplier {facts.supplier_code or '(none)'} is not in suppliers ({', '.join(self.suppliers)})"
         if self.locations is not None:
             if not facts.location_codes:
-                return False
-            if any(code not in self.locations for code in facts.location_codes):
-                return False
-        return True
+                return "the draft names no location, so the locations condition cannot hold"
+            outside = [code for code in facts.location_codes if code not in self.locations]
+            if outside:
+                return f"location {outside[0]} is not in locations ({', '.join(self.locations)})"
+        if self.max_quantity_share is not None:
+            unmet = quantity_share_unmet(self.max_quantity_share, facts.quantity_changes)
+            if unmet:
+                return unmet
+        if self.max_supplier_daily_spend is not None:
+            unmet = supplier_spend_unmet(
+                self.max_supplier_daily_spend,
+                value=facts.value,
+                supplier_code=facts.supplier_code,
+                earlier_spend=facts.supplier_day_spend,
+            )
+            if unmet:
+                return unmet
+        return ""
 
     def expires_at(self, created_at: datetime) -> datetime | None:
         """Return when the approval window of a draft created at `created_at` closes."""
@@ -158,6 +200,8 @@ class Policy:
     #: The file path or label the policy came from, used in error messages.
     source: str = ""
     tolerances: Tolerances = field(default_factory=Tolerances)
+    #: SHA-256 of the UTF-8 policy text, in hex.
+    sha256: str = ""
 
 
 def default_policy_path() -> Path:
@@ -216,14 +260,15 @@ def parse_policy(text: str, *, source: str) -> Policy:
         rules.append(rule)
 
     tolerances = parse_tolerances(document.get("tolerances", {}), source=source)
-    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     return Policy(
         name=name,
         version=version,
         rules=tuple(rules),
-        fingerprint=f"{name}:{version}:{digest}",
+        fingerprint=f"{name}:{version}:{digest[:12]}",
         source=source,
         tolerances=tolerances,
+        sha256=digest,
     )
 
 
@@ -318,6 +363,8 @@ def _parse_rule(raw_rule: Any, *, index: int, source: str) -> Rule:
     expires_after_hours = None
     if "expires_after_hours" in raw_rule:
         expires_after_hours = _parse_count(raw_rule["expires_after_hours"], where=where, field="expires_after_hours")
+    max_quantity_share = parse_quantity_share(raw_rule, where=where, kinds=kinds)
+    max_supplier_daily_spend = parse_supplier_daily_spend(raw_rule, where=where, kinds=kinds)
 
     return Rule(
         id=rule_id,
@@ -330,6 +377,8 @@ def _parse_rule(raw_rule: Any, *, index: int, source: str) -> Rule:
         locations=locations,
         auto_execute=auto_execute,
         expires_after_hours=expires_after_hours,
+        max_quantity_share=max_quantity_share,
+        max_supplier_daily_spend=max_supplier_daily_spend,
     )
 
 
@@ -408,6 +457,9 @@ class PriorApproval:
 
     approver: str
     payload_hash: str
+    #: Role the approver held; an approval counts only while the draft's rule accepts that role.
+    #: None when the role is unknown, and then it counts.
+    role: str | None = None
 
 
 @dataclass(frozen=True)
@@ -447,7 +499,8 @@ def decide_approval(
     """
     _require_aware(now, name="now")
     roles = _format_roles(draft.approval_roles)
-    current = _distinct_approvers(prior, payload_hash=draft.payload_hash)
+    current = _distinct_approvers(prior, payload_hash=draft.payload_hash, roles=draft.approval_roles)
+    approved_before = _distinct_approvers(prior, payload_hash=draft.payload_hash, roles=None)
     approver_key = _person_key(approver.principal)
 
     def deny(reason: str) -> ApprovalDecision:
@@ -474,7 +527,7 @@ def decide_approval(
             f"{seen_payload_hash[:12]!r} reviewed, {draft.payload_hash[:12]!r} now); "
             "review the current draft and approve it again."
         )
-    if approver_key in current:
+    if approver_key in approved_before:
         remaining = draft.approvals_required - len(current)
         return deny(
             f"{approver.principal!r} already approved this version of the draft; it needs "
@@ -582,9 +635,18 @@ def _is_requester(draft: DraftState, decider: ApproverFacts) -> bool:
     return bool(draft.on_behalf_of.strip()) and _person_key(decider.principal) == _person_key(draft.on_behalf_of)
 
 
-def _distinct_approvers(prior: Sequence[PriorApproval], *, payload_hash: str) -> set[str]:
+def _distinct_approvers(
+    prior: Sequence[PriorApproval], *, payload_hash: str, roles: Sequence[str] | None
+) -> set[str]:
     # An approval counts only for the payload hash it was given for, so an edited draft starts again.
-    return {_person_key(approval.approver) for approval in prior if approval.payload_hash == payload_hash}
+    # With `roles`, it also counts only if given in a role the draft's current rule accepts, so a
+    # rule tightened to another role after the approval does not inherit it.
+    return {
+        _person_key(approval.approver)
+        for approval in prior
+        if approval.payload_hash == payload_hash
+        and (roles is None or approval.role is None or approval.role in roles)
+    }
 
 
 def _format_roles(roles: Sequence[str]) -> str:

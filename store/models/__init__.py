@@ -22,6 +22,7 @@ from store.models.exceptions import (
     ExternalSnapshot,
     SyncState,
 )
+from store.models.policy import DraftPolicyFacts, PolicyVersion
 from store.models.purchasing import (
     OPEN_PO_STATUSES,
     PO_STATUSES,
@@ -59,6 +60,7 @@ __all__ = [
     "CountTask",
     "Draft",
     "DraftException",
+    "DraftPolicyFacts",
     "ExceptionRecord",
     "ExternalSnapshot",
     "IdempotencyRecord",
@@ -66,6 +68,7 @@ __all__ = [
     "Location",
     "Movement",
     "OutboxMessage",
+    "PolicyVersion",
     "PurchaseOrder",
     "PurchaseOrderLine",
     "ReceivingEvent",
