@@ -73,14 +73,22 @@ def describe_requirement(rule: Rule | None) -> str:
 
 
 def decide_execution(
-    *, draft: DraftState, rule: Rule | None, prior: Sequence[PriorApproval], policy_fingerprint: str
+    *,
+    draft: DraftState,
+    rule: Rule | None,
+    prior: Sequence[PriorApproval],
+    policy_fingerprint: str,
+    policy_changed: bool,
 ) -> ExecutionCheck:
-    """Decide whether a draft approved under an earlier policy may still execute under the active one.
+    """Decide whether an approved draft may execute under `rule`, the rule the active policy routes it to.
 
     The draft may execute when its recorded approvals of the current payload,
-    counting each person once and only in a role the new rule accepts, reach the
-    number the new rule needs. A looser or unchanged rule therefore lets it run,
-    and a rule that now needs more approvers or another role stops it.
+    counting each person once and only in a role the rule accepts, reach the
+    number the rule needs. A looser or unchanged rule therefore lets it run,
+    while a rule that now needs more approvers or another role stops it, and so
+    does a payload changed after its approvals. `policy_changed` says whether the
+    policy differs from the one the draft was approved under; it selects the
+    message.
     """
     if rule is None:
         return ExecutionCheck(
@@ -113,11 +121,17 @@ def decide_execution(
         )
 
     missing = rule.approvals - len(qualifying)
+    if policy_changed:
+        cause = f"The policy changed after approval: the active policy {policy_fingerprint!r} needs"
+    else:
+        cause = (
+            f"The draft's payload (hash {draft.payload_hash[:12]}) is not the one its approvals were given for: "
+            "it needs"
+        )
     return ExecutionCheck(
         allowed=False,
         reason=(
-            f"The policy changed after approval: the active policy {policy_fingerprint!r} needs "
-            f"{describe_requirement(rule)}, and {len(qualifying)} of the recorded approvals qualify. "
+            f"{cause} {describe_requirement(rule)}, and {len(qualifying)} of the recorded approvals qualify. "
             f"The draft is back to pending approval; {missing} more approval(s) from role "
             f"{' or '.join(rule.approver_roles)} are needed before it can execute."
         ),

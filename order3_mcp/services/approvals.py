@@ -20,6 +20,7 @@ from order3_mcp.services.policy_routing import (
 from policies import (
     ApproverFacts,
     DraftState,
+    Rule,
     decide_approval,
     decide_execution,
     decide_rejection,
@@ -264,7 +265,7 @@ async def execute_draft(app: Order3, caller: Caller, *, draft_id: int, automatic
         draft = await _open_draft(app, caller, session, draft_id=draft_id, allowed=("approved",), verb="executed")
         if isinstance(draft, Outcome):
             return draft
-        held = await _hold_if_policy_tightened(app, caller, session, draft)
+        held = await _hold_if_approvals_fall_short(app, caller, session, draft)
         if held is not None:
             return held
 
@@ -296,25 +297,30 @@ async def execute_draft(app: Order3, caller: Caller, *, draft_id: int, automatic
     return await app.run(caller, "execute_draft", {"draft_id": draft_id, "automatic": automatic}, work, result_type=DraftDetail)
 
 
-async def _hold_if_policy_tightened(app: Order3, caller: Caller, session: AsyncSession, draft: Draft) -> Outcome | None:
-    """Check an approved draft's approvals against the active policy, if it changed since the draft was routed.
+async def _hold_if_approvals_fall_short(app: Order3, caller: Caller, session: AsyncSession, draft: Draft) -> Outcome | None:
+    """Check an approved draft's approvals against the active policy and its current payload.
 
-    When the rule the draft now routes to needs more approvers or another role,
-    the draft goes back to pending_approval under that rule and the returned
-    Outcome carries the refusal; the approvals already given stay on the draft
-    and count where the new rule accepts their role. Nothing else is written.
-    Returns None when the draft may execute.
+    When the policy changed since the draft was routed, the draft is routed
+    again on the facts it was prepared with; otherwise its recorded rule stands.
+    If the approvals of the current payload do not satisfy that rule (it now
+    needs more approvers or another role, or the payload changed), the draft goes
+    back to pending_approval under the rule and the returned Outcome carries the
+    refusal. The approvals already given stay on the draft and count where the
+    rule accepts their role. Nothing else is written. Returns None when the
+    draft may execute.
     """
     policy = await active_policy(app, session, workspace_id=caller.workspace_id)
-    if draft.policy_version == policy.fingerprint:
-        return None
-    facts = await facts_for_draft(session, draft=draft, timezone=caller.timezone)
-    rule = match_rule(policy, facts)
+    policy_changed = draft.policy_version != policy.fingerprint
+    if policy_changed:
+        rule = match_rule(policy, await facts_for_draft(session, draft=draft, timezone=caller.timezone))
+    else:
+        rule = _recorded_rule(draft)
     check = decide_execution(
         draft=_draft_state(draft, policy.fingerprint),
         rule=rule,
         prior=await prior_approvals(session, draft=draft),
         policy_fingerprint=policy.fingerprint,
+        policy_changed=policy_changed,
     )
     if check.allowed:
         return None
@@ -328,6 +334,19 @@ async def _hold_if_policy_tightened(app: Order3, caller: Caller, session: AsyncS
     message = f"Draft {draft.id} was not executed. {check.reason}"
     error = ApprovalRequiredError(message)
     return Outcome(await draft_detail(session, draft), message, affected=[{"kind": "draft", "id": draft.id}], draft_id=draft.id, error=error)
+
+
+def _recorded_rule(draft: Draft) -> Rule | None:
+    """Return the approval requirement recorded on the draft when it was routed, as a rule."""
+    if not draft.policy_rule:
+        return None
+    return Rule(
+        id=draft.policy_rule,
+        kinds=(draft.kind,),
+        approver_roles=tuple(role for role in draft.approval_role.split(",") if role),
+        approvals=max(draft.approvals_required, 1),
+        auto_execute=draft.auto_execute,
+    )
 
 
 def _result_text(draft: Draft) -> str:
