@@ -65,7 +65,7 @@ def quantity_share_unmet(max_share: Decimal, changes: Sequence[QuantityChange]) 
     """Return why a draft breaks a max_quantity_share condition, or "" when every change is within it.
 
     A draft without recorded quantity changes breaks the condition, so a rule
-    that limits the share never matches a draft whose share nobody measured.
+    that limits the share never matches a draft whose share was not measured.
     """
     if not changes:
         return "the draft records no quantity change against on hand, so max_quantity_share cannot hold"

@@ -86,8 +86,8 @@ def decide_execution(
     counting each person once and only in a role the rule accepts, reach the
     number the rule needs. A looser or unchanged rule therefore lets it run,
     while a rule that now needs more approvers or another role stops it, and so
-    does a payload changed after its approvals. `policy_changed` says whether the
-    policy differs from the one the draft was approved under; it selects the
+    does a payload changed after its approvals. `policy_changed` is true when the
+    policy differs from the one the draft was approved under, and selects the
     message.
     """
     if rule is None:

@@ -124,7 +124,7 @@ async def supplier_spend(
         statement = statement.where(Draft.id < before_draft_id)  # type: ignore[operator]
     total = Decimal(0)
     # The supplier is read from the payload in Python, because JSON paths differ
-    # between SQLite and PostgreSQL and one business day holds few drafts.
+    # between SQLite and PostgreSQL, and one business day contains few drafts.
     for value, payload in (await session.execute(statement)).all():
         if payload.get("supplier_id") == supplier_id:
             total += value

@@ -265,9 +265,9 @@ async def execute_draft(app: Order3, caller: Caller, *, draft_id: int, automatic
         draft = await _open_draft(app, caller, session, draft_id=draft_id, allowed=("approved",), verb="executed")
         if isinstance(draft, Outcome):
             return draft
-        held = await _hold_if_approvals_fall_short(app, caller, session, draft)
-        if held is not None:
-            return held
+        refusal = await _hold_if_approvals_fall_short(app, caller, session, draft)
+        if refusal is not None:
+            return refusal
 
         problem = await _revalidate(session, draft)
         if problem:
@@ -301,7 +301,7 @@ async def _hold_if_approvals_fall_short(app: Order3, caller: Caller, session: As
     """Check an approved draft's approvals against the active policy and its current payload.
 
     When the policy changed since the draft was routed, the draft is routed
-    again on the facts it was prepared with; otherwise its recorded rule stands.
+    again on the facts it was prepared with. Otherwise its recorded rule applies.
     If the approvals of the current payload do not satisfy that rule (it now
     needs more approvers or another role, or the payload changed), the draft goes
     back to pending_approval under the rule and the returned Outcome carries the

@@ -22,6 +22,7 @@ from store.models import (
     DRAFT_STATUSES,
     LIVE_EXCEPTION_STATUSES,
     OPEN_DRAFT_STATUSES,
+    Approval,
     Draft,
     DraftException,
     ExceptionRecord,
@@ -76,11 +77,25 @@ async def draft_detail(session: AsyncSession, draft: Draft) -> DraftDetail:
             + (f": {d.reason}" if d.reason else "")
             for d in decisions
         ],
-        approvals_recorded=len(
-            {d.approver.strip().casefold() for d in decisions if d.decision == "approved" and d.payload_hash == draft.payload_hash}
-        ),
+        approvals_recorded=_approvals_counted(draft, decisions),
         expires_at=draft.expires_at.isoformat() if draft.expires_at else None,
         failure_reason=draft.failure_reason,
+    )
+
+
+def _approvals_counted(draft: Draft, decisions: list[Approval]) -> int:
+    """Count distinct approvers of the current payload in a role the draft's rule accepts.
+
+    An approval given before the draft was routed to a rule needing other roles
+    stays on record but no longer counts, as in policies.decide_approval.
+    """
+    roles = {role for role in draft.approval_role.split(",") if role}
+    return len(
+        {
+            d.approver.strip().casefold()
+            for d in decisions
+            if d.decision == "approved" and d.payload_hash == draft.payload_hash and (not roles or d.role in roles)
+        }
     )
 
 

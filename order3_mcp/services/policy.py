@@ -20,6 +20,7 @@ from policies import (
     Policy,
     PolicyError,
     Rule,
+    RuleCheck,
     describe_requirement,
     explain_routing,
     parse_policy,
@@ -208,10 +209,10 @@ async def show_policy(app: Order3, caller: Caller, *, version: str | None = None
     async def work(session: AsyncSession) -> Outcome:
         latest = await policy_store.latest_policy_version(session, workspace_id=caller.workspace_id)
         if version is None:
-            shown = await _describe_active(app, latest)
+            described = await _describe_active(app, latest)
         else:
-            shown = await _describe_version(app, session, caller, version=version.strip(), latest=latest)
-        return Outcome(shown, f"Showed policy {shown.fingerprint} ({'active' if shown.active else 'inactive'}).")
+            described = await _describe_version(app, session, caller, version=version.strip(), latest=latest)
+        return Outcome(described, f"Showed policy {described.fingerprint} ({'active' if described.active else 'inactive'}).")
 
     return await app.run(caller, "policy_show", {"version": version}, work, result_type=PolicyOut)
 
@@ -290,9 +291,9 @@ async def load_policy(app: Order3, caller: Caller, *, text: str, source: str) ->
         )
         if same_version is not None:
             _check_reload(checked, same_version, latest=latest)
-            shown = policy_out(checked, origin="loaded", active=True, row=same_version)
+            described = policy_out(checked, origin="loaded", active=True, row=same_version)
             return Outcome(
-                PolicyLoaded(policy=shown, changed=False, rerouted_drafts=[]),
+                PolicyLoaded(policy=described, changed=False, rerouted_drafts=[]),
                 f"Policy {checked.name!r} version {checked.version!r} is already the active policy; nothing changed.",
             )
         shipped = (app.policy.name, app.policy.version)
@@ -317,7 +318,7 @@ async def load_policy(app: Order3, caller: Caller, *, text: str, source: str) ->
         )
         rerouted = await _reroute_all_pending(app, session, caller, checked)
 
-        shown = policy_out(checked, origin="loaded", active=True, row=row)
+        described = policy_out(checked, origin="loaded", active=True, row=row)
         summary = (
             f"Loaded policy {checked.name!r} version {checked.version!r} (sha256 {checked.sha256[:12]}, "
             f"{len(checked.rules)} rules) from {source}; it is now the active policy."
@@ -325,7 +326,7 @@ async def load_policy(app: Order3, caller: Caller, *, text: str, source: str) ->
         if rerouted:
             summary += f" Pending drafts with a new approval rule: {', '.join(map(str, rerouted))}."
         affected = [{"kind": "policy_version", "id": row.id}] + [{"kind": "draft", "id": draft_id} for draft_id in rerouted]
-        return Outcome(PolicyLoaded(policy=shown, changed=True, rerouted_drafts=rerouted), summary, affected=affected)
+        return Outcome(PolicyLoaded(policy=described, changed=True, rerouted_drafts=rerouted), summary, affected=affected)
 
     loaded = await app.run(caller, "policy_load", arguments, work, result_type=PolicyLoaded)
     logger.info("policy %s loaded into workspace %s by %s", loaded.policy.fingerprint, caller.workspace, caller.principal)
@@ -366,6 +367,12 @@ async def _reroute_all_pending(app: Order3, session: AsyncSession, caller: Calle
         after = page[-1].id
 
 
+def _check_result(check: RuleCheck) -> str:
+    if not check.reached:
+        return "not reached"
+    return "matches" if check.matched else "no match"
+
+
 async def check_policy(app: Order3, caller: Caller, *, text: str, source: str, draft_id: int) -> PolicyCheckOut:
     """Validate a policy text without loading it, and show which of its rules a stored draft would route to.
 
@@ -379,14 +386,7 @@ async def check_policy(app: Order3, caller: Caller, *, text: str, source: str, d
         draft = await drafts.get_draft(session, workspace_id=caller.workspace_id, draft_id=draft_id)
         facts = await facts_for_draft(session, draft=draft, timezone=caller.timezone)
         routing = explain_routing(policy, facts)
-        checks = [
-            RuleCheckOut(
-                id=check.rule.id,
-                result="matches" if check.matched else ("no match" if check.reached else "not reached"),
-                reason=check.unmet,
-            )
-            for check in routing.checks
-        ]
+        checks = [RuleCheckOut(id=check.rule.id, result=_check_result(check), reason=check.unmet) for check in routing.checks]
         active = await active_policy(app, session, workspace_id=caller.workspace_id)
         result = PolicyCheckOut(
             policy=policy_out(policy, origin="file", active=policy.sha256 == active.sha256, source=source),

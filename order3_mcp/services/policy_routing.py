@@ -139,10 +139,10 @@ async def supplier_day_spend(
     moment: datetime,
     before_draft_id: int | None = None,
 ) -> Decimal:
-    """Return what the supplier's live or executed purchase-order drafts of `moment`'s business day are worth.
+    """Return the value of the supplier's live or executed purchase-order drafts on `moment`'s business day.
 
     With `before_draft_id`, only drafts prepared before that one count, so a
-    draft judged again later sees the same earlier drafts it was routed with.
+    draft judged again later counts the same earlier drafts it was routed with.
     """
     # NOTE: on PostgreSQL at READ COMMITTED, two drafts for one supplier prepared
     # in concurrent transactions do not see each other here, so both may stay
