@@ -9,14 +9,17 @@ from pathlib import Path
 
 import anyio
 import pytest
-from sqlalchemy import func, select
+from mcp import Client
+from sqlalchemy import delete, func, select
 from typer.testing import CliRunner, Result
 
 from order3_mcp.app import Caller, Order3
 from order3_mcp.cli import app as cli_app
 from order3_mcp.inputs import PurchaseLine
+from order3_mcp.server import build_server
 from order3_mcp.services import approvals, drafts, policy_routing
 from order3_mcp.services import policy as policy_service
+from order3_mcp.services.sync import ingest_external_snapshot
 from policies import (
     DraftFacts,
     PolicyError,
@@ -35,6 +38,7 @@ from store.errors import (
 from store.models import (
     ActivityEvent,
     Draft,
+    DraftPolicyFacts,
     Item,
     Location,
     PolicyVersion,
@@ -270,6 +274,21 @@ async def test_split_purchase_reaches_stricter_rule(any_database: Database) -> N
     assert third.approver_roles == ["approver", "admin"]
 
 
+async def test_split_purchase_over_mcp(database: Database) -> None:
+    tokens = await small_workspace(database)
+    app = Order3(database, clock=lambda: datetime(2026, 12, 1, 9, 0, tzinfo=UTC))
+    arguments = {"supplier": "ACME", "lines": [{"sku": "WIDGET-1", "quantity": 1000}], "rationale": RATIONALE}
+
+    async with Client(build_server(app, tokens.agent)) as client:
+        results = [await client.call_tool("draft_purchase_order", arguments) for _ in range(3)]
+
+    assert [result.is_error for result in results] == [False, False, False]
+    assert [result.structured_content["policy_rule"] for result in results] == ["po-up-to-5000", "po-up-to-5000", "po-above-5000"]
+    assert results[2].structured_content["approval_owner"] == (
+        "2 distinct approvers with role approver or admin (policy rule po-above-5000)"
+    )
+
+
 async def test_withdrawn_draft_leaves_the_day_total(database: Database) -> None:
     tokens = await small_workspace(database)
     app = Order3(database, clock=lambda: datetime(2026, 12, 1, 9, 0, tzinfo=UTC))
@@ -280,6 +299,26 @@ async def test_withdrawn_draft_leaves_the_day_total(database: Database) -> None:
     third = await draft_widgets(app, tokens.agent)
 
     assert third.policy_rule == "po-up-to-5000"
+
+
+async def test_facts_rebuilt_for_draft_without_record(database: Database) -> None:
+    tokens = await small_workspace(database)
+    app = Order3(database, clock=lambda: datetime(2026, 12, 1, 9, 0, tzinfo=UTC))
+    for _ in range(2):
+        await draft_widgets(app, tokens.agent)
+    third = await draft_widgets(app, tokens.agent)
+    await draft_widgets(app, tokens.agent)
+    async with database.write() as session:
+        await session.execute(delete(DraftPolicyFacts).where(DraftPolicyFacts.draft_id == third.draft_id))
+
+    async with database.read() as session:
+        draft = (await session.execute(select(Draft).where(Draft.id == third.draft_id))).scalar_one()
+        facts = await policy_routing.facts_for_draft(session, draft=draft, timezone="UTC")
+
+    # Only the two drafts prepared before it count, not the fourth one.
+    assert facts == DraftFacts(
+        kind="purchase_order", value=Decimal(2000), supplier_code="ACME", supplier_day_spend=Decimal(4000)
+    )
 
 
 async def test_threshold_routes_to_two_approvers(database: Database) -> None:
@@ -376,6 +415,21 @@ async def test_load_reroutes_pending_drafts(database: Database) -> None:
     assert draft.policy_version == loaded.policy.fingerprint
     with pytest.raises(PermissionDeniedError, match="this draft's rule needs one of the roles 'approver', 'admin'"):
         await approvals.approve_draft(app, tokens.buyer, draft_id=drafted.draft_id, expected_hash="", reason="")
+
+
+async def test_loaded_tolerances_apply_to_sync(database: Database) -> None:
+    tokens = await small_workspace(database)
+    shop = await add_user(database, tokens, "shop-eu", "integration", kind="integration")
+    app = Order3(database)
+    # The channel reports 7 WIDGET-1 at WH1, where Order3 has 5 available.
+    record = {"external_id": "q-1", "kind": "channel_quantity", "sku": "WIDGET-1", "location": "WH1", "quantity": "7"}
+
+    before = await ingest_external_snapshot(app, shop, source="shop-eu", batch_id="b-1", records=[record])
+    await policy_service.load_policy(app, tokens.admin, text=TEAM_V1 + '\n[tolerances]\nmismatch_qty_abs = "3"\n', source="team.toml")
+    after = await ingest_external_snapshot(app, shop, source="shop-eu", batch_id="b-2", records=[record])
+
+    assert (before.mismatch, before.agreed) == (1, 0)
+    assert (after.mismatch, after.agreed) == (0, 1)
 
 
 # Approvals checked again at execution
