@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.errors import ConflictError
-from store.models import Draft, DraftPolicyFacts, PolicyVersion, StockLevel
+from store.models import Draft, DraftPolicyFacts, PolicyVersion, StockLevel, Supplier
 
 
 async def latest_policy_version(session: AsyncSession, *, workspace_id: int) -> PolicyVersion | None:
@@ -108,11 +108,22 @@ async def supplier_spend(
     end: datetime,
     statuses: tuple[str, ...],
     before_draft_id: int | None = None,
+    lock_supplier: bool = False,
 ) -> Decimal:
     """Return the estimated value of the supplier's purchase-order drafts created in [start, end).
 
     Only drafts in `statuses` count; with `before_draft_id`, only drafts created before that one.
+    With `lock_supplier`, the supplier row is locked until the transaction ends, so a
+    transaction about to add a draft for this supplier reads a total no other such
+    transaction can change before it commits.
     """
+    if lock_supplier:
+        # On PostgreSQL at READ COMMITTED, a second drafter waits here, and its sum below
+        # then sees the first one's committed draft. SQLite already serialises write
+        # transactions (BEGIN IMMEDIATE) and ignores the lock. FOR NO KEY UPDATE leaves
+        # inserts that reference the supplier, such as purchase orders, unblocked.
+        lock = select(Supplier.id).where(Supplier.workspace_id == workspace_id, Supplier.id == supplier_id)
+        await session.execute(lock.with_for_update(key_share=True))
     statement = select(Draft.estimated_value, Draft.payload).where(
         Draft.workspace_id == workspace_id,
         Draft.kind == "purchase_order",

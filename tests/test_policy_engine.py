@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -272,6 +273,15 @@ async def test_split_purchase_reaches_stricter_rule(any_database: Database) -> N
     ]
     assert third.approvals_required == 2
     assert third.approver_roles == ["approver", "admin"]
+
+
+async def test_concurrent_split_drafts_are_summed(any_database: Database) -> None:
+    tokens = await small_workspace(any_database)
+    app = Order3(any_database, clock=lambda: datetime(2026, 12, 1, 9, 0, tzinfo=UTC))
+
+    results = await asyncio.gather(*(draft_widgets(app, tokens.agent) for _ in range(3)))
+
+    assert sorted(result.policy_rule for result in results) == ["po-above-5000", "po-up-to-5000", "po-up-to-5000"]
 
 
 async def test_split_purchase_over_mcp(database: Database) -> None:

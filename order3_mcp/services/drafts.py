@@ -283,7 +283,8 @@ async def draft_purchase_order(
         # Line values can carry twelve decimal places; the stored value keeps six.
         total = from_scaled(to_scaled(total.quantize(Decimal("0.000001"), rounding=ROUND_HALF_UP)))
         earlier_spend = await policy_routing.supplier_day_spend(
-            session, workspace_id=caller.workspace_id, timezone=caller.timezone, supplier_id=chosen.id, moment=app.clock()  # type: ignore[arg-type]
+            session, workspace_id=caller.workspace_id, timezone=caller.timezone, supplier_id=chosen.id,  # type: ignore[arg-type]
+            moment=app.clock(), for_new_draft=True,
         )
         facts = DraftFacts(
             kind="purchase_order",

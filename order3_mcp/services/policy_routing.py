@@ -138,15 +138,16 @@ async def supplier_day_spend(
     supplier_id: int,
     moment: datetime,
     before_draft_id: int | None = None,
+    for_new_draft: bool = False,
 ) -> Decimal:
     """Return the value of the supplier's live or executed purchase-order drafts on `moment`'s business day.
 
     With `before_draft_id`, only drafts prepared before that one count, so a
     draft judged again later counts the same earlier drafts it was routed with.
+    Pass `for_new_draft` inside the transaction that adds a draft for this
+    supplier: the supplier row stays locked until it commits, so concurrent
+    drafts for one supplier are summed one after another.
     """
-    # NOTE: on PostgreSQL at READ COMMITTED, two drafts for one supplier prepared
-    # in concurrent transactions do not see each other here, so both may stay
-    # under the limit. SQLite serialises write transactions, so it is exact there.
     start, end = business_day_bounds(moment, timezone=timezone)
     return await policy_store.supplier_spend(
         session,
@@ -156,6 +157,7 @@ async def supplier_day_spend(
         end=end,
         statuses=SPEND_STATUSES,
         before_draft_id=before_draft_id,
+        lock_supplier=for_new_draft,
     )
 
 
