@@ -1,5 +1,14 @@
 """Scopes, roles and approval rules; pure decisions over records, with no I/O of their own."""
 
+from policies.approvals import (
+    ApprovalDecision,
+    ApproverFacts,
+    DraftState,
+    PriorApproval,
+    RejectionDecision,
+    decide_approval,
+    decide_rejection,
+)
 from policies.conditions import QuantityChange
 from policies.errors import PolicyError
 from policies.routing import (
@@ -13,16 +22,9 @@ from policies.routing import (
 )
 from policies.rules import (
     DRAFT_KINDS,
-    ApprovalDecision,
-    ApproverFacts,
     DraftFacts,
-    DraftState,
     Policy,
-    PriorApproval,
-    RejectionDecision,
     Rule,
-    decide_approval,
-    decide_rejection,
     default_policy_path,
     load_policy,
     match_rule,

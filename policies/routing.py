@@ -5,14 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from policies.rules import (
-    DRAFT_KINDS,
-    DraftFacts,
-    DraftState,
-    Policy,
-    PriorApproval,
-    Rule,
-)
+from policies.approvals import DraftState, PriorApproval
+from policies.rules import DRAFT_KINDS, DraftFacts, Policy, Rule
 
 
 @dataclass(frozen=True)
