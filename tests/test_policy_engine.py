@@ -442,6 +442,45 @@ async def test_loaded_tolerances_apply_to_sync(database: Database) -> None:
     assert (after.mismatch, after.agreed) == (0, 1)
 
 
+def fixed_clock() -> datetime:
+    return datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+
+
+async def test_new_fallback_policy_reroutes_at_approval(database: Database) -> None:
+    tokens = await small_workspace(database)
+    carol = await add_user(database, tokens, "carol", "approver")
+    drafted = await draft_widgets(Order3(database, clock=fixed_clock), tokens.agent)
+    # The same workspace served by a release whose shipped policy is TEAM_V2.
+    upgraded = Order3(database, clock=fixed_clock, policy=parse_policy(TEAM_V2, source="team.toml"))
+
+    first = await approvals.approve_draft(upgraded, carol, draft_id=drafted.draft_id, expected_hash="", reason="")
+
+    assert drafted.policy_rule == "po-up-to-5000"
+    assert (first.policy_rule, first.approvals_required, first.status, first.approvals_recorded) == (
+        "po-small", 2, "pending_approval", 1,
+    )
+    event = await last_event(database)
+    assert event.summary == (
+        f"Routed draft {drafted.draft_id} to rule 'po-small' of policy {upgraded.policy.fingerprint}. "
+        f"Recorded approval 1 of 2 for draft {drafted.draft_id}; another distinct approver is needed."
+    )
+
+
+async def test_denied_approval_keeps_new_routing(database: Database) -> None:
+    tokens = await small_workspace(database)
+    drafted = await draft_widgets(Order3(database, clock=fixed_clock), tokens.agent)
+    upgraded = Order3(database, clock=fixed_clock, policy=parse_policy(TEAM_V2, source="team.toml"))
+
+    with pytest.raises(PermissionDeniedError, match="'alice' has role 'buyer', but this draft's rule needs"):
+        await approvals.approve_draft(upgraded, tokens.buyer, draft_id=drafted.draft_id, expected_hash="", reason="")
+
+    draft = await stored_draft(database, drafted.draft_id)
+    assert (draft.policy_rule, draft.approvals_required, draft.status) == ("po-small", 2, "pending_approval")
+    assert draft.policy_version == upgraded.policy.fingerprint
+    event = await last_event(database)
+    assert (event.action, event.outcome) == ("approve_draft", "denied")
+
+
 # Approvals checked again at execution
 
 

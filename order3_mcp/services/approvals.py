@@ -155,6 +155,8 @@ async def approve_draft(
                 f"Recorded approval {decision.approvals_after} of {draft.approvals_required} for draft {draft.id}; "
                 "another distinct approver is needed."
             )
+        if rerouted:
+            summary = f"Routed draft {draft.id} to rule {draft.policy_rule!r} of policy {policy.fingerprint}. {summary}"
         return Outcome(await draft_detail(session, draft), summary, affected=[{"kind": "draft", "id": draft.id}], draft_id=draft.id)
 
     arguments = {"draft_id": draft_id, "expected_hash": expected_hash, "reason": reason}
