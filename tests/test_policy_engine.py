@@ -523,6 +523,25 @@ async def test_tightened_policy_holds_approved_draft(database: Database) -> None
     assert await count(database, PurchaseOrder) == 1
 
 
+async def test_tightened_policy_holds_over_mcp(database: Database) -> None:
+    tokens = await small_workspace(database)
+    app = Order3(database, clock=fixed_clock)
+    await policy_service.load_policy(app, tokens.admin, text=TEAM_V1, source="team.toml")
+    drafted = await draft_widgets(app, tokens.agent)
+    await approvals.approve_draft(app, tokens.second_buyer, draft_id=drafted.draft_id, expected_hash="", reason="")
+    await policy_service.load_policy(app, tokens.admin, text=TEAM_V2, source="team.toml")
+
+    async with Client(build_server(app, tokens.buyer)) as client:
+        result = await client.call_tool("execute_draft", {"draft_id": drafted.draft_id})
+
+    assert result.is_error
+    assert result.content[0].text.startswith(
+        f"Error executing tool execute_draft: Draft {drafted.draft_id} was not executed. The policy changed after approval"
+    )
+    assert (await stored_draft(database, drafted.draft_id)).status == "pending_approval"
+    assert await count(database, PurchaseOrder) == 0
+
+
 async def test_loosened_policy_lets_approved_draft_execute(database: Database) -> None:
     tokens = await small_workspace(database)
     carol = await add_user(database, tokens, "carol", "approver")
