@@ -27,6 +27,7 @@ from policies import (
     QuantityChange,
     match_rule,
     parse_policy,
+    policy_warnings,
     scopes_for,
 )
 from store import drafts as draft_store
@@ -238,6 +239,34 @@ def test_condition_errors_name_fix(rule_text: str, expected: str) -> None:
 
     assert str(caught.value).startswith("bad.toml rule 'r': ")
     assert expected in str(caught.value)
+
+
+def test_warnings_name_shadowed_rule() -> None:
+    text = TEAM_V1.replace('max_value = "5000"\nmax_supplier_daily_spend = "5000"\n', "")
+
+    warnings = policy_warnings(parse_policy(text, source="team.toml"))
+
+    assert warnings[-1] == (
+        "Rule 'po-large' is never reached: rule 'po-small' before it has no conditions and matches every draft "
+        "of its kinds; move the narrower rule first."
+    )
+    assert len(warnings) == 6
+
+
+@pytest.mark.parametrize(
+    ("moment", "timezone", "start", "end"),
+    [
+        ("2026-12-01T10:00:00+00:00", "Pacific/Auckland", "2026-11-30T11:00:00+00:00", "2026-12-01T11:00:00+00:00"),
+        ("2026-12-01T11:30:00+00:00", "Pacific/Auckland", "2026-12-01T11:00:00+00:00", "2026-12-02T11:00:00+00:00"),
+        # Clocks in Berlin go forward on 29 March 2026, so that business day lasts 23 hours.
+        ("2026-03-29T12:00:00+00:00", "Europe/Berlin", "2026-03-28T23:00:00+00:00", "2026-03-29T22:00:00+00:00"),
+        ("2026-12-01T23:59:59+00:00", "UTC", "2026-12-01T00:00:00+00:00", "2026-12-02T00:00:00+00:00"),
+    ],
+)
+def test_business_day_bounds(moment: str, timezone: str, start: str, end: str) -> None:
+    bounds = policy_routing.business_day_bounds(datetime.fromisoformat(moment), timezone=timezone)
+
+    assert bounds == (datetime.fromisoformat(start), datetime.fromisoformat(end))
 
 
 # Routing through the store
