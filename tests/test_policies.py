@@ -570,7 +570,7 @@ def test_default_policy_rules(
 def test_default_policy_small_po_expires_after_a_week() -> None:
     policy = load_policy(default_policy_path())
 
-    facts = DraftFacts(kind="purchase_order", value=Decimal("10"), supplier_code="ACME", supplier_day_spend=Decimal(0))
+    facts = DraftFacts(kind="purchase_order", value=Decimal(10), supplier_code="ACME", supplier_day_spend=Decimal(0))
     rule = match_rule(policy, facts)
 
     assert rule is not None
