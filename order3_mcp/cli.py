@@ -13,6 +13,7 @@ from order3_mcp.commands.counts import count_app
 from order3_mcp.commands.drafts import drafts_app
 from order3_mcp.commands.exceptions import exceptions_app
 from order3_mcp.commands.receiving import receive
+from order3_mcp.commands.policy import policy_app
 from order3_mcp.commands.serve import serve
 from order3_mcp.commands.setup import import_app, init, verify
 from order3_mcp.commands.sync import sync_app
@@ -68,6 +69,7 @@ app.add_typer(exceptions_app, name="exceptions")
 app.add_typer(activity_app, name="activity")
 app.add_typer(sync_app, name="sync")
 app.add_typer(count_app, name="count")
+app.add_typer(policy_app, name="policy")
 
 
 def main() -> None:

@@ -1,18 +1,30 @@
 """Scopes, roles and approval rules; pure decisions over records, with no I/O of their own."""
 
-from policies.errors import PolicyError
-from policies.rules import (
-    DRAFT_KINDS,
+from policies.approvals import (
     ApprovalDecision,
     ApproverFacts,
-    DraftFacts,
     DraftState,
-    Policy,
     PriorApproval,
     RejectionDecision,
-    Rule,
     decide_approval,
     decide_rejection,
+)
+from policies.conditions import QuantityChange
+from policies.errors import PolicyError
+from policies.routing import (
+    ExecutionCheck,
+    Routing,
+    RuleCheck,
+    decide_execution,
+    describe_requirement,
+    explain_routing,
+    policy_warnings,
+)
+from policies.rules import (
+    DRAFT_KINDS,
+    DraftFacts,
+    Policy,
+    Rule,
     default_policy_path,
     load_policy,
     match_rule,
@@ -41,20 +53,28 @@ __all__ = [
     "ApproverFacts",
     "DraftFacts",
     "DraftState",
+    "ExecutionCheck",
     "Policy",
     "PolicyError",
     "PriorApproval",
+    "QuantityChange",
     "RejectionDecision",
+    "Routing",
     "Rule",
+    "RuleCheck",
     "Tolerances",
     "allowed_actions",
     "decide_approval",
+    "decide_execution",
     "decide_rejection",
     "default_policy_path",
+    "describe_requirement",
+    "explain_routing",
     "load_policy",
     "match_rule",
     "parse_policy",
     "parse_tolerances",
+    "policy_warnings",
     "required_scope",
     "scopes_for",
 ]

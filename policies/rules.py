@@ -1,4 +1,4 @@
-"""Approval rules: loading a policy file, matching a draft to a rule, deciding approvals.
+"""Approval rules: loading a policy file and matching a draft to a rule.
 
 A policy file is TOML with three tables. Unknown keys anywhere are errors, so a
 typo cannot silently widen a rule::
@@ -18,6 +18,8 @@ typo cannot silently widen a rule::
     approvals = 1             # distinct approvers needed
     auto_execute = true       # optional, default false: execute once the last approval lands
     expires_after_hours = 72  # optional; the approval window, counted from draft creation
+    max_quantity_share = "0.10"        # optional, transfers/adjustments/reconciliations: |change| / on hand
+    max_supplier_daily_spend = "5000"  # optional, purchase orders: the supplier's spend that business day
 
     [tolerances]              # optional; see policies.tolerances for the keys
     count_drift_abs = "2"
@@ -39,6 +41,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from policies.conditions import (
+    QuantityChange,
+    parse_quantity_share,
+    parse_supplier_daily_spend,
+    quantity_share_unmet,
+    supplier_spend_unmet,
+)
 from policies.errors import PolicyError
 from policies.scopes import ROLES
 from policies.tolerances import Tolerances, parse_decimal, parse_tolerances
@@ -67,6 +76,8 @@ _RULE_KEYS = (
     "approvals",
     "auto_execute",
     "expires_after_hours",
+    "max_quantity_share",
+    "max_supplier_daily_spend",
 )
 _REQUIRED_RULE_KEYS = ("id", "kinds", "approver_roles", "approvals")
 
@@ -80,13 +91,18 @@ _APPROVING_ROLES = tuple(role for role, scopes in ROLES.items() if "approve" in 
 
 @dataclass(frozen=True)
 class DraftFacts:
-    """Facts about a draft that rules match on: its kind, value, supplier and locations."""
+    """Facts about a draft that rules match on: kind, value, supplier, locations, stock shares and day spend."""
 
     kind: str
     #: Estimated spend or absolute inventory value change, in base currency.
     value: Decimal
     supplier_code: str | None = None
     location_codes: tuple[str, ...] = ()
+    #: Each stock change the draft makes, with on hand at its location.
+    quantity_changes: tuple[QuantityChange, ...] = ()
+    #: Spend of the supplier's other live purchase-order drafts prepared earlier the
+    #: same business day, in base currency; None when it was not gathered.
+    supplier_day_spend: Decimal | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in DRAFT_KINDS:
@@ -96,6 +112,9 @@ class DraftFacts:
                 f"Draft value {self.value!r} is invalid; pass a finite Decimal of 0 or more "
                 "(the absolute value change for adjustments and reconciliations)."
             )
+        spend = self.supplier_day_spend
+        if spend is not None and (not isinstance(spend, Decimal) or not spend.is_finite() or spend < 0):
+            raise PolicyError(f"Supplier day spend {spend!r} is invalid; pass a finite Decimal of 0 or more, or None.")
 
 
 @dataclass(frozen=True)
@@ -116,27 +135,50 @@ class Rule:
     locations: tuple[str, ...] | None = None
     auto_execute: bool = False
     expires_after_hours: int | None = None
+    #: Largest |quantity change| / on hand of any line, inclusive; None means no limit.
+    max_quantity_share: Decimal | None = None
+    #: Largest spend with the draft's supplier on its business day, inclusive; None means no limit.
+    max_supplier_daily_spend: Decimal | None = None
 
     def matches(self, facts: DraftFacts) -> bool:
-        """Return whether every condition of this rule holds for the draft.
+        """Return whether every condition of this rule holds for the draft."""
+        return not self.unmet_condition(facts)
+
+    def unmet_condition(self, facts: DraftFacts) -> str:
+        """Return the first condition of this rule that the draft breaks, as a sentence, or "" if none.
 
         Codes compare exactly, as the store keeps them. A supplier or location
-        condition never matches a draft without a supplier or without locations.
+        condition never matches a draft without a supplier or without locations,
+        and a share or day-spend condition never matches a draft without those facts.
         """
         if facts.kind not in self.kinds:
-            return False
+            return f"kind {facts.kind} is not in kinds ({', '.join(self.kinds)})"
         if self.min_value is not None and facts.value <= self.min_value:
-            return False
+            return f"value {facts.value} is not above min_value {self.min_value}"
         if self.max_value is not None and facts.value > self.max_value:
-            return False
+            return f"value {facts.value} is above max_value {self.max_value}"
         if self.suppliers is not None and facts.supplier_code not in self.suppliers:
-            return False
+            return f"supplier {facts.supplier_code or '(none)'} is not in suppliers ({', '.join(self.suppliers)})"
         if self.locations is not None:
             if not facts.location_codes:
-                return False
-            if any(code not in self.locations for code in facts.location_codes):
-                return False
-        return True
+                return "the draft names no location, so the locations condition cannot hold"
+            outside = [code for code in facts.location_codes if code not in self.locations]
+            if outside:
+                return f"location {outside[0]} is not in locations ({', '.join(self.locations)})"
+        if self.max_quantity_share is not None:
+            unmet = quantity_share_unmet(self.max_quantity_share, facts.quantity_changes)
+            if unmet:
+                return unmet
+        if self.max_supplier_daily_spend is not None:
+            unmet = supplier_spend_unmet(
+                self.max_supplier_daily_spend,
+                value=facts.value,
+                supplier_code=facts.supplier_code,
+                earlier_spend=facts.supplier_day_spend,
+            )
+            if unmet:
+                return unmet
+        return ""
 
     def expires_at(self, created_at: datetime) -> datetime | None:
         """Return when the approval window of a draft created at `created_at` closes."""
@@ -158,6 +200,8 @@ class Policy:
     #: The file path or label the policy came from, used in error messages.
     source: str = ""
     tolerances: Tolerances = field(default_factory=Tolerances)
+    #: SHA-256 of the UTF-8 policy text, in hex.
+    sha256: str = ""
 
 
 def default_policy_path() -> Path:
@@ -216,14 +260,15 @@ def parse_policy(text: str, *, source: str) -> Policy:
         rules.append(rule)
 
     tolerances = parse_tolerances(document.get("tolerances", {}), source=source)
-    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     return Policy(
         name=name,
         version=version,
         rules=tuple(rules),
-        fingerprint=f"{name}:{version}:{digest}",
+        fingerprint=f"{name}:{version}:{digest[:12]}",
         source=source,
         tolerances=tolerances,
+        sha256=digest,
     )
 
 
@@ -318,6 +363,8 @@ def _parse_rule(raw_rule: Any, *, index: int, source: str) -> Rule:
     expires_after_hours = None
     if "expires_after_hours" in raw_rule:
         expires_after_hours = _parse_count(raw_rule["expires_after_hours"], where=where, field="expires_after_hours")
+    max_quantity_share = parse_quantity_share(raw_rule, where=where, kinds=kinds)
+    max_supplier_daily_spend = parse_supplier_daily_spend(raw_rule, where=where, kinds=kinds)
 
     return Rule(
         id=rule_id,
@@ -330,6 +377,8 @@ def _parse_rule(raw_rule: Any, *, index: int, source: str) -> Rule:
         locations=locations,
         auto_execute=auto_execute,
         expires_after_hours=expires_after_hours,
+        max_quantity_share=max_quantity_share,
+        max_supplier_daily_spend=max_supplier_daily_spend,
     )
 
 
@@ -364,237 +413,3 @@ def _parse_optional_decimal(raw_rule: dict[str, Any], *, where: str, field: str)
     if field not in raw_rule:
         return None
     return parse_decimal(raw_rule[field], where=where, field=field)
-
-
-@dataclass(frozen=True)
-class ApproverFacts:
-    """The principal asking to approve or reject, as their token describes them."""
-
-    principal: str
-    principal_kind: str
-    role: str
-    scopes: frozenset[str]
-
-
-@dataclass(frozen=True)
-class DraftState:
-    """The parts of a stored draft that an approval decision depends on."""
-
-    status: str
-    created_by: str
-    #: The person an agent drafted for; "" when a person drafted directly.
-    on_behalf_of: str
-    payload_hash: str
-    approval_roles: tuple[str, ...]
-    approvals_required: int
-    expires_at: datetime | None
-    #: Whether a policy rule matched the draft when it was created.
-    has_rule: bool
-    #: Fingerprint of the policy that was checked, named in the deny-by-default message.
-    policy_version: str = ""
-
-    def __post_init__(self) -> None:
-        # With zero required approvals, a draft would count as approved before anyone looked.
-        if self.has_rule and self.approvals_required < 1:
-            raise PolicyError(
-                f"Draft state has approvals_required = {self.approvals_required}; a draft with a "
-                "matching rule needs 1 or more."
-            )
-
-
-@dataclass(frozen=True)
-class PriorApproval:
-    """An approval already recorded on the draft, with the payload hash it was given for."""
-
-    approver: str
-    payload_hash: str
-
-
-@dataclass(frozen=True)
-class ApprovalDecision:
-    """Whether an approval may be recorded, why, and where it leaves the draft."""
-
-    allowed: bool
-    reason: str
-    #: Distinct approvals of the current payload after this decision, counting this one if allowed.
-    approvals_after: int
-    #: True when approvals_after reaches the number the rule requires.
-    complete: bool
-
-
-@dataclass(frozen=True)
-class RejectionDecision:
-    """Whether a rejection may be recorded, and why."""
-
-    allowed: bool
-    reason: str
-
-
-def decide_approval(
-    *,
-    draft: DraftState,
-    approver: ApproverFacts,
-    seen_payload_hash: str,
-    prior: Sequence[PriorApproval],
-    now: datetime,
-) -> ApprovalDecision:
-    """Decide whether `approver` may approve the draft as it is now.
-
-    Only approvals of the current payload hash count, and each person counts once.
-
-    Raises:
-        PolicyError: If `now` or the draft's expiry is a naive datetime.
-    """
-    _require_aware(now, name="now")
-    roles = _format_roles(draft.approval_roles)
-    current = _distinct_approvers(prior, payload_hash=draft.payload_hash)
-    approver_key = _person_key(approver.principal)
-
-    def deny(reason: str) -> ApprovalDecision:
-        return ApprovalDecision(allowed=False, reason=reason, approvals_after=len(current), complete=False)
-
-    denial_reason = _check_decider(draft=draft, decider=approver, verb="approve", roles=roles, now=now)
-    if denial_reason:
-        return deny(denial_reason)
-
-    if _is_drafter(draft, approver):
-        return deny(
-            f"{approver.principal!r} created this draft and cannot approve it (separation of duties); "
-            f"ask another user with {roles} to approve it."
-        )
-    if _is_requester(draft, approver):
-        return deny(
-            f"{approver.principal!r} is the person the agent drafted for and cannot approve it "
-            f"(separation of duties); ask another user with {roles} to approve it."
-        )
-
-    if seen_payload_hash != draft.payload_hash:
-        return deny(
-            f"The draft changed after {approver.principal!r} reviewed it (payload hash "
-            f"{seen_payload_hash[:12]!r} reviewed, {draft.payload_hash[:12]!r} now); "
-            "review the current draft and approve it again."
-        )
-    if approver_key in current:
-        remaining = draft.approvals_required - len(current)
-        return deny(
-            f"{approver.principal!r} already approved this version of the draft; it needs "
-            f"{max(remaining, 0)} more approval(s) from other users with {roles}."
-        )
-
-    approvals_after = len(current) + 1
-    complete = approvals_after >= draft.approvals_required
-    if complete:
-        outcome = "the draft is fully approved."
-    else:
-        outcome = f"{draft.approvals_required - approvals_after} more approval(s) needed from other users with {roles}."
-    return ApprovalDecision(
-        allowed=True,
-        reason=f"Approved by {approver.principal!r} ({approvals_after} of {draft.approvals_required}); {outcome}",
-        approvals_after=approvals_after,
-        complete=complete,
-    )
-
-
-def decide_rejection(*, draft: DraftState, approver: ApproverFacts, now: datetime) -> RejectionDecision:
-    """Decide whether `approver` may reject the draft.
-
-    The same people who could approve may reject. A draft that no rule matches can
-    be rejected by any user with the approve scope, so it does not stay pending
-    forever. The drafter, and the person an agent drafted for, withdraw instead.
-
-    Raises:
-        PolicyError: If `now` or the draft's expiry is a naive datetime.
-    """
-    _require_aware(now, name="now")
-    roles = _format_roles(draft.approval_roles)
-
-    denial_reason = _check_decider(draft=draft, decider=approver, verb="reject", roles=roles, now=now)
-    if denial_reason:
-        return RejectionDecision(allowed=False, reason=denial_reason)
-
-    if _is_drafter(draft, approver):
-        return RejectionDecision(
-            allowed=False,
-            reason=(
-                f"{approver.principal!r} created this draft and cannot reject it; "
-                "use withdraw_draft to take back your own draft."
-            ),
-        )
-    if _is_requester(draft, approver):
-        return RejectionDecision(
-            allowed=False,
-            reason=(
-                f"{approver.principal!r} is the person the agent drafted for and cannot reject it; "
-                "use withdraw_draft to take back the request."
-            ),
-        )
-
-    return RejectionDecision(allowed=True, reason=f"Rejected by {approver.principal!r}.")
-
-
-def _check_decider(*, draft: DraftState, decider: ApproverFacts, verb: str, roles: str, now: datetime) -> str:
-    """Return why `decider` may not approve or reject the draft, or "" if the shared checks pass."""
-    done = {"approve": "approved", "reject": "rejected"}[verb]
-    if decider.principal_kind != "user":
-        return (
-            f"{decider.principal_kind.capitalize()} {decider.principal!r} cannot {verb} drafts because "
-            f"only user principals may; ask a person with {roles} to {verb} it."
-        )
-    if "approve" not in decider.scopes:
-        return (
-            f"{decider.principal!r} (role {decider.role!r}) lacks the approve scope; "
-            f"ask a user with {roles} to {verb} it."
-        )
-
-    if not draft.has_rule and verb == "approve":
-        policy = repr(draft.policy_version) if draft.policy_version else "the workspace policy"
-        return (
-            f"No approval rule in {policy} matches this draft, so it cannot be approved (deny by "
-            "default); add a matching rule to the policy file, or reject or withdraw the draft."
-        )
-    if draft.status != "pending_approval":
-        return f"The draft is {draft.status}, not pending_approval; only a pending draft can be {done}."
-    if draft.expires_at is not None:
-        _require_aware(draft.expires_at, name="expires_at")
-        if now >= draft.expires_at:
-            return (
-                f"The draft expired at {draft.expires_at.isoformat()} and can no longer be {done}; "
-                "ask for a new draft if the work is still needed."
-            )
-
-    # A draft without a rule has no approver roles, so any user with the approve scope may reject it.
-    if draft.has_rule and decider.role not in draft.approval_roles:
-        return f"{decider.principal!r} has role {decider.role!r}, but this draft's rule needs {roles}."
-    return ""
-
-
-def _person_key(principal: str) -> str:
-    # Principals compare case- and space-insensitively so that "Alice" and "alice "
-    # cannot pass as two people for separation of duties or distinct approvals.
-    return principal.strip().casefold()
-
-
-def _is_drafter(draft: DraftState, decider: ApproverFacts) -> bool:
-    return _person_key(decider.principal) == _person_key(draft.created_by)
-
-
-def _is_requester(draft: DraftState, decider: ApproverFacts) -> bool:
-    return bool(draft.on_behalf_of.strip()) and _person_key(decider.principal) == _person_key(draft.on_behalf_of)
-
-
-def _distinct_approvers(prior: Sequence[PriorApproval], *, payload_hash: str) -> set[str]:
-    # An approval counts only for the payload hash it was given for, so an edited draft starts again.
-    return {_person_key(approval.approver) for approval in prior if approval.payload_hash == payload_hash}
-
-
-def _format_roles(roles: Sequence[str]) -> str:
-    if not roles:
-        return "an approving role"
-    if len(roles) == 1:
-        return f"role {roles[0]!r}"
-    return "one of the roles " + ", ".join(repr(role) for role in roles)
-
-
-def _require_aware(moment: datetime, *, name: str) -> None:
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise PolicyError(f"{name} = {moment.isoformat()} has no time zone; pass an aware UTC datetime.")

@@ -80,6 +80,10 @@ ACTION_SCOPES: dict[str, str] = {
     "import": "admin",
     "init": "admin",
     "reorder_rules_set": "admin",
+    "policy_show": "read",
+    "policy_list": "read",
+    "policy_check": "read",
+    "policy_load": "admin",
 }
 
 

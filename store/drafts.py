@@ -53,8 +53,12 @@ async def create_draft(
     currency: str,
     idempotency_key: str | None,
     exception_ids: list[int],
+    created_at: datetime | None = None,
 ) -> Draft:
-    """Insert a pending draft and link it to the exceptions it answers, moving them to drafted."""
+    """Insert a pending draft and link it to the exceptions it answers, moving them to drafted.
+
+    `created_at` defaults to the current time; services pass their clock's time.
+    """
     draft = Draft(
         workspace_id=workspace_id,
         kind=kind,
@@ -78,6 +82,9 @@ async def create_draft(
         currency=currency,
         idempotency_key=idempotency_key,
     )
+    if created_at is not None:
+        draft.created_at = created_at
+        draft.updated_at = created_at
     session.add(draft)
     await session.flush()
     for exception_id in exception_ids:

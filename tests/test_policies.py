@@ -89,6 +89,10 @@ CLI_ACTIONS = (
     "get_exception",
     "ledger_verify",
     "activity_verify",
+    "policy_show",
+    "policy_list",
+    "policy_check",
+    "policy_load",
 )
 
 HEADER = '[policy]\nname = "test"\nversion = "1"\n'
@@ -533,7 +537,7 @@ def test_default_policy_loads() -> None:
     policy = load_policy(default_policy_path())
 
     assert policy.name == "default"
-    assert policy.fingerprint.startswith("default:1:")
+    assert policy.fingerprint.startswith("default:2:")
     assert policy.tolerances == Tolerances()
 
 
@@ -556,7 +560,8 @@ def test_default_policy_rules(
 ) -> None:
     policy = load_policy(default_policy_path())
 
-    rule = match_rule(policy, DraftFacts(kind=kind, value=Decimal(value)))
+    facts = DraftFacts(kind=kind, value=Decimal(value), supplier_code="ACME", supplier_day_spend=Decimal(0))
+    rule = match_rule(policy, facts)
 
     assert rule is not None
     assert rule.approver_roles == roles
@@ -567,7 +572,8 @@ def test_default_policy_rules(
 def test_default_policy_small_po_expires_after_a_week() -> None:
     policy = load_policy(default_policy_path())
 
-    rule = match_rule(policy, DraftFacts(kind="purchase_order", value=Decimal("10")))
+    facts = DraftFacts(kind="purchase_order", value=Decimal(10), supplier_code="ACME", supplier_day_spend=Decimal(0))
+    rule = match_rule(policy, facts)
 
     assert rule is not None
     assert rule.expires_after_hours == 168

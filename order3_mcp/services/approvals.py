@@ -10,12 +10,21 @@ from order3_mcp.schemas import DraftDetail
 from order3_mcp.services.drafts import draft_detail
 from order3_mcp.services.exceptions import REFRESHABLE_KINDS, refresh_kind
 from order3_mcp.services.kinds import Performed, executors
+from order3_mcp.services.policy_routing import (
+    active_policy,
+    facts_for_draft,
+    policy_fields,
+    prior_approvals,
+    reroute_pending,
+)
 from policies import (
     ApproverFacts,
     DraftState,
-    PriorApproval,
+    Rule,
     decide_approval,
+    decide_execution,
     decide_rejection,
+    match_rule,
 )
 from store import drafts
 from store.errors import (
@@ -114,20 +123,25 @@ async def approve_draft(
         if isinstance(draft, Outcome):
             return draft
         seen = _check_seen_hash(draft, expected_hash)
-        prior = [
-            PriorApproval(approver=decision.approver, payload_hash=decision.payload_hash)
-            for decision in await drafts.draft_approvals(session, draft_id=draft.id)  # type: ignore[arg-type]
-            if decision.decision == "approved"
-        ]
+        # A draft routed under an earlier policy follows the active one from now on.
+        policy = await active_policy(app, session, workspace_id=caller.workspace_id)
+        rerouted = await reroute_pending(app, session, draft=draft, policy=policy, timezone=caller.timezone)
         decision = decide_approval(
-            draft=_draft_state(draft, app.policy.fingerprint),
+            draft=_draft_state(draft, policy.fingerprint),
             approver=_approver(caller),
             seen_payload_hash=seen,
-            prior=prior,
+            prior=await prior_approvals(session, draft=draft),
             now=app.clock(),
         )
         if not decision.allowed:
-            raise PermissionDeniedError(decision.reason)
+            error = PermissionDeniedError(decision.reason)
+            if not rerouted:
+                raise error
+            # Keep the new routing so `drafts show` names the approvers the policy now needs.
+            return Outcome(
+                await draft_detail(session, draft), decision.reason, affected=[{"kind": "draft", "id": draft.id}],
+                draft_id=draft.id, error=error,
+            )
 
         await drafts.record_decision(
             session, draft=draft, approver=caller.principal, token_id=caller.token_id, role=caller.role,
@@ -141,6 +155,8 @@ async def approve_draft(
                 f"Recorded approval {decision.approvals_after} of {draft.approvals_required} for draft {draft.id}; "
                 "another distinct approver is needed."
             )
+        if rerouted:
+            summary = f"Routed draft {draft.id} to rule {draft.policy_rule!r} of policy {policy.fingerprint}. {summary}"
         return Outcome(await draft_detail(session, draft), summary, affected=[{"kind": "draft", "id": draft.id}], draft_id=draft.id)
 
     arguments = {"draft_id": draft_id, "expected_hash": expected_hash, "reason": reason}
@@ -162,7 +178,8 @@ async def reject_draft(app: Order3, caller: Caller, *, draft_id: int, reason: st
         draft = await _open_draft(app, caller, session, draft_id=draft_id, allowed=("pending_approval",), verb="rejected")
         if isinstance(draft, Outcome):
             return draft
-        decision = decide_rejection(draft=_draft_state(draft, app.policy.fingerprint), approver=_approver(caller), now=app.clock())
+        policy = await active_policy(app, session, workspace_id=caller.workspace_id)
+        decision = decide_rejection(draft=_draft_state(draft, policy.fingerprint), approver=_approver(caller), now=app.clock())
         if not decision.allowed:
             raise PermissionDeniedError(decision.reason)
         await drafts.record_decision(
@@ -250,6 +267,9 @@ async def execute_draft(app: Order3, caller: Caller, *, draft_id: int, automatic
         draft = await _open_draft(app, caller, session, draft_id=draft_id, allowed=("approved",), verb="executed")
         if isinstance(draft, Outcome):
             return draft
+        refusal = await _hold_if_approvals_fall_short(app, caller, session, draft)
+        if refusal is not None:
+            return refusal
 
         problem = await _revalidate(session, draft)
         if problem:
@@ -277,6 +297,58 @@ async def execute_draft(app: Order3, caller: Caller, *, draft_id: int, automatic
         )
 
     return await app.run(caller, "execute_draft", {"draft_id": draft_id, "automatic": automatic}, work, result_type=DraftDetail)
+
+
+async def _hold_if_approvals_fall_short(app: Order3, caller: Caller, session: AsyncSession, draft: Draft) -> Outcome | None:
+    """Check an approved draft's approvals against the active policy and its current payload.
+
+    When the policy changed since the draft was routed, the draft is routed
+    again on the facts it was prepared with. Otherwise its recorded rule applies.
+    If the approvals of the current payload do not satisfy that rule (it now
+    needs more approvers or another role, or the payload changed), the draft goes
+    back to pending_approval under the rule and the returned Outcome carries the
+    refusal. The approvals already given stay on the draft and count where the
+    rule accepts their role. Nothing else is written. Returns None when the
+    draft may execute.
+    """
+    policy = await active_policy(app, session, workspace_id=caller.workspace_id)
+    policy_changed = draft.policy_version != policy.fingerprint
+    if policy_changed:
+        rule = match_rule(policy, await facts_for_draft(session, draft=draft, timezone=caller.timezone))
+    else:
+        rule = _recorded_rule(draft)
+    check = decide_execution(
+        draft=_draft_state(draft, policy.fingerprint),
+        rule=rule,
+        prior=await prior_approvals(session, draft=draft),
+        policy_fingerprint=policy.fingerprint,
+        policy_changed=policy_changed,
+    )
+    if check.allowed:
+        return None
+
+    fields = policy_fields(policy, rule, now=app.clock())
+    # The approval window set when the draft was prepared stays as it was.
+    del fields["expires_at"]
+    await drafts.change_status(
+        session, draft=draft, from_statuses=("approved",), to_status="pending_approval", decided_at=None, **fields
+    )
+    message = f"Draft {draft.id} was not executed. {check.reason}"
+    error = ApprovalRequiredError(message)
+    return Outcome(await draft_detail(session, draft), message, affected=[{"kind": "draft", "id": draft.id}], draft_id=draft.id, error=error)
+
+
+def _recorded_rule(draft: Draft) -> Rule | None:
+    """Return the approval requirement recorded on the draft when it was routed, as a rule."""
+    if not draft.policy_rule:
+        return None
+    return Rule(
+        id=draft.policy_rule,
+        kinds=(draft.kind,),
+        approver_roles=tuple(role for role in draft.approval_role.split(",") if role),
+        approvals=max(draft.approvals_required, 1),
+        auto_execute=draft.auto_execute,
+    )
 
 
 def _result_text(draft: Draft) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -13,7 +12,8 @@ from order3_mcp.app import Caller, Order3, Outcome
 from order3_mcp.inputs import PurchaseLine
 from order3_mcp.pagination import check_limit, decode_cursor, render_page
 from order3_mcp.schemas import DraftDetail, DraftOut, DraftPage
-from policies import DraftFacts, Rule, match_rule
+from order3_mcp.services import policy_routing
+from policies import DraftFacts, Policy, Rule
 from store import catalog, drafts
 from store.activity import canonical_json
 from store.errors import InvalidInputError, NotFoundError
@@ -22,6 +22,7 @@ from store.models import (
     DRAFT_STATUSES,
     LIVE_EXCEPTION_STATUSES,
     OPEN_DRAFT_STATUSES,
+    Approval,
     Draft,
     DraftException,
     ExceptionRecord,
@@ -76,11 +77,25 @@ async def draft_detail(session: AsyncSession, draft: Draft) -> DraftDetail:
             + (f": {d.reason}" if d.reason else "")
             for d in decisions
         ],
-        approvals_recorded=len(
-            {d.approver.strip().casefold() for d in decisions if d.decision == "approved" and d.payload_hash == draft.payload_hash}
-        ),
+        approvals_recorded=_approvals_counted(draft, decisions),
         expires_at=draft.expires_at.isoformat() if draft.expires_at else None,
         failure_reason=draft.failure_reason,
+    )
+
+
+def _approvals_counted(draft: Draft, decisions: list[Approval]) -> int:
+    """Count distinct approvers of the current payload in a role the draft's rule accepts.
+
+    An approval given before the draft was routed to a rule needing other roles
+    stays on record but no longer counts, as in policies.decide_approval.
+    """
+    roles = {role for role in draft.approval_role.split(",") if role}
+    return len(
+        {
+            d.approver.strip().casefold()
+            for d in decisions
+            if d.decision == "approved" and d.payload_hash == draft.payload_hash and (not roles or d.role in roles)
+        }
     )
 
 
@@ -146,25 +161,9 @@ async def _live_exceptions(
     return unique
 
 
-def _policy_fields(app: Order3, rule: Rule | None, caller: Caller) -> dict[str, Any]:
-    if rule is None:
-        return {
-            "approval_role": "",
-            "approvals_required": 0,
-            "policy_rule": "",
-            "policy_version": app.policy.fingerprint,
-            "auto_execute": False,
-            "expires_at": None,
-        }
-    expires = app.clock() + timedelta(hours=rule.expires_after_hours) if rule.expires_after_hours else None
-    return {
-        "approval_role": ",".join(rule.approver_roles),
-        "approvals_required": rule.approvals,
-        "policy_rule": rule.id,
-        "policy_version": app.policy.fingerprint,
-        "auto_execute": rule.auto_execute,
-        "expires_at": expires,
-    }
+def _policy_fields(app: Order3, rule: Rule | None, caller: Caller, *, policy: Policy | None = None) -> dict[str, Any]:
+    # `policy` is the workspace's active policy that `rule` came from; see policy_routing.route_draft.
+    return policy_routing.policy_fields(policy or app.policy, rule, now=app.clock())
 
 
 def _unit_price(offer: SupplierItem, breaks: list[Any], quantity: Decimal, fallback: Decimal) -> tuple[Decimal, str]:
@@ -283,10 +282,18 @@ async def draft_purchase_order(
 
         # Line values can carry twelve decimal places; the stored value keeps six.
         total = from_scaled(to_scaled(total.quantize(Decimal("0.000001"), rounding=ROUND_HALF_UP)))
-        rule = match_rule(
-            app.policy,
-            DraftFacts(kind="purchase_order", value=total, supplier_code=chosen.code, location_codes=tuple(location_codes)),
+        earlier_spend = await policy_routing.supplier_day_spend(
+            session, workspace_id=caller.workspace_id, timezone=caller.timezone, supplier_id=chosen.id,  # type: ignore[arg-type]
+            moment=app.clock(), for_new_draft=True,
         )
+        facts = DraftFacts(
+            kind="purchase_order",
+            value=total,
+            supplier_code=chosen.code,
+            location_codes=tuple(location_codes),
+            supplier_day_spend=earlier_spend,
+        )
+        route = await policy_routing.route_draft(app, session, caller, facts)
         payload = {"supplier_code": chosen.code, "supplier_id": chosen.id, "currency": currency, "lines": payload_lines}
         draft = await drafts.create_draft(
             session,
@@ -304,8 +311,10 @@ async def draft_purchase_order(
             currency=currency,
             idempotency_key=idempotency_key,
             exception_ids=linked,
-            **_policy_fields(app, rule, caller),
+            created_at=app.clock(),
+            **_policy_fields(app, route.rule, caller, policy=route.policy),
         )
+        await policy_routing.record_route(session, draft=draft, route=route, now=app.clock())
         detail = await draft_detail(session, draft)
         summary = (
             f"Drafted purchase order draft {draft.id} from {chosen.code} worth {total} {currency}; "

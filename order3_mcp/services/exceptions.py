@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from order3_mcp.app import Caller, Order3, Outcome
 from order3_mcp.pagination import check_limit, decode_cursor, render_page
 from order3_mcp.schemas import ExceptionOut, ExceptionPage
+from order3_mcp.services.policy_routing import active_policy
 from store import catalog, finders, freshness
 from store import drafts as store_drafts
 from store.activity import canonical_json
@@ -62,7 +63,7 @@ def exception_out(record: ExceptionRecord) -> ExceptionOut:
 async def refresh_kind(app: Order3, caller: Caller, session: AsyncSession, kind: str) -> int:
     """Recompute one kind of exception and persist it; return the number found."""
     now = app.clock()
-    tolerances = app.policy.tolerances
+    tolerances = (await active_policy(app, session, workspace_id=caller.workspace_id)).tolerances
     finder: Callable[[], Awaitable[list[finders.Finding]]]
     if kind == "low_stock":
         finder = lambda: finders.find_low_stock(session, workspace_id=caller.workspace_id, now=now)

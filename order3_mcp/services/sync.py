@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from order3_mcp.app import Caller, Order3, Outcome
 from order3_mcp.schemas import UNTRUSTED_NOTE
+from order3_mcp.services.policy_routing import active_policy
 from store.activity import canonical_json
 from store.errors import InvalidInputError
 from store.models import SNAPSHOT_OUTCOMES
@@ -143,7 +144,7 @@ async def ingest_external_snapshot(
         key = None
 
     async def work(session: AsyncSession) -> Outcome:
-        tolerances = app.policy.tolerances
+        tolerances = (await active_policy(app, session, workspace_id=caller.workspace_id)).tolerances
         report = await ingest_batch(
             session,
             workspace_id=caller.workspace_id,

@@ -23,6 +23,7 @@ from store.models.exceptions import (
     ExternalSnapshot,
     SyncState,
 )
+from store.models.policy import DraftPolicyFacts, PolicyVersion
 from store.models.purchasing import (
     OPEN_PO_STATUSES,
     PO_STATUSES,
@@ -65,6 +66,7 @@ __all__ = [
     "CountTask",
     "Draft",
     "DraftException",
+    "DraftPolicyFacts",
     "ExceptionRecord",
     "ExternalSnapshot",
     "FinderRun",
@@ -73,6 +75,7 @@ __all__ = [
     "Location",
     "Movement",
     "OutboxMessage",
+    "PolicyVersion",
     "PurchaseOrder",
     "PurchaseOrderLine",
     "ReceivingEvent",
