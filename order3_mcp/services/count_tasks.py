@@ -30,6 +30,7 @@ from order3_mcp.operator_schemas import (
 )
 from order3_mcp.pagination import check_limit, decode_cursor, render_page
 from order3_mcp.schemas import DraftDetail
+from order3_mcp.services import policy_routing
 from order3_mcp.services.drafts import (
     MAX_LINES,
     _check_rationale,
@@ -39,7 +40,7 @@ from order3_mcp.services.drafts import (
     draft_detail,
 )
 from order3_mcp.services.exceptions import refresh_kind
-from policies import DraftFacts, match_rule
+from policies import DraftFacts
 from store import catalog, drafts
 from store.count_sheets import (
     LineView,
@@ -234,7 +235,9 @@ async def draft_count_task(
         linked = await _count_exceptions(
             session, caller, linked_ids, item_ids={item.id for item in items}, location=place  # type: ignore[misc]
         )
-        rule = match_rule(app.policy, DraftFacts(kind="count_task", value=Decimal(0), location_codes=(place.code,)))
+        route = await policy_routing.route_draft(
+            app, session, caller, DraftFacts(kind="count_task", value=Decimal(0), location_codes=(place.code,))
+        )
         payload = {
             "location_code": place.code,
             "location_id": place.id,
@@ -259,8 +262,9 @@ async def draft_count_task(
             currency=caller.base_currency,
             idempotency_key=idempotency_key,
             exception_ids=linked,
-            **_policy_fields(app, rule, caller),
+            **_policy_fields(app, route.rule, caller, policy=route.policy),
         )
+        await policy_routing.record_route(session, draft=draft, route=route, now=app.clock())
         detail = await draft_detail(session, draft)
         summary = f"Drafted count task draft {draft.id} for {count} line(s) at {place.code}; {approval_owner(draft)}."
         affected = [{"kind": "draft", "id": draft.id}] + [{"kind": "exception", "id": e} for e in linked]
