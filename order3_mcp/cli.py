@@ -15,6 +15,7 @@ from order3_mcp.commands.serve import serve
 from order3_mcp.commands.setup import import_app, init, verify
 from order3_mcp.commands.sync import sync_app
 from order3_mcp.commands.tokens import token_app
+from order3_mcp.commands.transfers import transfer_app
 
 app = typer.Typer(
     name="order3",
@@ -64,6 +65,7 @@ app.add_typer(drafts_app, name="drafts")
 app.add_typer(exceptions_app, name="exceptions")
 app.add_typer(activity_app, name="activity")
 app.add_typer(sync_app, name="sync")
+app.add_typer(transfer_app, name="transfer")
 
 
 def main() -> None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from store.errors import InvalidInputError, NotFoundError
 from store.models import Bin, Item, Location, Supplier, SupplierItem, SupplierPriceBreak
@@ -17,8 +18,16 @@ def _like_pattern(text: str) -> str:
         raise InvalidInputError(
             f"Search text {text[:40]!r} contains control characters; search with printable text only."
         )
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
+    return f"%{_escape_like(text)}%"
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _same_code(column: InstrumentedAttribute[str], code: str) -> ColumnElement[bool]:
+    """Match `column` to `code` trimmed and case-insensitively, with % and _ taken literally."""
+    return column.ilike(_escape_like(code.strip()), escape="\\")
 
 
 async def get_item_by_sku(session: AsyncSession, *, workspace_id: int, sku: str) -> Item:
@@ -83,12 +92,29 @@ async def get_location_by_code(session: AsyncSession, *, workspace_id: int, code
     """
     location = (
         await session.execute(
-            select(Location).where(Location.workspace_id == workspace_id, Location.code.ilike(code.strip()))
+            select(Location).where(Location.workspace_id == workspace_id, _same_code(Location.code, code))
         )
     ).scalar_one_or_none()
     if location is None:
         raise NotFoundError(f"Location {code!r} does not exist in this workspace; list locations to see their codes.")
     return location
+
+
+async def get_bin_by_code(session: AsyncSession, *, location: Location, code: str) -> Bin:
+    """Return the bin of `location` with `code` (case-insensitive).
+
+    Raises:
+        NotFoundError: If the location has no bin with that code.
+    """
+    found = (
+        await session.execute(select(Bin).where(Bin.location_id == location.id, _same_code(Bin.code, code)))
+    ).scalar_one_or_none()
+    if found is None:
+        raise NotFoundError(
+            f"Bin {code!r} does not exist in location {location.code}; list locations to see its bins, "
+            "or pass an empty bin for stock held at the location itself."
+        )
+    return found
 
 
 async def list_locations(
@@ -120,7 +146,7 @@ async def get_supplier_by_code(session: AsyncSession, *, workspace_id: int, code
     """
     supplier = (
         await session.execute(
-            select(Supplier).where(Supplier.workspace_id == workspace_id, Supplier.code.ilike(code.strip()))
+            select(Supplier).where(Supplier.workspace_id == workspace_id, _same_code(Supplier.code, code))
         )
     ).scalar_one_or_none()
     if supplier is None:

@@ -33,6 +33,7 @@ from store.models.purchasing import (
     SupplierPriceBreak,
 )
 from store.models.stock import MOVEMENT_KINDS, RESERVATION_STATUSES, Movement, Reservation, StockLevel
+from store.models.transfers import TRANSFER_STATUSES, Transfer
 from store.models.workspace import Workspace
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "PRINCIPAL_KINDS",
     "RESERVATION_STATUSES",
     "SNAPSHOT_OUTCOMES",
+    "TRANSFER_STATUSES",
     "ActivityEvent",
     "Approval",
     "Bin",
@@ -77,5 +79,6 @@ __all__ = [
     "SupplierPriceBreak",
     "SyncState",
     "Token",
+    "Transfer",
     "Workspace",
 ]

@@ -32,8 +32,10 @@ class KindExecutor:
 
 def executors() -> dict[str, KindExecutor]:
     """Return the executor of every draft kind this version can carry out."""
-    from order3_mcp.services.kinds import purchase_order
+    from order3_mcp.services.kinds import adjustment, purchase_order, transfer
 
     return {
         "purchase_order": purchase_order.EXECUTOR,
+        "transfer": transfer.EXECUTOR,
+        "adjustment": adjustment.EXECUTOR,
     }
