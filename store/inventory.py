@@ -106,10 +106,10 @@ async def stock_position(session: AsyncSession, *, workspace_id: int, item_id: i
 
 @dataclass(frozen=True)
 class PlaceAvailability:
-    """What can leave one place: its on hand, and the reservations that hold stock there.
+    """What can leave one place: its on hand, and the reservations that claim stock there.
 
-    A reservation pinned to a bin holds stock in that bin; one without a bin
-    holds stock anywhere in the location. So stock may leave a bin only while it
+    A reservation pinned to a bin claims stock in that bin, and one without a bin
+    claims stock anywhere in the location. So stock may leave a bin only while it
     stays above the bin's own reservations and the location as a whole can still
     cover all of its reservations.
     """

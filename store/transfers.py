@@ -38,13 +38,13 @@ async def transit_location(session: AsyncSession, *, workspace_id: int) -> Locat
     if existing is not None:
         return existing
 
-    taken = (
+    same_code = (
         await session.execute(select(Location).where(Location.workspace_id == workspace_id, Location.code == TRANSIT_CODE))
     ).scalar_one_or_none()
-    if taken is not None:
+    if same_code is not None:
         raise ConflictError(
-            f"Location {TRANSIT_CODE} is a {taken.kind} location, so it cannot hold goods in transit; "
-            "create a location of kind transit for transfers to ship into."
+            f"Location {TRANSIT_CODE} is a {same_code.kind} location, so transfers cannot ship into it; give the "
+            "workspace a location of kind transit, which transfers then use, and execute the draft again."
         )
     location = Location(workspace_id=workspace_id, code=TRANSIT_CODE, name="Goods in transit between locations", kind="transit")
     try:
@@ -64,8 +64,10 @@ async def transit_location(session: AsyncSession, *, workspace_id: int) -> Locat
 async def _next_number(session: AsyncSession, *, workspace_id: int) -> str:
     # Transfers are never deleted, so the count gives the next free number. Two
     # writers that race on PostgreSQL collide on the unique (workspace, number).
-    taken = (await session.execute(select(func.count()).select_from(Transfer).where(Transfer.workspace_id == workspace_id))).scalar_one()
-    return f"TR-{taken + 1:06d}"
+    existing = (
+        await session.execute(select(func.count()).select_from(Transfer).where(Transfer.workspace_id == workspace_id))
+    ).scalar_one()
+    return f"TR-{existing + 1:06d}"
 
 
 async def ship_transfer(

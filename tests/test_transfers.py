@@ -486,3 +486,21 @@ async def test_first_shipments_of_two_items_race_safely(any_database):
         transit = (await session.execute(select(Location.code).where(Location.kind == "transit"))).scalars().all()
     assert transit == ["IN-TRANSIT"]
     assert await ledger_mismatches(any_database, workspace_id=tokens.buyer.workspace_id) == []
+
+
+async def test_transit_code_taken_by_warehouse_is_a_conflict(database):
+    tokens = await stock_workspace(database)
+    async with database.write() as session:
+        session.add(Location(workspace_id=tokens.agent.workspace_id, code="IN-TRANSIT", name="Dock", kind="warehouse"))
+    app = make_app(database)
+    drafted = await draft_as_agent(database, tokens)
+    await approvals.approve_draft(app, tokens.buyer, draft_id=drafted["draft_id"], expected_hash="", reason="")
+
+    with pytest.raises(ConflictError, match="Location IN-TRANSIT is a warehouse location, so transfers cannot ship into it"):
+        await approvals.execute_draft(app, tokens.buyer, draft_id=drafted["draft_id"])
+
+    async with database.read() as session:
+        status = (await session.execute(select(Draft.status))).scalar_one()
+    assert status == "approved"
+    assert await stock_levels(database) == BEFORE
+    assert await row_count(database, Transfer) == 0

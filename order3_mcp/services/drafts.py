@@ -122,8 +122,8 @@ async def _live_exceptions(
     An exception about an item must name one of the draft's items; one without
     an item (a supplier-level problem) must name the draft's supplier, so a draft
     without a supplier may link item exceptions only. Otherwise a draft could move
-    any exception out of the open list. `verb` says what the draft does to its
-    items in the refusal ("order", "transfer", "adjust").
+    any exception out of the open list. `verb` names what the draft does to its
+    items, for the error message ("order", "transfer", "adjust").
     """
     unique = sorted(set(exception_ids))
     if not unique:

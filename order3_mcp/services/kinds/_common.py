@@ -136,7 +136,7 @@ async def save_stock_draft(
 ) -> Outcome:
     """Insert a pending draft valued in the base currency, and return its detail with the activity summary.
 
-    `description` says what the draft does, for the summary that follows "Drafted KIND draft ID: ".
+    `description` is what the draft does; the activity summary puts it after "Drafted KIND draft ID: ".
     """
     draft = await drafts.create_draft(
         session,
