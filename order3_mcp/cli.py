@@ -18,6 +18,7 @@ from order3_mcp.commands.serve import serve
 from order3_mcp.commands.setup import import_app, init, verify
 from order3_mcp.commands.sync import sync_app
 from order3_mcp.commands.tokens import token_app
+from order3_mcp.commands.transfers import transfer_app
 
 app = typer.Typer(
     name="order3",
@@ -70,6 +71,7 @@ app.add_typer(activity_app, name="activity")
 app.add_typer(sync_app, name="sync")
 app.add_typer(count_app, name="count")
 app.add_typer(policy_app, name="policy")
+app.add_typer(transfer_app, name="transfer")
 
 
 def main() -> None:

@@ -285,7 +285,10 @@ class DraftOut(BaseModel):
     policy_rule: str = Field(description="Id of the policy rule that matched, empty when none did.")
     approvals_required: int = Field(description="Distinct approvals the rule needs; 0 when no rule matched.")
     approver_roles: list[str] = Field(description="Roles that may approve; empty when no rule matched.")
-    estimated_value: str = Field(description="Estimated spend or inventory value change in `currency`.")
+    estimated_value: str = Field(
+        description="Estimated spend, or inventory value change, in `currency`; for a transfer, the value of the stock "
+        "moved (its inventory value change is 0)."
+    )
     currency: str = Field(description="Workspace base currency.")
     payload_hash: str = Field(description="SHA-256 of the payload; an approval binds to this value.")
     created_at: str = Field(description="When it was prepared (ISO 8601, UTC).")
@@ -308,6 +311,30 @@ class DraftDetail(DraftOut):
     approvals_recorded: int = Field(description="Distinct approvals of the current payload hash so far.")
     expires_at: str | None = Field(description="When approval stops being possible, if the rule sets a window.")
     failure_reason: str = Field(description="Why execution failed, when status is failed.")
+
+
+class TransferOut(BaseModel):
+    """A transfer shipped from an approved draft, in transit or received."""
+
+    number: str = Field(description="Transfer number, such as TR-000001.")
+    sku: str = Field(description="Item moved.")
+    quantity: str = Field(description="Quantity moved (decimal string) in the item's unit.")
+    from_place: str = Field(description="Source as LOCATION or LOCATION/BIN.")
+    to_place: str = Field(description="Destination as LOCATION or LOCATION/BIN.")
+    transit_place: str = Field(description="Transit location where the stock is between shipping and receiving.")
+    status: str = Field(description="in_transit or received.")
+    draft_id: int | None = Field(description="Draft whose execution shipped it.")
+    shipped_by: str = Field(description="Who executed the draft.")
+    shipped_at: str = Field(description="When it was shipped (ISO 8601, UTC).")
+    received_by: str = Field(description="Who received it; empty while in transit.")
+    received_at: str | None = Field(description="When it was received (ISO 8601, UTC); null while in transit.")
+
+
+class TransferPage(BaseModel):
+    """A page of transfers."""
+
+    transfers: list[TransferOut] = Field(description="Transfers on this page, oldest first.")
+    next_cursor: str | None = Field(description="Cursor for the next page; null on the last page.")
 
 
 class ActivityOut(BaseModel):

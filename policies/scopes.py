@@ -49,6 +49,7 @@ _READ_ACTIONS = (
     "get_exception",
     "ledger_verify",
     "activity_verify",
+    "transfer_list",
 )
 _DRAFT_ACTIONS = (
     "draft_purchase_order",
@@ -70,6 +71,7 @@ ACTION_SCOPES: dict[str, str] = {
     "execute_draft": "execute",
     "ingest_external_snapshot": "sync",
     "receive": "change",
+    "transfer_receive": "change",
     "count_submit": "change",
     "count_list": "read",
     "count_show": "read",

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, func, or_, select
+from sqlalchemy import ColumnElement, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from store.errors import InvalidInputError, NotFoundError
 from store.models import Bin, Item, Location, Supplier, SupplierItem, SupplierPriceBreak
@@ -17,8 +18,16 @@ def _like_pattern(text: str) -> str:
         raise InvalidInputError(
             f"Search text {text[:40]!r} contains control characters; search with printable text only."
         )
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
+    return f"%{_escape_like(text)}%"
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _same_code(column: InstrumentedAttribute[str], code: str) -> ColumnElement[bool]:
+    """Match `column` to `code` trimmed and case-insensitively, with % and _ taken literally."""
+    return column.ilike(_escape_like(code.strip()), escape="\\")
 
 
 # Statements of the per-call read paths, built once so a call skips rebuilding them.
@@ -108,6 +117,23 @@ async def get_location_by_code(session: AsyncSession, *, workspace_id: int, code
     if location is None:
         raise NotFoundError(f"Location {code!r} does not exist in this workspace; list locations to see their codes.")
     return location
+
+
+async def get_bin_by_code(session: AsyncSession, *, location: Location, code: str) -> Bin:
+    """Return the bin of `location` with `code` (case-insensitive).
+
+    Raises:
+        NotFoundError: If the location has no bin with that code.
+    """
+    found = (
+        await session.execute(select(Bin).where(Bin.location_id == location.id, _same_code(Bin.code, code)))
+    ).scalar_one_or_none()
+    if found is None:
+        raise NotFoundError(
+            f"Bin {code!r} does not exist in location {location.code}; list locations to see its bins, "
+            "or pass an empty bin for stock held at the location itself."
+        )
+    return found
 
 
 async def list_locations(

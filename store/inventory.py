@@ -107,6 +107,84 @@ async def stock_position(session: AsyncSession, *, workspace_id: int, item_id: i
     )
 
 
+@dataclass(frozen=True)
+class PlaceAvailability:
+    """What can leave one place: its on hand, and the reservations that claim stock there.
+
+    A reservation pinned to a bin claims stock in that bin, and one without a bin
+    claims stock anywhere in the location. So stock may leave a bin only while it
+    stays above the bin's own reservations and the location as a whole can still
+    cover all of its reservations.
+    """
+
+    on_hand: Decimal
+    reserved_here: Decimal
+    location_on_hand: Decimal
+    location_reserved: Decimal
+
+    @property
+    def available(self) -> Decimal:
+        return min(self.on_hand - self.reserved_here, self.location_on_hand - self.location_reserved)
+
+
+async def on_hand_at(
+    session: AsyncSession, *, workspace_id: int, item_id: int, location_id: int, bin_id: int | None, lock: bool = False
+) -> Decimal:
+    """Return the on hand of an item at one location, or one bin of it; bin None is stock held at the location itself.
+
+    With `lock`, the stock level row is read FOR UPDATE, as in `availability_at`.
+    """
+    statement = select(StockLevel.on_hand).where(
+        StockLevel.workspace_id == workspace_id,
+        StockLevel.item_id == item_id,
+        StockLevel.location_id == location_id,
+        StockLevel.bin_key == (bin_id or 0),
+    )
+    if lock:
+        statement = statement.with_for_update()
+    on_hand = (await session.execute(statement)).scalar_one_or_none()
+    return on_hand if on_hand is not None else Decimal(0)
+
+
+async def availability_at(
+    session: AsyncSession, *, workspace_id: int, item_id: int, location_id: int, bin_id: int | None, lock: bool = False
+) -> PlaceAvailability:
+    """Return on hand and active reservations of an item at one place and across its location.
+
+    With `lock`, the item's stock level rows at the location are read FOR UPDATE,
+    as `reserve_stock` reads them. On PostgreSQL a concurrent writer of the same
+    stock then waits for this transaction and reads what it committed; SQLite's
+    BEGIN IMMEDIATE already serialises writers.
+    """
+    statement = select(StockLevel.bin_key, StockLevel.on_hand).where(
+        StockLevel.workspace_id == workspace_id,
+        StockLevel.item_id == item_id,
+        StockLevel.location_id == location_id,
+    )
+    if lock:
+        statement = statement.with_for_update()
+    on_hand_by_bin = dict((await session.execute(statement)).all())
+    reserved_rows = (
+        await session.execute(
+            select(Reservation.bin_id, func.sum(Reservation.__table__.c.quantity))
+            .where(
+                Reservation.workspace_id == workspace_id,
+                Reservation.item_id == item_id,
+                Reservation.location_id == location_id,
+                Reservation.status == "active",
+            )
+            .group_by(Reservation.bin_id)
+        )
+    ).all()
+    reserved_by_bin: dict[int | None, Decimal] = {reserved_bin: total for reserved_bin, total in reserved_rows}
+    return PlaceAvailability(
+        on_hand=on_hand_by_bin.get(bin_id or 0, Decimal(0)),
+        reserved_here=reserved_by_bin.get(bin_id, Decimal(0)) if bin_id is not None else Decimal(0),
+        location_on_hand=sum(on_hand_by_bin.values(), Decimal(0)),
+        location_reserved=sum(reserved_by_bin.values(), Decimal(0)),
+    )
+
+
 def _millionths(raw: int | None) -> Decimal:
     from store.types import from_scaled
 

@@ -5,11 +5,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+from sqlalchemy import func, select
+
 from order3_mcp.app import Caller, Order3
 from policies import scopes_for
 from store.db import Database
-from store.models import Item, Location, Supplier, SupplierItem, SupplierPriceBreak
-from store.stock import Place, record_movement
+from store.models import (
+    ActivityEvent,
+    Bin,
+    Item,
+    Location,
+    Reservation,
+    StockLevel,
+    Supplier,
+    SupplierItem,
+    SupplierPriceBreak,
+)
+from store.stock import LedgerMismatch, Place, record_movement, verify_ledger
 from store.tokens import issue_token
 from store.workspaces import create_workspace, sku_key
 
@@ -96,6 +108,88 @@ async def small_workspace(database: Database, *, timezone: str = "UTC") -> Token
         second_buyer=callers["bob"],
         admin=callers["root"],
     )
+
+
+async def add_bins_and_second_location(database: Database, *, workspace_id: int) -> None:
+    """Add bin A-01 to WH1 holding 10 WIDGET-1, 2 of them reserved, and location WH2 with an empty bin B-02.
+
+    With small_workspace's 5 WIDGET-1 held at WH1 itself, WH1 has 15 on hand,
+    and 8 of the 10 in A-01 are available to move.
+    """
+    async with database.write() as session:
+        wh1 = (await session.execute(select(Location).where(Location.code == "WH1"))).scalar_one()
+        widget = (await session.execute(select(Item).where(Item.sku == "WIDGET-1"))).scalar_one()
+        wh2 = Location(workspace_id=workspace_id, code="WH2", name="Second warehouse")
+        session.add(wh2)
+        await session.flush()
+        a01 = Bin(workspace_id=workspace_id, location_id=wh1.id, code="A-01")
+        session.add_all([a01, Bin(workspace_id=workspace_id, location_id=wh2.id, code="B-02")])
+        await session.flush()
+        await record_movement(
+            session,
+            workspace_id=workspace_id,
+            item_id=widget.id,
+            kind="opening_balance",
+            quantity=Decimal(10),
+            destination=Place(wh1.id, a01.id),
+            actor="test",
+        )
+        session.add(
+            Reservation(
+                workspace_id=workspace_id, item_id=widget.id, location_id=wh1.id, bin_id=a01.id,
+                quantity=Decimal(2), reference="SO-1", status="active",
+            )
+        )
+
+
+async def stock_workspace(database: Database) -> Tokens:
+    """Create small_workspace with add_bins_and_second_location applied."""
+    tokens = await small_workspace(database)
+    await add_bins_and_second_location(database, workspace_id=tokens.agent.workspace_id)
+    return tokens
+
+
+async def stock_levels(database: Database) -> dict[str, Decimal]:
+    """Return every stock level row as {"SKU@LOCATION[/BIN]": on hand}, zero rows included."""
+    async with database.read() as session:
+        rows = (
+            await session.execute(
+                select(Item.sku, Location.code, Bin.code, StockLevel.on_hand)
+                .join(Item, Item.id == StockLevel.item_id)
+                .join(Location, Location.id == StockLevel.location_id)
+                .outerjoin(Bin, Bin.id == StockLevel.bin_id)
+            )
+        ).all()
+    return {f"{sku}@{location}" + (f"/{bin_code}" if bin_code else ""): on_hand for sku, location, bin_code, on_hand in rows}
+
+
+async def issue_secret(database: Database, *, workspace_id: int, principal: str, kind: str, role: str) -> str:
+    """Create a token for another principal and return its secret."""
+    async with database.write() as session:
+        _, secret = await issue_token(
+            session, workspace_id=workspace_id, principal_kind=kind, principal=principal, role=role,
+            scopes=scopes_for(principal_kind=kind, role=role),
+        )
+    return secret
+
+
+async def ledger_mismatches(database: Database, *, workspace_id: int) -> list[LedgerMismatch]:
+    """Return the stock levels that differ from the sum of their movements."""
+    async with database.read() as session:
+        _, mismatches = await verify_ledger(session, workspace_id=workspace_id)
+    return mismatches
+
+
+async def row_count(database: Database, model: type) -> int:
+    """Return how many rows the table of `model` has."""
+    async with database.read() as session:
+        return (await session.execute(select(func.count()).select_from(model))).scalar_one()
+
+
+async def last_event(database: Database) -> ActivityEvent:
+    """Return the newest activity event."""
+    async with database.read() as session:
+        return (await session.execute(select(ActivityEvent).order_by(ActivityEvent.seq.desc()).limit(1))).scalar_one()
 
 
 def make_app(database: Database) -> Order3:

@@ -93,6 +93,8 @@ CLI_ACTIONS = (
     "policy_list",
     "policy_check",
     "policy_load",
+    "transfer_receive",
+    "transfer_list",
 )
 
 HEADER = '[policy]\nname = "test"\nversion = "1"\n'
@@ -227,6 +229,8 @@ def test_action_scopes_use_known_scopes() -> None:
         ("execute_draft", "execute"),
         ("ingest_external_snapshot", "sync"),
         ("receive", "change"),
+        ("transfer_receive", "change"),
+        ("transfer_list", "read"),
         ("count_submit", "change"),
         ("activity_export", "export"),
         ("token_create", "admin"),

@@ -51,21 +51,68 @@ def print_decision(detail: DraftDetail) -> None:
 
     say(f"Draft {detail.draft_id} is {detail.status}.")
     if detail.result:
-        issued = parse_result(detail.result).get("purchase_order")
-        if issued:
-            say(f"Issued purchase order {issued}.", style="green")
-        else:
-            say(f"Result: {detail.result}")
+        say(describe_result(parse_result(detail.result)) or f"Result: {detail.result}", style="green")
     if detail.failure_reason:
         say(f"Execution failed: {detail.failure_reason}", style="red")
     if detail.status == "pending_approval":
         say(detail.approval_owner)
 
 
+def describe_result(result: dict[str, str]) -> str:
+    """Return a sentence for what execution produced, or "" for a result of an unknown shape."""
+    if "purchase_order" in result:
+        return f"Issued purchase order {result['purchase_order']}."
+    if "transfer" in result:
+        number = result["transfer"]
+        return (
+            f"Shipped transfer {number} into {result.get('transit_location', 'transit')}. Once the goods arrive, "
+            f"receive it at {result.get('destination', 'its destination')} with `order3 transfer receive {number}`."
+        )
+    if "movement" in result:
+        return (
+            f"Posted adjustment movement {result['movement']}: {result.get('sku', 'the item')} at "
+            f"{result.get('place', 'its place')} now has {result.get('on_hand_after', '?')} on hand."
+        )
+    return ""
+
+
 def parse_result(result: str) -> dict[str, str]:
     """Split a draft's "key=value, key=value" result text into a dict."""
     pairs = (part.split("=", 1) for part in result.split(", ") if "=" in part)
     return {key.strip(): value.strip() for key, value in pairs}
+
+
+def _place(payload: dict[str, object], prefix: str) -> str:
+    location = payload.get(f"{prefix}location_code", "")
+    bin_code = payload.get(f"{prefix}bin_code", "")
+    return f"{location}/{bin_code}" if bin_code else str(location)
+
+
+def _valuation(payload: dict[str, object], value: object) -> str:
+    """Return "VALUE CUR (unit cost C)" or why there is no value, from a stock draft's payload."""
+    if not payload.get("unit_cost"):
+        return f"{value or 0} {payload.get('currency', '')} ({payload.get('value_source', 'no unit cost')})"
+    return f"{value} {payload.get('currency', '')} (unit cost {payload['unit_cost']}, {payload.get('value_source', '')})"
+
+
+def print_transfer(payload: dict[str, object]) -> None:
+    """Print a transfer draft's payload: what moves where, availability when drafted, and the moved value."""
+    say(
+        f"Transfer: {payload.get('quantity', '')} {payload.get('unit', '')} of {payload.get('sku', '')} "
+        f"from {_place(payload, 'from_')} to {_place(payload, 'to_')}"
+    )
+    say(f"Available at {_place(payload, 'from_')} when drafted: {payload.get('available_at_draft', '')}")
+    say(f"Moved value: {_valuation(payload, payload.get('moved_value'))}; inventory value change 0")
+
+
+def print_adjustment(payload: dict[str, object]) -> None:
+    """Print an adjustment draft's payload: the signed change, its reason, on hand when drafted and the value change."""
+    say(
+        f"Adjustment: {payload.get('quantity', '')} {payload.get('unit', '')} of {payload.get('sku', '')} "
+        f"at {_place(payload, '')}, reason {payload.get('reason_code', '')}"
+    )
+    say(f"On hand at {_place(payload, '')} when drafted: {payload.get('on_hand_at_draft', '')}")
+    say(f"Value change: {_valuation(payload, payload.get('value_change'))}")
 
 
 @drafts_app.command("list")
@@ -132,6 +179,10 @@ def show(ctx: typer.Context, draft_id: DraftId) -> None:
         for line in lines:
             table.add_row(str(line.get("sku", "")), str(line.get("bin_code", "")))
         out().print(table)
+    elif detail.kind == "transfer":
+        print_transfer(payload)
+    elif detail.kind == "adjustment":
+        print_adjustment(payload)
     elif isinstance(lines, list) and lines:
         table = Table(title=f"Lines (supplier {payload.get('supplier_code', '')}, {payload.get('currency', '')})")
         for column in ("sku", "supplier sku", "quantity", "unit price", "price source", "destination"):

@@ -99,6 +99,20 @@ def _approvals_counted(draft: Draft, decisions: list[Approval]) -> int:
     )
 
 
+def stored_value(value: Decimal) -> Decimal:
+    """Round a money value to the six decimal places the draft keeps.
+
+    A quantity times a unit price can carry twelve decimal places.
+
+    Raises:
+        InvalidInputError: If the value is too large to store.
+    """
+    try:
+        return from_scaled(to_scaled(value.quantize(Decimal("0.000001"), rounding=ROUND_HALF_UP)))
+    except ValueError as exc:
+        raise InvalidInputError(f"The draft's value {value:.2f} is too large to store; split the work into smaller drafts.") from exc
+
+
 def _check_rationale(rationale: str) -> str:
     clean = rationale.strip()
     if len(clean) < MIN_RATIONALE:
@@ -110,13 +124,21 @@ def _check_rationale(rationale: str) -> str:
 
 
 async def _live_exceptions(
-    session: AsyncSession, caller: Caller, exception_ids: list[int], *, item_ids: set[int], supplier_id: int
+    session: AsyncSession,
+    caller: Caller,
+    exception_ids: list[int],
+    *,
+    item_ids: set[int],
+    supplier_id: int | None,
+    verb: str = "order",
 ) -> list[int]:
     """Check that each linked exception is live and concerns this draft.
 
     An exception about an item must name one of the draft's items; one without
-    an item (a supplier-level problem) must name the draft's supplier. Otherwise
-    a draft could move any exception out of the open list.
+    an item (a supplier-level problem) must name the draft's supplier, so a draft
+    without a supplier may link item exceptions only. Otherwise a draft could move
+    any exception out of the open list. `verb` names what the draft does to its
+    items, for the error message ("order", "transfer", "adjust").
     """
     unique = sorted(set(exception_ids))
     if not unique:
@@ -151,11 +173,14 @@ async def _live_exceptions(
                 f"Exception {exception_id} is already answered by open draft {answering}; withdraw that draft "
                 "first, or leave this exception out of exception_ids."
             )
-        related = record.item_id in item_ids if record.item_id is not None else record.supplier_id == supplier_id
+        if record.item_id is not None:
+            related = record.item_id in item_ids
+        else:
+            related = supplier_id is not None and record.supplier_id == supplier_id
         if not related:
             subject = f"item {record.sku}" if record.item_id is not None else f"supplier {record.supplier_code or '-'}"
             raise InvalidInputError(
-                f"Exception {exception_id} ({record.kind}) is about {subject}, which this draft does not order; "
+                f"Exception {exception_id} ({record.kind}) is about {subject}, which this draft does not {verb}; "
                 "link only exceptions the draft answers."
             )
     return unique
@@ -280,8 +305,7 @@ async def draft_purchase_order(
                 }
             )
 
-        # Line values can carry twelve decimal places; the stored value keeps six.
-        total = from_scaled(to_scaled(total.quantize(Decimal("0.000001"), rounding=ROUND_HALF_UP)))
+        total = stored_value(total)
         earlier_spend = await policy_routing.supplier_day_spend(
             session, workspace_id=caller.workspace_id, timezone=caller.timezone, supplier_id=chosen.id,  # type: ignore[arg-type]
             moment=app.clock(), for_new_draft=True,

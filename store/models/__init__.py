@@ -36,6 +36,7 @@ from store.models.purchasing import (
 )
 from store.models.stock import MOVEMENT_KINDS, RESERVATION_STATUSES, Movement, Reservation, StockLevel
 from store.models.freshness import ChangeCounter, FinderRun
+from store.models.transfers import TRANSFER_STATUSES, Transfer
 from store.models.workspace import Workspace
 
 __all__ = [
@@ -56,6 +57,7 @@ __all__ = [
     "PRINCIPAL_KINDS",
     "RESERVATION_STATUSES",
     "SNAPSHOT_OUTCOMES",
+    "TRANSFER_STATUSES",
     "ActivityEvent",
     "Approval",
     "Bin",
@@ -87,5 +89,6 @@ __all__ = [
     "SupplierPriceBreak",
     "SyncState",
     "Token",
+    "Transfer",
     "Workspace",
 ]

@@ -32,9 +32,11 @@ class KindExecutor:
 
 def executors() -> dict[str, KindExecutor]:
     """Return the executor of every draft kind this version can carry out."""
-    from order3_mcp.services.kinds import count_task, purchase_order
+    from order3_mcp.services.kinds import adjustment, count_task, purchase_order, transfer
 
     return {
         "purchase_order": purchase_order.EXECUTOR,
+        "transfer": transfer.EXECUTOR,
         "count_task": count_task.EXECUTOR,
+        "adjustment": adjustment.EXECUTOR,
     }
