@@ -11,6 +11,7 @@ from order3_mcp.commands._runtime import CliSettings, execute
 from order3_mcp.commands.activity import activity_app
 from order3_mcp.commands.drafts import drafts_app
 from order3_mcp.commands.exceptions import exceptions_app
+from order3_mcp.commands.outbox import outbox_app
 from order3_mcp.commands.serve import serve
 from order3_mcp.commands.setup import import_app, init, verify
 from order3_mcp.commands.sync import sync_app
@@ -64,6 +65,7 @@ app.add_typer(drafts_app, name="drafts")
 app.add_typer(exceptions_app, name="exceptions")
 app.add_typer(activity_app, name="activity")
 app.add_typer(sync_app, name="sync")
+app.add_typer(outbox_app, name="outbox")
 
 
 def main() -> None:

@@ -49,6 +49,8 @@ _READ_ACTIONS = (
     "get_exception",
     "ledger_verify",
     "activity_verify",
+    "list_outbox",
+    "get_outbox_message",
 )
 _DRAFT_ACTIONS = (
     "draft_purchase_order",

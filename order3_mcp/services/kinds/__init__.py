@@ -32,8 +32,10 @@ class KindExecutor:
 
 def executors() -> dict[str, KindExecutor]:
     """Return the executor of every draft kind this version can carry out."""
-    from order3_mcp.services.kinds import purchase_order
+    from order3_mcp.services.kinds import purchase_order, reconciliation, supplier_note
 
     return {
         "purchase_order": purchase_order.EXECUTOR,
+        "supplier_note": supplier_note.EXECUTOR,
+        "reconciliation": reconciliation.EXECUTOR,
     }
