@@ -1,0 +1,319 @@
+"""Reconciliations: an agent answers a mismatch over MCP, an approver decides with the CLI, stock or snapshot follows."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from order3_mcp.app import Order3
+from order3_mcp.services.sync import ingest_external_snapshot
+from store.db import Database
+from store.models import (
+    ActivityEvent,
+    Draft,
+    ExceptionRecord,
+    ExternalSnapshot,
+    Item,
+    Location,
+    Movement,
+    StockLevel,
+)
+from store.stock import Place, record_movement
+from tests.kind_support import (
+    Workspace,
+    agent_calls,
+    count,
+    ledger_and_chain_clean,
+    make_workspace,
+    on,
+    order3,
+    rows,
+    write,
+)
+
+SOURCE = "shopify-eu"
+RATIONALE = "shopify-eu shows 8 WIDGET-1 available at WH1; the shelf count this morning agrees with the channel."
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Workspace:
+    return make_workspace(tmp_path)
+
+
+def ingest(workspace: Workspace, batch_id: str, *records: dict[str, Any]) -> None:
+    """Send a batch as the shopify-eu integration."""
+
+    async def send(database: Database) -> None:
+        await ingest_external_snapshot(Order3(database), workspace.integration, source=SOURCE, batch_id=batch_id, records=list(records))
+
+    on(workspace.db, send)
+
+
+def channel(external_id: str, quantity: str, *, location: str = "WH1") -> dict[str, Any]:
+    return {"external_id": external_id, "kind": "channel_quantity", "sku": "WIDGET-1", "location": location, "quantity": quantity}
+
+
+def mismatch(workspace: Workspace) -> dict[str, Any]:
+    """Run find_mismatches as the agent and return the one mismatch."""
+    (found,) = agent_calls(workspace, ("find_mismatches", {}))
+    (exception,) = found.structured_content["exceptions"]
+    return exception
+
+
+def draft(workspace: Workspace, exception: dict[str, Any], action: str, **changes: Any) -> Any:
+    arguments = {
+        "exception_id": exception["exception_id"],
+        "action": action,
+        "reported": exception["evidence"]["reported"],
+        "ours": exception["evidence"]["ours"],
+        "rationale": RATIONALE,
+        **changes,
+    }
+    (result,) = agent_calls(workspace, ("draft_reconciliation", arguments))
+    return result
+
+
+def on_hand(workspace: Workspace) -> Decimal:
+    return sum((level.on_hand for level in rows(workspace.db, StockLevel)), Decimal(0))
+
+
+def exception_status(workspace: Workspace, exception_id: int) -> str:
+    return next(record.status for record in rows(workspace.db, ExceptionRecord) if record.id == exception_id)
+
+
+def receive(workspace: Workspace, quantity: str) -> None:
+    """Record a receipt of WIDGET-1 at WH1, the way a receiving flow would."""
+
+    async def move(session: AsyncSession) -> None:
+        item = (await session.execute(select(Item).where(Item.sku == "WIDGET-1"))).scalar_one()
+        location = (await session.execute(select(Location).where(Location.code == "WH1"))).scalar_one()
+        await record_movement(
+            session, workspace_id=item.workspace_id, item_id=item.id, kind="receipt", quantity=Decimal(quantity),
+            destination=Place(location.id), actor="test",
+        )
+
+    write(workspace.db, move)
+
+
+def test_mismatch_evidence_gives_both_figures(workspace: Workspace) -> None:
+    ingest(workspace, "b1", channel("q-1", "8"))
+
+    exception = mismatch(workspace)
+
+    assert exception["suggested_draft"] == "reconciliation"
+    assert (exception["evidence"]["reported"], exception["evidence"]["ours"]) == ("8", "5")
+
+
+@pytest.mark.parametrize(("reported", "adjusted", "after", "value"), [("8", "+3", Decimal(8), "7.5"), ("2", "-3", Decimal(2), "7.5")])
+def test_adjust_ours_moves_stock_to_the_channel_figure(
+    workspace: Workspace, reported: str, adjusted: str, after: Decimal, value: str
+) -> None:
+    ingest(workspace, "b1", channel("q-1", reported))
+    exception = mismatch(workspace)
+
+    drafted = draft(workspace, exception, "adjust_ours", idempotency_key="rec-1")
+    detail = drafted.structured_content
+    linked_status = exception_status(workspace, exception["exception_id"])
+    approved = order3(workspace.db, "drafts", "approve", str(detail["draft_id"]), token=workspace.approver_secret)
+    retried = draft(workspace, exception, "adjust_ours", idempotency_key="rec-1")
+    again = order3(workspace.db, "drafts", "execute", str(detail["draft_id"]), token=workspace.approver_secret)
+
+    assert not drafted.is_error, drafted.content[0].text
+    assert detail["kind"] == "reconciliation"
+    assert detail["estimated_value"] == value
+    assert detail["policy_rule"] == "stock-correction-up-to-500"
+    assert detail["approval_owner"] == "1 approver with role approver or admin (policy rule stock-correction-up-to-500)"
+    assert detail["title"] == f"Reconcile WIDGET-1 at WH1 with shopify-eu: adjust ours by {adjusted}"
+    assert linked_status == "drafted"
+    assert approved.exit_code == 0, approved.stderr
+    assert "Draft 1 is executed." in approved.stdout
+    assert f"Result: adjusted={adjusted}, movement=2" in approved.stdout
+    assert retried.structured_content["draft_id"] == detail["draft_id"]
+    assert again.exit_code == 5
+    assert count(workspace.db, Draft) == 1
+
+    assert on_hand(workspace) == after
+    movements = rows(workspace.db, Movement)
+    assert len(movements) == 2
+    movement = movements[1]
+    assert (movement.kind, movement.quantity, movement.actor) == ("adjustment", Decimal(3), "carol")
+    assert (movement.to_location_id, movement.from_location_id) == ((1, None) if adjusted == "+3" else (None, 1))
+    assert movement.reference == "reconciliation draft 1 with shopify-eu snapshot 1"
+    assert (movement.reference_kind, movement.reference_id, movement.unit_cost) == ("draft", 1, Decimal("2.5"))
+    assert exception_status(workspace, exception["exception_id"]) == "resolved"
+    checked, mismatches, chain_ok = ledger_and_chain_clean(workspace)
+    assert (checked, mismatches, chain_ok) == (1, [], True)
+
+
+def test_accept_ours_acknowledges_the_snapshot(workspace: Workspace) -> None:
+    ingest(workspace, "b1", channel("q-1", "8"))
+    exception = mismatch(workspace)
+
+    drafted = draft(workspace, exception, "accept_ours")
+    approved = order3(workspace.db, "drafts", "approve", "1", token=workspace.approver_secret)
+    (found_again,) = agent_calls(workspace, ("find_mismatches", {}))
+
+    assert drafted.structured_content["estimated_value"] == "0"
+    assert drafted.structured_content["title"] == "Reconcile WIDGET-1 at WH1 with shopify-eu: accept ours"
+    assert approved.exit_code == 0, approved.stderr
+    assert "Result: acknowledged_snapshot=1" in approved.stdout
+    assert on_hand(workspace) == Decimal(5)
+    assert count(workspace.db, Movement) == 1
+    (snapshot,) = rows(workspace.db, ExternalSnapshot)
+    assert (snapshot.quantity, snapshot.is_current) == (Decimal(8), False)
+    assert exception_status(workspace, exception["exception_id"]) == "resolved"
+    assert found_again.structured_content["exceptions"] == []
+    checked, mismatches, chain_ok = ledger_and_chain_clean(workspace)
+    assert (checked, mismatches, chain_ok) == (1, [], True)
+
+
+def test_newer_snapshot_fails_the_draft_and_writes_nothing(workspace: Workspace) -> None:
+    ingest(workspace, "b1", channel("q-1", "8"))
+    exception = mismatch(workspace)
+    draft(workspace, exception, "adjust_ours")
+    ingest(workspace, "b2", channel("q-2", "9"))
+    snapshots_before = [(s.id, s.is_current) for s in rows(workspace.db, ExternalSnapshot)]
+
+    approved = order3(workspace.db, "drafts", "approve", "1", token=workspace.approver_secret)
+    shown = order3(workspace.db, "drafts", "show", "1", token=workspace.approver_secret)
+
+    assert approved.exit_code == 0, approved.stderr
+    assert "Draft 1 is failed." in approved.stdout
+    reason = (
+        "shopify-eu sent a newer snapshot for WIDGET-1 at WH1 since the draft: it reports 9 where the draft saw 8. "
+        "Nothing was written; draft a new reconciliation from the current figures."
+    )
+    assert f"Execution failed: {reason}" in approved.stdout
+    assert f"Failure: {reason}" in shown.stdout
+    assert on_hand(workspace) == Decimal(5)
+    assert count(workspace.db, Movement) == 1
+    assert [(s.id, s.is_current) for s in rows(workspace.db, ExternalSnapshot)] == snapshots_before == [(1, False), (2, True)]
+    assert exception_status(workspace, exception["exception_id"]) == "open"
+    last = rows(workspace.db, ActivityEvent)[-2]
+    assert (last.action, last.outcome) == ("execute_draft", "invalid")
+
+
+def test_moved_stock_fails_the_draft_and_writes_nothing(workspace: Workspace) -> None:
+    ingest(workspace, "b1", channel("q-1", "8"))
+    exception = mismatch(workspace)
+    draft(workspace, exception, "adjust_ours")
+    receive(workspace, "2")
+
+    approved = order3(workspace.db, "drafts", "approve", "1", token=workspace.approver_secret)
+
+    assert "Draft 1 is failed." in approved.stdout
+    assert (
+        "Execution failed: Order3's available quantity of WIDGET-1 at WH1 changed from 5 to 7 since the draft. "
+        "Nothing was written; draft a new reconciliation from the current figures."
+    ) in approved.stdout
+    assert on_hand(workspace) == Decimal(7)
+    assert count(workspace.db, Movement) == 2
+    (snapshot,) = rows(workspace.db, ExternalSnapshot)
+    assert snapshot.is_current is True
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        (
+            {"reported": "7"},
+            "reported 7 is not what shopify-eu reports now for WIDGET-1 at WH1: its current snapshot says 8.",
+        ),
+        ({"ours": "4.5"}, "ours 4.5 is not Order3's current available quantity of WIDGET-1 at WH1: it is 5."),
+        ({"reported": True}, "figure True is a boolean"),
+        ({"reported": "8e0"}, "figure '8e0' is not a plain decimal number"),
+        ({"action": "adjust_theirs"}, "action: Input should be 'adjust_ours' or 'accept_ours'"),
+        ({"bin": "NOPE"}, "Bin 'NOPE' does not exist at WH1"),
+        ({"exception_id": 42}, "Exception 42 does not exist"),
+        ({"rationale": "fix it"}, "Rationale 'fix it' is too short"),
+    ],
+)
+def test_bad_reconciliation_is_refused(workspace: Workspace, changes: dict[str, Any], message: str) -> None:
+    ingest(workspace, "b1", channel("q-1", "8"))
+    exception = mismatch(workspace)
+
+    action = changes.pop("action", "adjust_ours")
+
+    result = draft(workspace, exception, action, **changes)
+
+    assert result.is_error
+    assert message in result.content[0].text
+    assert count(workspace.db, Draft) == 0
+    assert exception_status(workspace, exception["exception_id"]) == "open"
+
+
+def test_accounting_value_can_only_be_accepted(workspace: Workspace) -> None:
+    ingest(workspace, "b1", {"external_id": "v-1", "kind": "accounting_value", "sku": "WIDGET-1", "location": "WH1", "value": "20", "currency": "USD"})
+    exception = mismatch(workspace)
+
+    refused = draft(workspace, exception, "adjust_ours")
+    accepted = draft(workspace, exception, "accept_ours")
+
+    assert (exception["evidence"]["reported"], exception["evidence"]["ours"]) == ("20", "12.5")
+    assert refused.is_error
+    assert "compares an accounting value" in refused.content[0].text
+    assert not accepted.is_error, accepted.content[0].text
+    assert accepted.structured_content["estimated_value"] == "0"
+
+
+def test_workspace_wide_mismatch_cannot_be_adjusted(workspace: Workspace) -> None:
+    ingest(workspace, "b1", channel("q-1", "8", location=""))
+    exception = mismatch(workspace)
+
+    refused = draft(workspace, exception, "adjust_ours")
+
+    assert refused.is_error
+    assert "across all locations, so there is no one location to adjust" in refused.content[0].text
+
+
+def test_large_adjustment_needs_two_approvers(workspace: Workspace) -> None:
+    ingest(workspace, "b1", channel("q-1", "405"))
+    exception = mismatch(workspace)
+
+    drafted = draft(workspace, exception, "adjust_ours")
+    first = order3(workspace.db, "drafts", "approve", "1", token=workspace.approver_secret)
+
+    # 400 units × 2.5 is 1000 USD, above the 500 limit of the one-approver rule.
+    assert drafted.structured_content["estimated_value"] == "1000"
+    assert drafted.structured_content["policy_rule"] == "stock-correction-above-500"
+    assert drafted.structured_content["approvals_required"] == 2
+    assert "Approval 1 of 2 recorded." in first.stdout
+    assert on_hand(workspace) == Decimal(5)
+
+
+def test_sync_conflict_is_not_reconciled(workspace: Workspace) -> None:
+    ingest(workspace, "b1", {"external_id": "s-1", "kind": "supplier", "key": "ACME", "version": "1", "fields": {"lead_time_days": 21}})
+    (found,) = agent_calls(workspace, ("find_exceptions", {"kind": "sync_conflict"}))
+    (conflict,) = found.structured_content["exceptions"]
+
+    refused = draft(workspace, {"exception_id": conflict["exception_id"], "evidence": {"reported": "0", "ours": "0"}}, "accept_ours")
+
+    assert refused.is_error
+    assert "is a sync conflict; reconciliation drafts answer mismatch exceptions only" in refused.content[0].text
+
+
+def test_drafts_show_prints_both_figures_and_escapes_external_text(workspace: Workspace) -> None:
+    ingest(workspace, "b\u202e1", channel("q\x1b]0;pwned\x07", "8"))
+    exception = mismatch(workspace)
+    draft(workspace, exception, "adjust_ours")
+
+    shown = order3(workspace.db, "drafts", "show", "1", token=workspace.approver_secret)
+
+    assert shown.exit_code == 0, shown.stderr
+    assert "\x1b" not in shown.stdout
+    assert "\u202e" not in shown.stdout
+    lines = shown.stdout.splitlines()
+    assert "Reconciliation of exception 1: channel_quantity from shopify-eu, snapshot 1" in lines
+    assert "Item WIDGET-1 at WH1" in lines
+    assert "External figure (reported): 8    Order3's figure (ours): 5    Difference: 3 (tolerance 0)" in lines
+    assert "Step: adjust_ours, an adjustment movement of +3 at WH1 so Order3 matches shopify-eu" in lines
+    assert "Value change: 7.5 USD (unit cost 2.5)" in lines
+    assert any(
+        line.startswith('External record (untrusted text from shopify-eu): id "q\\x1b]0;pwned\\x07" in batch "b\\u202e1"')
+        for line in lines
+    )
