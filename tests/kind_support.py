@@ -1,7 +1,7 @@
 """Helpers for end-to-end tests of draft kinds: a workspace in a SQLite file, an agent over MCP, people over the CLI.
 
 Tests that use these are plain functions, because the CLI runner starts its own
-event loop; each async step runs in `anyio.run` against the same file.
+event loop. Each async step runs in `anyio.run` against the same file.
 """
 
 from __future__ import annotations

@@ -87,6 +87,8 @@ CLI_ACTIONS = (
     "get_exception",
     "ledger_verify",
     "activity_verify",
+    "list_outbox",
+    "get_outbox_message",
 )
 
 HEADER = '[policy]\nname = "test"\nversion = "1"\n'

@@ -1,4 +1,4 @@
-"""How `order3 drafts show` prints the payload of supplier note and reconciliation drafts."""
+"""Payload printing for `order3 drafts show`: supplier note and reconciliation drafts."""
 
 from __future__ import annotations
 

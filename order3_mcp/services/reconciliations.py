@@ -1,7 +1,7 @@
 """Reconciliation drafts: one step that settles a mismatch between an external snapshot and Order3.
 
 The agent names the mismatch exception, the action, and both figures it saw:
-the snapshot's reported figure and Order3's own. The draft is refused when
+the snapshot's reported figure and Order3's own. The draft is rejected when
 either figure differs from the current one, and execution fails when either
 changed after the draft, so a person always approves the numbers that are
 acted on. Two actions exist:
@@ -178,11 +178,11 @@ async def draft_reconciliation(
             adjustment = measurement.difference
             if adjustment < 0:
                 place = Place(location.id, place_bin.id if place_bin else None)  # type: ignore[union-attr,arg-type]
-                there = await on_hand_at(session, workspace_id=caller.workspace_id, item_id=item.id, place=place)  # type: ignore[arg-type]
-                if there < -adjustment:
+                at_place = await on_hand_at(session, workspace_id=caller.workspace_id, item_id=item.id, place=place)  # type: ignore[arg-type]
+                if at_place < -adjustment:
                     spot = f"{location.code} bin {place_bin.code}" if place_bin else f"{location.code} outside its bins"  # type: ignore[union-attr]
                     raise InvalidInputError(
-                        f"{item.sku} has {there} on hand at {spot}, so removing {-adjustment} would make stock "
+                        f"{item.sku} has {at_place} on hand at {spot}, so removing {-adjustment} would make stock "
                         "negative; pass bin=CODE of a bin that holds the stock, or use accept_ours."
                     )
             value = value_change(adjustment, item.unit_cost)

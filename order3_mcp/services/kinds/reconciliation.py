@@ -83,9 +83,9 @@ async def revalidate(session: AsyncSession, draft: Draft) -> str:
         return f"Item {item.sku} is no longer active, so its stock is not adjusted."
     adjustment = Decimal(payload["adjustment"])
     if adjustment < 0:
-        there = await on_hand_at(session, workspace_id=draft.workspace_id, item_id=item.id, place=_place(draft))  # type: ignore[arg-type]
-        if there < -adjustment:
-            return f"{item.sku} has {there} on hand at the place to adjust, so removing {-adjustment} would make stock negative."
+        at_place = await on_hand_at(session, workspace_id=draft.workspace_id, item_id=item.id, place=_place(draft))  # type: ignore[arg-type]
+        if at_place < -adjustment:
+            return f"{item.sku} has {at_place} on hand at the place to adjust, so removing {-adjustment} would make stock negative."
     return ""
 
 
@@ -93,7 +93,10 @@ async def perform(session: AsyncSession, app: Order3, caller: Caller, draft: Dra
     """Move stock by reported − ours, computed again now, or acknowledge the snapshot."""
     payload = draft.payload
     item, snapshot, measurement = await _measure_now(session, draft)
-    assert item is not None and snapshot is not None and measurement is not None, "revalidate checked these"
+    # revalidate ran first in this transaction and found all three.
+    assert item is not None
+    assert snapshot is not None
+    assert measurement is not None
 
     if payload["action"] == "accept_ours":
         await acknowledge_snapshot(session, snapshot_id=snapshot.id)  # type: ignore[arg-type]

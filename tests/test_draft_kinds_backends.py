@@ -1,0 +1,85 @@
+"""Supplier notes and reconciliations through the service path on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from sqlalchemy import select, update
+
+from order3_mcp.services.approvals import approve_draft
+from order3_mcp.services.exceptions import find_mismatches
+from order3_mcp.services.reconciliations import draft_reconciliation
+from order3_mcp.services.supplier_notes import draft_supplier_note
+from order3_mcp.services.sync import ingest_external_snapshot
+from store.models import Draft, ExceptionRecord, ExternalSnapshot, OutboxMessage, StockLevel, Supplier
+from store.stock import verify_ledger
+from tests.factory import make_app, small_workspace
+from tests.test_sync import integration_caller
+
+BODY = "Dear Acme,\n\u00a0Wann liefern Sie? \u2014 \x1b[1m bold \x1b[0m\ttab"
+
+
+async def test_supplier_note_queues_verbatim_text(any_database):
+    tokens = await small_workspace(any_database)
+    app = make_app(any_database)
+    async with any_database.write() as session:
+        await session.execute(update(Supplier).where(Supplier.code == "ACME").values(contact_email="orders@acme.example"))
+
+    drafted = await draft_supplier_note(
+        app, tokens.agent, supplier=" acme ", subject="Delivery date", body=BODY, purchase_order="",
+        rationale="Ask Acme for the delivery date of the widgets.", title="", exception_ids=[], idempotency_key="note-1",
+    )
+    approved = await approve_draft(app, tokens.buyer, draft_id=drafted.draft_id, expected_hash=drafted.payload_hash[:12], reason="")
+    replayed = await draft_supplier_note(
+        app, tokens.agent, supplier=" acme ", subject="Delivery date", body=BODY, purchase_order="",
+        rationale="Ask Acme for the delivery date of the widgets.", title="", exception_ids=[], idempotency_key="note-1",
+    )
+
+    assert approved.status == "executed"
+    assert approved.result == "outbox_message=1"
+    assert replayed.draft_id == drafted.draft_id
+    async with any_database.read() as session:
+        messages = (await session.execute(select(OutboxMessage))).scalars().all()
+        drafts = (await session.execute(select(Draft))).scalars().all()
+    assert len(drafts) == 1
+    assert [(m.draft_id, m.recipient, m.subject, m.body, m.status) for m in messages] == [
+        (1, "orders@acme.example", "Delivery date", BODY, "queued")
+    ]
+
+
+async def test_reconciliation_adjusts_then_accepts(any_database):
+    tokens = await small_workspace(any_database)
+    app = make_app(any_database)
+    integration = await integration_caller(any_database, tokens)
+    record = {"external_id": "q-1", "kind": "channel_quantity", "sku": "WIDGET-1", "location": "WH1", "quantity": "8.25"}
+    await ingest_external_snapshot(app, integration, source="shopify-eu", batch_id="b1", records=[record])
+    (first,) = (await find_mismatches(app, tokens.agent, location="", supplier="", cursor=None, limit=10)).exceptions
+
+    adjusting = await draft_reconciliation(
+        app, tokens.agent, exception_id=first.exception_id, action="adjust_ours", reported=Decimal("8.25"),
+        ours=Decimal(5), bin="", rationale="The channel count of 8.25 matches the shelf.", title="", idempotency_key=None,
+    )
+    adjusted = await approve_draft(app, tokens.admin, draft_id=adjusting.draft_id, expected_hash="", reason="")
+    await ingest_external_snapshot(app, integration, source="shopify-eu", batch_id="b2", records=[{**record, "quantity": "6"}])
+    (second,) = (await find_mismatches(app, tokens.agent, location="", supplier="", cursor=None, limit=10)).exceptions
+    accepting = await draft_reconciliation(
+        app, tokens.agent, exception_id=second.exception_id, action="accept_ours", reported=Decimal(6),
+        ours=Decimal("8.25"), bin="", rationale="The channel lost two sales; our 8.25 is right.", title="", idempotency_key=None,
+    )
+    accepted = await approve_draft(app, tokens.admin, draft_id=accepting.draft_id, expected_hash="", reason="")
+
+    # 3.25 units × 2.5 USD.
+    assert adjusting.estimated_value == "8.125"
+    assert adjusted.status == "executed"
+    assert adjusted.result == "adjusted=+3.25, movement=2"
+    assert accepted.status == "executed"
+    assert accepted.result == "acknowledged_snapshot=2"
+    async with any_database.read() as session:
+        levels = (await session.execute(select(StockLevel))).scalars().all()
+        statuses = (await session.execute(select(ExceptionRecord.id, ExceptionRecord.status).order_by(ExceptionRecord.id))).all()
+        current = (await session.execute(select(ExternalSnapshot.id, ExternalSnapshot.is_current).order_by(ExternalSnapshot.id))).all()
+        checked, mismatches = await verify_ledger(session, workspace_id=tokens.admin.workspace_id)
+    assert [level.on_hand for level in levels] == [Decimal("8.25")]
+    assert [tuple(row) for row in statuses] == [(first.exception_id, "resolved"), (second.exception_id, "resolved")]
+    assert [tuple(row) for row in current] == [(1, False), (2, False)]
+    assert (checked, mismatches) == (1, [])
