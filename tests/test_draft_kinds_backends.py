@@ -1,4 +1,4 @@
-"""Supplier notes and reconciliations through the service path on SQLite and PostgreSQL."""
+"""Supplier notes and reconciliations (of mismatches and sync conflicts) through the service path on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -7,11 +7,19 @@ from decimal import Decimal
 from sqlalchemy import select, update
 
 from order3_mcp.services.approvals import approve_draft
-from order3_mcp.services.exceptions import find_mismatches
+from order3_mcp.services.exceptions import find_exceptions, find_mismatches
 from order3_mcp.services.reconciliations import draft_reconciliation
 from order3_mcp.services.supplier_notes import draft_supplier_note
 from order3_mcp.services.sync import ingest_external_snapshot
-from store.models import Draft, ExceptionRecord, ExternalSnapshot, OutboxMessage, StockLevel, Supplier
+from store.models import (
+    Draft,
+    ExceptionRecord,
+    ExternalSnapshot,
+    OutboxMessage,
+    StockLevel,
+    Supplier,
+    SyncState,
+)
 from store.stock import verify_ledger
 from tests.factory import make_app, small_workspace
 from tests.test_sync import integration_caller
@@ -83,3 +91,30 @@ async def test_reconciliation_adjusts_then_accepts(any_database):
     assert [tuple(row) for row in statuses] == [(first.exception_id, "resolved"), (second.exception_id, "resolved")]
     assert [tuple(row) for row in current] == [(1, False), (2, False)]
     assert (checked, mismatches) == (1, [])
+
+
+async def test_sync_conflict_takes_theirs(any_database):
+    tokens = await small_workspace(any_database)
+    app = make_app(any_database)
+    integration = await integration_caller(any_database, tokens)
+    change = {"external_id": "s-1", "kind": "supplier", "key": "ACME", "version": "7", "fields": {"lead_time_days": 21}}
+    await ingest_external_snapshot(app, integration, source="shopify-eu", batch_id="b1", records=[change])
+    (conflict,) = (
+        await find_exceptions(app, tokens.agent, kind="sync_conflict", status="", location="", supplier="", owner="", cursor=None, limit=10)
+    ).exceptions
+
+    drafted = await draft_reconciliation(
+        app, tokens.agent, exception_id=conflict.exception_id, action="adjust_ours", reported=None, ours=None,
+        our_version="1", their_version="7", bin="", rationale="Acme confirmed the 21-day lead time.", title="",
+        idempotency_key=None,
+    )
+    approved = await approve_draft(app, tokens.admin, draft_id=drafted.draft_id, expected_hash="", reason="")
+
+    assert approved.result == "took_theirs=lead_time_days, version=2"
+    async with any_database.read() as session:
+        supplier = (await session.execute(select(Supplier))).scalar_one()
+        state = (await session.execute(select(SyncState))).scalar_one()
+        status = (await session.execute(select(ExceptionRecord.status))).scalar_one()
+    assert (supplier.lead_time_days, supplier.version) == (21, 2)
+    assert (state.our_version, state.their_version) == (2, "7")
+    assert status == "resolved"

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order3_mcp.app import Order3
@@ -22,6 +22,8 @@ from store.models import (
     Location,
     Movement,
     StockLevel,
+    Supplier,
+    SyncState,
 )
 from store.stock import Place, record_movement
 from tests.kind_support import (
@@ -286,15 +288,160 @@ def test_large_adjustment_needs_two_approvers(workspace: Workspace) -> None:
     assert on_hand(workspace) == Decimal(5)
 
 
-def test_sync_conflict_is_not_reconciled(workspace: Workspace) -> None:
-    ingest(workspace, "b1", {"external_id": "s-1", "kind": "supplier", "key": "ACME", "version": "1", "fields": {"lead_time_days": 21}})
+def supplier_change(external_id: str, version: str, **fields: Any) -> dict[str, Any]:
+    return {"external_id": external_id, "kind": "supplier", "key": "ACME", "version": version, "fields": fields}
+
+
+def conflict(workspace: Workspace) -> dict[str, Any]:
+    """Return the one live sync conflict, as the agent sees it."""
     (found,) = agent_calls(workspace, ("find_exceptions", {"kind": "sync_conflict"}))
-    (conflict,) = found.structured_content["exceptions"]
+    (exception,) = found.structured_content["exceptions"]
+    return exception
 
-    refused = draft(workspace, {"exception_id": conflict["exception_id"], "evidence": {"reported": "0", "ours": "0"}}, "accept_ours")
 
-    assert refused.is_error
-    assert "is a sync conflict; reconciliation drafts answer mismatch exceptions only" in refused.content[0].text
+def settle(workspace: Workspace, exception: dict[str, Any], action: str, **changes: Any) -> Any:
+    arguments = {
+        "exception_id": exception["exception_id"],
+        "action": action,
+        "our_version": exception["evidence"]["our_version"],
+        "their_version": exception["evidence"]["their_version"],
+        "rationale": "Acme confirmed a 21-day lead time by phone this morning.",
+        **changes,
+    }
+    (result,) = agent_calls(workspace, ("draft_reconciliation", arguments))
+    return result
+
+
+def acme(workspace: Workspace) -> Supplier:
+    (supplier,) = rows(workspace.db, Supplier)
+    return supplier
+
+
+def test_take_theirs_writes_their_values_and_agrees(workspace: Workspace) -> None:
+    ingest(workspace, "b1", supplier_change("s-1", "7", lead_time_days=21))
+    exception = conflict(workspace)
+
+    drafted = settle(workspace, exception, "adjust_ours")
+    approved = order3(workspace.db, "drafts", "approve", "1", token=workspace.approver_secret)
+    shown = order3(workspace.db, "drafts", "show", "1", token=workspace.approver_secret)
+    ingest(workspace, "b2", supplier_change("s-1", "7", lead_time_days=21))
+
+    assert (exception["evidence"]["our_version"], exception["evidence"]["their_version"]) == ("1", "7")
+    assert not drafted.is_error, drafted.content[0].text
+    assert drafted.structured_content["title"] == "Reconcile Supplier ACME with shopify-eu: take shopify-eu's lead_time_days"
+    assert drafted.structured_content["estimated_value"] == "0"
+    assert drafted.structured_content["policy_rule"] == "stock-correction-up-to-500"
+    assert approved.exit_code == 0, approved.stderr
+    assert "Result: took_theirs=lead_time_days, version=2" in approved.stdout
+    assert "Sync conflict on supplier ACME from shopify-eu, exception 1: Order3 version 1, shopify-eu version 7" in shown.stdout
+    assert "  lead_time_days: ours '7', theirs '21'" in shown.stdout
+    supplier = acme(workspace)
+    assert (supplier.lead_time_days, supplier.version) == (21, 2)
+    (state,) = rows(workspace.db, SyncState)
+    # The second batch agreed, so the state now names it.
+    assert (state.key, state.our_version, state.their_version, state.batch_id) == ("ACME", 2, "7", "b2")
+    assert exception_status(workspace, exception["exception_id"]) == "resolved"
+    assert [s.outcome for s in rows(workspace.db, ExternalSnapshot)] == ["conflict", "agreed"]
+    assert count(workspace.db, ExceptionRecord) == 1
+    checked, mismatches, chain_ok = ledger_and_chain_clean(workspace)
+    assert (checked, mismatches, chain_ok) == (1, [], True)
+
+
+def test_keep_ours_closes_the_conflict(workspace: Workspace) -> None:
+    ingest(workspace, "b1", supplier_change("s-1", "7", lead_time_days=21))
+    exception = conflict(workspace)
+
+    drafted = settle(workspace, exception, "accept_ours")
+    approved = order3(workspace.db, "drafts", "approve", "1", token=workspace.approver_secret)
+
+    assert drafted.structured_content["title"] == "Reconcile Supplier ACME with shopify-eu: keep Order3's lead_time_days"
+    assert "Result: kept_ours=lead_time_days, version=1" in approved.stdout
+    supplier = acme(workspace)
+    assert (supplier.lead_time_days, supplier.version) == (7, 1)
+    assert count(workspace.db, SyncState) == 0
+    assert exception_status(workspace, exception["exception_id"]) == "resolved"
+
+
+def test_item_cost_taken_from_source_is_valued(workspace: Workspace) -> None:
+    ingest(workspace, "b1", {"external_id": "i-1", "kind": "item", "key": "WIDGET-1", "version": "3", "fields": {"unit_cost": "4.5"}})
+    exception = conflict(workspace)
+
+    drafted = settle(workspace, exception, "adjust_ours")
+    approved = order3(workspace.db, "drafts", "approve", "1", token=workspace.approver_secret)
+
+    # 5 on hand × (4.5 − 2.5).
+    assert drafted.structured_content["estimated_value"] == "10"
+    assert "Result: took_theirs=unit_cost, version=2" in approved.stdout
+    (widget, _gadget) = rows(workspace.db, Item)
+    assert widget.unit_cost == Decimal("4.5")
+
+
+def test_record_changed_in_order3_fails_the_draft(workspace: Workspace) -> None:
+    ingest(workspace, "b1", supplier_change("s-1", "7", lead_time_days=21))
+    exception = conflict(workspace)
+    settle(workspace, exception, "adjust_ours")
+
+    async def edit(session: AsyncSession) -> None:
+        await session.execute(update(Supplier).values(lead_time_days=10, version=Supplier.version + 1))
+
+    write(workspace.db, edit)
+
+    approved = order3(workspace.db, "drafts", "approve", "1", token=workspace.approver_secret)
+
+    assert "Draft 1 is failed." in approved.stdout
+    assert (
+        "Execution failed: Supplier ACME changed in Order3 since the draft (version 1 → 2). Nothing was written; "
+        "draft a new reconciliation from the current versions."
+    ) in approved.stdout
+    assert (acme(workspace).lead_time_days, acme(workspace).version) == (10, 2)
+    assert count(workspace.db, SyncState) == 0
+    assert exception_status(workspace, exception["exception_id"]) == "open"
+
+
+def test_newer_conflicting_batch_fails_the_draft(workspace: Workspace) -> None:
+    ingest(workspace, "b1", supplier_change("s-1", "7", lead_time_days=21))
+    exception = conflict(workspace)
+    settle(workspace, exception, "adjust_ours")
+    ingest(workspace, "b2", supplier_change("s-1", "8", lead_time_days=30))
+
+    approved = order3(workspace.db, "drafts", "approve", "1", token=workspace.approver_secret)
+
+    assert (
+        "Execution failed: shopify-eu sent Supplier ACME again since the draft (version '8', outcome conflict). "
+        "Nothing was written; run find_exceptions to see whether a conflict remains."
+    ) in approved.stdout
+    assert (acme(workspace).lead_time_days, acme(workspace).version) == (7, 1)
+    assert exception_status(workspace, exception["exception_id"]) == "open"
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"our_version": "9"}, "our_version '9' is not Supplier ACME's current version 1."),
+        ({"their_version": "6"}, "their_version '6' is not the version shopify-eu sent last, '7'."),
+        ({"their_version": ""}, "our_version and their_version are required for sync conflict 1"),
+        ({"reported": "8", "ours": "5"}, "reported, ours and bin apply to mismatch exceptions"),
+    ],
+)
+def test_bad_conflict_step_is_refused(workspace: Workspace, changes: dict[str, Any], message: str) -> None:
+    ingest(workspace, "b1", supplier_change("s-1", "7", lead_time_days=21))
+    exception = conflict(workspace)
+
+    result = settle(workspace, exception, "adjust_ours", **changes)
+
+    assert result.is_error
+    assert message in result.content[0].text
+    assert count(workspace.db, Draft) == 0
+
+
+def test_mismatch_step_rejects_versions(workspace: Workspace) -> None:
+    ingest(workspace, "b1", channel("q-1", "8"))
+    exception = mismatch(workspace)
+
+    result = draft(workspace, exception, "adjust_ours", our_version="1")
+
+    assert result.is_error
+    assert "our_version and their_version apply to sync conflicts" in result.content[0].text
 
 
 def test_drafts_show_prints_both_figures_and_escapes_external_text(workspace: Workspace) -> None:

@@ -18,7 +18,10 @@ def show_supplier_note(payload: dict[str, Any], *, drafter: str) -> None:
 
 
 def show_reconciliation(payload: dict[str, Any]) -> None:
-    """Print the mismatch a reconciliation answers, both figures it was drafted on, and the step."""
+    """Print the exception a reconciliation settles, what it was drafted on, and the step."""
+    if payload.get("exception_kind") == "sync_conflict":
+        show_conflict_step(payload)
+        return
     source = payload.get("source", "")
     place = f"at {payload['location_code']}" if payload.get("location_code") else "across all locations"
     if payload.get("bin_code"):
@@ -44,6 +47,35 @@ def show_reconciliation(payload: dict[str, Any]) -> None:
     say(
         f"External record (untrusted text from {source}): id \"{visible(str(payload.get('external_id', '')))}\" "
         f"in batch \"{visible(str(payload.get('batch_id', '')))}\", received {payload.get('received_at')}"
+    )
+
+
+def show_conflict_step(payload: dict[str, Any]) -> None:
+    """Print the conflicting record, both versions and each differing field's two values, and the step."""
+    source = payload.get("source", "")
+    label = f"{payload.get('record_kind')} {payload.get('key')}"
+    say(
+        f"Sync conflict on {label} from {source}, exception {payload.get('exception_id')}: "
+        f"Order3 version {payload.get('our_version')}, {source} version {visible(str(payload.get('their_version', '')))}"
+    )
+    say(f"Differing fields (the values from {source} are untrusted text):")
+    fields = payload.get("fields")
+    for name, sides in (fields.items() if isinstance(fields, dict) else []):
+        ours = visible(str(sides.get("ours", "")))
+        theirs = visible(str(sides.get("theirs", "")))
+        say(f"  {name}: ours '{ours}', theirs '{theirs}'")
+    if payload.get("action") == "adjust_ours":
+        say(f"Step: adjust_ours, write {source}'s values to Order3's {label} and record that the two agree")
+        say(f"Value change: {payload.get('value_change')} (on hand × the unit cost difference; 0 for other fields)")
+    else:
+        say(
+            f"Step: accept_ours, keep Order3's values and close the conflict; until {source} takes them, "
+            "its next batch conflicts again"
+        )
+    say("Execution checks both versions again; if either changed, the draft fails and nothing is written.")
+    say(
+        f"External record (untrusted text from {source}): id \"{visible(str(payload.get('external_id', '')))}\" "
+        f"in batch \"{visible(str(payload.get('batch_id', '')))}\""
     )
 
 

@@ -1,10 +1,10 @@
-"""Reconciliation drafts: one step that settles a mismatch between an external snapshot and Order3.
+"""Reconciliation drafts: one step that settles a mismatch or a sync conflict with an integration.
 
-The agent names the mismatch exception, the action, and both figures it saw:
-the snapshot's reported figure and Order3's own. The draft is rejected when
-either figure differs from the current one, and execution fails when either
-changed after the draft, so a person always approves the numbers that are
-acted on. Two actions exist:
+For a mismatch between an external snapshot and Order3, the agent names the
+exception, the action, and both figures it saw: the snapshot's reported figure
+and Order3's own. The draft is rejected when either figure differs from the
+current one, and execution fails when either changed after the draft, so a
+person always approves the numbers that are acted on. Two actions exist:
 
 - `adjust_ours`: change on hand at the exception's location by
   reported − ours with an adjustment movement, so Order3 matches the channel.
@@ -13,6 +13,9 @@ acted on. Two actions exist:
 - `accept_ours`: Order3's figure is right. The snapshot is acknowledged and no
   longer compared, so the mismatch resolves. The source's next snapshot for
   the same item and location is compared again.
+
+Sync conflicts use the same two actions on a record's fields, with versions in
+place of figures; see `order3_mcp.services.conflict_reconciliations`.
 """
 
 from __future__ import annotations
@@ -26,6 +29,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from order3_mcp.app import Caller, Order3, Outcome
 from order3_mcp.schemas import DraftDetail
+from order3_mcp.services.conflict_reconciliations import (
+    PreparedStep,
+    prepare_conflict_step,
+)
 from order3_mcp.services.drafts import (
     _check_rationale,
     _policy_fields,
@@ -83,23 +90,16 @@ async def _find_bin(session: AsyncSession, *, location: Location, code: str) -> 
 
 
 def _check_kind(record: ExceptionRecord) -> None:
-    if record.kind == "mismatch":
+    if record.kind in ("mismatch", "sync_conflict"):
         return
-    if record.kind == "sync_conflict":
-        # NOTE: choosing ours or theirs for a conflicting record is not a reconciliation step yet,
-        # because keeping ours needs the source to take our values before the two can agree again.
-        raise InvalidInputError(
-            f"Exception {record.id} is a sync conflict; reconciliation drafts answer mismatch exceptions only. "
-            "A person settles the conflict by changing the record in Order3 or in the source system."
-        )
     raise InvalidInputError(
-        f"Exception {record.id} is a {record.kind} exception; reconciliation drafts answer mismatch exceptions "
-        f"(its suggested draft is {record.suggested_draft_kind or 'none'})."
+        f"Exception {record.id} is a {record.kind} exception; reconciliation drafts settle mismatch and sync_conflict "
+        f"exceptions (its suggested draft is {record.suggested_draft_kind or 'none'})."
     )
 
 
 def _check_seen(record: ExceptionRecord, measurement: Measurement, *, reported: Decimal, ours: Decimal) -> None:
-    """Refuse a draft whose figures are not the current ones, naming both."""
+    """Reject a draft whose figures are not the current ones, naming both."""
     where = where_text(measurement.location_code)
     if reported != measurement.reported:
         raise InvalidInputError(
@@ -121,15 +121,21 @@ async def draft_reconciliation(
     *,
     exception_id: int,
     action: str,
-    reported: Decimal,
-    ours: Decimal,
+    reported: Decimal | None,
+    ours: Decimal | None,
+    our_version: str = "",
+    their_version: str = "",
     bin: str,
     rationale: str,
     title: str,
     idempotency_key: str | None,
     request_id: str = "",
 ) -> DraftDetail:
-    """Prepare one reconciliation step for a mismatch exception; nothing changes until a person approves it."""
+    """Prepare one reconciliation step for a mismatch or sync conflict exception; nothing changes until a person approves it.
+
+    A mismatch step takes the two figures the agent saw (`reported`, `ours`),
+    and a sync conflict step the two versions (`our_version`, `their_version`).
+    """
 
     async def work(session: AsyncSession) -> Outcome:
         clean_rationale = _check_rationale(rationale)
@@ -138,104 +144,69 @@ async def draft_reconciliation(
             check_text("title", title, max_length=MAX_TITLE, single_line=False, example="a short title, or leave it empty")
         if action not in RECONCILIATION_ACTIONS:
             raise InvalidInputError(
-                f"action {action[:40]!r} is unknown; use adjust_ours (set Order3's stock to the external figure) "
-                "or accept_ours (keep Order3's figure and acknowledge the snapshot)."
+                f"action {action[:40]!r} is unknown; use adjust_ours (make Order3 match the source) or accept_ours "
+                "(keep Order3's figure or values)."
             )
 
         record = await finders.get_exception(session, workspace_id=caller.workspace_id, exception_id=exception_id)
         _check_kind(record)
         await load_linkable(session, caller, [exception_id], unrelated=lambda _record: "")
-        source = str(record.evidence.get("source", ""))
-        record_kind = str(record.evidence.get("record_kind", ""))
-        item = (await session.execute(select(Item).where(Item.id == record.item_id))).scalar_one()
-        location = await session.get(Location, record.location_id) if record.location_id is not None else None
-
-        snapshot = await current_snapshot(
-            session, workspace_id=caller.workspace_id, source=source, record_kind=record_kind,
-            item_id=item.id, location_id=record.location_id,  # type: ignore[arg-type]
-        )
-        if snapshot is None:
-            raise InvalidInputError(
-                f"Exception {record.id} has no current {source} snapshot to reconcile: it was acknowledged or "
-                "replaced. Run find_mismatches to see whether the mismatch is still there."
+        if record.kind == "sync_conflict":
+            prepared = await prepare_conflict_step(
+                session, caller, record, action=action, our_version=our_version, their_version=their_version,
+                reported=reported, ours=ours, bin=bin,
             )
-        measurement = await measure(session, snapshot=snapshot, item=item, location=location)
-        _check_seen(record, measurement, reported=reported, ours=ours)
-        tolerances = app.policy.tolerances
-        tolerance = tolerance_for(record_kind, qty_tol=tolerances.mismatch_qty_abs, value_tol=tolerances.mismatch_value_abs)
-        if abs(measurement.difference) <= tolerance:
-            raise InvalidInputError(
-                f"{source} and Order3 now agree on {item.sku} {where_text(measurement.location_code)} (difference "
-                f"{measurement.difference}, tolerance {tolerance}); nothing needs reconciling, and find_mismatches "
-                f"resolves exception {record.id}."
-            )
+        else:
+            if our_version.strip() or their_version.strip():
+                raise InvalidInputError(
+                    f"our_version and their_version apply to sync conflicts; for mismatch {record.id} pass reported "
+                    "and ours from its evidence instead."
+                )
+            if reported is None or ours is None:
+                raise InvalidInputError(
+                    f"reported and ours are required for mismatch {record.id}; copy them from the exception evidence."
+                )
+            prepared = await _prepare_mismatch_step(app, session, caller, record, action=action, reported=reported, ours=ours, bin_code=bin)
 
-        adjustment = Decimal(0)
-        value = Decimal(0)
-        place_bin: Bin | None = None
-        if action == "adjust_ours":
-            place_bin = await _check_adjustment(session, caller, record, item=item, location=location, bin_code=bin)
-            adjustment = measurement.difference
-            if adjustment < 0:
-                place = Place(location.id, place_bin.id if place_bin else None)  # type: ignore[union-attr,arg-type]
-                at_place = await on_hand_at(session, workspace_id=caller.workspace_id, item_id=item.id, place=place)  # type: ignore[arg-type]
-                if at_place < -adjustment:
-                    spot = f"{location.code} bin {place_bin.code}" if place_bin else f"{location.code} outside its bins"  # type: ignore[union-attr]
-                    raise InvalidInputError(
-                        f"{item.sku} has {at_place} on hand at {spot}, so removing {-adjustment} would make stock "
-                        "negative; pass bin=CODE of a bin that holds the stock, or use accept_ours."
-                    )
-            value = value_change(adjustment, item.unit_cost)
-            if value > MAX_FIXED:
-                raise InvalidInputError(f"The value change {value} is out of range; check the figures of exception {record.id}.")
-        elif bin.strip():
-            raise InvalidInputError("bin applies only to adjust_ours; leave it empty for accept_ours, which moves no stock.")
-
-        location_codes = (location.code,) if location is not None else ()
-        rule = match_rule(app.policy, DraftFacts(kind="reconciliation", value=value, location_codes=location_codes))
-        payload = _payload(
-            record, snapshot, measurement, action=action, item=item, location=location, place_bin=place_bin,
-            adjustment=adjustment, value=value, tolerance=tolerance,
+        rule = match_rule(
+            app.policy, DraftFacts(kind="reconciliation", value=prepared.value, location_codes=prepared.location_codes)
         )
-        step = f"adjust ours by {adjustment:+}" if action == "adjust_ours" else "accept ours"
-        generated = f"Reconcile {item.sku} {where_text(measurement.location_code)} with {source}: {step}"
-        affected: list[dict[str, Any]] = [{"kind": "item", "id": item.id}, {"kind": "external_snapshot", "id": snapshot.id}]
-        if location is not None:
-            affected.insert(1, {"kind": "location", "id": location.id})
         draft = await drafts.create_draft(
             session,
             workspace_id=caller.workspace_id,
             kind="reconciliation",
-            title=title.strip() or generated[:MAX_TITLE],
+            title=title.strip() or prepared.title[:MAX_TITLE],
             rationale=clean_rationale,
-            payload=payload,
-            affected=affected,
+            payload=prepared.payload,
+            affected=prepared.affected,
             created_by_kind=caller.principal_kind,
             created_by=caller.principal,
             created_by_token_id=caller.token_id,
             on_behalf_of=caller.on_behalf_of,
-            estimated_value=value,
+            estimated_value=prepared.value,
             currency=caller.base_currency,
             idempotency_key=idempotency_key,
             exception_ids=[record.id],  # type: ignore[list-item]
             **_policy_fields(app, rule, caller),
         )
         summary = (
-            f"Drafted reconciliation draft {draft.id} for exception {record.id} ({step}, value change {value} "
-            f"{caller.base_currency}); {approval_owner(draft)}."
+            f"Drafted reconciliation draft {draft.id} for exception {record.id} ({action}, value change "
+            f"{prepared.value} {caller.base_currency}); {approval_owner(draft)}."
         )
         return Outcome(
             await draft_detail(session, draft),
             summary,
-            affected=[{"kind": "draft", "id": draft.id}, {"kind": "exception", "id": record.id}, *affected],
+            affected=[{"kind": "draft", "id": draft.id}, {"kind": "exception", "id": record.id}, *prepared.affected],
             draft_id=draft.id,
         )
 
     arguments = {
         "exception_id": exception_id,
         "action": action,
-        "reported": str(reported),
-        "ours": str(ours),
+        "reported": None if reported is None else str(reported),
+        "ours": None if ours is None else str(ours),
+        "our_version": our_version,
+        "their_version": their_version,
         "bin": bin,
         "rationale": rationale,
         "title": title,
@@ -248,6 +219,80 @@ async def draft_reconciliation(
         result_type=DraftDetail,
         idempotency_key=idempotency_key,
         request_id=request_id,
+    )
+
+
+async def _prepare_mismatch_step(
+    app: Order3,
+    session: AsyncSession,
+    caller: Caller,
+    record: ExceptionRecord,
+    *,
+    action: str,
+    reported: Decimal,
+    ours: Decimal,
+    bin_code: str,
+) -> PreparedStep:
+    """Check a step for a mismatch against the current snapshot and stock, and return what its draft is created from."""
+    source = str(record.evidence.get("source", ""))
+    record_kind = str(record.evidence.get("record_kind", ""))
+    item = (await session.execute(select(Item).where(Item.id == record.item_id))).scalar_one()
+    location = await session.get(Location, record.location_id) if record.location_id is not None else None
+
+    snapshot = await current_snapshot(
+        session, workspace_id=caller.workspace_id, source=source, record_kind=record_kind,
+        item_id=item.id, location_id=record.location_id,  # type: ignore[arg-type]
+    )
+    if snapshot is None:
+        raise InvalidInputError(
+            f"Exception {record.id} has no current {source} snapshot to reconcile: it was acknowledged or "
+            "replaced. Run find_mismatches to see whether the mismatch is still there."
+        )
+    measurement = await measure(session, snapshot=snapshot, item=item, location=location)
+    _check_seen(record, measurement, reported=reported, ours=ours)
+    tolerances = app.policy.tolerances
+    tolerance = tolerance_for(record_kind, qty_tol=tolerances.mismatch_qty_abs, value_tol=tolerances.mismatch_value_abs)
+    if abs(measurement.difference) <= tolerance:
+        raise InvalidInputError(
+            f"{source} and Order3 now agree on {item.sku} {where_text(measurement.location_code)} (difference "
+            f"{measurement.difference}, tolerance {tolerance}); nothing needs reconciling, and find_mismatches "
+            f"resolves exception {record.id}."
+        )
+
+    adjustment = Decimal(0)
+    value = Decimal(0)
+    place_bin: Bin | None = None
+    if action == "adjust_ours":
+        place_bin = await _check_adjustment(session, caller, record, item=item, location=location, bin_code=bin_code)
+        adjustment = measurement.difference
+        if adjustment < 0:
+            place = Place(location.id, place_bin.id if place_bin else None)  # type: ignore[union-attr,arg-type]
+            at_place = await on_hand_at(session, workspace_id=caller.workspace_id, item_id=item.id, place=place)  # type: ignore[arg-type]
+            if at_place < -adjustment:
+                spot = f"{location.code} bin {place_bin.code}" if place_bin else f"{location.code} outside its bins"  # type: ignore[union-attr]
+                raise InvalidInputError(
+                    f"{item.sku} has {at_place} on hand at {spot}, so removing {-adjustment} would make stock "
+                    "negative; pass bin=CODE of a bin that holds the stock, or use accept_ours."
+                )
+        value = value_change(adjustment, item.unit_cost)
+        if value > MAX_FIXED:
+            raise InvalidInputError(f"The value change {value} is out of range; check the figures of exception {record.id}.")
+    elif bin_code.strip():
+        raise InvalidInputError("bin applies only to adjust_ours; leave it empty for accept_ours, which moves no stock.")
+
+    step = f"adjust ours by {adjustment:+}" if action == "adjust_ours" else "accept ours"
+    affected: list[dict[str, Any]] = [{"kind": "item", "id": item.id}, {"kind": "external_snapshot", "id": snapshot.id}]
+    if location is not None:
+        affected.insert(1, {"kind": "location", "id": location.id})
+    return PreparedStep(
+        payload=_payload(
+            record, snapshot, measurement, action=action, item=item, location=location, place_bin=place_bin,
+            adjustment=adjustment, value=value, tolerance=tolerance,
+        ),
+        value=value,
+        title=f"Reconcile {item.sku} {where_text(measurement.location_code)} with {source}: {step}",
+        location_codes=(location.code,) if location is not None else (),
+        affected=affected,
     )
 
 
@@ -293,6 +338,7 @@ def _payload(
 ) -> dict[str, Any]:
     """Return the payload an approval binds to: the step and both figures it was drafted from."""
     return {
+        "exception_kind": "mismatch",
         "action": action,
         "exception_id": record.id,
         "fingerprint": record.fingerprint,

@@ -1,4 +1,4 @@
-"""The reconciliation tool: an agent proposes one step that settles a mismatch exception."""
+"""The reconciliation tool: an agent proposes one step that settles a mismatch or sync conflict exception."""
 
 from __future__ import annotations
 
@@ -55,23 +55,36 @@ def register(server: MCPServer, app: Order3, caller: Caller) -> None:
 
     @server.tool(annotations=DRAFT)
     async def draft_reconciliation(
-        exception_id: Annotated[int, Field(description="Id of the mismatch exception to settle.", strict=True, ge=1)],
+        exception_id: Annotated[int, Field(description="Id of the mismatch or sync_conflict exception to settle.", strict=True, ge=1)],
         action: Annotated[
             Literal["adjust_ours", "accept_ours"],
             Field(
-                description="adjust_ours: move Order3's stock at the exception's location by reported − ours "
-                "(channel quantities only). accept_ours: Order3's figure is right; the external snapshot is "
-                "acknowledged and the mismatch resolves."
+                description="adjust_ours makes Order3 match the source: for a mismatch, stock at the exception's "
+                "location moves by reported − ours (channel quantities only); for a sync conflict, the source's "
+                "differing values are written to Order3's record. accept_ours keeps Order3's figure or values: "
+                "a mismatch's snapshot is acknowledged, a sync conflict is closed."
             ),
         ],
-        reported: Annotated[Figure, Field(description="The external figure you saw: the exception evidence's `reported`, as a decimal string.")],
-        ours: Annotated[Figure, Field(description="Order3's figure you saw: the exception evidence's `ours`, as a decimal string.")],
         rationale: Rationale,
-        bin: Annotated[str, Field(description="Bin code at the location to adjust, for adjust_ours; empty for stock held at the location itself.", max_length=120)] = "",
+        reported: Annotated[
+            Figure | None,
+            Field(description="Mismatch only: the external figure you saw, the evidence's `reported`, as a decimal string."),
+        ] = None,
+        ours: Annotated[
+            Figure | None,
+            Field(description="Mismatch only: Order3's figure you saw, the evidence's `ours`, as a decimal string."),
+        ] = None,
+        our_version: Annotated[
+            str, Field(description="Sync conflict only: the evidence's `our_version`, Order3's record version you saw.", max_length=60)
+        ] = "",
+        their_version: Annotated[
+            str, Field(description="Sync conflict only: the evidence's `their_version`, the source's version you saw.", max_length=60)
+        ] = "",
+        bin: Annotated[str, Field(description="Mismatch adjust_ours only: bin code at the location; empty for stock held at the location itself.", max_length=120)] = "",
         title: Annotated[str, Field(description="Short title; empty for a generated one.", max_length=MAX_TITLE)] = "",
         idempotency_key: IdempotencyKey = None,
     ) -> DraftDetail:
-        """Prepare one reconciliation step for a mismatch exception. Nothing changes until a person approves it; if either figure changed by then, the draft fails."""
+        """Prepare one reconciliation step for a mismatch or sync conflict exception. Nothing changes until a person approves it; if what you saw changed by then, the draft fails."""
         return await guarded(
             reconciliations.draft_reconciliation(
                 app,
@@ -80,6 +93,8 @@ def register(server: MCPServer, app: Order3, caller: Caller) -> None:
                 action=action,
                 reported=reported,
                 ours=ours,
+                our_version=our_version,
+                their_version=their_version,
                 bin=bin,
                 rationale=rationale,
                 title=title,

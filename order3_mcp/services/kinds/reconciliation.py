@@ -1,14 +1,16 @@
-"""Reconciliation drafts: executed by an adjustment movement, or by acknowledging the external snapshot.
+"""Reconciliation drafts: executed by an adjustment movement or a snapshot acknowledgement (mismatches), or by
+taking the integration's values or keeping Order3's (sync conflicts).
 
-Both figures the draft was approved on are read again first. If the source
-sent a newer snapshot, or Order3's figure moved, the draft fails with the
-reason and nothing else is written: the approval was for other numbers.
+What the draft was approved on is read again first: both figures of a
+mismatch, or both versions of a conflicting record. If the source sent a newer
+snapshot, or Order3's side moved, the draft fails with the reason and nothing
+else is written, because the approval was for other numbers.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,6 +25,12 @@ from store.reconciliations import (
     on_hand_at,
 )
 from store.stock import Place, record_movement
+from store.sync.settlement import (
+    ConflictSides,
+    conflict_sides,
+    resolve_exception,
+    take_theirs,
+)
 
 if TYPE_CHECKING:
     from order3_mcp.app import Caller, Order3
@@ -53,8 +61,10 @@ def _place(draft: Draft) -> Place:
 
 
 async def revalidate(session: AsyncSession, draft: Draft) -> str:
-    """Return why the step can no longer run: the snapshot was replaced, our figure moved, or stock is short."""
+    """Return why the step can no longer run: the snapshot was replaced, our side moved, or stock is short."""
     payload = draft.payload
+    if payload.get("exception_kind") == "sync_conflict":
+        return await _revalidate_conflict(session, draft)
     source = payload["source"]
     where = where_text(payload["location_code"])
     item, snapshot, measurement = await _measure_now(session, draft)
@@ -90,8 +100,10 @@ async def revalidate(session: AsyncSession, draft: Draft) -> str:
 
 
 async def perform(session: AsyncSession, app: Order3, caller: Caller, draft: Draft) -> Performed:
-    """Move stock by reported − ours, computed again now, or acknowledge the snapshot."""
+    """Move stock by reported − ours, computed again now, or acknowledge the snapshot; or settle a sync conflict."""
     payload = draft.payload
+    if payload.get("exception_kind") == "sync_conflict":
+        return await _perform_conflict(session, app, draft)
     item, snapshot, measurement = await _measure_now(session, draft)
     # revalidate ran first in this transaction and found all three.
     assert item is not None
@@ -123,6 +135,50 @@ async def perform(session: AsyncSession, app: Order3, caller: Caller, draft: Dra
         {"movement": movement.id, "adjusted": f"{adjustment:+}"},
         [{"kind": "movement", "id": movement.id}, {"kind": "item", "id": item.id}],
     )
+
+
+async def _conflict_sides(session: AsyncSession, draft: Draft) -> ConflictSides | None:
+    payload = draft.payload
+    return await conflict_sides(
+        session, workspace_id=draft.workspace_id, source=payload["source"], kind=payload["record_kind"],
+        record_id=payload["record_id"],
+    )
+
+
+async def _revalidate_conflict(session: AsyncSession, draft: Draft) -> str:
+    payload = draft.payload
+    source = payload["source"]
+    sides = await _conflict_sides(session, draft)
+    if sides is None:
+        return f"The {payload['record_kind']} {payload['key']} or {source}'s snapshot of it no longer exists; nothing was written."
+    if sides.snapshot.id != payload["snapshot_id"]:
+        return (
+            f"{source} sent {sides.label} again since the draft (version {sides.change.version!r}, outcome "
+            f"{sides.snapshot.outcome}). Nothing was written; run find_exceptions to see whether a conflict remains."
+        )
+    if str(sides.record.version) != payload["our_version"]:
+        return (
+            f"{sides.label} changed in Order3 since the draft (version {payload['our_version']} → {sides.record.version}). "
+            "Nothing was written; draft a new reconciliation from the current versions."
+        )
+    return ""
+
+
+async def _perform_conflict(session: AsyncSession, app: Order3, draft: Draft) -> Performed:
+    payload = draft.payload
+    sides = await _conflict_sides(session, draft)
+    # revalidate ran first in this transaction and found both sides unchanged.
+    assert sides is not None
+    now = app.clock()
+    affected: list[dict[str, Any]] = [{"kind": sides.kind, "id": sides.record.id}, {"kind": "exception", "id": payload["exception_id"]}]
+    if payload["action"] == "adjust_ours":
+        fields = ", ".join(sides.differing)
+        await take_theirs(session, sides, source=payload["source"], now=now)
+        result = {"took_theirs": fields, "version": sides.record.version}
+    else:
+        result = {"kept_ours": ", ".join(sides.differing), "version": sides.record.version}
+    await resolve_exception(session, exception_id=payload["exception_id"], now=now)
+    return result, affected
 
 
 EXECUTOR = KindExecutor(revalidate=revalidate, perform=perform)
