@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.errors import ConflictError, InvalidInputError, NotFoundError
@@ -28,7 +29,8 @@ async def queue_message(
     """Queue one supplier message for a draft, in the caller's transaction.
 
     Raises:
-        ConflictError: If the draft already queued a message; a draft sends its note once.
+        ConflictError: If the draft already queued a message, or another request
+            queued one for it at the same time; a draft queues its note once.
     """
     existing = (
         await session.execute(
@@ -50,7 +52,14 @@ async def queue_message(
         created_at=now,
     )
     session.add(message)
-    await session.flush()
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        # Two executions of one draft can both pass the check above on PostgreSQL;
+        # the unique (workspace, draft) constraint stops the second one here.
+        raise ConflictError(
+            f"Draft {draft_id} queued its note in another request that ran at the same time; a draft queues its note once."
+        ) from exc
     return message
 
 

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
-from order3_mcp.services.approvals import approve_draft
+from order3_mcp.app import Order3
+from order3_mcp.services.approvals import approve_draft, execute_draft
 from order3_mcp.services.exceptions import find_exceptions, find_mismatches
 from order3_mcp.services.reconciliations import draft_reconciliation
 from order3_mcp.services.supplier_notes import draft_supplier_note
 from order3_mcp.services.sync import ingest_external_snapshot
+from policies import parse_policy
+from store.errors import ConflictError
 from store.models import (
     Draft,
     ExceptionRecord,
     ExternalSnapshot,
+    Movement,
     OutboxMessage,
     StockLevel,
     Supplier,
@@ -118,3 +123,59 @@ async def test_sync_conflict_takes_theirs(any_database):
     assert (supplier.lead_time_days, supplier.version) == (21, 2)
     assert (state.our_version, state.their_version) == (2, "7")
     assert status == "resolved"
+
+
+MANUAL_POLICY = """
+[policy]
+name = "manual"
+version = "1"
+
+[[rules]]
+id = "manual-note"
+kinds = ["supplier_note", "reconciliation"]
+approver_roles = ["buyer", "admin"]
+approvals = 1
+auto_execute = false
+"""
+
+
+async def test_concurrent_executions_write_once(any_database):
+    tokens = await small_workspace(any_database)
+    app = Order3(any_database, policy=parse_policy(MANUAL_POLICY, source="manual.toml"))
+    integration = await integration_caller(any_database, tokens)
+    async with any_database.write() as session:
+        await session.execute(update(Supplier).where(Supplier.code == "ACME").values(contact_email="orders@acme.example"))
+    record = {"external_id": "q-1", "kind": "channel_quantity", "sku": "WIDGET-1", "location": "WH1", "quantity": "8"}
+    await ingest_external_snapshot(app, integration, source="shopify-eu", batch_id="b1", records=[record])
+    (mismatch,) = (await find_mismatches(app, tokens.agent, location="", supplier="", cursor=None, limit=10)).exceptions
+    note = await draft_supplier_note(
+        app, tokens.agent, supplier="ACME", subject="Delivery date", body="When?", purchase_order="",
+        rationale="Ask Acme for the delivery date of the widgets.", title="", exception_ids=[], idempotency_key=None,
+    )
+    step = await draft_reconciliation(
+        app, tokens.agent, exception_id=mismatch.exception_id, action="adjust_ours", reported=Decimal(8), ours=Decimal(5),
+        bin="", rationale="The channel count of 8 matches the shelf.", title="", idempotency_key=None,
+    )
+    for draft_id in (note.draft_id, step.draft_id):
+        approved = await approve_draft(app, tokens.buyer, draft_id=draft_id, expected_hash="", reason="")
+        assert approved.status == "approved"
+
+    results = await asyncio.gather(
+        *(execute_draft(app, caller, draft_id=draft_id) for draft_id in (note.draft_id, step.draft_id) for caller in (tokens.buyer, tokens.second_buyer)),
+        return_exceptions=True,
+    )
+
+    executed = [r for r in results if not isinstance(r, BaseException)]
+    refused = [r for r in results if isinstance(r, BaseException)]
+    assert sorted(r.draft_id for r in executed) == [note.draft_id, step.draft_id]
+    assert len(refused) == 2
+    assert all(isinstance(r, ConflictError) for r in refused), refused
+    async with any_database.read() as session:
+        messages = (await session.execute(select(func.count()).select_from(OutboxMessage))).scalar_one()
+        movements = (await session.execute(select(func.count()).select_from(Movement))).scalar_one()
+        levels = (await session.execute(select(StockLevel.on_hand))).scalars().all()
+        checked, mismatches = await verify_ledger(session, workspace_id=tokens.admin.workspace_id)
+    assert messages == 1
+    assert movements == 2
+    assert levels == [Decimal(8)]
+    assert (checked, mismatches) == (1, [])
