@@ -464,3 +464,16 @@ def test_drafts_show_prints_both_figures_and_escapes_external_text(workspace: Wo
         line.startswith('External record (untrusted text from shopify-eu): id "q\\x1b]0;pwned\\x07" in batch "b\\u202e1"')
         for line in lines
     )
+
+
+def test_exceptions_show_escapes_integration_text(workspace: Workspace) -> None:
+    ingest(workspace, "b1", supplier_change("s\x1b[2J", "7", name="Acme\x1b[31m [bold]Parts[/bold]\u202e"))
+
+    shown = order3(workspace.db, "exceptions", "show", "1", token=workspace.approver_secret)
+
+    assert shown.exit_code == 0, shown.stderr
+    assert "\x1b" not in shown.stdout
+    assert "\u202e" not in shown.stdout
+    assert "theirs.name" in shown.stdout
+    assert "Acme\\x1b[31m [bold]Parts[/bold]\\u202e" in shown.stdout
+    assert "s\\x1b[2J" in shown.stdout
