@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 
+import pytest
 from sqlalchemy import func, select, update
 
 from order3_mcp.app import Order3
@@ -14,7 +15,8 @@ from order3_mcp.services.reconciliations import draft_reconciliation
 from order3_mcp.services.supplier_notes import draft_supplier_note
 from order3_mcp.services.sync import ingest_external_snapshot
 from policies import parse_policy
-from store.errors import ConflictError
+from store.codes import find_by_code
+from store.errors import ConflictError, InvalidInputError
 from store.models import (
     Draft,
     ExceptionRecord,
@@ -179,3 +181,32 @@ async def test_concurrent_executions_write_once(any_database):
     assert movements == 2
     assert levels == [Decimal(8)]
     assert (checked, mismatches) == (1, [])
+
+
+async def test_find_by_code_folds_case_without_wildcards(any_database):
+    tokens = await small_workspace(any_database)
+    workspace_id = tokens.admin.workspace_id
+    async with any_database.write() as session:
+        session.add_all([
+            Supplier(workspace_id=workspace_id, code="ÖKO", name="Öko GmbH"),
+            Supplier(workspace_id=workspace_id, code="Dup", name="Dup one"),
+            Supplier(workspace_id=workspace_id, code="DUP", name="Dup two"),
+        ])
+
+    async with any_database.read() as session:
+        def lookup(code: str):
+            return find_by_code(session, Supplier, Supplier.code, code, Supplier.workspace_id == workspace_id)
+
+        umlaut = await lookup(" ÖKO ")
+        acme = await lookup("aCmE")
+        wildcard = await lookup("AC%")
+        underscore = await lookup("ACM_")
+        exact = await lookup("DUP")
+        with pytest.raises(InvalidInputError, match="'Dup', 'DUP', which differ only in case"):
+            await lookup("dup")
+
+    assert umlaut.code == "ÖKO"
+    assert acme.code == "ACME"
+    assert wildcard is None
+    assert underscore is None
+    assert exact.name == "Dup two"

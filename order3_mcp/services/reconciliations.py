@@ -24,7 +24,7 @@ import decimal
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order3_mcp.app import Caller, Order3, Outcome
@@ -42,6 +42,7 @@ from order3_mcp.services.drafts import (
 from order3_mcp.services.exception_links import check_text, load_linkable
 from policies import DraftFacts, match_rule
 from store import drafts, finders
+from store.codes import find_by_code
 from store.errors import InvalidInputError, NotFoundError
 from store.finders.mismatches import Measurement, tolerance_for
 from store.models import Bin, ExceptionRecord, ExternalSnapshot, Item, Location
@@ -76,11 +77,7 @@ def value_change(quantity: Decimal, unit_cost: Decimal) -> Decimal:
 
 
 async def _find_bin(session: AsyncSession, *, location: Location, code: str) -> Bin:
-    found = (
-        await session.execute(
-            select(Bin).where(Bin.location_id == location.id, func.lower(Bin.code) == code.strip().lower())
-        )
-    ).scalar_one_or_none()
+    found = await find_by_code(session, Bin, Bin.code, code, Bin.location_id == location.id)
     if found is None:
         raise NotFoundError(
             f"Bin {code.strip()[:60]!r} does not exist at {location.code}; list_locations shows its bins, "

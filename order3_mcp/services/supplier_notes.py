@@ -5,7 +5,6 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order3_mcp.app import Caller, Order3, Outcome
@@ -19,6 +18,7 @@ from order3_mcp.services.drafts import (
 from order3_mcp.services.exception_links import check_text, load_linkable, quoted
 from policies import DraftFacts, match_rule
 from store import drafts
+from store.codes import find_by_code
 from store.errors import InvalidInputError, NotFoundError
 from store.models import ExceptionRecord, PurchaseOrder, Supplier
 
@@ -34,12 +34,7 @@ async def find_supplier(session: AsyncSession, *, workspace_id: int, code: str) 
     Raises:
         NotFoundError: If no supplier has that code.
     """
-    # An exact comparison rather than LIKE, so "%" or "_" in agent text is no wildcard.
-    supplier = (
-        await session.execute(
-            select(Supplier).where(Supplier.workspace_id == workspace_id, func.lower(Supplier.code) == code.strip().lower())
-        )
-    ).scalar_one_or_none()
+    supplier = await find_by_code(session, Supplier, Supplier.code, code, Supplier.workspace_id == workspace_id)
     if supplier is None:
         raise NotFoundError(
             f"Supplier {quoted(code)} does not exist in this workspace; list_suppliers shows the codes."
@@ -53,13 +48,9 @@ async def find_order(session: AsyncSession, *, workspace_id: int, number: str) -
     Raises:
         NotFoundError: If no purchase order has that number.
     """
-    order = (
-        await session.execute(
-            select(PurchaseOrder).where(
-                PurchaseOrder.workspace_id == workspace_id, func.lower(PurchaseOrder.number) == number.strip().lower()
-            )
-        )
-    ).scalar_one_or_none()
+    order = await find_by_code(
+        session, PurchaseOrder, PurchaseOrder.number, number, PurchaseOrder.workspace_id == workspace_id
+    )
     if order is None:
         raise NotFoundError(
             f"Purchase order {quoted(number)} does not exist in this workspace; list_purchase_orders shows the numbers, "
