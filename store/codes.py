@@ -21,17 +21,17 @@ async def find_by_code(session: AsyncSession, model: Any, column: Any, code: str
     Raises:
         InvalidInputError: If two rows differ only in case and neither matches exactly.
     """
-    wanted = code.strip()
+    requested = code.strip()
     rows = (
         await session.execute(
-            select(model).where(*conditions, or_(column == wanted, func.lower(column) == wanted.lower())).limit(10)
+            select(model).where(*conditions, or_(column == requested, func.lower(column) == requested.lower())).limit(10)
         )
     ).scalars().all()
-    exact = [row for row in rows if getattr(row, column.key) == wanted]
+    exact = [row for row in rows if getattr(row, column.key) == requested]
     if exact:
         return exact[0]
-    folded = [row for row in rows if getattr(row, column.key).casefold() == wanted.casefold()]
+    folded = [row for row in rows if getattr(row, column.key).casefold() == requested.casefold()]
     if len(folded) > 1:
         names = ", ".join(repr(getattr(row, column.key)) for row in folded)
-        raise InvalidInputError(f"Code {wanted[:60]!r} matches {names}, which differ only in case; give the exact code.")
+        raise InvalidInputError(f"Code {requested[:60]!r} matches {names}, which differ only in case; give the exact code.")
     return folded[0] if folded else None
