@@ -73,6 +73,7 @@ MCP_TOOLS = (
     "execute_draft",
     "dismiss_exception",
     "ingest_external_snapshot",
+    "list_outbox",
 )
 CLI_ACTIONS = (
     "receive",
@@ -87,7 +88,6 @@ CLI_ACTIONS = (
     "get_exception",
     "ledger_verify",
     "activity_verify",
-    "list_outbox",
     "get_outbox_message",
 )
 

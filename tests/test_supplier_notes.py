@@ -107,7 +107,7 @@ def test_agent_tool_list_includes_both_new_drafts(workspace: Workspace) -> None:
 
     tools = on(workspace.db, listed)
 
-    assert {"draft_supplier_note", "draft_reconciliation"} <= tools
+    assert {"draft_supplier_note", "draft_reconciliation", "list_outbox"} <= tools
     assert "execute_draft" not in tools
 
 
@@ -313,3 +313,23 @@ def test_drafts_show_escapes_hostile_agent_text(workspace: Workspace) -> None:
     assert "Supplier note to ACME <orders@acme.example>, about purchase order PO-LATE" in lines
     assert "Decisions: none yet" in lines
     assert "Routine note\\x1b[2J\\x1b[H" in listed.stdout
+
+
+def test_agent_sees_queued_note_in_outbox(workspace: Workspace) -> None:
+    (drafted,) = agent_calls(workspace, ("draft_supplier_note", note_arguments()))
+    order3(workspace.db, "drafts", "approve", str(drafted.structured_content["draft_id"]), token=workspace.tokens.buyer_secret)
+
+    listed, other, wrong = agent_calls(
+        workspace,
+        ("list_outbox", {"supplier": "acme"}),
+        ("list_outbox", {"supplier": "OTHER"}),
+        ("list_outbox", {"status": "lost"}),
+    )
+
+    (message,) = listed.structured_content["messages"]
+    assert (message["message_id"], message["supplier"], message["purchase_order"]) == (1, "ACME", "PO-LATE")
+    assert (message["subject"], message["status"], message["draft_id"]) == (SUBJECT, "queued", 1)
+    assert "body" not in message
+    assert other.structured_content["messages"] == []
+    assert wrong.is_error
+    assert "Outbox status 'lost' is unknown; use one of queued, sent, failed." in wrong.content[0].text

@@ -1,4 +1,4 @@
-"""The supplier note tool: an agent drafts a message to a supplier for a person to approve."""
+"""Supplier note tools: an agent drafts a message to a supplier for a person to approve, and reads the outbox."""
 
 from typing import Annotated
 
@@ -6,15 +6,15 @@ from mcp.server.mcpserver import MCPServer
 from pydantic import Field
 
 from order3_mcp.app import Caller, Order3
-from order3_mcp.schemas import DraftDetail
-from order3_mcp.services import supplier_notes
+from order3_mcp.schemas import DraftDetail, OutboxPage
+from order3_mcp.services import outbox, supplier_notes
 from order3_mcp.services.supplier_notes import MAX_BODY, MAX_SUBJECT, MAX_TITLE
-from order3_mcp.tools._common import DRAFT, guarded
+from order3_mcp.tools._common import DEFAULT_LIMIT, DRAFT, READ, Cursor, Limit, guarded
 from order3_mcp.tools.drafts import IdempotencyKey, Rationale
 
 
 def register(server: MCPServer, app: Order3, caller: Caller) -> None:
-    """Register draft_supplier_note."""
+    """Register draft_supplier_note and list_outbox."""
 
     @server.tool(annotations=DRAFT)
     async def draft_supplier_note(
@@ -51,3 +51,13 @@ def register(server: MCPServer, app: Order3, caller: Caller) -> None:
                 idempotency_key=idempotency_key,
             )
         )
+
+    @server.tool(annotations=READ)
+    async def list_outbox(
+        status: Annotated[str, Field(description="queued, sent or failed; empty for all.", max_length=20)] = "",
+        supplier: Annotated[str, Field(description="Supplier code to filter by; empty for all.", max_length=60)] = "",
+        cursor: Cursor = "",
+        limit: Limit = DEFAULT_LIMIT,
+    ) -> OutboxPage:
+        """List supplier notes queued by executed drafts, oldest first. Check it before drafting another note to the same supplier."""
+        return await guarded(outbox.list_outbox(app, caller, status=status, supplier=supplier, cursor=cursor, limit=limit))
