@@ -356,3 +356,30 @@ class ActivityPage(BaseModel):
 
     events: list[ActivityOut] = Field(description="Events in sequence order.")
     next_cursor: str | None = Field(description="Cursor for the next page; null on the last page.")
+
+
+class OutboxMessageOut(BaseModel):
+    """A supplier note queued for the mail integration."""
+
+    message_id: int = Field(description="Outbox message id.")
+    supplier: str = Field(description="Supplier code.")
+    recipient: str = Field(description="Address the note goes to: the supplier's contact email when it was approved.")
+    purchase_order: str = Field(description="Purchase order number the note is about, empty when none.")
+    subject: str = Field(description=f"Subject line. {UNTRUSTED_NOTE}")
+    status: str = Field(description="queued, sent or failed; Order3 only queues, an integration sends.")
+    draft_id: int | None = Field(description="The supplier_note draft that queued it.")
+    queued_by: str = Field(description="Person whose execution of the draft queued it.")
+    created_at: str = Field(description="When it was queued (ISO 8601, UTC).")
+
+
+class OutboxMessageDetail(OutboxMessageOut):
+    """A queued supplier note with its body."""
+
+    body: str = Field(description=f"Message body. {UNTRUSTED_NOTE}")
+
+
+class OutboxPage(BaseModel):
+    """A page of outbox messages."""
+
+    messages: list[OutboxMessageOut] = Field(description="Messages, oldest first.")
+    next_cursor: str | None = Field(description="Cursor for the next page; null on the last page.")

@@ -50,6 +50,8 @@ _READ_ACTIONS = (
     "ledger_verify",
     "activity_verify",
     "transfer_list",
+    "list_outbox",
+    "get_outbox_message",
 )
 _DRAFT_ACTIONS = (
     "draft_purchase_order",

@@ -73,6 +73,7 @@ MCP_TOOLS = (
     "execute_draft",
     "dismiss_exception",
     "ingest_external_snapshot",
+    "list_outbox",
 )
 CLI_ACTIONS = (
     "receive",
@@ -95,6 +96,7 @@ CLI_ACTIONS = (
     "policy_load",
     "transfer_receive",
     "transfer_list",
+    "get_outbox_message",
 )
 
 HEADER = '[policy]\nname = "test"\nversion = "1"\n'

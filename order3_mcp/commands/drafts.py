@@ -6,7 +6,9 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
+from order3_mcp.commands._draft_payloads import show_reconciliation, show_supplier_note
 from order3_mcp.commands._runtime import (
     execute,
     out,
@@ -15,6 +17,7 @@ from order3_mcp.commands._runtime import (
     settings_of,
     signed_in,
 )
+from order3_mcp.commands._untrusted import quoted_block, visible
 from order3_mcp.schemas import DraftDetail, DraftPage
 from order3_mcp.services import approvals, drafts
 
@@ -68,6 +71,9 @@ def describe_result(result: dict[str, str]) -> str:
             f"Shipped transfer {number} into {result.get('transit_location', 'transit')}. Once the goods arrive, "
             f"receive it at {result.get('destination', 'its destination')} with `order3 transfer receive {number}`."
         )
+    if "outbox_message" in result:
+        queued = result["outbox_message"]
+        return f"Queued outbox message {queued}; `order3 outbox show {queued}` prints it."
     if "movement" in result:
         return (
             f"Posted adjustment movement {result['movement']}: {result.get('sku', 'the item')} at "
@@ -139,7 +145,7 @@ def list_(
             str(draft.draft_id),
             draft.kind,
             draft.status,
-            draft.title,
+            Text(visible(draft.title)),
             f"{draft.estimated_value} {draft.currency}",
             draft.created_by,
             draft.result,
@@ -159,10 +165,12 @@ def show(ctx: typer.Context, draft_id: DraftId) -> None:
             return await drafts.get_draft(app, caller, draft_id=draft_id)
 
     detail = execute(step)
-    say(f"Draft {detail.draft_id}: {detail.title}", style="bold")
-    say(f"Kind: {detail.kind}    Status: {detail.status}    Created by: {detail.created_by} at {detail.created_at}")
+    # Title, rationale and payload text come from the drafter, often an agent, so they are printed escaped.
+    drafter = visible(detail.created_by)
+    say(f"Draft {detail.draft_id}: {visible(detail.title)}", style="bold")
+    say(f"Kind: {detail.kind}    Status: {detail.status}    Created by: {drafter} at {detail.created_at}")
     say(f"Estimated value: {detail.estimated_value} {detail.currency}")
-    say(f"Rationale: {detail.rationale}")
+    quoted_block("Rationale", detail.rationale, origin=drafter)
     say(f"Approval owner: {detail.approval_owner}")
     say(f"Payload hash: {detail.payload_hash}")
     if detail.expires_at:
@@ -197,17 +205,21 @@ def show(ctx: typer.Context, draft_id: DraftId) -> None:
                 str(line.get("location_code", "")),
             )
         out().print(table)
+    elif detail.kind == "supplier_note":
+        show_supplier_note(payload, drafter=drafter)
+    elif detail.kind == "reconciliation":
+        show_reconciliation(payload)
     else:
-        say(f"Payload: {detail.payload_json}")
+        say(f"Payload: {visible(detail.payload_json)}")
 
     say("Decisions: " + ("none yet" if not detail.approvals else ""))
     for decision in detail.approvals:
-        say(f"  {decision}")
+        say(f"  {visible(decision)}")
     say("Linked exceptions: " + (", ".join(str(e) for e in detail.exception_ids) or "none"))
     if detail.result:
         say(f"Result: {detail.result}")
     if detail.failure_reason:
-        say(f"Failure: {detail.failure_reason}", style="red")
+        say(f"Failure: {visible(detail.failure_reason)}", style="red")
 
 
 @drafts_app.command("approve")

@@ -6,8 +6,10 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from order3_mcp.commands._runtime import execute, out, say, settings_of, signed_in
+from order3_mcp.commands._untrusted import visible
 from order3_mcp.schemas import ExceptionOut, ExceptionPage
 
 exceptions_app = typer.Typer(help="List, inspect and dismiss exceptions that need a next action.", no_args_is_help=True)
@@ -63,7 +65,7 @@ def list_(
 def print_exception(found: ExceptionOut) -> None:
     """Print one exception with its evidence."""
     say(f"Exception {found.exception_id}: {found.kind}, {found.status}")
-    say(f"Reason: {found.reason}")
+    say(f"Reason: {visible(found.reason)}")
     for label, value in (
         ("SKU", found.sku),
         ("Location", found.location),
@@ -79,8 +81,9 @@ def print_exception(found: ExceptionOut) -> None:
     table = Table(title="Evidence")
     table.add_column("field", no_wrap=True)
     table.add_column("value", ratio=1)
+    # Evidence quotes integration text (external ids, the source's field values), so it is escaped.
     for name, value in found.evidence.items():
-        table.add_row(name, value)
+        table.add_row(Text(visible(name)), Text(visible(value)))
     out().print(table)
 
 

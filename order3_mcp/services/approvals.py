@@ -274,6 +274,7 @@ async def execute_draft(app: Order3, caller: Caller, *, draft_id: int, automatic
         problem = await _revalidate(session, draft)
         if problem:
             await drafts.change_status(session, draft=draft, from_statuses=("approved",), to_status="failed", failure_reason=problem)
+            # A failed draft answers nothing, so its exceptions need a next action again.
             await _reopen_exceptions(session, draft)
             outcome = Outcome(
                 await draft_detail(session, draft),

@@ -93,10 +93,22 @@ class Approval(SQLModel, table=True):
     created_at: datetime = time_field()
 
 
+OUTBOX_STATUSES = ("queued", "sent", "failed")
+
+
 class OutboxMessage(SQLModel, table=True):
-    """A supplier message waiting to be sent by the mail integration."""
+    """A supplier message waiting to be sent by the mail integration.
+
+    Order3 only queues messages; an integration picks up queued ones and sends
+    them. The unique draft id means an executed draft queues its note once.
+    `subject` and `body` are text an agent wrote, stored verbatim.
+    """
 
     __tablename__ = "outbox_message"
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "draft_id"),
+        Index("ix_outbox_ws_status", "workspace_id", "status", "id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     workspace_id: int = workspace_fk()
@@ -105,5 +117,7 @@ class OutboxMessage(SQLModel, table=True):
     subject: str = Field(max_length=250)
     body: str = Field(max_length=8000)
     draft_id: int | None = Field(default=None, foreign_key="draft.id")
+    purchase_order_id: int | None = Field(default=None, foreign_key="purchase_order.id")
     status: str = Field(default="queued", max_length=20)
+    queued_by: str = Field(default="", max_length=120)
     created_at: datetime = time_field()

@@ -32,11 +32,20 @@ class KindExecutor:
 
 def executors() -> dict[str, KindExecutor]:
     """Return the executor of every draft kind this version can carry out."""
-    from order3_mcp.services.kinds import adjustment, count_task, purchase_order, transfer
+    from order3_mcp.services.kinds import (
+        adjustment,
+        count_task,
+        purchase_order,
+        reconciliation,
+        supplier_note,
+        transfer,
+    )
 
     return {
         "purchase_order": purchase_order.EXECUTOR,
         "transfer": transfer.EXECUTOR,
         "count_task": count_task.EXECUTOR,
+        "supplier_note": supplier_note.EXECUTOR,
+        "reconciliation": reconciliation.EXECUTOR,
         "adjustment": adjustment.EXECUTOR,
     }
