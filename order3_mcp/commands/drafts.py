@@ -74,7 +74,7 @@ def describe_result(result: dict[str, str]) -> str:
     if "outbox_message" in result:
         queued = result["outbox_message"]
         return f"Queued outbox message {queued}; `order3 outbox show {queued}` prints it."
-    if "movement" in result:
+    if "movement" in result and "on_hand_after" in result:
         return (
             f"Posted adjustment movement {result['movement']}: {result.get('sku', 'the item')} at "
             f"{result.get('place', 'its place')} now has {result.get('on_hand_after', '?')} on hand."
