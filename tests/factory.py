@@ -36,6 +36,7 @@ class Tokens:
     buyer: Caller
     second_buyer: Caller
     admin: Caller
+    second_buyer_secret: str = ""
 
 
 async def small_workspace(database: Database, *, timezone: str = "UTC") -> Tokens:
@@ -107,6 +108,7 @@ async def small_workspace(database: Database, *, timezone: str = "UTC") -> Token
         buyer=callers["alice"],
         second_buyer=callers["bob"],
         admin=callers["root"],
+        second_buyer_secret=secrets["bob"],
     )
 
 
