@@ -383,3 +383,21 @@ class OutboxPage(BaseModel):
 
     messages: list[OutboxMessageOut] = Field(description="Messages, oldest first.")
     next_cursor: str | None = Field(description="Cursor for the next page; null on the last page.")
+
+
+class ExchangeRateOut(BaseModel):
+    """One exchange rate: what 1 unit of a currency is worth in the base currency."""
+
+    currency: str = Field(description="Three-letter currency code.")
+    rate: str = Field(description="Base-currency value of 1 unit of the currency, as a decimal string.")
+    as_of: str = Field(description="Date the rate applies from (YYYY-MM-DD).")
+    set_by: str = Field(description="Who set the rate.")
+    set_at: str = Field(description="When the rate was set (ISO 8601, UTC).")
+    in_use: bool = Field(description="True for the newest rate of its currency, the one new drafts use.")
+
+
+class ExchangeRateList(BaseModel):
+    """The workspace's exchange rates."""
+
+    base_currency: str = Field(description="The workspace base currency every rate converts into.")
+    rates: list[ExchangeRateOut] = Field(description="Rates by currency, oldest first within a currency.")

@@ -84,6 +84,8 @@ ACTION_SCOPES: dict[str, str] = {
     "import": "admin",
     "init": "admin",
     "reorder_rules_set": "admin",
+    "rates_set": "admin",
+    "rates_list": "read",
     "policy_show": "read",
     "policy_list": "read",
     "policy_check": "read",

@@ -97,6 +97,8 @@ CLI_ACTIONS = (
     "transfer_receive",
     "transfer_list",
     "get_outbox_message",
+    "rates_set",
+    "rates_list",
 )
 
 HEADER = '[policy]\nname = "test"\nversion = "1"\n'
@@ -239,6 +241,8 @@ def test_action_scopes_use_known_scopes() -> None:
         ("token_revoke", "admin"),
         ("token_list", "admin"),
         ("import", "admin"),
+        ("rates_set", "admin"),
+        ("rates_list", "read"),
     ],
 )
 def test_required_scope_per_action(action: str, scope: str) -> None:

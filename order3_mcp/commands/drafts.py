@@ -177,6 +177,14 @@ def show(ctx: typer.Context, draft_id: DraftId) -> None:
         say(f"Approval window ends: {detail.expires_at}")
 
     payload = parse_payload(detail.payload_json)
+    rates = payload.get("exchange_rates")
+    if isinstance(rates, dict) and rates:
+        used = ", ".join(
+            f"1 {code} = {rate.get('rate', '?')} {detail.currency} (as of {rate.get('as_of', '?')})"
+            for code, rate in sorted(rates.items())
+            if isinstance(rate, dict)
+        )
+        say(f"Exchange rates used: {visible(used)}")
     lines = payload.get("lines")
     if detail.kind == "count_task" and isinstance(lines, list):
         say(f"Assignee: {payload.get('assignee') or '-'}    Due: {payload.get('due_date') or '-'}")

@@ -99,7 +99,7 @@ async def cost_change_value(session: AsyncSession, caller: Caller, sides: Confli
     if record.currency != caller.base_currency:
         raise InvalidInputError(
             f"Item {record.sku} is costed in {record.currency} but the workspace base currency is {caller.base_currency}, "
-            "and Order3 keeps no exchange rates, so the cost change cannot be priced for approval; use accept_ours."
+            "and reconciliations convert no currencies, so the cost change cannot be priced for approval; use accept_ours."
         )
     on_hand = (
         await session.execute(

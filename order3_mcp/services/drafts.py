@@ -15,6 +15,7 @@ from order3_mcp.schemas import DraftDetail, DraftOut, DraftPage
 from order3_mcp.services import policy_routing
 from policies import DraftFacts, Policy, Rule
 from store import catalog, drafts
+from store import rates as store_rates
 from store.activity import canonical_json
 from store.errors import InvalidInputError, NotFoundError
 from store.models import (
@@ -191,15 +192,15 @@ def _policy_fields(app: Order3, rule: Rule | None, caller: Caller, *, policy: Po
     return policy_routing.policy_fields(policy or app.policy, rule, now=app.clock())
 
 
-def _unit_price(offer: SupplierItem, breaks: list[Any], quantity: Decimal, fallback: Decimal) -> tuple[Decimal, str]:
-    """Return the unit price for `quantity` and where it came from, so approvers can tell a quote from a guess."""
+def _unit_price(offer: SupplierItem, breaks: list[Any], quantity: Decimal, item: Item) -> tuple[Decimal, str, str]:
+    """Return the unit price for `quantity`, its currency and where it came from, so approvers can tell a quote from a guess."""
     # The largest price break at or below the quantity applies.
     applicable = [b for b in breaks if b.quantity <= quantity]
     if applicable:
-        return applicable[-1].unit_price, f"supplier price break from {applicable[-1].quantity}"
+        return applicable[-1].unit_price, applicable[-1].currency, f"supplier price break from {applicable[-1].quantity}"
     if offer.unit_price is not None:
-        return offer.unit_price, "supplier item price"
-    return fallback, "item unit cost: the supplier has no price on file, so this is an estimate"
+        return offer.unit_price, offer.currency, "supplier item price"
+    return item.unit_cost, item.currency, "item unit cost: the supplier has no price on file, so this is an estimate"
 
 
 def _check_pack(sku: str, supplier: Supplier, offer: SupplierItem, quantity: Decimal) -> None:
@@ -267,6 +268,9 @@ async def draft_purchase_order(
         total = Decimal(0)
         location_codes: list[str] = []
         currency = caller.base_currency
+        order_currency = ""
+        rates = await store_rates.rates_in_use(session, workspace_id=caller.workspace_id)
+        rates_used: dict[str, store_rates.RateInUse] = {}
         for line, item in zip(lines, items, strict=True):
             offers = await catalog.supplier_items_for_item(session, workspace_id=caller.workspace_id, item_id=item.id)  # type: ignore[arg-type]
             match = [offer for offer, offer_supplier in offers if offer_supplier.id == chosen.id]
@@ -276,21 +280,32 @@ async def draft_purchase_order(
                     f"Supplier {chosen.code} does not offer item {item.sku}; suppliers that do: {others}."
                 )
             offer = match[0]
-            if offer.currency != caller.base_currency:
-                raise InvalidInputError(
-                    f"Supplier {chosen.code} prices {item.sku} in {offer.currency} but the workspace base currency is "
-                    f"{caller.base_currency}, and Order3 keeps no exchange rates; choose a supplier pricing in {caller.base_currency}."
-                )
             _check_pack(item.sku, chosen, offer, line.quantity)
             breaks = await catalog.price_breaks(session, supplier_item_id=offer.id)  # type: ignore[arg-type]
-            price, price_source = _unit_price(offer, breaks, line.quantity, item.unit_cost)
+            price, price_currency, price_source = _unit_price(offer, breaks, line.quantity, item)
+            # One purchase order has one currency: the first line's price decides it.
+            order_currency = order_currency or price_currency
+            if price_currency != order_currency:
+                raise InvalidInputError(
+                    f"Line {item.sku} is priced in {price_currency} but earlier lines in {order_currency}; a purchase "
+                    f"order has one currency, so draft the {price_currency} lines separately."
+                )
             location_id = None
             location_code = ""
             if line.location.strip():
                 place = await catalog.get_location_by_code(session, workspace_id=caller.workspace_id, code=line.location)
                 location_id, location_code = place.id, place.code
                 location_codes.append(place.code)
-            total += line.quantity * price
+            line_value, used = store_rates.to_base(
+                line.quantity * price,
+                price_currency,
+                base_currency=caller.base_currency,
+                rates=rates,
+                what=f"The price of {item.sku} from {chosen.code}",
+            )
+            if used is not None:
+                rates_used[used.currency] = used
+            total += line_value
             payload_lines.append(
                 {
                     "sku": item.sku,
@@ -318,7 +333,10 @@ async def draft_purchase_order(
             supplier_day_spend=earlier_spend,
         )
         route = await policy_routing.route_draft(app, session, caller, facts)
-        payload = {"supplier_code": chosen.code, "supplier_id": chosen.id, "currency": currency, "lines": payload_lines}
+        # Line prices stay in the order's currency; the draft's value is in the base currency.
+        payload = {"supplier_code": chosen.code, "supplier_id": chosen.id, "currency": order_currency, "lines": payload_lines}
+        if rates_used:
+            payload["exchange_rates"] = {code: used.as_json() for code, used in sorted(rates_used.items())}
         draft = await drafts.create_draft(
             session,
             workspace_id=caller.workspace_id,
@@ -340,8 +358,9 @@ async def draft_purchase_order(
         )
         await policy_routing.record_route(session, draft=draft, route=route, now=app.clock())
         detail = await draft_detail(session, draft)
+        converted = "".join(f" at {used.describe(currency)}" for used in rates_used.values())
         summary = (
-            f"Drafted purchase order draft {draft.id} from {chosen.code} worth {total} {currency}; "
+            f"Drafted purchase order draft {draft.id} from {chosen.code} worth {total} {currency}{converted}; "
             f"{approval_owner(draft)}."
         )
         affected = [{"kind": "draft", "id": draft.id}] + [{"kind": "exception", "id": e} for e in linked]

@@ -318,7 +318,8 @@ async def _check_adjustment(
     if item.currency != caller.base_currency:
         raise InvalidInputError(
             f"Item {item.sku} is costed in {item.currency} but the workspace base currency is {caller.base_currency}, "
-            "and Order3 keeps no exchange rates, so the value change cannot be priced for approval; use accept_ours."
+            "and reconciliations convert no currencies, so the value change cannot be priced for approval; use accept_ours, "
+            "or draft an adjustment, which converts with the workspace's exchange rate."
         )
     if not bin_code.strip():
         return None

@@ -37,6 +37,7 @@ from store.models.purchasing import (
 )
 from store.models.stock import MOVEMENT_KINDS, RESERVATION_STATUSES, Movement, Reservation, StockLevel
 from store.models.freshness import ChangeCounter, FinderRun
+from store.models.rates import ExchangeRate
 from store.models.transfers import TRANSFER_STATUSES, Transfer
 from store.models.workspace import Workspace
 
@@ -72,6 +73,7 @@ __all__ = [
     "DraftException",
     "DraftPolicyFacts",
     "ExceptionRecord",
+    "ExchangeRate",
     "ExternalSnapshot",
     "FinderRun",
     "IdempotencyRecord",

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order3_mcp.app import Outcome
-from order3_mcp.services.drafts import _policy_fields, approval_owner, draft_detail
 from order3_mcp.services import policy_routing
+from order3_mcp.services.drafts import _policy_fields, approval_owner, draft_detail
 from policies import DraftFacts
 from store import catalog, drafts
 from store.errors import InvalidInputError, NotFoundError
 from store.models import Bin, Item, Location
+from store.rates import RateInUse
 from store.stock import Place
 
 if TYPE_CHECKING:
@@ -104,19 +105,23 @@ async def resolve_place(
     return ResolvedPlace(location, found_bin)
 
 
-def unit_value(item: Item, base_currency: str) -> tuple[Decimal | None, str]:
+def unit_value(item: Item, base_currency: str, rates: dict[str, RateInUse]) -> tuple[Decimal | None, str]:
     """Return the item's unit cost in the base currency, or None, and where it came from.
 
-    Order3 keeps no exchange rates, so a cost in another currency has no base value.
+    A cost in another currency is converted with the workspace's rate in use for it.
     """
     if item.unit_cost <= 0:
         return None, "the item has no unit cost"
-    if item.currency != base_currency:
+    if item.currency == base_currency:
+        return item.unit_cost, "item unit cost"
+    used = rates.get(item.currency)
+    if used is None:
         return None, (
-            f"the item's unit cost is in {item.currency}, not the base currency {base_currency}, "
-            "and Order3 keeps no exchange rates"
+            f"the item's unit cost is in {item.currency} and the workspace has no exchange rate for it "
+            f"(an admin sets one with `order3 rates set {item.currency} RATE`)"
         )
-    return item.unit_cost, "item unit cost"
+    converted = (item.unit_cost * used.rate).quantize(Decimal("0.000001"), rounding=ROUND_HALF_UP)
+    return converted, f"item unit cost {item.unit_cost} {item.currency} at {used.describe(base_currency)}"
 
 
 async def save_stock_draft(

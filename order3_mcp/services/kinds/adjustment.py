@@ -25,6 +25,7 @@ from order3_mcp.services import policy_routing
 from policies import DraftFacts
 from store.adjustments import check_reason, post_adjustment
 from store.errors import InvalidInputError
+from store.rates import rates_in_use
 from store.inventory import on_hand_at
 from store.models import Draft, Item
 from store.stock import Place
@@ -79,13 +80,14 @@ async def draft_adjustment(
             raise InvalidInputError(
                 f"quantity: {_below_zero(item.sku, target.label, on_hand, change)}; remove at most {max(on_hand, Decimal(0))}."
             )
-        unit_cost, value_source = unit_value(item, caller.base_currency)
+        unit_cost, value_source = unit_value(
+            item, caller.base_currency, await rates_in_use(session, workspace_id=caller.workspace_id)
+        )
         if unit_cost is None and item.unit_cost > 0:
             # The approval rules match on the value change, so an adjustment that
             # cannot be valued could slip under a threshold.
             raise InvalidInputError(
-                f"sku: item {item.sku} cannot be valued for the approval rules because {value_source}; "
-                f"set its unit cost in {caller.base_currency} first."
+                f"sku: item {item.sku} cannot be valued for the approval rules because {value_source}."
             )
         value_change = stored_value(change * unit_cost) if unit_cost is not None else Decimal(0)
         linked = await _live_exceptions(

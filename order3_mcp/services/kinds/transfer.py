@@ -24,6 +24,7 @@ from order3_mcp.services.kinds._common import (
 from order3_mcp.services import policy_routing
 from policies import DraftFacts
 from store.errors import InvalidInputError
+from store.rates import rates_in_use
 from store.inventory import PlaceAvailability, availability_at
 from store.models import Draft, Item, Location
 from store.stock import Place
@@ -98,7 +99,9 @@ async def draft_transfer(
             session, caller, exception_ids, item_ids={item.id}, supplier_id=None, verb="transfer"  # type: ignore[arg-type]
         )
 
-        unit_cost, value_source = unit_value(item, caller.base_currency)
+        unit_cost, value_source = unit_value(
+            item, caller.base_currency, await rates_in_use(session, workspace_id=caller.workspace_id)
+        )
         moved_value = stored_value(moved * unit_cost) if unit_cost is not None else None
         # A transfer changes where stock is, not what it is worth, so rules match
         # on a value change of 0; the moved value is shown for the approver.
