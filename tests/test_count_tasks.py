@@ -499,6 +499,7 @@ def test_count_answers_drift_exception(shop: Shop) -> None:
     approve(shop, drafted.structured_content["draft_id"])
     counting_status = rows(shop.db, ExceptionRecord)[0].status
     refound = anyio.run(agent_call, shop.db, shop.agent, "find_count_drift", {"refresh": True}).structured_content
+    second = draft_count(shop, exception_ids=[exception_id])
     order3(shop.db, "count", "submit", "1", "--line", "WIDGET-1=5", token=shop.carol)
 
     assert drafted.structured_content["exception_ids"] == [exception_id]
@@ -506,6 +507,10 @@ def test_count_answers_drift_exception(shop: Shop) -> None:
     # The open count task still answers the drift, so a rerun of the finder keeps it drafted.
     assert counting_status == "drafted"
     assert [(e["exception_id"], e["status"]) for e in refound["exceptions"]] == [(exception_id, "drafted")]
+    assert second.is_error
+    assert f"already answered by draft {drafted.structured_content['draft_id']}, whose count task is still open" in (
+        second.content[0].text
+    )
     assert rows(shop.db, ExceptionRecord)[0].status == "resolved"
     assert on_hand(shop.db, "WIDGET-1") == Decimal(5)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order3_mcp.app import Caller, Order3, Outcome
@@ -13,20 +12,19 @@ from order3_mcp.inputs import PurchaseLine
 from order3_mcp.pagination import check_limit, decode_cursor, render_page
 from order3_mcp.schemas import DraftDetail, DraftOut, DraftPage
 from order3_mcp.services import policy_routing
+from order3_mcp.services.exception_links import load_linkable
 from policies import DraftFacts, Policy, Rule
 from store import catalog, drafts
 from store import rates as store_rates
 from store.activity import canonical_json
-from store.errors import InvalidInputError, NotFoundError
+from store.errors import InvalidInputError
 from store.models import (
     DRAFT_KINDS,
     DRAFT_STATUSES,
-    LIVE_EXCEPTION_STATUSES,
-    OPEN_DRAFT_STATUSES,
     Approval,
     Draft,
-    DraftException,
     ExceptionRecord,
+    Item,
     Supplier,
     SupplierItem,
 )
@@ -141,50 +139,19 @@ async def _live_exceptions(
     any exception out of the open list. `verb` names what the draft does to its
     items, for the error message ("order", "transfer", "adjust").
     """
-    unique = sorted(set(exception_ids))
-    if not unique:
-        return []
-    rows = (
-        await session.execute(
-            select(ExceptionRecord).where(
-                ExceptionRecord.workspace_id == caller.workspace_id, ExceptionRecord.id.in_(unique)
-            )
-        )
-    ).scalars().all()
-    found = {record.id: record for record in rows}
-    for exception_id in unique:
-        record = found.get(exception_id)
-        if record is None:
-            raise NotFoundError(
-                f"Exception {exception_id} does not exist in this workspace; "
-                "find_exceptions (or `order3 exceptions list`) lists them."
-            )
-        if record.status not in LIVE_EXCEPTION_STATUSES:
-            raise InvalidInputError(f"Exception {exception_id} is {record.status}; link only open or drafted exceptions.")
-        answering = (
-            await session.execute(
-                select(Draft.id)
-                .join(DraftException, DraftException.draft_id == Draft.id)
-                .where(DraftException.exception_id == record.id, Draft.status.in_(OPEN_DRAFT_STATUSES))
-                .order_by(Draft.id)
-            )
-        ).scalars().first()
-        if answering is not None:
-            raise InvalidInputError(
-                f"Exception {exception_id} is already answered by open draft {answering}; withdraw that draft "
-                "first, or leave this exception out of exception_ids."
-            )
+
+    def unrelated(record: ExceptionRecord) -> str:
         if record.item_id is not None:
             related = record.item_id in item_ids
         else:
             related = supplier_id is not None and record.supplier_id == supplier_id
-        if not related:
-            subject = f"item {record.sku}" if record.item_id is not None else f"supplier {record.supplier_code or '-'}"
-            raise InvalidInputError(
-                f"Exception {exception_id} ({record.kind}) is about {subject}, which this draft does not {verb}; "
-                "link only exceptions the draft answers."
-            )
-    return unique
+        if related:
+            return ""
+        subject = f"item {record.sku}" if record.item_id is not None else f"supplier {record.supplier_code or '-'}"
+        return f"is about {subject}, which this draft does not {verb}"
+
+    records = await load_linkable(session, caller, exception_ids, unrelated=unrelated)
+    return [record.id for record in records]  # type: ignore[misc]
 
 
 def _policy_fields(app: Order3, rule: Rule | None, caller: Caller, *, policy: Policy | None = None) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order3_mcp.app import Caller
@@ -12,10 +12,13 @@ from store.errors import InvalidInputError, NotFoundError
 from store.models import (
     LIVE_EXCEPTION_STATUSES,
     OPEN_DRAFT_STATUSES,
+    CountSheet,
     Draft,
     DraftException,
     ExceptionRecord,
 )
+
+_OPEN_COUNT_TASK_DRAFTS = select(CountSheet.draft_id).where(CountSheet.status == "open", CountSheet.draft_id.is_not(None))
 
 # Characters kept from agent or integration text quoted in an error message.
 QUOTE_LENGTH = 60
@@ -63,18 +66,24 @@ async def load_linkable(
             )
         if record.status not in LIVE_EXCEPTION_STATUSES:
             raise InvalidInputError(f"Exception {exception_id} is {record.status}; link only open or drafted exceptions.")
+        # An executed count-task draft still answers its exceptions while its count task is open.
         answering = (
             await session.execute(
-                select(Draft.id)
+                select(Draft.id, Draft.status)
                 .join(DraftException, DraftException.draft_id == Draft.id)
-                .where(DraftException.exception_id == record.id, Draft.status.in_(OPEN_DRAFT_STATUSES))
+                .where(
+                    DraftException.exception_id == record.id,
+                    or_(Draft.status.in_(OPEN_DRAFT_STATUSES), Draft.id.in_(_OPEN_COUNT_TASK_DRAFTS)),
+                )
                 .order_by(Draft.id)
             )
-        ).scalars().first()
+        ).first()
         if answering is not None:
+            draft_id, status = answering
+            by = f"open draft {draft_id}" if status in OPEN_DRAFT_STATUSES else f"draft {draft_id}, whose count task is still open"
             raise InvalidInputError(
-                f"Exception {exception_id} is already answered by open draft {answering}; withdraw that draft "
-                "first, or leave this exception out."
+                f"Exception {exception_id} is already answered by {by}; withdraw that draft "
+                "first, or leave this exception out of exception_ids."
             )
         problem = unrelated(record)
         if problem:
