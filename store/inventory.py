@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, func, literal, null, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.models import (
@@ -45,33 +45,44 @@ class StockPosition:
     reserved_by_location: dict[int, Decimal]
 
 
-# The statements of `stock_position`, built once: it runs on every get_item call.
-_LEVELS = (
-    select(StockLevel.location_id, Location.code, StockLevel.bin_id, Bin.code, StockLevel.on_hand)
+# The statement of `stock_position`, built once: it runs on every get_item call.
+_POSITION = union_all(
+    select(
+        literal("level").label("part"),
+        StockLevel.location_id,
+        Location.code.label("location_code"),
+        StockLevel.bin_id,
+        Bin.code.label("bin_code"),
+        StockLevel.on_hand.label("quantity"),
+    )
     .join(Location, Location.id == StockLevel.location_id)
     .outerjoin(Bin, Bin.id == StockLevel.bin_id)
     .where(
         StockLevel.workspace_id == bindparam("workspace_id"),
         StockLevel.item_id == bindparam("item_id"),
         StockLevel.on_hand != 0,
+    ),
+    select(
+        literal("reserved"),
+        Reservation.location_id,
+        null(),
+        null(),
+        null(),
+        func.sum(Reservation.__table__.c.quantity),
     )
-    .order_by(Location.code, Bin.code)
-)
-_RESERVED = (
-    select(Reservation.location_id, func.sum(Reservation.__table__.c.quantity))
     .where(
         Reservation.workspace_id == bindparam("workspace_id"),
         Reservation.item_id == bindparam("item_id"),
         Reservation.status == "active",
     )
-    .group_by(Reservation.location_id)
-)
-_ON_ORDER = (
+    .group_by(Reservation.location_id),
     select(
-        func.coalesce(
-            func.sum(PurchaseOrderLine.__table__.c.quantity_ordered - PurchaseOrderLine.__table__.c.quantity_received),
-            0,
-        )
+        literal("ordered"),
+        null(),
+        null(),
+        null(),
+        null(),
+        func.sum(PurchaseOrderLine.__table__.c.quantity_ordered - PurchaseOrderLine.__table__.c.quantity_received),
     )
     .join(PurchaseOrder, PurchaseOrder.id == PurchaseOrderLine.purchase_order_id)
     .where(
@@ -79,21 +90,25 @@ _ON_ORDER = (
         PurchaseOrderLine.item_id == bindparam("item_id"),
         PurchaseOrder.status.in_(OPEN_PO_STATUSES),
         PurchaseOrderLine.quantity_ordered > PurchaseOrderLine.quantity_received,
-    )
-)
+    ),
+).order_by("part", "location_code", "bin_code")
 
 
 async def stock_position(session: AsyncSession, *, workspace_id: int, item_id: int) -> StockPosition:
     """Return on hand per place, active reservations and open on-order quantity for one item."""
-    params = {"workspace_id": workspace_id, "item_id": item_id}
-    rows = [
-        StockRow(location_id, location_code, bin_id, bin_code or "", on_hand)
-        for location_id, location_code, bin_id, bin_code, on_hand in (await session.execute(_LEVELS, params)).all()
-    ]
-    reserved_by_location = {
-        location_id: Decimal(total) for location_id, total in (await session.execute(_RESERVED, params)).all()
-    }
-    on_order = (await session.execute(_ON_ORDER, params)).scalar_one()
+    rows: list[StockRow] = []
+    reserved_by_location: dict[int, Decimal] = {}
+    on_order = Decimal(0)
+    # One statement: stock per place ("level"), reservations per location ("reserved") and open PO quantity ("ordered").
+    for part, location_id, location_code, bin_id, bin_code, quantity in (
+        await session.execute(_POSITION, {"workspace_id": workspace_id, "item_id": item_id})
+    ).all():
+        if part == "level":
+            rows.append(StockRow(location_id, location_code, bin_id, bin_code or "", quantity))
+        elif part == "reserved":
+            reserved_by_location[location_id] = quantity
+        elif quantity is not None:
+            on_order = quantity
 
     on_hand = sum((row.on_hand for row in rows), Decimal(0))
     reserved = sum(reserved_by_location.values(), Decimal(0))
@@ -102,7 +117,7 @@ async def stock_position(session: AsyncSession, *, workspace_id: int, item_id: i
         on_hand=on_hand,
         reserved=reserved,
         available=on_hand - reserved,
-        on_order=Decimal(on_order) if isinstance(on_order, Decimal) else _millionths(on_order),
+        on_order=on_order,
         reserved_by_location=reserved_by_location,
     )
 
@@ -183,12 +198,6 @@ async def availability_at(
         location_on_hand=sum(on_hand_by_bin.values(), Decimal(0)),
         location_reserved=sum(reserved_by_bin.values(), Decimal(0)),
     )
-
-
-def _millionths(raw: int | None) -> Decimal:
-    from store.types import from_scaled
-
-    return from_scaled(int(raw or 0))
 
 
 async def list_movements(
