@@ -3,6 +3,8 @@
 It replaces an LLM and makes the calls an agent would make: list the tools,
 read context, run the finders, draft a purchase order whose rationale cites the
 exception's numbers, and try to approve its own draft, which the server rejects.
+Then it drafts one transfer, count task, supplier note, adjustment and
+reconciliation (`order3_mcp.agent_kinds`) in the same session.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcp import Client, StdioServerParameters
 from mcp.shared.exceptions import MCPError
@@ -18,6 +20,9 @@ from rich.console import Console
 from rich.text import Text
 
 from store.errors import Order3Error
+
+if TYPE_CHECKING:
+    from order3_mcp.agent_kinds import KindDrafts
 
 # Tools only people may call; the demo checks that the agent's listing leaves them out.
 PEOPLE_ONLY_TOOLS = ("approve_draft", "reject_draft", "execute_draft", "dismiss_exception")
@@ -31,13 +36,14 @@ class AgentScriptError(Order3Error):
 
 @dataclass(frozen=True)
 class AgentRun:
-    """Record of the scripted agent's run: the tools it saw, the draft it made and the rejection it got."""
+    """Record of the scripted agent's run: the tools it saw, the drafts it made and the rejection it got."""
 
     tools: tuple[str, ...]
     exception_id: int
     draft_id: int
     payload_hash: str
     refusal: str
+    kinds: KindDrafts
 
 
 def error_text(result: Any) -> str:
@@ -113,8 +119,10 @@ async def run_agent(*, db_path: Path, token: str, console: Console) -> AgentRun:
         numbers = ", ".join(f"{po['number']} ({po['status']})" for po in orders["purchase_orders"]) or "none"
         agent_says(f"list_purchase_orders for {found['supplier']}: {numbers}.")
 
+        found_by: dict[str, list[dict[str, Any]]] = {}
         for finder in ("find_supplier_delays", "find_short_receiving"):
             page = await call(client, finder, {"limit": 20})
+            found_by[finder] = page["exceptions"]
             first = f" First: {page['exceptions'][0]['reason']}" if page["exceptions"] else ""
             agent_says(f"{finder}: {len(page['exceptions'])} exceptions.{first}")
 
@@ -151,10 +159,25 @@ async def run_agent(*, db_path: Path, token: str, console: Console) -> AgentRun:
             refusal = error_text(attempt)
         agent_says(f"approve_draft {draft['draft_id']}: refused: {refusal}")
 
+        # Imported here because agent_kinds imports `call` and AgentScriptError from this module.
+        from order3_mcp import agent_kinds
+
+        kinds = agent_kinds.KindDrafts(
+            transfer=await agent_kinds.draft_transfer(client, agent_says),
+            count_task=await agent_kinds.draft_count_task(
+                client, agent_says, fallback_sku=found["sku"], incoming=f"the {quantity} in purchase order draft {draft['draft_id']}"
+            ),
+            supplier_note=await agent_kinds.draft_supplier_note(client, agent_says, delays=found_by["find_supplier_delays"]),
+            adjustment=await agent_kinds.draft_adjustment(client, agent_says),
+            reconciliation=await agent_kinds.draft_reconciliation(client, agent_says),
+        )
+
     return AgentRun(
         tools=tools,
         exception_id=found["exception_id"],
         draft_id=draft["draft_id"],
         payload_hash=draft["payload_hash"],
         refusal=refusal,
+        kinds=kinds,
     )
+

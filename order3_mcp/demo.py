@@ -1,4 +1,4 @@
-"""The end-to-end demo: a fresh workspace, the InvenTree import, an agent drafting over MCP, a buyer approving."""
+"""The end-to-end demo: a fresh workspace, the InvenTree import, an agent drafting one draft of each kind over MCP, people deciding."""
 
 from __future__ import annotations
 
@@ -16,6 +16,14 @@ from order3_mcp.agent_script import AgentScriptError, run_agent
 from order3_mcp.app import Order3
 from order3_mcp.commands.activity import print_timeline, read_timeline
 from order3_mcp.commands.drafts import parse_result
+from order3_mcp.demo_kinds import (
+    check_ledger,
+    decide_count_task,
+    decide_stock_corrections,
+    decide_supplier_note,
+    decide_transfer,
+    send_channel_snapshot,
+)
 from order3_mcp.services import admin, approvals, drafts
 from store.db import Database, open_database
 from store.errors import ConflictError, NotFoundError
@@ -37,6 +45,14 @@ class DemoResult:
     draft_id: int
     purchase_order: str
     refusal: str
+    # Status of each draft by kind after the people's decisions.
+    statuses: dict[str, str]
+    transfer: str
+    transfer_status: str
+    count_task_status: str
+    outbox_messages: int
+    levels_checked: int
+    ledger_mismatches: int
 
 
 async def run_demo(*, keep: Path | None, data: Path | None, console: Console | None = None) -> DemoResult:
@@ -101,11 +117,23 @@ async def _run_steps(*, database: Database, db_path: Path, data_path: Path, keep
         app, admin_caller, principal="buyer-bot", kind="agent", role="agent", on_behalf_of="", label="demo agent"
     )
     console.print(f"Agent token {agent.token_id} for 'buyer-bot', role agent: {', '.join(agent.scopes)}.")
+    approver = await admin.create_token(
+        app, admin_caller, principal="carol", kind="user", role="approver", on_behalf_of="", label="demo finance approver"
+    )
+    console.print(f"User token {approver.token_id} for 'carol', role approver: {', '.join(approver.scopes)}.")
+    integration = await admin.create_token(
+        app, admin_caller, principal="webshop", kind="integration", role="integration", on_behalf_of="", label="demo channel"
+    )
+    console.print(f"Integration token {integration.token_id} for 'webshop', role integration: {', '.join(integration.scopes)}.")
 
-    _heading(console, "5. buyer-bot connects over MCP (stdio: order3 serve)")
+    _heading(console, "5. webshop sends a channel quantity snapshot (order3 sync ingest)")
+    webshop = await app.authenticate(integration.secret, channel="sync")
+    await send_channel_snapshot(app, webshop, directory=db_path.parent, console=console)
+
+    _heading(console, "6. buyer-bot connects over MCP (stdio: order3 serve)")
     run = await run_agent(db_path=db_path, token=agent.secret, console=console)
 
-    _heading(console, f"6. alice reviews and approves draft {run.draft_id} (order3 drafts approve)")
+    _heading(console, f"7. alice reviews and approves draft {run.draft_id} (order3 drafts approve)")
     alice = await app.authenticate(buyer.secret, channel="cli")
     review = await drafts.get_draft(app, alice, draft_id=run.draft_id)
     console.print(Text(f"Rationale: {review.rationale}"), soft_wrap=True)
@@ -121,19 +149,55 @@ async def _run_steps(*, database: Database, db_path: Path, data_path: Path, keep
         )
     console.print(Text(f"Draft {run.draft_id} executed: issued purchase order {purchase_order}.", style="bold green"))
 
-    _heading(console, "7. order3 activity list")
+    kinds = run.kinds
+    _heading(console, f"8. alice ships and receives transfer draft {kinds.transfer}")
+    transfer, transfer_number, transfer_status = await decide_transfer(app, alice, kinds.transfer, console=console)
+
+    _heading(console, f"9. alice approves count task draft {kinds.count_task}, then counts")
+    count_task, _, count_task_status = await decide_count_task(app, alice, kinds.count_task, console=console)
+
+    _heading(console, f"10. alice approves supplier note draft {kinds.supplier_note}")
+    supplier_note, outbox_messages = await decide_supplier_note(app, alice, kinds.supplier_note, console=console)
+
+    _heading(console, f"11. carol approves drafts {kinds.adjustment} and {kinds.reconciliation} (stock corrections)")
+    carol = await app.authenticate(approver.secret, channel="cli")
+    adjustment, reconciliation = await decide_stock_corrections(app, carol, kinds, console=console)
+
+    statuses = {
+        "purchase_order": decided.status,
+        **{detail.kind: detail.status for detail in (transfer, count_task, supplier_note, adjustment, reconciliation)},
+    }
+
+    _heading(console, "12. order3 activity list")
     timeline = await read_timeline(app, alice, draft_id=None, action="", outcome="", limit=1000)
     print_timeline(console, timeline.events, title=f"Activity history of workspace {WORKSPACE!r}")
     chain = await admin.check_activity_chain(app, alice)
     console.print(f"Activity chain verified: {chain.events_checked} events, first broken seq: {chain.first_broken_seq or 'none'}.")
 
+    _heading(console, "13. order3 verify")
+    levels_checked, ledger_mismatches = await check_ledger(app, alice, console=console)
+
     if keep:
         _print_continue(console, db_path=db_path, tokens=[
             ("alice, the buyer who approves drafts", buyer.secret),
+            ("carol, the approver of stock corrections", approver.secret),
             ("admin, who creates and revokes tokens", created.secret),
             ("buyer-bot, the agent (for order3 serve)", agent.secret),
+            ("webshop, the integration (for order3 sync ingest)", integration.secret),
         ])
-    return DemoResult(db_path=db_path, draft_id=run.draft_id, purchase_order=purchase_order, refusal=run.refusal)
+    return DemoResult(
+        db_path=db_path,
+        draft_id=run.draft_id,
+        purchase_order=purchase_order,
+        refusal=run.refusal,
+        statuses=statuses,
+        transfer=transfer_number,
+        transfer_status=transfer_status,
+        count_task_status=count_task_status,
+        outbox_messages=outbox_messages,
+        levels_checked=levels_checked,
+        ledger_mismatches=ledger_mismatches,
+    )
 
 
 def _print_continue(console: Console, *, db_path: Path, tokens: list[tuple[str, str]]) -> None:
