@@ -197,7 +197,7 @@ def test_agent_count_corrects_stock(shop: Shop) -> None:
     assert draft["created_by"] == "agent:buyer-bot"
     assert approved.exit_code == 0, approved.stderr
     assert "Draft 1 is executed." in approved.stdout
-    assert "Result: count_task=1" in approved.stdout
+    assert "Created count task 1; count it and run `order3 count submit 1`." in approved.stdout
     assert submitted.exit_code == 0, submitted.stderr
     assert "Submitted count task 1 at WH1: 2 line(s) counted, 2 corrected by a count-correction movement." in submitted.stdout
     assert "Expected quantities are hidden for a blind count" in submitted.stdout

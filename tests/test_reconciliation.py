@@ -134,7 +134,7 @@ def test_adjust_ours_moves_stock_to_the_channel_figure(
     assert linked_status == "drafted"
     assert approved.exit_code == 0, approved.stderr
     assert "Draft 1 is executed." in approved.stdout
-    assert f"Result: adjusted={adjusted}, movement=2" in approved.stdout
+    assert f"Reconciled: adjusted ours by {adjusted} with movement 2." in approved.stdout
     assert retried.structured_content["draft_id"] == detail["draft_id"]
     assert again.exit_code == 5
     assert count(workspace.db, Draft) == 1

@@ -71,6 +71,11 @@ def describe_result(result: dict[str, str]) -> str:
             f"Shipped transfer {number} into {result.get('transit_location', 'transit')}. Once the goods arrive, "
             f"receive it at {result.get('destination', 'its destination')} with `order3 transfer receive {number}`."
         )
+    if "count_task" in result:
+        task = result["count_task"]
+        return f"Created count task {task}; count it and run `order3 count submit {task}`."
+    if "adjusted" in result and "movement" in result:
+        return f"Reconciled: adjusted ours by {result['adjusted']} with movement {result['movement']}."
     if "outbox_message" in result:
         queued = result["outbox_message"]
         return f"Queued outbox message {queued}; `order3 outbox show {queued}` prints it."
