@@ -6,12 +6,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select, type_coerce
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.errors import ConflictError
 from store.models import Draft, DraftPolicyFacts, PolicyVersion, StockLevel, Supplier
+from store.types import Fixed6
 
 
 async def latest_policy_version(session: AsyncSession, *, workspace_id: int) -> PolicyVersion | None:
@@ -117,29 +118,26 @@ async def supplier_spend(
     transaction about to add a draft for this supplier reads a total no other such
     transaction can change before it commits.
     """
-    if lock_supplier:
+    if lock_supplier and session.get_bind().dialect.name != "sqlite":
         # On PostgreSQL at READ COMMITTED, a second drafter waits here, and its sum below
         # then sees the first one's committed draft. SQLite already serialises write
         # transactions (BEGIN IMMEDIATE) and ignores the lock. FOR NO KEY UPDATE leaves
         # inserts that reference the supplier, such as purchase orders, unblocked.
         lock = select(Supplier.id).where(Supplier.workspace_id == workspace_id, Supplier.id == supplier_id)
         await session.execute(lock.with_for_update(key_share=True))
-    statement = select(Draft.estimated_value, Draft.payload).where(
+    total = type_coerce(func.coalesce(func.sum(Draft.__table__.c.estimated_value), 0), Fixed6)
+    statement = select(total).where(
         Draft.workspace_id == workspace_id,
         Draft.kind == "purchase_order",
         Draft.status.in_(statuses),  # type: ignore[attr-defined]
         Draft.created_at >= start,
         Draft.created_at < end,
+        # JSON path access compiles to json_extract on SQLite and ->> on PostgreSQL.
+        Draft.payload["supplier_id"].as_integer() == supplier_id,  # type: ignore[index]
     )
     if before_draft_id is not None:
         statement = statement.where(Draft.id < before_draft_id)  # type: ignore[operator]
-    total = Decimal(0)
-    # The supplier is read from the payload in Python, because JSON paths differ
-    # between SQLite and PostgreSQL, and one business day contains few drafts.
-    for value, payload in (await session.execute(statement)).all():
-        if payload.get("supplier_id") == supplier_id:
-            total += value
-    return total
+    return (await session.execute(statement)).scalar_one()
 
 
 async def on_hand_at(session: AsyncSession, *, workspace_id: int, item_id: int, location_id: int) -> Decimal:

@@ -64,13 +64,22 @@ def draft_out(draft: Draft) -> dict[str, Any]:
     }
 
 
-async def draft_detail(session: AsyncSession, draft: Draft) -> DraftDetail:
-    """Build the full view of a draft with its links and decisions."""
-    decisions = await drafts.draft_approvals(session, draft_id=draft.id)  # type: ignore[arg-type]
+async def draft_detail(session: AsyncSession, draft: Draft, *, new_links: list[int] | None = None) -> DraftDetail:
+    """Build the full view of a draft with its links and decisions.
+
+    For a draft created in this transaction, `new_links` are the exceptions it
+    was linked to: it has no decisions yet, so nothing needs reading back.
+    """
+    if new_links is not None:
+        decisions: list[Approval] = []
+        links = sorted(new_links)
+    else:
+        decisions = await drafts.draft_approvals(session, draft_id=draft.id)  # type: ignore[arg-type]
+        links = await drafts.linked_exception_ids(session, draft_id=draft.id)  # type: ignore[arg-type]
     return DraftDetail(
         **draft_out(draft),
         payload_json=canonical_json(draft.payload),
-        exception_ids=await drafts.linked_exception_ids(session, draft_id=draft.id),  # type: ignore[arg-type]
+        exception_ids=links,
         approvals=[
             f"{d.decision} by {d.approver} ({d.role}) at {d.created_at.isoformat()}"
             + (f": {d.reason}" if d.reason else "")
@@ -236,7 +245,7 @@ async def draft_purchase_order(
         location_codes: list[str] = []
         currency = caller.base_currency
         order_currency = ""
-        rates = await store_rates.rates_in_use(session, workspace_id=caller.workspace_id)
+        rates: dict[str, store_rates.RateInUse] | None = None
         rates_used: dict[str, store_rates.RateInUse] = {}
         for line, item in zip(lines, items, strict=True):
             offers = await catalog.supplier_items_for_item(session, workspace_id=caller.workspace_id, item_id=item.id)  # type: ignore[arg-type]
@@ -263,11 +272,13 @@ async def draft_purchase_order(
                 place = await catalog.get_location_by_code(session, workspace_id=caller.workspace_id, code=line.location)
                 location_id, location_code = place.id, place.code
                 location_codes.append(place.code)
+            if rates is None and price_currency != caller.base_currency:
+                rates = await store_rates.rates_in_use(session, workspace_id=caller.workspace_id)
             line_value, used = store_rates.to_base(
                 line.quantity * price,
                 price_currency,
                 base_currency=caller.base_currency,
-                rates=rates,
+                rates=rates or {},
                 what=f"The price of {item.sku} from {chosen.code}",
             )
             if used is not None:
@@ -324,7 +335,7 @@ async def draft_purchase_order(
             **_policy_fields(app, route.rule, caller, policy=route.policy),
         )
         await policy_routing.record_route(session, draft=draft, route=route, now=app.clock())
-        detail = await draft_detail(session, draft)
+        detail = await draft_detail(session, draft, new_links=linked)
         converted = "".join(f" at {used.describe(currency)}" for used in rates_used.values())
         summary = (
             f"Drafted purchase order draft {draft.id} from {chosen.code} worth {total} {currency}{converted}; "

@@ -34,7 +34,11 @@ OPEN_DRAFT_STATUSES = ("pending_approval", "approved")
 class Draft(SQLModel, table=True):
     """Proposed work waiting for approval; `payload_hash` binds approvals to what was seen."""
 
-    __table_args__ = (Index("ix_draft_ws_status", "workspace_id", "status", "id"),)
+    __table_args__ = (
+        Index("ix_draft_ws_status", "workspace_id", "status", "id"),
+        # A supplier's spend per business day sums the purchase-order drafts created that day.
+        Index("ix_draft_ws_kind_created", "workspace_id", "kind", "created_at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     workspace_id: int = workspace_fk()

@@ -166,4 +166,4 @@ async def save_stock_draft(
     await policy_routing.record_route(session, draft=draft, route=route, now=app.clock())
     summary = f"Drafted {kind} draft {draft.id}: {description}; {approval_owner(draft)}."
     records = [{"kind": "draft", "id": draft.id}] + [{"kind": "exception", "id": e} for e in exception_ids] + draft.affected
-    return Outcome(await draft_detail(session, draft), summary, affected=records, draft_id=draft.id)
+    return Outcome(await draft_detail(session, draft, new_links=exception_ids), summary, affected=records, draft_id=draft.id)
