@@ -6,7 +6,7 @@ import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -115,6 +115,31 @@ def quantity(raw: int | None) -> Decimal:
 def optional_quantity(raw: int | None) -> Decimal | None:
     """Convert a nullable millionths column value read through raw SQL to a Decimal or None."""
     return None if raw is None else quantity(raw)
+
+
+def utc_time(value: datetime | str) -> datetime:
+    """Return a stored UTC time read without a column type as an aware datetime.
+
+    SQLite returns the text SQLAlchemy stored ('2026-03-02 09:00:00.000000'),
+    PostgreSQL a naive datetime; both are UTC. Parsing here skips the per-value
+    type-decorator calls, which cost more than the rest of a finding.
+    """
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC)
+
+
+def utc_text(value: datetime | str) -> str:
+    """Return a stored UTC time read without a column type in ISO 8601 with +00:00, as `isoformat()` writes it.
+
+    SQLAlchemy stores SQLite datetimes as 'YYYY-MM-DD HH:MM:SS.ffffff', which is
+    rewritten by slicing; anything else is parsed first.
+    """
+    if isinstance(value, str) and len(value) == 26 and value[10] == " " and value[19] == ".":
+        if value.endswith(".000000"):
+            return f"{value[:10]}T{value[11:19]}+00:00"
+        return f"{value[:10]}T{value[11:]}+00:00"
+    return utc_time(value).isoformat()
 
 
 def text_or_none(value: Decimal | date | datetime | None) -> str | None:

@@ -234,15 +234,13 @@ async def find_low_stock(
     params: dict[str, Any] = {"workspace_id": workspace_id, "open_po_statuses": list(OPEN_PO_STATUSES)}
     if location_id is not None:
         params["location_id"] = location_id
-    rows = (await session.execute(statement, params)).all()
-    if not rows:
-        return []
-
+    result = await session.execute(statement, params)
     drafts = await open_draft_quantities(session, workspace_id=workspace_id)
+
     builder = _LowStockFindings(drafts=drafts, now=now)
     findings: list[Finding] = []
     with collection_paused():
-        for row in rows:
+        for row in result.all():
             finding = builder.finding(row)
             if finding is not None:
                 findings.append(finding)
