@@ -14,6 +14,7 @@ from store.db import Database
 from store.errors import InvalidInputError, NotFoundError
 from store.finders import (
     Finding,
+    OnTimeRecord,
     find_count_drift,
     find_low_stock,
     find_receiving_variances,
@@ -22,6 +23,7 @@ from store.finders import (
     list_exceptions,
     refresh_exceptions,
     suggest_order_quantity,
+    supplier_on_time_records,
 )
 from store.models import (
     CountResult,
@@ -716,6 +718,47 @@ async def test_supplier_on_time_rate_uses_business_dates(database: Database) -> 
     assert findings[0].evidence["supplier_received_lines"] == 2
     assert findings[0].evidence["supplier_on_time_lines"] == 1
     assert findings[0].evidence["supplier_on_time_rate"] == "0.5000"
+
+
+@pytest.mark.parametrize(
+    ("received_at", "on_time"),
+    [
+        # Berlin is UTC+1 until 2026-03-29 01:00Z and UTC+2 from then until 2026-10-25 01:00Z.
+        (datetime(2026, 3, 28, 22, 30, tzinfo=UTC), True),  # 23:30 on 03-28 in Berlin
+        (datetime(2026, 3, 28, 23, 30, tzinfo=UTC), False),  # 00:30 on 03-29
+        (datetime(2026, 3, 29, 21, 30, tzinfo=UTC), True),  # 23:30 on 03-29 after the change
+        (datetime(2026, 3, 29, 22, 30, tzinfo=UTC), False),  # 00:30 on 03-30
+        (datetime(2026, 10, 25, 22, 30, tzinfo=UTC), True),  # 23:30 on 10-25 after the change back
+        (datetime(2026, 10, 25, 23, 30, tzinfo=UTC), False),  # 00:30 on 10-26
+    ],
+)
+async def test_supplier_on_time_rate_across_daylight_saving(
+    any_database: Database, received_at: datetime, on_time: bool
+) -> None:
+    expected = received_at.date()
+    async with any_database.write() as session:
+        workspace = await add_workspace(session, timezone="Europe/Berlin")
+        item = await add_item(session, workspace=workspace, sku="R1")
+        supplier = await add_supplier(session, workspace=workspace, code="DIGIKEY")
+        done = await add_order(session, supplier=supplier, number="PO1", status="received")
+        line = await add_line(session, order=done, item=item, ordered=D(10), received=D(10), expected_date=expected)
+        await add_receipt(session, line=line, quantity=D(10), at=received_at)
+        open_order = await add_order(session, supplier=supplier, number="PO2", expected_date=date(2026, 11, 1))
+        await add_line(session, order=open_order, item=item, ordered=D(10))
+
+    async with any_database.read() as session:
+        findings = await find_supplier_delays(
+            session, workspace_id=workspace.id, timezone="Europe/Berlin", now=datetime(2026, 12, 1, tzinfo=UTC)
+        )
+        records = await supplier_on_time_records(
+            session, workspace_id=workspace.id, supplier_ids={supplier.id}, timezone="Europe/Berlin"
+        )
+
+    assert len(findings) == 1
+    assert findings[0].evidence["supplier_received_lines"] == 1
+    assert findings[0].evidence["supplier_on_time_lines"] == (1 if on_time else 0)
+    assert findings[0].evidence["supplier_on_time_rate"] == ("1.0000" if on_time else "0.0000")
+    assert records == {supplier.id: OnTimeRecord(on_time_lines=1 if on_time else 0, received_lines=1)}
 
 
 async def test_supplier_delay_rejects_unknown_timezone(database: Database) -> None:
