@@ -732,7 +732,7 @@ async def test_supplier_on_time_rate_uses_business_dates(database: Database) -> 
         (datetime(2026, 10, 25, 23, 30, tzinfo=UTC), False),  # 00:30 on 10-26
     ],
 )
-async def test_supplier_on_time_rate_across_daylight_saving(
+async def test_on_time_rate_across_dst_changes(
     any_database: Database, received_at: datetime, on_time: bool
 ) -> None:
     expected = received_at.date()
