@@ -54,24 +54,51 @@ WHERE r.workspace_id = :workspace_id AND i.active
   AND COALESCE(at_place.position, everywhere.position, 0) <= r.reorder_point
 """
 
-# Late open lines with the columns the finding shows (PO, supplier, item, location, last receipt).
+# Late open lines with every column the finding shows (PO, supplier, item, location,
+# quantities, owners, last receipt) and the supplier's on-time record over its
+# fully received lines. The business date of a receipt applies the single UTC
+# offset :utc_offset (a date() modifier such as '+3600 seconds'), where the
+# finder applies the offset in force at each receipt's time.
 SUPPLIER_DELAYS = """
-SELECT l.id, p.number, s.code, i.sku, loc.code,
-       (SELECT MAX(e.received_at) FROM receiving_event AS e WHERE e.purchase_order_line_id = l.id)
+WITH received_line AS (
+    SELECT p.supplier_id, COALESCE(l.expected_date, p.expected_date) AS expected_date,
+           MAX(e.received_at) AS last_received_at
+    FROM purchase_order_line AS l
+    JOIN purchase_order AS p ON p.id = l.purchase_order_id
+    JOIN receiving_event AS e ON e.purchase_order_line_id = l.id
+    WHERE l.workspace_id = :workspace_id AND l.quantity_ordered > 0
+      AND l.quantity_received >= l.quantity_ordered
+      AND COALESCE(l.expected_date, p.expected_date) IS NOT NULL
+    GROUP BY l.id
+),
+on_time AS (
+    SELECT supplier_id, COUNT(*) AS received_lines,
+           SUM(date(last_received_at, :utc_offset) <= expected_date) AS on_time_lines
+    FROM received_line GROUP BY supplier_id
+)
+SELECT l.id, l.line_no, l.item_id, l.quantity_ordered, l.quantity_received,
+       COALESCE(l.expected_date, p.expected_date), p.id, p.number, p.status, p.owner,
+       s.id, s.code, s.owner, i.sku, i.owner, l.destination_location_id, loc.code,
+       (SELECT MAX(e.received_at) FROM receiving_event AS e WHERE e.purchase_order_line_id = l.id),
+       COALESCE(on_time.on_time_lines, 0), COALESCE(on_time.received_lines, 0)
 FROM purchase_order_line AS l
 JOIN purchase_order AS p ON p.id = l.purchase_order_id
 JOIN supplier AS s ON s.id = p.supplier_id
 JOIN item AS i ON i.id = l.item_id
 LEFT JOIN location AS loc ON loc.id = l.destination_location_id
+LEFT JOIN on_time ON on_time.supplier_id = p.supplier_id
 WHERE l.workspace_id = :workspace_id
   AND p.status IN ('issued', 'partially_received')
   AND l.quantity_received < l.quantity_ordered
   AND COALESCE(l.expected_date, p.expected_date) < :today
 """
 
-# Exact integer test: received × 100 against ordered × (100 ∓ tolerance), all in millionths.
+# Exact integer test: received × 100 against ordered × (100 ∓ tolerance), all in
+# millionths, with every column the finding shows.
 RECEIVING_VARIANCES = """
-SELECT l.id, p.number, s.code, i.sku, loc.code,
+SELECT l.id, l.line_no, l.item_id, l.quantity_ordered, l.quantity_received,
+       p.id, p.number, p.status, p.owner, s.id, s.code, s.owner, i.sku, i.owner,
+       l.destination_location_id, loc.code,
        (SELECT MAX(e.received_at) FROM receiving_event AS e WHERE e.purchase_order_line_id = l.id)
 FROM purchase_order_line AS l
 JOIN purchase_order AS p ON p.id = l.purchase_order_id
@@ -85,7 +112,9 @@ WHERE l.workspace_id = :workspace_id
 """
 
 # The latest count per (item, location) against the absolute, percent and value
-# tolerances, or the last `repeat` counts drifting the same way.
+# tolerances, or the last `repeat` counts drifting the same way; then, per
+# flagged pair, the item and location columns the finding shows and its five
+# most recent counts joined into one text column.
 COUNT_DRIFT = """
 WITH ranked AS (
     SELECT c.item_id, c.location_id, c.counted_quantity - c.system_quantity AS variance, c.system_quantity,
@@ -101,12 +130,31 @@ pair AS (
            MAX(CASE WHEN recency = 1 THEN variance END) AS variance,
            MAX(CASE WHEN recency = 1 THEN system_quantity END) AS system_quantity
     FROM ranked GROUP BY item_id, location_id
+),
+flagged AS MATERIALIZED (
+    SELECT pair.item_id, pair.location_id
+    FROM pair JOIN item AS i ON i.id = pair.item_id
+    WHERE (ABS(pair.variance) > :abs_tol AND ABS(pair.variance) * 100 > :pct_tol * ABS(pair.system_quantity))
+       OR (ABS(pair.variance) * CAST(i.unit_cost AS REAL) > :value_tol_squared)
+       OR (:repeat >= 2 AND pair.counts >= :repeat AND (pair.recent_over = :repeat OR pair.recent_under = :repeat))
+),
+history AS (
+    SELECT c.item_id, c.location_id, c.id, c.bin_id, c.counted_quantity, c.system_quantity, c.counted_at,
+           c.actor, c.task_id,
+           ROW_NUMBER() OVER (PARTITION BY c.item_id, c.location_id ORDER BY c.counted_at DESC, c.id DESC) AS recency
+    FROM flagged
+    JOIN count_result AS c
+      ON c.workspace_id = :workspace_id AND c.item_id = flagged.item_id AND c.location_id = flagged.location_id
+    WHERE c.system_quantity IS NOT NULL
 )
-SELECT pair.item_id, pair.location_id
-FROM pair JOIN item AS i ON i.id = pair.item_id
-WHERE (ABS(pair.variance) > :abs_tol AND ABS(pair.variance) * 100 > :pct_tol * ABS(pair.system_quantity))
-   OR (ABS(pair.variance) * CAST(i.unit_cost AS REAL) > :value_tol_squared)
-   OR (:repeat >= 2 AND pair.counts >= :repeat AND (pair.recent_over = :repeat OR pair.recent_under = :repeat))
+SELECT h.item_id, h.location_id, i.sku, i.owner, i.unit_cost, i.currency, loc.code, loc.owner,
+       group_concat(h.id || ',' || h.counted_quantity || ',' || h.system_quantity || ',' || h.counted_at
+                    || ',' || IFNULL(h.bin_id, '') || ',' || h.actor || ',' || IFNULL(h.task_id, ''), ';')
+FROM history AS h
+JOIN item AS i ON i.id = h.item_id
+JOIN location AS loc ON loc.id = h.location_id
+WHERE h.recency <= 5
+GROUP BY h.item_id, h.location_id
 """
 
 # Current channel quantities against available from grouped stock and reservation

@@ -28,8 +28,10 @@ import uuid
 import warnings
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
@@ -38,7 +40,7 @@ from benchmarks import floors
 from benchmarks.generate import Workspace, generate
 from order3_mcp.app import Order3
 from order3_mcp.server import build_server
-from policies import load_policy, default_policy_path
+from policies import default_policy_path, load_policy
 from store import finders
 from store.db import Database, resolve_url
 from store.finders.delays import business_date
@@ -150,6 +152,12 @@ def finder_calls(database: Database, workspace: Workspace) -> dict[str, Callable
     return calls
 
 
+def utc_offset_modifier(moment: datetime, timezone: str) -> str:
+    """Return SQLite's date() modifier for the UTC offset of `timezone` at `moment`, such as '+3600 seconds'."""
+    offset = moment.astimezone(ZoneInfo(timezone)).utcoffset()
+    return f"{int(offset.total_seconds()) if offset is not None else 0:+d} seconds"
+
+
 def floor_statements(workspace: Workspace) -> dict[str, tuple[str, dict[str, Any]]]:
     """Return each finder's floor statement with its parameters."""
     tolerances = load_policy(default_policy_path()).tolerances
@@ -158,7 +166,10 @@ def floor_statements(workspace: Workspace) -> dict[str, tuple[str, dict[str, Any
     return {
         "low stock": (floors.LOW_STOCK, {"workspace_id": 1}),
         "mismatches": (floors.MISMATCHES, {"workspace_id": 1, "qty_tol": int(tolerances.mismatch_qty_abs * SCALE)}),
-        "supplier delay": (floors.SUPPLIER_DELAYS, {"workspace_id": 1, "today": today.isoformat()}),
+        "supplier delay": (
+            floors.SUPPLIER_DELAYS,
+            {"workspace_id": 1, "today": today.isoformat(), "utc_offset": utc_offset_modifier(workspace.now, "Europe/Berlin")},
+        ),
         "receiving variance": (
             floors.RECEIVING_VARIANCES,
             {
@@ -194,7 +205,9 @@ async def time_finders(workspace: Workspace, *, repeats: int) -> tuple[list[Find
             finder_ms, findings = await amedian_ms(call, repeats=repeats)
             if name in statements:
                 sql, params = statements[name]
-                floor_ms, floor_rows = median_ms(lambda: connection.execute(sql, params).fetchall(), repeats=repeats)
+                floor_ms, floor_rows = median_ms(
+                    lambda sql=sql, params=params: connection.execute(sql, params).fetchall(), repeats=repeats
+                )
                 timings.append(FinderTiming(name, finder_ms, len(findings), floor_ms, len(floor_rows)))
             else:
                 timings.append(FinderTiming(name, finder_ms, len(findings), 0.0, -1))

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -27,11 +28,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from store.errors import InvalidInputError
 from store.finders.findings import (
     Finding,
+    QuantityMemo,
     build_finding,
     check_aware,
     collection_paused,
     pick_owner,
-    quantity,
     text_or_none,
     utc_text,
     utc_time,
@@ -40,14 +41,20 @@ from store.models import OPEN_PO_STATUSES
 
 # Open lines that are late or may be: lines without an expected date are kept
 # when their order was issued, and Python adds the lead time to the business
-# date of issue. Each supplier's on-time record comes from the same statement.
+# date of issue. The issue time and lead time are read for those lines alone.
+# Each supplier's on-time record comes from the same statement. Rows are put in
+# line order in Python: they mostly arrive in that order, and an ORDER BY would
+# sort them all in a temporary B-tree.
 # The column order is fixed because the finder unpacks each row as a tuple.
 _LATE_LINES_SQL = """
 WITH late AS MATERIALIZED (
     SELECT l.id AS line_id, l.line_no, l.item_id, l.quantity_ordered, l.quantity_received,
            l.expected_date AS line_expected_date, p.expected_date AS order_expected_date,
            CASE WHEN l.expected_date IS NULL AND p.expected_date IS NULL THEN p.issued_at END AS issued_at,
-           COALESCE(si.lead_time_days, s.lead_time_days) AS lead_time_days,
+           CASE WHEN l.expected_date IS NULL AND p.expected_date IS NULL
+                THEN COALESCE((SELECT si.lead_time_days FROM supplier_item AS si WHERE si.id = l.supplier_item_id),
+                              s.lead_time_days)
+           END AS lead_time_days,
            p.id AS purchase_order_id, p.number AS purchase_order_number, p.status AS purchase_order_status,
            p.owner AS purchase_order_owner,
            s.id AS supplier_id, s.code AS supplier_code, s.owner AS supplier_owner,
@@ -59,7 +66,6 @@ WITH late AS MATERIALIZED (
     JOIN purchase_order AS p ON p.id = l.purchase_order_id
     JOIN supplier AS s ON s.id = p.supplier_id
     JOIN item AS i ON i.id = l.item_id
-    LEFT JOIN supplier_item AS si ON si.id = l.supplier_item_id
     LEFT JOIN location AS loc ON loc.id = l.destination_location_id
     WHERE l.workspace_id = :workspace_id AND p.workspace_id = :workspace_id
       AND p.status IN :open_po_statuses
@@ -76,7 +82,6 @@ SELECT late.line_id, late.line_no, late.item_id, late.quantity_ordered, late.qua
        COALESCE(on_time.on_time_lines, 0) AS on_time_lines, COALESCE(on_time.received_lines, 0) AS received_lines
 FROM late
 LEFT JOIN on_time ON on_time.supplier_id = late.supplier_id
-ORDER BY late.line_id
 """
 
 # Per supplier, the fully received lines with an expected date and a receiving
@@ -254,16 +259,11 @@ async def find_supplier_delays(
     builder = _DelayFindings(today=today, now=now, timezone=timezone)
     findings: list[Finding] = []
     with collection_paused():
-        for row in result.all():
+        for row in sorted(result.all(), key=itemgetter(0)):
             finding = builder.finding(row)
             if finding is not None:
                 findings.append(finding)
     return findings
-
-
-def _as_date(value: date | str) -> date:
-    """Return a date column read without a column type: text on SQLite, a date on PostgreSQL."""
-    return date.fromisoformat(value) if isinstance(value, str) else value
 
 
 class _DelayFindings:
@@ -275,6 +275,17 @@ class _DelayFindings:
         self.as_of = now.isoformat()
         self.timezone = timezone
         self.rates: dict[tuple[int, int], str | None] = {}
+        self.expected_dates: dict[date | str, tuple[date, str, int]] = {}
+        self.quantities = QuantityMemo()
+
+    def lateness(self, stored: date | str) -> tuple[date, str, int]:
+        """Return an expected date read without a column type, its ISO text and its days late, once per distinct date."""
+        try:
+            return self.expected_dates[stored]
+        except KeyError:
+            expected = date.fromisoformat(stored) if isinstance(stored, str) else stored
+            lateness = self.expected_dates[stored] = (expected, expected.isoformat(), (self.today - expected).days)
+            return lateness
 
     def rate(self, on_time_lines: int, received_lines: int) -> str | None:
         key = (on_time_lines, received_lines)
@@ -292,22 +303,24 @@ class _DelayFindings:
             location_id, location_code, last_received_at, on_time_lines, received_lines,
         ) = row
         if line_expected_date is not None:
-            expected, source = _as_date(line_expected_date), "line"
+            expected, expected_text, days_late = self.lateness(line_expected_date)
+            source = "line"
         elif order_expected_date is not None:
-            expected, source = _as_date(order_expected_date), "order"
+            expected, expected_text, days_late = self.lateness(order_expected_date)
+            source = "order"
         else:
             issued = business_date(utc_time(issued_at), timezone=self.timezone)
             expected = issued + timedelta(days=lead_time_days)
+            expected_text = expected.isoformat()
+            days_late = (self.today - expected).days
             source = f"issued {issued.isoformat()} + {lead_time_days}-day lead time"
         if expected >= self.today:
             return None
 
-        ordered = quantity(ordered_raw)
-        received = quantity(received_raw)
+        ordered = self.quantities[ordered_raw]
+        received = self.quantities[received_raw]
         ordered_text = str(ordered)
         received_text = str(received)
-        expected_text = expected.isoformat()
-        days_late = (self.today - expected).days
         on_time_lines = int(on_time_lines)
         received_lines = int(received_lines)
         reason = (

@@ -112,6 +112,18 @@ def quantity(raw: int | None) -> Decimal:
     return Decimal(raw // SCALE)
 
 
+class QuantityMemo(dict[int, Decimal]):
+    """Decimals for raw millionths, each distinct value converted once; `memo[raw]` equals `quantity(raw)`.
+
+    Quantities repeat across rows (order sizes, reorder points, zero), so a
+    finder keeps one memo for the rows of one run. Raw values must not be NULL.
+    """
+
+    def __missing__(self, raw: int) -> Decimal:
+        value = self[raw] = quantity(raw)
+        return value
+
+
 def optional_quantity(raw: int | None) -> Decimal | None:
     """Convert a nullable millionths column value read through raw SQL to a Decimal or None."""
     return None if raw is None else quantity(raw)

@@ -27,12 +27,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.finders.findings import (
     Finding,
+    QuantityMemo,
     build_finding,
     check_aware,
     collection_paused,
     optional_quantity,
     pick_owner,
-    quantity,
     scaled_text,
 )
 from store.finders.open_drafts import OpenDraftQuantities, open_draft_quantities
@@ -254,6 +254,7 @@ class _LowStockFindings:
         self.by_location = drafts.by_location
         self.by_item = drafts.by_item
         self.as_of = now.isoformat()
+        self.quantities = QuantityMemo()
         self.supplier_terms: dict[tuple[Any, Any], tuple[Decimal | None, Decimal | None, _MinimumTerms]] = {}
 
     def terms(self, pack_size_raw: Any, min_order_qty_raw: Any) -> tuple[Decimal | None, Decimal | None, _MinimumTerms]:
@@ -280,18 +281,19 @@ class _LowStockFindings:
             drafted = self.by_location.get((item_id, location_id))
         in_drafts = drafted.quantity if drafted is not None else _ZERO
 
-        reorder_point = quantity(reorder_point_raw)
-        on_hand = quantity(on_hand_raw)
-        reserved = quantity(reserved_raw)
+        quantities = self.quantities
+        reorder_point = quantities[reorder_point_raw]
+        on_hand = quantities[on_hand_raw]
+        reserved = quantities[reserved_raw]
         available = on_hand - reserved
-        on_order = quantity(on_order_raw)
+        on_order = quantities[on_order_raw]
         position = available + in_drafts + on_order
         # SQL filtered on available + on order; an open draft can still lift the position above the point.
         if position > reorder_point:
             return None
 
-        reorder_quantity = optional_quantity(reorder_quantity_raw)
-        max_level = optional_quantity(max_level_raw)
+        reorder_quantity = None if reorder_quantity_raw is None else quantities[reorder_quantity_raw]
+        max_level = None if max_level_raw is None else quantities[max_level_raw]
         if max_level is not None:
             target, target_source = max_level, "max_level"
         elif reorder_quantity is not None:

@@ -20,11 +20,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.finders.findings import (
     Finding,
+    QuantityMemo,
     build_finding,
     check_tolerance,
     collection_paused,
     pick_owner,
-    quantity,
     utc_text,
 )
 
@@ -84,8 +84,12 @@ async def find_receiving_variances(
     }
     result = await session.execute(text(_VARIANCE_LINES_SQL), params)
 
+    # The same Decimal products receiving_variance() forms, with the factors worked out once.
+    short_factor = 1 - short_pct / 100
+    over_factor = 1 + over_pct / 100
     short_text = str(short_pct)
     over_text = str(over_pct)
+    quantities = QuantityMemo()
     findings: list[Finding] = []
     with collection_paused():
         for row in result.all():
@@ -94,18 +98,23 @@ async def find_receiving_variances(
                 purchase_order_status, purchase_order_owner, supplier_id, supplier_code, supplier_owner, sku,
                 item_owner, location_id, location_code, last_received_at,
             ) = row
-            ordered = quantity(ordered_raw)
-            received = quantity(received_raw)
-            direction = receiving_variance(ordered=ordered, received=received, short_pct=short_pct, over_pct=over_pct)
-            if direction is None:
+            ordered = quantities[ordered_raw]
+            received = quantities[received_raw]
+            if received < ordered * short_factor:
+                direction, tolerance_text = "short", short_text
+            elif received > ordered * over_factor:
+                direction, tolerance_text = "over", over_text
+            else:
                 continue
-            difference = received - ordered
+            difference_text = str(received - ordered)
             ordered_text = str(ordered)
             received_text = str(received)
+            # The text of format(difference, "+"): str() already carries a minus sign.
+            signed_text = difference_text if difference_text.startswith("-") else f"+{difference_text}"
             reason = (
                 f"{purchase_order_number} line {line_no} for {sku} from {supplier_code} "
-                f"was received {direction}: {received_text} of {ordered_text} ordered ({difference:+}), "
-                f"beyond the {short_text if direction == 'short' else over_text}% tolerance."
+                f"was received {direction}: {received_text} of {ordered_text} ordered ({signed_text}), "
+                f"beyond the {tolerance_text}% tolerance."
             )
             evidence: dict[str, Any] = {
                 "direction": direction,
@@ -113,7 +122,7 @@ async def find_receiving_variances(
                 "purchase_order_status": purchase_order_status,
                 "quantity_ordered": ordered_text,
                 "quantity_received": received_text,
-                "difference": str(difference),
+                "difference": difference_text,
                 "short_pct": short_text,
                 "over_pct": over_text,
                 "last_received_at": None if last_received_at is None else utc_text(last_received_at),
