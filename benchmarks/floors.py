@@ -112,9 +112,9 @@ WHERE l.workspace_id = :workspace_id
 """
 
 # The latest count per (item, location) against the absolute, percent and value
-# tolerances, or the last `repeat` counts drifting the same way; then, per
-# flagged pair, the item and location columns the finding shows and its five
-# most recent counts joined into one text column.
+# tolerances, or the last `repeat` counts drifting the same way. Each flagged
+# pair then returns the item and location columns the finding shows and its
+# five most recent counts joined into one text column.
 COUNT_DRIFT = """
 WITH ranked AS (
     SELECT c.item_id, c.location_id, c.counted_quantity - c.system_quantity AS variance, c.system_quantity,

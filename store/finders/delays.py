@@ -159,9 +159,9 @@ def _offset_at(zone: ZoneInfo, second: int) -> int:
 def _offset_spans(timezone: str) -> tuple[tuple[int, int], ...]:
     """Return (first UTC second, UTC offset in seconds) for each span of constant offset from 1970 to 2069.
 
-    The zone is sampled once a day and each change is narrowed to the second,
-    so two changes within one day that cancel out would be missed; tzdata has
-    none in this span. Takes about 50 ms per zone, once per process.
+    The zone is sampled once a day and each change is narrowed to the second.
+    NOTE: two changes within one day that cancel each other out are missed.
+    Takes about 30 ms per zone, once per process.
     """
     zone = _zone(timezone)
     second = int(_SPAN_START.timestamp())
@@ -195,6 +195,7 @@ def _sqlite_offset_case(column: str, spans: Sequence[tuple[int, int]]) -> str:
     )
 
 
+@lru_cache(maxsize=32)
 def _local_date_sql(dialect: str, timezone: str) -> str:
     """Return SQL for the business date of `last_received_at` in `timezone`.
 
@@ -267,7 +268,7 @@ async def find_supplier_delays(
 
 
 class _DelayFindings:
-    """Builds supplier-delay findings from result rows, with each supplier's on-time rate computed once."""
+    """Supplier-delay finding builder for one run, which renders each on-time rate and expected date once."""
 
     def __init__(self, *, today: date, now: datetime, timezone: str) -> None:
         self.today = today

@@ -248,7 +248,7 @@ async def find_low_stock(
 
 
 class _LowStockFindings:
-    """Builds low-stock findings from result rows, caching the conversions that repeat across rows."""
+    """Low-stock finding builder for one run, which caches the conversions that repeat across rows."""
 
     def __init__(self, *, drafts: OpenDraftQuantities, now: datetime) -> None:
         self.by_location = drafts.by_location
