@@ -39,9 +39,10 @@ from store.finders.open_drafts import OpenDraftQuantities, open_draft_quantities
 from store.models import OPEN_PO_STATUSES
 
 # Everything below works in raw millionths (see store.types) so SUM() stays exact.
-# Location rules join per-(item, location) totals, each grouped once over its
-# whole table. The few workspace-wide rules (location_id NULL) sum every
-# location through correlated subqueries on the (workspace, item) indexes.
+# Location rules join per-(item, location) totals of stock, active reservations
+# and open lines, grouped in one pass over the three tables. The few
+# workspace-wide rules (location_id NULL) sum every location through correlated
+# subqueries on the (workspace, item) indexes.
 # On order only raises the stock position, so the filter on available + on
 # order keeps every rule that can be low once open drafts are added in Python.
 # The supplier item is picked per low rule: the rule's preferred supplier,
@@ -50,39 +51,36 @@ from store.models import OPEN_PO_STATUSES
 _ZERO = Decimal(0)
 
 _LOW_STOCK_SQL = """
-WITH stock AS MATERIALIZED (
-    SELECT item_id, location_id, SUM(on_hand) AS on_hand
-    FROM stock_level
-    WHERE workspace_id = :workspace_id {stock_location}
+WITH place AS MATERIALIZED (
+    SELECT item_id, location_id,
+           SUM(on_hand) AS on_hand, SUM(reserved) AS reserved, SUM(on_order) AS on_order
+    FROM (
+        SELECT item_id, location_id, on_hand, 0 AS reserved, 0 AS on_order
+        FROM stock_level
+        WHERE workspace_id = :workspace_id {stock_location}
+        UNION ALL
+        SELECT item_id, location_id, 0, quantity, 0
+        FROM reservation
+        WHERE workspace_id = :workspace_id AND status = 'active' {stock_location}
+        UNION ALL
+        SELECT l.item_id, l.destination_location_id, 0, 0, l.quantity_ordered - l.quantity_received
+        FROM purchase_order_line AS l
+        JOIN purchase_order AS p ON p.id = l.purchase_order_id
+        WHERE l.workspace_id = :workspace_id AND p.status IN :open_po_statuses
+          AND l.quantity_received < l.quantity_ordered {order_location}
+    ) AS place_line
     GROUP BY item_id, location_id
-),
-reserved AS MATERIALIZED (
-    SELECT item_id, location_id, SUM(quantity) AS quantity
-    FROM reservation
-    WHERE workspace_id = :workspace_id AND status = 'active' {stock_location}
-    GROUP BY item_id, location_id
-),
-on_order AS MATERIALIZED (
-    SELECT l.item_id, l.destination_location_id AS location_id,
-           SUM(l.quantity_ordered - l.quantity_received) AS quantity
-    FROM purchase_order_line AS l
-    JOIN purchase_order AS p ON p.id = l.purchase_order_id
-    WHERE l.workspace_id = :workspace_id AND p.status IN :open_po_statuses
-      AND l.quantity_received < l.quantity_ordered {order_location}
-    GROUP BY l.item_id, l.destination_location_id
 ),
 {workspace_position}low AS MATERIALIZED (
     SELECT r.id AS rule_id, r.item_id, r.location_id, r.reorder_point, r.reorder_quantity, r.max_level,
            r.safety_stock, r.preferred_supplier_id,
-           COALESCE(s.on_hand, 0) AS on_hand, COALESCE(v.quantity, 0) AS reserved,
-           COALESCE(o.quantity, 0) AS on_order
+           COALESCE(t.on_hand, 0) AS on_hand, COALESCE(t.reserved, 0) AS reserved,
+           COALESCE(t.on_order, 0) AS on_order
     FROM reorder_rule AS r
     JOIN item AS i ON i.id = r.item_id
-    LEFT JOIN stock AS s ON s.item_id = r.item_id AND s.location_id = r.location_id
-    LEFT JOIN reserved AS v ON v.item_id = r.item_id AND v.location_id = r.location_id
-    LEFT JOIN on_order AS o ON o.item_id = r.item_id AND o.location_id = r.location_id
+    LEFT JOIN place AS t ON t.item_id = r.item_id AND t.location_id = r.location_id
     WHERE r.workspace_id = :workspace_id AND i.active AND r.location_id IS NOT NULL {rule_location}
-      AND COALESCE(s.on_hand, 0) - COALESCE(v.quantity, 0) + COALESCE(o.quantity, 0) <= r.reorder_point
+      AND COALESCE(t.on_hand, 0) - COALESCE(t.reserved, 0) + COALESCE(t.on_order, 0) <= r.reorder_point
     {workspace_rules}
 ),
 chosen AS MATERIALIZED (
