@@ -83,8 +83,10 @@ def collection_paused() -> Iterator[None]:
 def pick_owner(*candidates: str | None) -> str:
     """Return the first non-blank owner, or "" when no candidate names one."""
     for candidate in candidates:
-        if candidate and candidate.strip():
-            return candidate.strip()
+        if candidate:
+            stripped = candidate.strip()
+            if stripped:
+                return stripped
     return ""
 
 

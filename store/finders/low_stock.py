@@ -33,7 +33,6 @@ from store.finders.findings import (
     collection_paused,
     optional_quantity,
     pick_owner,
-    scaled_text,
 )
 from store.finders.open_drafts import OpenDraftQuantities, open_draft_quantities
 from store.models import OPEN_PO_STATUSES
@@ -349,7 +348,7 @@ class _LowStockFindings:
             "open_draft_ids": sorted(drafted.draft_ids) if drafted is not None else [],
             "stock_position": str(position),
             "reorder_point": reorder_point_text,
-            "safety_stock": scaled_text(safety_stock_raw),
+            "safety_stock": str(quantities[safety_stock_raw]),
             "reorder_quantity": None if reorder_quantity is None else str(reorder_quantity),
             "max_level": None if max_level is None else str(max_level),
             "target_level": str(target),
@@ -361,7 +360,7 @@ class _LowStockFindings:
             "min_order_qty": None if min_order_qty is None else str(min_order_qty),
             "supplier_item_id": supplier_item_id,
             "supplier_choice": supplier_choice,
-            "unit_price": None if unit_price_raw is None else scaled_text(unit_price_raw),
+            "unit_price": None if unit_price_raw is None else str(quantities[unit_price_raw]),
             "currency": price_currency,
             "lead_time_days": item_lead_time_days if item_lead_time_days is not None else supplier_lead_time_days,
             "notes": notes,
