@@ -261,81 +261,58 @@ async def find_supplier_delays(
         params["timezone"] = timezone
     result = await session.execute(statement, params)
 
-    builder = _DelayFindings(today=today, now=now, timezone=timezone)
-    findings: list[Finding] = []
     with collection_paused():
-        for row in sorted(result.all(), key=itemgetter(0)):
-            finding = builder.finding(row)
-            if finding is not None:
-                findings.append(finding)
-    return findings
+        return _delay_findings(sorted(result.all(), key=itemgetter(0)), today=today, now=now, timezone=timezone)
 
 
-class _DelayFindings:
-    """Supplier-delay finding builder for one run, which renders each on-time rate and expected date once."""
-
-    def __init__(self, *, today: date, now: datetime, timezone: str) -> None:
-        self.today = today
-        self.today_text = today.isoformat()
-        self.as_of = now.isoformat()
-        self.timezone = timezone
-        self.rates: dict[tuple[int, int], str | None] = {}
-        self.expected_dates: dict[date | str, tuple[date, str, int]] = {}
-        self.quantities = QuantityMemo()
-
-    def lateness(self, stored: date | str) -> tuple[date, str, int]:
-        """Return an expected date read without a column type, its ISO text and its days late, once per distinct date."""
-        try:
-            return self.expected_dates[stored]
-        except KeyError:
-            expected = date.fromisoformat(stored) if isinstance(stored, str) else stored
-            lateness = self.expected_dates[stored] = (expected, expected.isoformat(), (self.today - expected).days)
-            return lateness
-
-    def rate(self, on_time_lines: int, received_lines: int) -> str | None:
-        key = (on_time_lines, received_lines)
-        try:
-            return self.rates[key]
-        except KeyError:
-            rate = self.rates[key] = text_or_none(OnTimeRecord(on_time_lines, received_lines).rate)
-            return rate
-
-    def finding(self, row: Any) -> Finding | None:
+def _delay_findings(rows: Sequence[Any], *, today: date, now: datetime, timezone: str) -> list[Finding]:
+    """Build the findings of the late rows, rendering each expected date and on-time rate once."""
+    as_of = now.isoformat()
+    today_text = today.isoformat()
+    quantities = QuantityMemo()
+    lateness: dict[date | str, tuple[date, str, int]] = {}
+    rates: dict[tuple[int, int], str | None] = {(0, 0): None}
+    findings: list[Finding] = []
+    for row in rows:
         (
             line_id, line_no, item_id, ordered_raw, received_raw, line_expected_date, order_expected_date,
             issued_at, lead_time_days, purchase_order_id, purchase_order_number, purchase_order_status,
             purchase_order_owner, supplier_id, supplier_code, supplier_owner, sku, item_owner,
             location_id, location_code, last_received_at, on_time_lines, received_lines,
         ) = row
-        if line_expected_date is not None:
-            expected, expected_text, days_late = self.lateness(line_expected_date)
-            source = "line"
-        elif order_expected_date is not None:
-            expected, expected_text, days_late = self.lateness(order_expected_date)
-            source = "order"
+        stored_date = line_expected_date if line_expected_date is not None else order_expected_date
+        if stored_date is not None:
+            source = "line" if line_expected_date is not None else "order"
+            known = lateness.get(stored_date)
+            if known is None:
+                expected = date.fromisoformat(stored_date) if isinstance(stored_date, str) else stored_date
+                known = lateness[stored_date] = (expected, expected.isoformat(), (today - expected).days)
+            expected, expected_text, days_late = known
         else:
-            issued = business_date(utc_time(issued_at), timezone=self.timezone)
+            issued = business_date(utc_time(issued_at), timezone=timezone)
             expected = issued + timedelta(days=lead_time_days)
             expected_text = expected.isoformat()
-            days_late = (self.today - expected).days
+            days_late = (today - expected).days
             source = f"issued {issued.isoformat()} + {lead_time_days}-day lead time"
-        if expected >= self.today:
-            return None
+        if expected >= today:
+            continue
 
-        ordered = self.quantities[ordered_raw]
-        received = self.quantities[received_raw]
+        ordered = quantities[ordered_raw]
+        received = quantities[received_raw]
         ordered_text = str(ordered)
         received_text = str(received)
-        on_time_lines = int(on_time_lines)
-        received_lines = int(received_lines)
+        record = (int(on_time_lines), int(received_lines))
+        rate = rates.get(record, "")
+        if rate == "":
+            rate = rates[record] = text_or_none(OnTimeRecord(*record).rate)
         reason = (
             f"{purchase_order_number} line {line_no} for {sku} ({ordered_text} ordered, {received_text} received) "
             f"from {supplier_code} was expected {expected_text} and is {days_late} days late."
         )
         evidence: dict[str, Any] = {
-            "as_of": self.as_of,
-            "timezone": self.timezone,
-            "today": self.today_text,
+            "as_of": as_of,
+            "timezone": timezone,
+            "today": today_text,
             "expected_date": expected_text,
             "expected_date_source": source,
             "days_late": days_late,
@@ -345,26 +322,29 @@ class _DelayFindings:
             "quantity_received": received_text,
             "quantity_outstanding": str(ordered - received),
             "last_received_at": None if last_received_at is None else utc_text(last_received_at),
-            "supplier_on_time_rate": self.rate(on_time_lines, received_lines) if received_lines else None,
-            "supplier_on_time_lines": on_time_lines,
-            "supplier_received_lines": received_lines,
+            "supplier_on_time_rate": rate,
+            "supplier_on_time_lines": record[0],
+            "supplier_received_lines": record[1],
         }
-        return build_finding(
-            {
-                "kind": "supplier_delay",
-                "fingerprint": f"supplier_delay:po_line={line_id}",
-                "reason": reason,
-                "suggested_draft_kind": "supplier_note",
-                "evidence": evidence,
-                "item_id": item_id,
-                "sku": sku,
-                "location_id": location_id,
-                "location_code": location_code or "",
-                "supplier_id": supplier_id,
-                "supplier_code": supplier_code,
-                "purchase_order_id": purchase_order_id,
-                "purchase_order_number": purchase_order_number,
-                "purchase_order_line_id": line_id,
-                "owner": pick_owner(item_owner, supplier_owner, purchase_order_owner),
-            }
+        findings.append(
+            build_finding(
+                {
+                    "kind": "supplier_delay",
+                    "fingerprint": f"supplier_delay:po_line={line_id}",
+                    "reason": reason,
+                    "suggested_draft_kind": "supplier_note",
+                    "evidence": evidence,
+                    "item_id": item_id,
+                    "sku": sku,
+                    "location_id": location_id,
+                    "location_code": location_code or "",
+                    "supplier_id": supplier_id,
+                    "supplier_code": supplier_code,
+                    "purchase_order_id": purchase_order_id,
+                    "purchase_order_number": purchase_order_number,
+                    "purchase_order_line_id": line_id,
+                    "owner": pick_owner(item_owner, supplier_owner, purchase_order_owner),
+                }
+            )
         )
+    return findings
