@@ -115,7 +115,7 @@ def quantity(raw: int | None) -> Decimal:
 
 
 class QuantityMemo(dict[int, Decimal]):
-    """Decimals for raw millionths, each distinct value converted once; `memo[raw]` equals `quantity(raw)`.
+    """Decimals for raw millionths, each distinct value converted once, so `memo[raw]` equals `quantity(raw)`.
 
     Quantities repeat across rows (order sizes, reorder points, zero), so a
     finder keeps one memo for the rows of one run. Raw values must not be NULL.
@@ -135,8 +135,8 @@ def utc_time(value: datetime | str) -> datetime:
     """Return a stored UTC time read without a column type as an aware datetime.
 
     SQLite returns the text SQLAlchemy stored ('2026-03-02 09:00:00.000000'),
-    PostgreSQL a naive datetime; both are UTC. Parsing here skips the per-value
-    type-decorator calls, which cost more than the rest of a finding.
+    and PostgreSQL a naive datetime. Both are UTC. Parsing here skips
+    SQLAlchemy's per-value type-decorator calls.
     """
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
