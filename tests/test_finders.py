@@ -25,6 +25,13 @@ from store.finders import (
     suggest_order_quantity,
     supplier_on_time_records,
 )
+from store.finders.findings import (
+    QuantityMemo,
+    build_finding,
+    quantity,
+    scaled_text,
+    utc_text,
+)
 from store.models import (
     CountResult,
     Draft,
@@ -41,6 +48,7 @@ from store.models import (
     Workspace,
 )
 from store.stock import Place, record_movement
+from store.types import from_scaled
 from store.workspaces import create_workspace, sku_key
 
 NOW = datetime(2026, 3, 10, 11, 30, tzinfo=UTC)
@@ -943,6 +951,37 @@ async def test_count_drift_rejects_repeat_of_one(database: Database) -> None:
     async with database.read() as session:
         with pytest.raises(InvalidInputError, match="repeat=1 is invalid"):
             await find_count_drift(session, workspace_id=1, abs_tol=D(5), pct_tol=D(5), value_tol=None, repeat=1)
+
+
+# --- conversions --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [0, 1, -1, 1_000_000, -1_000_000, 1_500_000, -500_000, 100_000_000, 123_456_789, 2**63 - 1, -(2**63 - 1)],
+)
+def test_quantity_matches_from_scaled(raw: int) -> None:
+    assert quantity(raw).as_tuple() == from_scaled(raw).as_tuple()
+    assert scaled_text(raw) == str(from_scaled(raw))
+    assert QuantityMemo()[raw].as_tuple() == from_scaled(raw).as_tuple()
+
+
+@pytest.mark.parametrize(
+    ("stored", "expected"),
+    [
+        ("2026-03-02 09:00:00.000000", "2026-03-02T09:00:00+00:00"),
+        ("2026-03-02 09:00:00.250000", "2026-03-02T09:00:00.250000+00:00"),
+        (datetime(2026, 3, 2, 9, 0, 0, 250000), "2026-03-02T09:00:00.250000+00:00"),
+        ("2026-03-02T09:00:00", "2026-03-02T09:00:00+00:00"),
+    ],
+)
+def test_utc_text_matches_isoformat(stored: datetime | str, expected: str) -> None:
+    assert utc_text(stored) == expected
+
+
+def test_build_finding_rejects_missing_field() -> None:
+    with pytest.raises(ValueError, match="owner"):
+        build_finding({"kind": "low_stock", "fingerprint": "x", "reason": "r", "suggested_draft_kind": "purchase_order", "evidence": {}})
 
 
 # --- persistence --------------------------------------------------------------
