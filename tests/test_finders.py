@@ -14,6 +14,7 @@ from store.db import Database
 from store.errors import InvalidInputError, NotFoundError
 from store.finders import (
     Finding,
+    OnTimeRecord,
     find_count_drift,
     find_low_stock,
     find_receiving_variances,
@@ -22,6 +23,14 @@ from store.finders import (
     list_exceptions,
     refresh_exceptions,
     suggest_order_quantity,
+    supplier_on_time_records,
+)
+from store.finders.findings import (
+    QuantityMemo,
+    build_finding,
+    quantity,
+    scaled_text,
+    utc_text,
 )
 from store.models import (
     CountResult,
@@ -39,6 +48,7 @@ from store.models import (
     Workspace,
 )
 from store.stock import Place, record_movement
+from store.types import from_scaled
 from store.workspaces import create_workspace, sku_key
 
 NOW = datetime(2026, 3, 10, 11, 30, tzinfo=UTC)
@@ -718,6 +728,47 @@ async def test_supplier_on_time_rate_uses_business_dates(database: Database) -> 
     assert findings[0].evidence["supplier_on_time_rate"] == "0.5000"
 
 
+@pytest.mark.parametrize(
+    ("received_at", "on_time"),
+    [
+        # Berlin is UTC+1 until 2026-03-29 01:00Z and UTC+2 from then until 2026-10-25 01:00Z.
+        (datetime(2026, 3, 28, 22, 30, tzinfo=UTC), True),  # 23:30 on 03-28 in Berlin
+        (datetime(2026, 3, 28, 23, 30, tzinfo=UTC), False),  # 00:30 on 03-29
+        (datetime(2026, 3, 29, 21, 30, tzinfo=UTC), True),  # 23:30 on 03-29 after the change
+        (datetime(2026, 3, 29, 22, 30, tzinfo=UTC), False),  # 00:30 on 03-30
+        (datetime(2026, 10, 25, 22, 30, tzinfo=UTC), True),  # 23:30 on 10-25 after the change back
+        (datetime(2026, 10, 25, 23, 30, tzinfo=UTC), False),  # 00:30 on 10-26
+    ],
+)
+async def test_on_time_rate_across_dst_changes(
+    any_database: Database, received_at: datetime, on_time: bool
+) -> None:
+    expected = received_at.date()
+    async with any_database.write() as session:
+        workspace = await add_workspace(session, timezone="Europe/Berlin")
+        item = await add_item(session, workspace=workspace, sku="R1")
+        supplier = await add_supplier(session, workspace=workspace, code="DIGIKEY")
+        done = await add_order(session, supplier=supplier, number="PO1", status="received")
+        line = await add_line(session, order=done, item=item, ordered=D(10), received=D(10), expected_date=expected)
+        await add_receipt(session, line=line, quantity=D(10), at=received_at)
+        open_order = await add_order(session, supplier=supplier, number="PO2", expected_date=date(2026, 11, 1))
+        await add_line(session, order=open_order, item=item, ordered=D(10))
+
+    async with any_database.read() as session:
+        findings = await find_supplier_delays(
+            session, workspace_id=workspace.id, timezone="Europe/Berlin", now=datetime(2026, 12, 1, tzinfo=UTC)
+        )
+        records = await supplier_on_time_records(
+            session, workspace_id=workspace.id, supplier_ids={supplier.id}, timezone="Europe/Berlin"
+        )
+
+    assert len(findings) == 1
+    assert findings[0].evidence["supplier_received_lines"] == 1
+    assert findings[0].evidence["supplier_on_time_lines"] == (1 if on_time else 0)
+    assert findings[0].evidence["supplier_on_time_rate"] == ("1.0000" if on_time else "0.0000")
+    assert records == {supplier.id: OnTimeRecord(on_time_lines=1 if on_time else 0, received_lines=1)}
+
+
 async def test_supplier_delay_rejects_unknown_timezone(database: Database) -> None:
     async with database.read() as session:
         with pytest.raises(InvalidInputError, match="'Mars/Olympus' is not an IANA timezone"):
@@ -900,6 +951,37 @@ async def test_count_drift_rejects_repeat_of_one(database: Database) -> None:
     async with database.read() as session:
         with pytest.raises(InvalidInputError, match="repeat=1 is invalid"):
             await find_count_drift(session, workspace_id=1, abs_tol=D(5), pct_tol=D(5), value_tol=None, repeat=1)
+
+
+# --- conversions --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [0, 1, -1, 1_000_000, -1_000_000, 1_500_000, -500_000, 100_000_000, 123_456_789, 2**63 - 1, -(2**63 - 1)],
+)
+def test_quantity_matches_from_scaled(raw: int) -> None:
+    assert quantity(raw).as_tuple() == from_scaled(raw).as_tuple()
+    assert scaled_text(raw) == str(from_scaled(raw))
+    assert QuantityMemo()[raw].as_tuple() == from_scaled(raw).as_tuple()
+
+
+@pytest.mark.parametrize(
+    ("stored", "expected"),
+    [
+        ("2026-03-02 09:00:00.000000", "2026-03-02T09:00:00+00:00"),
+        ("2026-03-02 09:00:00.250000", "2026-03-02T09:00:00.250000+00:00"),
+        (datetime(2026, 3, 2, 9, 0, 0, 250000), "2026-03-02T09:00:00.250000+00:00"),
+        ("2026-03-02T09:00:00", "2026-03-02T09:00:00+00:00"),
+    ],
+)
+def test_utc_text_matches_isoformat(stored: datetime | str, expected: str) -> None:
+    assert utc_text(stored) == expected
+
+
+def test_build_finding_rejects_missing_field() -> None:
+    with pytest.raises(ValueError, match="owner"):
+        build_finding({"kind": "low_stock", "fingerprint": "x", "reason": "r", "suggested_draft_kind": "purchase_order", "evidence": {}})
 
 
 # --- persistence --------------------------------------------------------------

@@ -43,7 +43,6 @@ from store.finders.records import (
 )
 
 __all__ = [
-    "add_item_context",
     "MAX_PAGE_SIZE",
     "MEASURED_KINDS",
     "DraftQuantity",
@@ -53,6 +52,7 @@ __all__ = [
     "OpenDraftQuantities",
     "OrderSuggestion",
     "RefreshResult",
+    "add_item_context",
     "business_date",
     "find_count_drift",
     "find_low_stock",

@@ -13,8 +13,10 @@ snapshot, the finder reports drift when
 
 from __future__ import annotations
 
-from collections import defaultdict
+from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import text
@@ -23,16 +25,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from store.errors import InvalidInputError
 from store.finders.findings import (
     Finding,
+    build_finding,
     check_tolerance,
+    collection_paused,
     pick_owner,
     quantity,
+    scaled_text,
     text_or_none,
+    utc_text,
 )
-from store.types import SCALE, UTCDateTime
+from store.types import SCALE
 
 # Counts of an (item, location) kept in the evidence, newest first.
 HISTORY_DEPTH = 5
 
+# The column order is fixed because the finder reads rows by position.
 # Phase one ranks the counts of each (item, location) newest first. Per pair it
 # keeps the newest count and the number of over and under variances among the
 # newest `repeat` counts. Its main cost is one window sort over all counts.
@@ -135,17 +142,23 @@ async def find_count_drift(
         "value_tol_squared": float(value_tol or 0) * SCALE * SCALE,
         "lower_margin": 1 - 1e-9,
     }
-    statement = text(_DRIFT_SQL).columns(counted_at=UTCDateTime)
-    rows = (await session.execute(statement, params)).all()
+    result = await session.execute(text(_DRIFT_SQL), params)
 
-    history: dict[tuple[int, int], list[Any]] = defaultdict(list)
-    for row in rows:
-        history[(row.item_id, row.location_id)].append(row)
+    texts = _ToleranceTexts(
+        abs_tol=str(abs_tol),
+        pct_tol=str(pct_tol),
+        value_tol=text_or_none(value_tol),
+        tolerance_reason=f"beyond the tolerance of {abs_tol} units and {pct_tol}%",
+    )
     findings: list[Finding] = []
-    for counts in history.values():
-        finding = _drift_finding(counts, abs_tol=abs_tol, pct_tol=pct_tol, value_tol=value_tol, repeat=repeat)
-        if finding is not None:
-            findings.append(finding)
+    with collection_paused():
+        # Rows arrive grouped by (item, location), newest count first.
+        for _, group in groupby(result.all(), key=itemgetter(1, 2)):
+            finding = _drift_finding(
+                list(group), abs_tol=abs_tol, pct_tol=pct_tol, value_tol=value_tol, repeat=repeat, texts=texts
+            )
+            if finding is not None:
+                findings.append(finding)
     return findings
 
 
@@ -153,7 +166,7 @@ def _repeated_direction(counts: list[Any], *, repeat: int) -> str | None:
     if repeat < 2 or len(counts) < repeat:
         return None
     # The raw millionths carry the sign, so no Decimal conversion is needed here.
-    signs = {(row.variance > 0) - (row.variance < 0) for row in counts[:repeat]}
+    signs = {(variance > 0) - (variance < 0) for variance in (row[_VARIANCE] for row in counts[:repeat])}
     if signs == {1}:
         return "over"
     if signs == {-1}:
@@ -161,23 +174,46 @@ def _repeated_direction(counts: list[Any], *, repeat: int) -> str | None:
     return None
 
 
+# Positions of the columns of _DRIFT_SQL that are read more than once.
+_VARIANCE = 6
+
+
+@dataclass(frozen=True)
+class _ToleranceTexts:
+    """The tolerances as evidence strings, rendered once per run instead of once per finding."""
+
+    abs_tol: str
+    pct_tol: str
+    value_tol: str | None
+    tolerance_reason: str
+
+
 def _drift_finding(
-    counts: list[Any], *, abs_tol: Decimal, pct_tol: Decimal, value_tol: Decimal | None, repeat: int
+    counts: list[Any],
+    *,
+    abs_tol: Decimal,
+    pct_tol: Decimal,
+    value_tol: Decimal | None,
+    repeat: int,
+    texts: _ToleranceTexts,
 ) -> Finding | None:
-    latest = counts[0]
-    variance = quantity(latest.variance)
-    system = quantity(latest.system_quantity)
-    unit_cost = quantity(latest.unit_cost)
+    (
+        count_id, item_id, location_id, _, _, system_raw, variance_raw, _, _, _,
+        sku, item_owner, unit_cost_raw, currency, location_code, location_owner,
+    ) = counts[0]
+    variance = quantity(variance_raw)
+    system = quantity(system_raw)
+    unit_cost = quantity(unit_cost_raw)
     variance_value = abs(variance) * unit_cost
 
     reasons: list[str] = []
     triggers: list[str] = []
     if abs(variance) > abs_tol and abs(variance) > pct_tol / 100 * abs(system):
         triggers.append("tolerance")
-        reasons.append(f"beyond the tolerance of {abs_tol} units and {pct_tol}%")
+        reasons.append(texts.tolerance_reason)
     if value_tol is not None and variance_value > value_tol:
         triggers.append("value")
-        reasons.append(f"worth {variance_value} {latest.currency}, over the value tolerance of {value_tol}")
+        reasons.append(f"worth {variance_value} {currency}, over the value tolerance of {value_tol}")
     direction = _repeated_direction(counts, repeat=repeat)
     if direction is not None:
         triggers.append("repeated")
@@ -185,48 +221,56 @@ def _drift_finding(
     if not triggers:
         return None
 
-    counted = quantity(latest.counted_quantity)
+    recent_counts = [
+        {
+            "count_id": row[0],
+            "counted_quantity": scaled_text(row[4]),
+            "system_quantity": scaled_text(row[5]),
+            "variance": scaled_text(row[6]),
+            "counted_at": utc_text(row[7]),
+            "bin_id": row[3],
+            "actor": row[8],
+            "task_id": row[9],
+        }
+        for row in counts[:HISTORY_DEPTH]
+    ]
+    latest = recent_counts[0]
     reason = (
-        f"{latest.sku} at {latest.location_code} was last counted at {counted} against a system quantity of "
-        f"{system} (variance {variance}) at {latest.counted_at.isoformat()}, {' and '.join(reasons)}."
+        f"{sku} at {location_code} was last counted at {latest['counted_quantity']} against a system quantity of "
+        f"{latest['system_quantity']} (variance {latest['variance']}) at {latest['counted_at']}, {' and '.join(reasons)}."
     )
     evidence: dict[str, Any] = {
         "triggers": triggers,
-        "count_id": latest.count_id,
-        "counted_quantity": str(counted),
-        "system_quantity": str(system),
-        "variance": str(variance),
+        "count_id": count_id,
+        "counted_quantity": latest["counted_quantity"],
+        "system_quantity": latest["system_quantity"],
+        "variance": latest["variance"],
         "variance_value": str(variance_value),
         "unit_cost": str(unit_cost),
-        "currency": latest.currency,
-        "abs_tol": str(abs_tol),
-        "pct_tol": str(pct_tol),
-        "value_tol": text_or_none(value_tol),
+        "currency": currency,
+        "abs_tol": texts.abs_tol,
+        "pct_tol": texts.pct_tol,
+        "value_tol": texts.value_tol,
         "repeat": repeat,
         "repeated_direction": direction,
-        "recent_counts": [
-            {
-                "count_id": row.count_id,
-                "counted_quantity": str(quantity(row.counted_quantity)),
-                "system_quantity": str(quantity(row.system_quantity)),
-                "variance": str(quantity(row.variance)),
-                "counted_at": row.counted_at.isoformat(),
-                "bin_id": row.bin_id,
-                "actor": row.actor,
-                "task_id": row.task_id,
-            }
-            for row in counts[:HISTORY_DEPTH]
-        ],
+        "recent_counts": recent_counts,
     }
-    return Finding(
-        kind="count_drift",
-        fingerprint=f"count_drift:item={latest.item_id}:location={latest.location_id}",
-        reason=reason,
-        suggested_draft_kind="count_task",
-        evidence=evidence,
-        item_id=latest.item_id,
-        sku=latest.sku,
-        location_id=latest.location_id,
-        location_code=latest.location_code,
-        owner=pick_owner(latest.item_owner, latest.location_owner),
+    return build_finding(
+        {
+            "kind": "count_drift",
+            "fingerprint": f"count_drift:item={item_id}:location={location_id}",
+            "reason": reason,
+            "suggested_draft_kind": "count_task",
+            "evidence": evidence,
+            "item_id": item_id,
+            "sku": sku,
+            "location_id": location_id,
+            "location_code": location_code,
+            "supplier_id": None,
+            "supplier_code": "",
+            "purchase_order_id": None,
+            "purchase_order_number": "",
+            "purchase_order_line_id": None,
+            "owner": pick_owner(item_owner, location_owner),
+        }
     )

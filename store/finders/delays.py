@@ -13,10 +13,12 @@ evidence says so.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -26,58 +28,92 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from store.errors import InvalidInputError
 from store.finders.findings import (
     Finding,
+    QuantityMemo,
+    build_finding,
     check_aware,
+    collection_paused,
     pick_owner,
-    quantity,
     text_or_none,
+    utc_text,
+    utc_time,
 )
 from store.models import OPEN_PO_STATUSES
-from store.types import UTCDateTime
 
+# Open lines that are late or may be: lines without an expected date are kept
+# when their order was issued, and Python adds the lead time to the business
+# date of issue. The issue time and lead time are read for those lines alone.
+# Each supplier's on-time record comes from the same statement. Rows are put in
+# line order in Python: they mostly arrive in that order, and an ORDER BY would
+# sort them all in a temporary B-tree.
+# The column order is fixed because the finder unpacks each row as a tuple.
 _LATE_LINES_SQL = """
-SELECT l.id AS line_id, l.line_no, l.item_id, l.quantity_ordered, l.quantity_received,
-       l.expected_date AS line_expected_date, p.expected_date AS order_expected_date,
-       COALESCE(l.expected_date, p.expected_date) AS expected_date,
-       p.issued_at, COALESCE(si.lead_time_days, s.lead_time_days) AS lead_time_days,
-       p.id AS purchase_order_id, p.number AS purchase_order_number, p.status AS purchase_order_status,
-       p.owner AS purchase_order_owner,
-       s.id AS supplier_id, s.code AS supplier_code, s.owner AS supplier_owner,
-       i.sku, i.owner AS item_owner,
-       l.destination_location_id AS location_id, loc.code AS location_code,
-       (SELECT MAX(e.received_at) FROM receiving_event AS e
-        WHERE e.purchase_order_line_id = l.id) AS last_received_at
-FROM purchase_order_line AS l
-JOIN purchase_order AS p ON p.id = l.purchase_order_id
-JOIN supplier AS s ON s.id = p.supplier_id
-JOIN item AS i ON i.id = l.item_id
-LEFT JOIN supplier_item AS si ON si.id = l.supplier_item_id
-LEFT JOIN location AS loc ON loc.id = l.destination_location_id
-WHERE l.workspace_id = :workspace_id AND p.workspace_id = :workspace_id
-  AND p.status IN :open_po_statuses
-  AND l.quantity_received < l.quantity_ordered
-  AND (COALESCE(l.expected_date, p.expected_date) < :today
-       OR (l.expected_date IS NULL AND p.expected_date IS NULL AND p.issued_at IS NOT NULL))
-ORDER BY l.id
+WITH late AS (
+    SELECT l.id AS line_id, l.line_no, l.item_id, l.quantity_ordered, l.quantity_received,
+           l.expected_date AS line_expected_date, p.expected_date AS order_expected_date,
+           CASE WHEN l.expected_date IS NULL AND p.expected_date IS NULL THEN p.issued_at END AS issued_at,
+           CASE WHEN l.expected_date IS NULL AND p.expected_date IS NULL
+                THEN COALESCE((SELECT si.lead_time_days FROM supplier_item AS si WHERE si.id = l.supplier_item_id),
+                              s.lead_time_days)
+           END AS lead_time_days,
+           p.id AS purchase_order_id, p.number AS purchase_order_number, p.status AS purchase_order_status,
+           p.owner AS purchase_order_owner,
+           s.id AS supplier_id, s.code AS supplier_code, s.owner AS supplier_owner,
+           i.sku, i.owner AS item_owner,
+           l.destination_location_id AS location_id, loc.code AS location_code,
+           (SELECT MAX(e.received_at) FROM receiving_event AS e
+            WHERE e.purchase_order_line_id = l.id) AS last_received_at
+    FROM purchase_order_line AS l
+    JOIN purchase_order AS p ON p.id = l.purchase_order_id
+    JOIN supplier AS s ON s.id = p.supplier_id
+    JOIN item AS i ON i.id = l.item_id
+    LEFT JOIN location AS loc ON loc.id = l.destination_location_id
+    WHERE l.workspace_id = :workspace_id AND p.workspace_id = :workspace_id
+      AND p.status IN :open_po_statuses
+      AND l.quantity_received < l.quantity_ordered
+      AND (COALESCE(l.expected_date, p.expected_date) < :today
+           OR (l.expected_date IS NULL AND p.expected_date IS NULL AND p.issued_at IS NOT NULL))
+),
+{on_time_ctes}
+SELECT late.line_id, late.line_no, late.item_id, late.quantity_ordered, late.quantity_received,
+       late.line_expected_date, late.order_expected_date, late.issued_at, late.lead_time_days,
+       late.purchase_order_id, late.purchase_order_number, late.purchase_order_status, late.purchase_order_owner,
+       late.supplier_id, late.supplier_code, late.supplier_owner, late.sku, late.item_owner,
+       late.location_id, late.location_code, late.last_received_at,
+       COALESCE(on_time.on_time_lines, 0) AS on_time_lines, COALESCE(on_time.received_lines, 0) AS received_lines
+FROM late
+LEFT JOIN on_time ON on_time.supplier_id = late.supplier_id
 """
 
-# Fully received lines of the given suppliers with the time of their last receipt.
-# The business date of that time is taken in Python, because SQLite cannot convert
-# to an IANA timezone. NOTE: this reads each late supplier's whole receiving
-# history; on PostgreSQL `received_at AT TIME ZONE 'UTC' AT TIME ZONE :tz` would
-# let the database count on-time lines itself.
-_RECEIVED_HISTORY_SQL = """
-SELECT p.supplier_id, COALESCE(l.expected_date, p.expected_date) AS expected_date,
-       MAX(e.received_at) AS last_received_at
-FROM purchase_order_line AS l
-JOIN purchase_order AS p ON p.id = l.purchase_order_id
-JOIN receiving_event AS e ON e.purchase_order_line_id = l.id
-WHERE l.workspace_id = :workspace_id AND p.workspace_id = :workspace_id
-  AND p.supplier_id IN :supplier_ids
-  AND l.quantity_ordered > 0
-  AND l.quantity_received >= l.quantity_ordered
-  AND COALESCE(l.expected_date, p.expected_date) IS NOT NULL
-GROUP BY l.id, p.supplier_id, COALESCE(l.expected_date, p.expected_date)
+# Per supplier, the fully received lines with an expected date and a receiving
+# event, and how many of them had their last receipt on or before the expected
+# date. The receipt's business date is `{local_date}`, an expression over
+# `last_received_at` that depends on the backend (see _local_date_sql).
+_ON_TIME_CTES = """received_line AS (
+    SELECT p.supplier_id, COALESCE(l.expected_date, p.expected_date) AS expected_date,
+           MAX(e.received_at) AS last_received_at
+    FROM purchase_order_line AS l
+    JOIN purchase_order AS p ON p.id = l.purchase_order_id
+    JOIN receiving_event AS e ON e.purchase_order_line_id = l.id
+    WHERE l.workspace_id = :workspace_id AND p.workspace_id = :workspace_id
+      {supplier_filter}
+      AND l.quantity_ordered > 0
+      AND l.quantity_received >= l.quantity_ordered
+      AND COALESCE(l.expected_date, p.expected_date) IS NOT NULL
+    GROUP BY l.id, p.supplier_id, COALESCE(l.expected_date, p.expected_date)
+),
+on_time AS (
+    SELECT supplier_id, COUNT(*) AS received_lines,
+           SUM(CASE WHEN {local_date} <= expected_date THEN 1 ELSE 0 END) AS on_time_lines
+    FROM received_line
+    GROUP BY supplier_id
+)
 """
+
+# The span of UTC times whose offsets are written into SQLite statements. A
+# receipt outside it takes the offset at the nearest end, which matters only for
+# receipts dated before 1970 or after 2069.
+_SPAN_START = datetime(1970, 1, 1, tzinfo=UTC)
+_SPAN_END = datetime(2070, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -102,13 +138,74 @@ def business_date(moment: datetime, *, timezone: str) -> date:
         InvalidInputError: If the timezone name is unknown or `moment` is naive.
     """
     check_aware(moment)
+    return moment.astimezone(_zone(timezone)).date()
+
+
+def _zone(timezone: str) -> ZoneInfo:
     try:
-        zone = ZoneInfo(timezone)
+        return ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise InvalidInputError(
             f"Timezone {timezone!r} is not an IANA timezone name; use one like 'UTC' or 'Pacific/Auckland'."
         ) from exc
-    return moment.astimezone(zone).date()
+
+
+def _offset_at(zone: ZoneInfo, second: int) -> int:
+    offset = datetime.fromtimestamp(second, zone).utcoffset()
+    return int(offset.total_seconds()) if offset is not None else 0
+
+
+@lru_cache(maxsize=32)
+def _offset_spans(timezone: str) -> tuple[tuple[int, int], ...]:
+    """Return (first UTC second, UTC offset in seconds) for each span of constant offset from 1970 to 2069.
+
+    The zone is sampled once a day and each change is narrowed to the second.
+    NOTE: two changes within one day that cancel each other out are missed.
+    Takes about 30 ms per zone, once per process.
+    """
+    zone = _zone(timezone)
+    second = int(_SPAN_START.timestamp())
+    end = int(_SPAN_END.timestamp())
+    spans = [(second, _offset_at(zone, second))]
+    while second < end:
+        following = second + 86_400
+        if _offset_at(zone, following) != spans[-1][1]:
+            before, after = second, following
+            while after - before > 1:
+                middle = (before + after) // 2
+                if _offset_at(zone, middle) == spans[-1][1]:
+                    before = middle
+                else:
+                    after = middle
+            spans.append((after, _offset_at(zone, after)))
+        second = following
+    return tuple(spans)
+
+
+def _sqlite_offset_case(column: str, spans: Sequence[tuple[int, int]]) -> str:
+    """Return a CASE expression giving the date() modifier for `column`'s UTC offset, as a binary search over spans."""
+    if len(spans) == 1:
+        return f"'{spans[0][1]:+d} seconds'"
+    middle = len(spans) // 2
+    # Stored times are naive UTC text with microseconds, so they compare as text.
+    boundary = datetime.fromtimestamp(spans[middle][0], UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return (
+        f"CASE WHEN {column} < '{boundary}' THEN {_sqlite_offset_case(column, spans[:middle])} "
+        f"ELSE {_sqlite_offset_case(column, spans[middle:])} END"
+    )
+
+
+@lru_cache(maxsize=32)
+def _local_date_sql(dialect: str, timezone: str) -> str:
+    """Return SQL for the business date of `last_received_at` in `timezone`.
+
+    PostgreSQL converts with its own timezone database. SQLite has no IANA
+    timezones, so the offsets Python's zoneinfo gives are written into the
+    statement as a binary search over the spans of constant offset.
+    """
+    if dialect == "postgresql":
+        return "CAST((last_received_at AT TIME ZONE 'UTC') AT TIME ZONE :timezone AS DATE)"
+    return f"date(last_received_at, {_sqlite_offset_case('last_received_at', _offset_spans(timezone))})"
 
 
 async def supplier_on_time_records(
@@ -118,24 +215,27 @@ async def supplier_on_time_records(
 
     Dates compare in the workspace timezone. A supplier with no fully received
     line that has both an expected date and a receiving event is absent.
+
+    Raises:
+        InvalidInputError: If the timezone name is unknown.
     """
+    _zone(timezone)
     if not supplier_ids:
         return {}
-    statement = (
-        text(_RECEIVED_HISTORY_SQL)
-        .bindparams(bindparam("supplier_ids", expanding=True))
-        .columns(expected_date=Date, last_received_at=UTCDateTime)
+    dialect = session.get_bind().dialect.name
+    ctes = _ON_TIME_CTES.format(
+        supplier_filter="AND p.supplier_id IN :supplier_ids", local_date=_local_date_sql(dialect, timezone)
     )
-    rows = await session.execute(statement, {"workspace_id": workspace_id, "supplier_ids": sorted(supplier_ids)})
-    on_time: dict[int, int] = defaultdict(int)
-    received: dict[int, int] = defaultdict(int)
-    for row in rows.all():
-        received[row.supplier_id] += 1
-        if business_date(row.last_received_at, timezone=timezone) <= row.expected_date:
-            on_time[row.supplier_id] += 1
+    statement = text(
+        f"WITH {ctes} SELECT supplier_id, on_time_lines, received_lines FROM on_time"
+    ).bindparams(bindparam("supplier_ids", expanding=True))
+    params: dict[str, Any] = {"workspace_id": workspace_id, "supplier_ids": sorted(supplier_ids)}
+    if dialect == "postgresql":
+        params["timezone"] = timezone
+    rows = await session.execute(statement, params)
     return {
-        supplier_id: OnTimeRecord(on_time_lines=on_time[supplier_id], received_lines=count)
-        for supplier_id, count in received.items()
+        supplier_id: OnTimeRecord(on_time_lines=int(on_time), received_lines=int(received))
+        for supplier_id, on_time, received in rows.all()
     }
 
 
@@ -148,94 +248,103 @@ async def find_supplier_delays(
         InvalidInputError: If `now` is naive or `timezone` is unknown.
     """
     today = business_date(now, timezone=timezone)
+    dialect = session.get_bind().dialect.name
+    # Every supplier's record is counted: the join keeps those of late lines, and
+    # a filter on the late suppliers made the statement slower.
+    ctes = _ON_TIME_CTES.format(supplier_filter="", local_date=_local_date_sql(dialect, timezone))
     statement = (
-        text(_LATE_LINES_SQL)
+        text(_LATE_LINES_SQL.format(on_time_ctes=ctes))
         .bindparams(bindparam("open_po_statuses", expanding=True), bindparam("today", type_=Date))
-        .columns(
-            expected_date=Date,
-            line_expected_date=Date,
-            order_expected_date=Date,
-            issued_at=UTCDateTime,
-            last_received_at=UTCDateTime,
+    )
+    params: dict[str, Any] = {"workspace_id": workspace_id, "open_po_statuses": list(OPEN_PO_STATUSES), "today": today}
+    if dialect == "postgresql":
+        params["timezone"] = timezone
+    result = await session.execute(statement, params)
+
+    with collection_paused():
+        return _delay_findings(sorted(result.all(), key=itemgetter(0)), today=today, now=now, timezone=timezone)
+
+
+def _delay_findings(rows: Sequence[Any], *, today: date, now: datetime, timezone: str) -> list[Finding]:
+    """Build the findings of the late rows, rendering each expected date and on-time rate once."""
+    as_of = now.isoformat()
+    today_text = today.isoformat()
+    quantities = QuantityMemo()
+    lateness: dict[date | str, tuple[date, str, int]] = {}
+    rates: dict[tuple[int, int], str | None] = {(0, 0): None}
+    findings: list[Finding] = []
+    for row in rows:
+        (
+            line_id, line_no, item_id, ordered_raw, received_raw, line_expected_date, order_expected_date,
+            issued_at, lead_time_days, purchase_order_id, purchase_order_number, purchase_order_status,
+            purchase_order_owner, supplier_id, supplier_code, supplier_owner, sku, item_owner,
+            location_id, location_code, last_received_at, on_time_lines, received_lines,
+        ) = row
+        stored_date = line_expected_date if line_expected_date is not None else order_expected_date
+        if stored_date is not None:
+            source = "line" if line_expected_date is not None else "order"
+            known = lateness.get(stored_date)
+            if known is None:
+                expected = date.fromisoformat(stored_date) if isinstance(stored_date, str) else stored_date
+                known = lateness[stored_date] = (expected, expected.isoformat(), (today - expected).days)
+            expected, expected_text, days_late = known
+        else:
+            issued = business_date(utc_time(issued_at), timezone=timezone)
+            expected = issued + timedelta(days=lead_time_days)
+            expected_text = expected.isoformat()
+            days_late = (today - expected).days
+            source = f"issued {issued.isoformat()} + {lead_time_days}-day lead time"
+        if expected >= today:
+            continue
+
+        ordered = quantities[ordered_raw]
+        received = quantities[received_raw]
+        ordered_text = str(ordered)
+        received_text = str(received)
+        record = (int(on_time_lines), int(received_lines))
+        rate = rates.get(record, "")
+        if rate == "":
+            rate = rates[record] = text_or_none(OnTimeRecord(*record).rate)
+        reason = (
+            f"{purchase_order_number} line {line_no} for {sku} ({ordered_text} ordered, {received_text} received) "
+            f"from {supplier_code} was expected {expected_text} and is {days_late} days late."
         )
-    )
-    params = {"workspace_id": workspace_id, "open_po_statuses": list(OPEN_PO_STATUSES), "today": today}
-    late: list[tuple[Any, date, str]] = []
-    for row in (await session.execute(statement, params)).all():
-        expected, source = _expected_date(row, timezone=timezone)
-        if expected < today:
-            late.append((row, expected, source))
-    if not late:
-        return []
-
-    history = await supplier_on_time_records(
-        session, workspace_id=workspace_id, supplier_ids={row.supplier_id for row, _, _ in late}, timezone=timezone
-    )
-    return [
-        _delay_finding(row, expected=expected, source=source, today=today, now=now, timezone=timezone, history=history)
-        for row, expected, source in late
-    ]
-
-
-def _expected_date(row: Any, *, timezone: str) -> tuple[date, str]:
-    """Return a late-candidate line's expected date and where it came from."""
-    if row.line_expected_date is not None:
-        return row.line_expected_date, "line"
-    if row.order_expected_date is not None:
-        return row.order_expected_date, "order"
-    issued = business_date(row.issued_at, timezone=timezone)
-    return issued + timedelta(days=row.lead_time_days), f"issued {issued.isoformat()} + {row.lead_time_days}-day lead time"
-
-
-def _delay_finding(
-    row: Any,
-    *,
-    expected: date,
-    source: str,
-    today: date,
-    now: datetime,
-    timezone: str,
-    history: dict[int, OnTimeRecord],
-) -> Finding:
-    ordered = quantity(row.quantity_ordered)
-    received = quantity(row.quantity_received)
-    days_late = (today - expected).days
-    record = history.get(row.supplier_id)
-    reason = (
-        f"{row.purchase_order_number} line {row.line_no} for {row.sku} ({ordered} ordered, {received} received) "
-        f"from {row.supplier_code} was expected {expected.isoformat()} and is {days_late} days late."
-    )
-    evidence: dict[str, Any] = {
-        "as_of": now.isoformat(),
-        "timezone": timezone,
-        "today": today.isoformat(),
-        "expected_date": expected.isoformat(),
-        "expected_date_source": source,
-        "days_late": days_late,
-        "line_no": row.line_no,
-        "purchase_order_status": row.purchase_order_status,
-        "quantity_ordered": str(ordered),
-        "quantity_received": str(received),
-        "quantity_outstanding": str(ordered - received),
-        "last_received_at": text_or_none(row.last_received_at),
-        "supplier_on_time_rate": text_or_none(record.rate if record else None),
-        "supplier_on_time_lines": record.on_time_lines if record else 0,
-        "supplier_received_lines": record.received_lines if record else 0,
-    }
-    return Finding(
-        kind="supplier_delay",
-        fingerprint=f"supplier_delay:po_line={row.line_id}",
-        reason=reason,
-        suggested_draft_kind="supplier_note",
-        evidence=evidence,
-        item_id=row.item_id,
-        sku=row.sku,
-        location_id=row.location_id,
-        location_code=row.location_code or "",
-        supplier_id=row.supplier_id,
-        supplier_code=row.supplier_code,
-        purchase_order_id=row.purchase_order_id,
-        purchase_order_number=row.purchase_order_number,
-        purchase_order_line_id=row.line_id,
-        owner=pick_owner(row.item_owner, row.supplier_owner, row.purchase_order_owner),
-    )
+        evidence: dict[str, Any] = {
+            "as_of": as_of,
+            "timezone": timezone,
+            "today": today_text,
+            "expected_date": expected_text,
+            "expected_date_source": source,
+            "days_late": days_late,
+            "line_no": line_no,
+            "purchase_order_status": purchase_order_status,
+            "quantity_ordered": ordered_text,
+            "quantity_received": received_text,
+            "quantity_outstanding": str(ordered - received),
+            "last_received_at": None if last_received_at is None else utc_text(last_received_at),
+            "supplier_on_time_rate": rate,
+            "supplier_on_time_lines": record[0],
+            "supplier_received_lines": record[1],
+        }
+        findings.append(
+            build_finding(
+                {
+                    "kind": "supplier_delay",
+                    "fingerprint": f"supplier_delay:po_line={line_id}",
+                    "reason": reason,
+                    "suggested_draft_kind": "supplier_note",
+                    "evidence": evidence,
+                    "item_id": item_id,
+                    "sku": sku,
+                    "location_id": location_id,
+                    "location_code": location_code or "",
+                    "supplier_id": supplier_id,
+                    "supplier_code": supplier_code,
+                    "purchase_order_id": purchase_order_id,
+                    "purchase_order_number": purchase_order_number,
+                    "purchase_order_line_id": line_id,
+                    "owner": pick_owner(item_owner, supplier_owner, purchase_order_owner),
+                }
+            )
+        )
+    return findings

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import date, datetime
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
 from store.errors import InvalidInputError
-from store.types import from_scaled
+from store.types import SCALE, SCALE_DIGITS
 
 
 @dataclass(frozen=True)
@@ -37,22 +40,120 @@ class Finding:
     owner: str = ""
 
 
+_ZERO = Decimal(0)
+
+_FINDING_FIELDS = frozenset(spec.name for spec in fields(Finding))
+
+
+def build_finding(values: dict[str, Any]) -> Finding:
+    """Build a `Finding` whose instance dict is `values`, which must name every field.
+
+    The frozen dataclass __init__ sets each field through object.__setattr__,
+    about 3 µs per finding on CPython 3.11. A finder that returns tens of
+    thousands of findings hands over a ready dict instead (under 1 µs).
+
+    Raises:
+        ValueError: If `values` misses a field or names one that Finding lacks.
+    """
+    if values.keys() != _FINDING_FIELDS:
+        raise ValueError(f"Finding fields differ: {sorted(values.keys() ^ _FINDING_FIELDS)}")
+    finding = object.__new__(Finding)
+    object.__setattr__(finding, "__dict__", values)
+    return finding
+
+
+@contextmanager
+def collection_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a finder builds its findings.
+
+    Findings hold no reference cycles, yet each one allocates several dicts and
+    lists. At 13,000 low-stock findings the collector's repeated passes over
+    them added about 40 % to the build time. The collector is enabled again on
+    exit only if it was enabled on entry.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def pick_owner(*candidates: str | None) -> str:
     """Return the first non-blank owner, or "" when no candidate names one."""
     for candidate in candidates:
-        if candidate and candidate.strip():
-            return candidate.strip()
+        if candidate:
+            stripped = candidate.strip()
+            if stripped:
+                return stripped
     return ""
 
 
+def scaled_text(raw: int) -> str:
+    """Render integer millionths exactly as `str(from_scaled(raw))` does, without building a Decimal."""
+    if not raw % SCALE:
+        return str(raw // SCALE)
+    whole, fraction = divmod(abs(raw), SCALE)
+    sign = "-" if raw < 0 else ""
+    return f"{sign}{whole}.{fraction:06d}".rstrip("0")
+
+
 def quantity(raw: int | None) -> Decimal:
-    """Convert a millionths column value read through raw SQL to a Decimal; NULL counts as 0."""
-    return from_scaled(int(raw)) if raw is not None else Decimal(0)
+    """Convert a millionths column value read through raw SQL to a Decimal; NULL counts as 0.
+
+    The result equals `from_scaled(raw)` digit for digit and exponent for
+    exponent, so its str() and the str() of sums built from it do not change.
+    Whole quantities, the common case, skip the normalisation.
+    """
+    if raw is None:
+        return _ZERO
+    raw = int(raw)
+    if raw % SCALE:
+        return Decimal(raw).scaleb(-SCALE_DIGITS).normalize()
+    return Decimal(raw // SCALE)
+
+
+class QuantityMemo(dict[int, Decimal]):
+    """Decimals for raw millionths, each distinct value converted once, so `memo[raw]` equals `quantity(raw)`.
+
+    Quantities repeat across rows (order sizes, reorder points, zero), so a
+    finder keeps one memo for the rows of one run. Raw values must not be NULL.
+    """
+
+    def __missing__(self, raw: int) -> Decimal:
+        value = self[raw] = quantity(raw)
+        return value
 
 
 def optional_quantity(raw: int | None) -> Decimal | None:
     """Convert a nullable millionths column value read through raw SQL to a Decimal or None."""
-    return from_scaled(int(raw)) if raw is not None else None
+    return None if raw is None else quantity(raw)
+
+
+def utc_time(value: datetime | str) -> datetime:
+    """Return a stored UTC time read without a column type as an aware datetime.
+
+    SQLite returns the text SQLAlchemy stored ('2026-03-02 09:00:00.000000'),
+    and PostgreSQL a naive datetime. Both are UTC. Parsing here skips
+    SQLAlchemy's per-value type-decorator calls.
+    """
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC)
+
+
+def utc_text(value: datetime | str) -> str:
+    """Return a stored UTC time read without a column type in ISO 8601 with +00:00, as `isoformat()` writes it.
+
+    SQLAlchemy stores SQLite datetimes as 'YYYY-MM-DD HH:MM:SS.ffffff', which is
+    rewritten by slicing; anything else is parsed first.
+    """
+    if isinstance(value, str) and len(value) == 26 and value[10] == " " and value[19] == ".":
+        if value.endswith(".000000"):
+            return f"{value[:10]}T{value[11:19]}+00:00"
+        return f"{value[:10]}T{value[11:]}+00:00"
+    return utc_time(value).isoformat()
 
 
 def text_or_none(value: Decimal | date | datetime | None) -> str | None:

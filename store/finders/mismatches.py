@@ -19,6 +19,7 @@ their findings with `measurement_finding`, so one problem keeps one fingerprint.
 from __future__ import annotations
 
 import decimal
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_FLOOR, Decimal
@@ -31,6 +32,7 @@ from store.finders.findings import (
     Finding,
     check_aware,
     check_tolerance,
+    collection_paused,
     pick_owner,
     quantity,
 )
@@ -229,8 +231,13 @@ async def find_mismatches(
         "value_tol_e12": float(value_tol) * SCALE * SCALE,
     }
     statement = text(_MISMATCH_SQL).columns(received_at=UTCDateTime)
-    rows = (await session.execute(statement, params)).all()
+    result = await session.execute(statement, params)
 
+    with collection_paused():
+        return _mismatch_findings(result.all(), qty_tol=qty_tol, value_tol=value_tol, now=now)
+
+
+def _mismatch_findings(rows: Sequence[Any], *, qty_tol: Decimal, value_tol: Decimal, now: datetime) -> list[Finding]:
     findings: list[Finding] = []
     for row in rows:
         reported = row.quantity if row.record_kind == "channel_quantity" else row.value

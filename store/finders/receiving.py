@@ -13,6 +13,7 @@ from short to over resolves one record and opens another.
 from __future__ import annotations
 
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import text
@@ -20,13 +21,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.finders.findings import (
     Finding,
+    QuantityMemo,
+    build_finding,
     check_tolerance,
+    collection_paused,
     pick_owner,
-    quantity,
-    text_or_none,
+    utc_text,
 )
-from store.types import UTCDateTime
 
+# The column order is fixed because the finder unpacks each row as a tuple.
+# Rows are put in line order in Python: with an ORDER BY, SQLite reads the lines
+# through the workspace index in id order instead of scanning the table.
 # The SQL pre-filter compares in floating point with a margin of one part in
 # 10^9 toward inclusion, so it keeps every real finding. The exact Decimal test
 # in Python then decides. Integer millionths times a percentage could overflow
@@ -50,7 +55,6 @@ WHERE l.workspace_id = :workspace_id AND p.workspace_id = :workspace_id
   AND l.quantity_received <> l.quantity_ordered
   AND (CAST(l.quantity_received AS REAL) < CAST(l.quantity_ordered AS REAL) * :short_factor
        OR CAST(l.quantity_received AS REAL) > CAST(l.quantity_ordered AS REAL) * :over_factor)
-ORDER BY l.id
 """
 
 _MARGIN = 1e-9
@@ -80,56 +84,70 @@ async def find_receiving_variances(
         "short_factor": float(1 - short_pct / 100) * (1 + _MARGIN),
         "over_factor": float(1 + over_pct / 100) * (1 - _MARGIN),
     }
-    statement = text(_VARIANCE_LINES_SQL).columns(last_received_at=UTCDateTime)
-    rows = (await session.execute(statement, params)).all()
+    result = await session.execute(text(_VARIANCE_LINES_SQL), params)
 
+    # The same Decimal products receiving_variance() forms, with the factors worked out once.
+    short_factor = 1 - short_pct / 100
+    over_factor = 1 + over_pct / 100
+    short_text = str(short_pct)
+    over_text = str(over_pct)
+    quantities = QuantityMemo()
     findings: list[Finding] = []
-    for row in rows:
-        ordered = quantity(row.quantity_ordered)
-        received = quantity(row.quantity_received)
-        direction = receiving_variance(ordered=ordered, received=received, short_pct=short_pct, over_pct=over_pct)
-        if direction is not None:
+    with collection_paused():
+        for row in sorted(result.all(), key=itemgetter(0)):
+            (
+                line_id, line_no, item_id, ordered_raw, received_raw, purchase_order_id, purchase_order_number,
+                purchase_order_status, purchase_order_owner, supplier_id, supplier_code, supplier_owner, sku,
+                item_owner, location_id, location_code, last_received_at,
+            ) = row
+            ordered = quantities[ordered_raw]
+            received = quantities[received_raw]
+            if received < ordered * short_factor:
+                direction, tolerance_text = "short", short_text
+            elif received > ordered * over_factor:
+                direction, tolerance_text = "over", over_text
+            else:
+                continue
+            difference_text = str(received - ordered)
+            ordered_text = str(ordered)
+            received_text = str(received)
+            # The text of format(difference, "+"): str() already carries a minus sign.
+            signed_text = difference_text if difference_text.startswith("-") else f"+{difference_text}"
+            reason = (
+                f"{purchase_order_number} line {line_no} for {sku} from {supplier_code} "
+                f"was received {direction}: {received_text} of {ordered_text} ordered ({signed_text}), "
+                f"beyond the {tolerance_text}% tolerance."
+            )
+            evidence: dict[str, Any] = {
+                "direction": direction,
+                "line_no": line_no,
+                "purchase_order_status": purchase_order_status,
+                "quantity_ordered": ordered_text,
+                "quantity_received": received_text,
+                "difference": difference_text,
+                "short_pct": short_text,
+                "over_pct": over_text,
+                "last_received_at": None if last_received_at is None else utc_text(last_received_at),
+            }
             findings.append(
-                _variance_finding(row, ordered=ordered, received=received, direction=direction, short_pct=short_pct, over_pct=over_pct)
+                build_finding(
+                    {
+                        "kind": "short_receiving",
+                        "fingerprint": f"{direction}_receiving:po_line={line_id}",
+                        "reason": reason,
+                        "suggested_draft_kind": "supplier_note",
+                        "evidence": evidence,
+                        "item_id": item_id,
+                        "sku": sku,
+                        "location_id": location_id,
+                        "location_code": location_code or "",
+                        "supplier_id": supplier_id,
+                        "supplier_code": supplier_code,
+                        "purchase_order_id": purchase_order_id,
+                        "purchase_order_number": purchase_order_number,
+                        "purchase_order_line_id": line_id,
+                        "owner": pick_owner(item_owner, supplier_owner, purchase_order_owner),
+                    }
+                )
             )
     return findings
-
-
-def _variance_finding(
-    row: Any, *, ordered: Decimal, received: Decimal, direction: str, short_pct: Decimal, over_pct: Decimal
-) -> Finding:
-    difference = received - ordered
-    tolerance = short_pct if direction == "short" else over_pct
-    reason = (
-        f"{row.purchase_order_number} line {row.line_no} for {row.sku} from {row.supplier_code} "
-        f"was received {direction}: {received} of {ordered} ordered ({difference:+}), "
-        f"beyond the {tolerance}% tolerance."
-    )
-    evidence: dict[str, Any] = {
-        "direction": direction,
-        "line_no": row.line_no,
-        "purchase_order_status": row.purchase_order_status,
-        "quantity_ordered": str(ordered),
-        "quantity_received": str(received),
-        "difference": str(difference),
-        "short_pct": str(short_pct),
-        "over_pct": str(over_pct),
-        "last_received_at": text_or_none(row.last_received_at),
-    }
-    return Finding(
-        kind="short_receiving",
-        fingerprint=f"{direction}_receiving:po_line={row.line_id}",
-        reason=reason,
-        suggested_draft_kind="supplier_note",
-        evidence=evidence,
-        item_id=row.item_id,
-        sku=row.sku,
-        location_id=row.location_id,
-        location_code=row.location_code or "",
-        supplier_id=row.supplier_id,
-        supplier_code=row.supplier_code,
-        purchase_order_id=row.purchase_order_id,
-        purchase_order_number=row.purchase_order_number,
-        purchase_order_line_id=row.line_id,
-        owner=pick_owner(row.item_owner, row.supplier_owner, row.purchase_order_owner),
-    )
