@@ -141,3 +141,49 @@ async def test_expiring_a_draft_counts_as_a_change(database):
     assert covered["exceptions"] == []
     assert [e["sku"] for e in uncovered["exceptions"]] == ["WIDGET-1"]
     assert uncovered["refreshed_at"] == {"low_stock": clock.now.isoformat()}
+
+
+def test_cli_list_reruns_only_on_refresh(tmp_path) -> None:
+    import anyio
+    from typer.testing import CliRunner
+
+    from order3_mcp.cli import app as cli
+    from store.db import open_database
+
+    db = tmp_path / "fresh.db"
+
+    async def prepare() -> str:
+        database = await open_database(db)
+        try:
+            tokens = await small_workspace(database)
+            await add_reorder_rule(database, reorder_point="20", max_level="60")
+            return tokens.buyer_secret
+        finally:
+            await database.dispose()
+
+    async def clear_rule() -> None:
+        database = await open_database(db)
+        try:
+            await set_reorder_point(database, "1")
+        finally:
+            await database.dispose()
+
+    secret = anyio.run(prepare)
+    runner = CliRunner()
+
+    def listing(*extra: str) -> str:
+        result = runner.invoke(
+            cli, ["--db", str(db), "--token", secret, "exceptions", "list", *extra], env={"ORDER3_TOKEN": None, "ORDER3_DB": None, "COLUMNS": "200"}
+        )
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    first = listing()
+    anyio.run(clear_rule)
+    reused = listing()
+    rerun = listing("--refresh")
+
+    assert "1 exceptions" in first
+    assert "Finders last ran: " in first
+    assert "1 exceptions" in reused
+    assert "0 exceptions" in rerun

@@ -25,8 +25,11 @@ def list_(
     owner: Annotated[str, typer.Option(help="Only exceptions owned by this person.")] = "",
     limit: Annotated[int, typer.Option(help="Exceptions per page, 1 to 100.")] = 50,
     cursor: Annotated[str, typer.Option(help="Cursor printed at the end of the previous page.")] = "",
+    refresh: Annotated[
+        bool, typer.Option("--refresh", help="Rerun the finders even if nothing was written since their last run.")
+    ] = False,
 ) -> None:
-    """Refresh the finders and list exceptions with the reason for each."""
+    """List exceptions with the reason for each, rerunning the finders whose data changed."""
     from order3_mcp.services import exceptions
 
     settings = settings_of(ctx)
@@ -34,7 +37,8 @@ def list_(
     async def step() -> ExceptionPage:
         async with signed_in(settings) as (app, caller):
             return await exceptions.find_exceptions(
-                app, caller, kind=kind, status=status, location=location, supplier=supplier, owner=owner, cursor=cursor, limit=limit
+                app, caller, kind=kind, status=status, location=location, supplier=supplier, owner=owner, cursor=cursor,
+                limit=limit, refresh=refresh,
             )
 
     listing = execute(step)
@@ -58,6 +62,9 @@ def list_(
             found.reason,
         )
     out().print(table)
+    if listing.refreshed_at:
+        runs = ", ".join(f"{kind} {moment}" for kind, moment in listing.refreshed_at.items())
+        say(f"Finders last ran: {runs}.")
     if listing.next_cursor:
         say(f"More exceptions: --cursor {listing.next_cursor}")
 
