@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlmodel import SQLModel
@@ -140,6 +140,29 @@ class Database:
             connection.exec_driver_sql(begin_statement)
 
         return engine
+
+    async def missing_columns(self) -> dict[str, list[str]]:
+        """Return, per existing table, the columns this version's models have and the table lacks.
+
+        Creating tables adds missing tables but never alters an existing one, so a
+        database made by an older version can lack columns that queries need.
+        """
+
+        def compare(sync_connection: Any) -> dict[str, list[str]]:
+            inspector = inspect(sync_connection)
+            existing = set(inspector.get_table_names())
+            gaps: dict[str, list[str]] = {}
+            for name, table in SQLModel.metadata.tables.items():
+                if name not in existing:
+                    continue
+                present = {column["name"] for column in inspector.get_columns(name)}
+                missing = [column.name for column in table.columns if column.name not in present]
+                if missing:
+                    gaps[name] = missing
+            return gaps
+
+        async with self.engine.connect() as connection:
+            return await connection.run_sync(compare)
 
     async def create_all(self) -> None:
         """Create every table that does not exist yet."""

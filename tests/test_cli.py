@@ -767,3 +767,20 @@ def test_sync_ingest_rejects_agent_token(db: Path, admin_token: str, tmp_path: P
 
     assert result.exit_code == 3
     assert "needs the 'sync' scope" in result.stderr
+
+
+def test_database_from_an_older_version_is_refused_clearly(db: Path, admin_token: str) -> None:
+    import sqlite3
+
+    # An older version's outbox_message table had no queued_by column.
+    connection = sqlite3.connect(db)
+    connection.execute("ALTER TABLE outbox_message DROP COLUMN queued_by")
+    connection.commit()
+    connection.close()
+
+    result = order3(db, "drafts", "list", token=admin_token)
+
+    assert result.exit_code == 2
+    message = " ".join(result.stderr.split())
+    assert "was created by an older version of Order3 (outbox_message lacks queued_by)" in message
+    assert "create a new one with `order3 init`" in message

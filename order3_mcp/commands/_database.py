@@ -169,6 +169,7 @@ async def prepare_tables(database: Database, *, masked_db: str, create: bool, ch
                 tables = set(await connection.run_sync(lambda sync_connection: inspect(sync_connection).get_table_names()))
             check_tables(tables, masked_db=masked_db, create=create)
         await database.create_all()
+        gaps = await database.missing_columns()
     except OSError as exc:
         # asyncpg raises OSError (connection refused, unknown host, timeout) without a SQLAlchemy wrapper.
         raise NotFoundError(
@@ -178,3 +179,9 @@ async def prepare_tables(database: Database, *, masked_db: str, create: bool, ch
     except SQLAlchemyError as exc:
         reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
         raise InvalidInputError(f"Cannot open database {masked_db!r}: {reason}. Check the URL, the user and the database name.") from exc
+    if gaps:
+        listed = "; ".join(f"{table} lacks {', '.join(columns)}" for table, columns in sorted(gaps.items()))
+        raise InvalidInputError(
+            f"Database {masked_db!r} was created by an older version of Order3 ({listed}). Order3 does not migrate "
+            "databases yet: create a new one with `order3 init` and import the data again. Nothing was changed."
+        )
