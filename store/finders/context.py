@@ -36,22 +36,31 @@ async def _recent_counts(
             .where(CountResult.workspace_id == workspace_id, CountResult.item_id.in_(chunk))
             .subquery()
         )
+        # Plain columns, not CountResult objects: a refresh reads one row per recent count of every finding's item.
         rows = await session.execute(
-            select(CountResult, Location.code)
+            select(
+                CountResult.item_id,
+                CountResult.counted_at,
+                Location.code,
+                CountResult.counted_quantity,
+                CountResult.system_quantity,
+                CountResult.variance,
+                CountResult.source,
+            )
             .join(newest, newest.c.id == CountResult.id)
             .outerjoin(Location, Location.id == CountResult.location_id)
             .where(newest.c.position <= per_item)
             .order_by(CountResult.item_id, CountResult.counted_at.desc(), CountResult.id.desc())
         )
-        for count, location_code in rows.all():
-            history[count.item_id].append(
+        for item_id, counted_at, location_code, counted, system, variance, source in rows.all():
+            history[item_id].append(
                 {
-                    "counted_at": count.counted_at.isoformat(),
+                    "counted_at": counted_at.isoformat(),
                     "location": location_code or "all locations",
-                    "counted": str(count.counted_quantity),
-                    "system": text_or_none(count.system_quantity),
-                    "variance": text_or_none(count.variance),
-                    "source": count.source,
+                    "counted": str(counted),
+                    "system": text_or_none(system),
+                    "variance": text_or_none(variance),
+                    "source": source,
                 }
             )
     return history
@@ -73,21 +82,14 @@ async def _recent_reservations(
             .subquery()
         )
         rows = await session.execute(
-            select(Reservation, Location.code)
+            select(Reservation.item_id, Reservation.reference, Location.code, Reservation.quantity, Reservation.status)
             .join(newest, newest.c.id == Reservation.id)
             .join(Location, Location.id == Reservation.location_id)
             .where(newest.c.position <= per_item)
             .order_by(Reservation.item_id, Reservation.id.desc())
         )
-        for reservation, location_code in rows.all():
-            recent[reservation.item_id].append(
-                {
-                    "reference": reservation.reference,
-                    "location": location_code,
-                    "quantity": str(reservation.quantity),
-                    "status": reservation.status,
-                }
-            )
+        for item_id, reference, location_code, quantity, status in rows.all():
+            recent[item_id].append({"reference": reference, "location": location_code, "quantity": str(quantity), "status": status})
     return recent
 
 
