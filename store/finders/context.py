@@ -13,18 +13,27 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from store.finders.findings import Finding, text_or_none
 from store.models import CountResult, Location, Reservation
 
-# Items per query; SQLite allows 32,766 bound parameters per statement from 3.32 on.
+# Most items bound into one statement; SQLite allows 32,766 bound parameters per statement from 3.32 on.
 _CHUNK = 5_000
 
 
-def _chunks(ids: Sequence[int]) -> list[Sequence[int]]:
-    return [ids[start : start + _CHUNK] for start in range(0, len(ids), _CHUNK)]
+def _chunks(ids: Sequence[int]) -> list[Sequence[int] | None]:
+    # Past one chunk, one pass over the whole workspace is cheaper than binding
+    # thousands of ids per statement; rows of other items are skipped in Python.
+    if len(ids) > _CHUNK:
+        return [None]
+    return [ids]
+
+
+def _of_items(column: Any, chunk: Sequence[int] | None) -> Any:
+    return column.in_(chunk) if chunk is not None else column.is_not(None)
 
 
 async def _recent_counts(
     session: AsyncSession, *, workspace_id: int, item_ids: Sequence[int], per_item: int
 ) -> dict[int, list[dict[str, Any]]]:
     history: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    wanted = set(item_ids)
     for chunk in _chunks(item_ids):
         newest = (
             select(
@@ -33,7 +42,7 @@ async def _recent_counts(
                 .over(partition_by=CountResult.item_id, order_by=(CountResult.counted_at.desc(), CountResult.id.desc()))
                 .label("position"),
             )
-            .where(CountResult.workspace_id == workspace_id, CountResult.item_id.in_(chunk))
+            .where(CountResult.workspace_id == workspace_id, _of_items(CountResult.item_id, chunk))
             .subquery()
         )
         # Plain columns, not CountResult objects: a refresh reads one row per recent count of every finding's item.
@@ -53,6 +62,8 @@ async def _recent_counts(
             .order_by(CountResult.item_id, CountResult.counted_at.desc(), CountResult.id.desc())
         )
         for item_id, counted_at, location_code, counted, system, variance, source in rows.all():
+            if item_id not in wanted:
+                continue
             history[item_id].append(
                 {
                     "counted_at": counted_at.isoformat(),
@@ -70,6 +81,7 @@ async def _recent_reservations(
     session: AsyncSession, *, workspace_id: int, item_ids: Sequence[int], per_item: int
 ) -> dict[int, list[dict[str, Any]]]:
     recent: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    wanted = set(item_ids)
     for chunk in _chunks(item_ids):
         newest = (
             select(
@@ -78,7 +90,7 @@ async def _recent_reservations(
                 .over(partition_by=Reservation.item_id, order_by=Reservation.id.desc())
                 .label("position"),
             )
-            .where(Reservation.workspace_id == workspace_id, Reservation.item_id.in_(chunk))
+            .where(Reservation.workspace_id == workspace_id, _of_items(Reservation.item_id, chunk))
             .subquery()
         )
         rows = await session.execute(
@@ -89,6 +101,8 @@ async def _recent_reservations(
             .order_by(Reservation.item_id, Reservation.id.desc())
         )
         for item_id, reference, location_code, quantity, status in rows.all():
+            if item_id not in wanted:
+                continue
             recent[item_id].append({"reference": reference, "location": location_code, "quantity": str(quantity), "status": status})
     return recent
 
@@ -103,8 +117,8 @@ async def add_item_context(
 ) -> list[Finding]:
     """Return the findings with each item's most recent counts and reservations added to the evidence.
 
-    Two set-based queries per 5,000 items, so a refresh of many findings does
-    not run one query per finding. Findings without an item are returned as they are.
+    Two set-based queries, so a refresh of many findings does not run one query
+    per finding. Findings without an item are returned as they are.
     """
     item_ids = sorted({finding.item_id for finding in findings if finding.item_id is not None})
     if not item_ids:
