@@ -7,10 +7,10 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import BigInteger, String, func, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from store.finders.findings import Finding, text_or_none
+from store.finders.findings import Finding, quantity, utc_text
 from store.models import CountResult, Location, Reservation
 
 # Most items bound into one statement; SQLite allows 32,766 bound parameters per statement from 3.32 on.
@@ -47,13 +47,14 @@ async def _recent_counts(
         )
         # Plain columns, not CountResult objects: a refresh reads one row per recent count of every finding's item.
         rows = await session.execute(
+            # Raw stored values: only the rows of wanted items are converted below.
             select(
                 CountResult.item_id,
-                CountResult.counted_at,
+                type_coerce(CountResult.counted_at, String),
                 Location.code,
-                CountResult.counted_quantity,
-                CountResult.system_quantity,
-                CountResult.variance,
+                type_coerce(CountResult.counted_quantity, BigInteger),
+                type_coerce(CountResult.system_quantity, BigInteger),
+                type_coerce(CountResult.variance, BigInteger),
                 CountResult.source,
             )
             .join(newest, newest.c.id == CountResult.id)
@@ -66,11 +67,11 @@ async def _recent_counts(
                 continue
             history[item_id].append(
                 {
-                    "counted_at": counted_at.isoformat(),
+                    "counted_at": utc_text(counted_at),
                     "location": location_code or "all locations",
-                    "counted": str(counted),
-                    "system": text_or_none(system),
-                    "variance": text_or_none(variance),
+                    "counted": str(quantity(counted)),
+                    "system": None if system is None else str(quantity(system)),
+                    "variance": None if variance is None else str(quantity(variance)),
                     "source": source,
                 }
             )
@@ -94,16 +95,24 @@ async def _recent_reservations(
             .subquery()
         )
         rows = await session.execute(
-            select(Reservation.item_id, Reservation.reference, Location.code, Reservation.quantity, Reservation.status)
+            select(
+                Reservation.item_id,
+                Reservation.reference,
+                Location.code,
+                type_coerce(Reservation.quantity, BigInteger),
+                Reservation.status,
+            )
             .join(newest, newest.c.id == Reservation.id)
             .join(Location, Location.id == Reservation.location_id)
             .where(newest.c.position <= per_item)
             .order_by(Reservation.item_id, Reservation.id.desc())
         )
-        for item_id, reference, location_code, quantity, status in rows.all():
+        for item_id, reference, location_code, raw_quantity, status in rows.all():
             if item_id not in wanted:
                 continue
-            recent[item_id].append({"reference": reference, "location": location_code, "quantity": str(quantity), "status": status})
+            recent[item_id].append(
+                {"reference": reference, "location": location_code, "quantity": str(quantity(raw_quantity)), "status": status}
+            )
     return recent
 
 
