@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 from sqlalchemy import BigInteger, String, func, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from store.finders.findings import Finding, quantity, utc_text
+from store.finders.findings import Finding, build_finding, quantity, utc_text
 from store.models import CountResult, Location, Reservation
 
 # Most items bound into one statement; SQLite allows 32,766 bound parameters per statement from 3.32 on.
@@ -145,5 +144,6 @@ async def add_item_context(
         evidence = dict(finding.evidence)
         evidence.setdefault("recent_counts", counts.get(finding.item_id, []))
         evidence.setdefault("recent_reservations", reservations.get(finding.item_id, []))
-        enriched.append(dataclasses.replace(finding, evidence=evidence))
+        # build_finding skips the frozen dataclass's per-field setattr that dataclasses.replace pays.
+        enriched.append(build_finding({**vars(finding), "evidence": evidence}))
     return enriched
