@@ -266,3 +266,27 @@ async def _post_correction(
         occurred_at=counted_at,
         item_label=view.item.sku,
     )
+
+
+async def open_task_counting(
+    session: AsyncSession, *, workspace_id: int, item_id: int, location_id: int, bin_key: int
+) -> int | None:
+    """Return the id of an open count task that already counts this item at this place, or None.
+
+    Two open tasks for one place would each post counted − its own snapshot,
+    so the same shortfall would be corrected twice.
+    """
+    statement = (
+        select(CountSheet.id)
+        .join(CountSheetLine, CountSheetLine.sheet_id == CountSheet.id)
+        .where(
+            CountSheet.workspace_id == workspace_id,
+            CountSheet.status == "open",
+            CountSheetLine.item_id == item_id,
+            CountSheetLine.location_id == location_id,
+            CountSheetLine.bin_key == bin_key,
+        )
+        .order_by(CountSheet.id)
+        .limit(1)
+    )
+    return (await session.execute(statement)).scalar_one_or_none()

@@ -309,27 +309,27 @@ def test_show_is_blind_unless_asked(shop: Shop) -> None:
 
 
 def test_submit_from_csv_and_json_files(shop: Shop, tmp_path: Path) -> None:
-    approve(shop, draft_count(shop, lines=[{"sku": "WIDGET-1"}, {"sku": "GADGET-2"}]).structured_content["draft_id"])
-    approve(shop, draft_count(shop, lines=[{"sku": "WIDGET-1"}, {"sku": "GADGET-2"}]).structured_content["draft_id"])
     csv_file = tmp_path / "counts.csv"
     csv_file.write_text("sku,counted\nWIDGET-1,6.5\nGADGET-2,0\n", encoding="utf-8")
     json_file = tmp_path / "counts.json"
     json_file.write_text(json.dumps({"WIDGET-1": 6.5, "GADGET-2": "1"}), encoding="utf-8")
 
+    approve(shop, draft_count(shop, lines=[{"sku": "WIDGET-1"}, {"sku": "GADGET-2"}]).structured_content["draft_id"])
     from_csv = order3(shop.db, "count", "submit", "1", "--file", str(csv_file), token=shop.carol)
+    # The second task is created after the first was applied, so its snapshot is 6.5 and 0.
+    approve(shop, draft_count(shop, lines=[{"sku": "WIDGET-1"}, {"sku": "GADGET-2"}]).structured_content["draft_id"])
     from_json = order3(shop.db, "count", "submit", "2", "--file", str(json_file), token=shop.carol)
 
     assert from_csv.exit_code == 0, from_csv.stderr
     assert from_json.exit_code == 0, from_json.stderr
     results = rows(shop.db, CountResult)
-    # Task 2's snapshot was taken before task 1 was applied, so it still expects 5 and 0.
     assert [(r.counted_quantity, r.system_quantity, r.variance) for r in results] == [
         (Decimal("6.5"), Decimal(5), Decimal("1.5")),
         (Decimal(0), Decimal(0), Decimal(0)),
-        (Decimal("6.5"), Decimal(5), Decimal("1.5")),
+        (Decimal("6.5"), Decimal("6.5"), Decimal(0)),
         (Decimal(1), Decimal(0), Decimal(1)),
     ]
-    assert on_hand(shop.db, "WIDGET-1") == Decimal(8)
+    assert on_hand(shop.db, "WIDGET-1") == Decimal("6.5")
     assert on_hand(shop.db, "GADGET-2") == Decimal(1)
     assert ledger_mismatches(shop.db) == []
 
@@ -508,9 +508,7 @@ def test_count_answers_drift_exception(shop: Shop) -> None:
     assert counting_status == "drafted"
     assert [(e["exception_id"], e["status"]) for e in refound["exceptions"]] == [(exception_id, "drafted")]
     assert second.is_error
-    assert f"already answered by draft {drafted.structured_content['draft_id']}, whose count task is still open" in (
-        second.content[0].text
-    )
+    assert "count task 1 is still open for WIDGET-1 at WH1" in second.content[0].text
     assert rows(shop.db, ExceptionRecord)[0].status == "resolved"
     assert on_hand(shop.db, "WIDGET-1") == Decimal(5)
 
@@ -631,3 +629,20 @@ def test_count_draft_idempotency_key(shop: Shop) -> None:
     assert changed.is_error
     assert "count-wh1" in changed.content[0].text
     assert count_of(shop.db, Draft) == 1
+
+
+def test_second_count_of_a_place_is_refused(shop: Shop) -> None:
+    pending = draft_count(shop)
+    while_pending = draft_count(shop)
+    approve(shop, pending.structured_content["draft_id"])
+    while_open = draft_count(shop)
+    order3(shop.db, "count", "submit", "1", "--line", "WIDGET-1=5", token=shop.carol)
+    after_submit = draft_count(shop)
+
+    # Two open tasks would each post counted − snapshot, correcting one shortfall twice.
+    assert while_pending.is_error
+    assert "count draft 1 already asks for WIDGET-1 at WH1" in while_pending.content[0].text
+    assert while_open.is_error
+    assert "count task 1 is still open for WIDGET-1 at WH1" in while_open.content[0].text
+    assert not after_submit.is_error, after_submit.content[0].text
+    assert count_of(shop.db, Draft) == 2

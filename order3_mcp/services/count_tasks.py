@@ -48,12 +48,15 @@ from store.count_sheets import (
     count_sheet_lines,
     get_count_sheet,
     list_count_sheets,
+    open_task_counting,
 )
 from store.errors import ConflictError, InvalidInputError, NotFoundError
 from store.models import (
     COUNT_SHEET_STATUSES,
+    OPEN_DRAFT_STATUSES,
     Bin,
     CountSheet,
+    Draft,
     ExceptionRecord,
     Item,
     Location,
@@ -164,6 +167,39 @@ async def _count_exceptions(
     return await _live_exceptions(session, caller, exception_ids, item_ids=item_ids, supplier_id=-1)
 
 
+async def _check_no_overlap(session: AsyncSession, caller: Caller, place: Location, lines: list[dict[str, Any]]) -> None:
+    """Refuse a count of a place that an open task, or a count draft not yet decided, already counts.
+
+    Two tasks for one place would each correct counted − its own snapshot, so one
+    shortfall would be corrected twice.
+    """
+    wanted = {(line["item_id"], line["bin_id"] or 0): line for line in lines}
+    for (item_id, bin_key), line in wanted.items():
+        task = await open_task_counting(
+            session, workspace_id=caller.workspace_id, item_id=item_id, location_id=place.id, bin_key=bin_key  # type: ignore[arg-type]
+        )
+        if task is not None:
+            raise InvalidInputError(
+                f"lines: count task {task} is still open for {line['sku']} at {place.code}; submit it before drafting "
+                "another count of the same place."
+            )
+    pending = await session.execute(
+        select(Draft.id, Draft.payload).where(
+            Draft.workspace_id == caller.workspace_id, Draft.kind == "count_task", Draft.status.in_(OPEN_DRAFT_STATUSES)
+        )
+    )
+    for draft_id, payload in pending.all():
+        if payload.get("location_id") != place.id:
+            continue
+        for other in payload.get("lines", []):
+            line = wanted.get((other.get("item_id"), other.get("bin_id") or 0))
+            if line is not None:
+                raise InvalidInputError(
+                    f"lines: count draft {draft_id} already asks for {line['sku']} at {place.code}; withdraw it or wait "
+                    "for its decision before drafting another count of the same place."
+                )
+
+
 async def draft_count_task(
     app: Order3,
     caller: Caller,
@@ -232,6 +268,7 @@ async def draft_count_task(
                 {"sku": item.sku, "item_id": item.id, "bin_code": bin_row.code if bin_row else "", "bin_id": bin_row.id if bin_row else None}
             )
 
+        await _check_no_overlap(session, caller, place, payload_lines)
         linked = await _count_exceptions(
             session, caller, linked_ids, item_ids={item.id for item in items}, location=place  # type: ignore[misc]
         )

@@ -259,6 +259,12 @@ async def draft_purchase_order(
             _check_pack(item.sku, chosen, offer, line.quantity)
             breaks = await catalog.price_breaks(session, supplier_item_id=offer.id)  # type: ignore[arg-type]
             price, price_currency, price_source = _unit_price(offer, breaks, line.quantity, item)
+            if price <= 0:
+                # A line valued at 0 would route the whole order to the smallest approval threshold.
+                raise InvalidInputError(
+                    f"Item {item.sku} has no price from {chosen.code} and no unit cost, so the order cannot be valued "
+                    "for approval; record the supplier's price or the item's unit cost first."
+                )
             # One purchase order has one currency: the first line's price decides it.
             order_currency = order_currency or price_currency
             if price_currency != order_currency:
@@ -270,6 +276,11 @@ async def draft_purchase_order(
             location_code = ""
             if line.location.strip():
                 place = await catalog.get_location_by_code(session, workspace_id=caller.workspace_id, code=line.location)
+                if place.kind == "transit":
+                    raise InvalidInputError(
+                        f"Location {place.code} holds stock in transit between locations; deliver {item.sku} to a "
+                        "warehouse location instead."
+                    )
                 location_id, location_code = place.id, place.code
                 location_codes.append(place.code)
             if rates is None and price_currency != caller.base_currency:

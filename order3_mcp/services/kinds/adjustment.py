@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from order3_mcp.app import Outcome
 from order3_mcp.inputs import parse_quantity_change
 from order3_mcp.schemas import DraftDetail
+from order3_mcp.services import policy_routing
 from order3_mcp.services.drafts import _check_rationale, _live_exceptions, stored_value
 from order3_mcp.services.kinds import KindExecutor, Performed
 from order3_mcp.services.kinds._common import (
@@ -21,13 +22,12 @@ from order3_mcp.services.kinds._common import (
     save_stock_draft,
     unit_value,
 )
-from order3_mcp.services import policy_routing
 from policies import DraftFacts
 from store.adjustments import check_reason, post_adjustment
 from store.errors import InvalidInputError
-from store.rates import rates_in_use
 from store.inventory import on_hand_at
 from store.models import Draft, Item
+from store.rates import rates_in_use
 from store.stock import Place
 
 if TYPE_CHECKING:
@@ -83,11 +83,12 @@ async def draft_adjustment(
         unit_cost, value_source = unit_value(
             item, caller.base_currency, await rates_in_use(session, workspace_id=caller.workspace_id)
         )
-        if unit_cost is None and item.unit_cost > 0:
+        if unit_cost is None:
             # The approval rules match on the value change, so an adjustment that
             # cannot be valued could slip under a threshold.
             raise InvalidInputError(
-                f"sku: item {item.sku} cannot be valued for the approval rules because {value_source}."
+                f"sku: item {item.sku} cannot be valued for the approval rules because {value_source}; "
+                "record its unit cost first."
             )
         value_change = stored_value(change * unit_cost) if unit_cost is not None else Decimal(0)
         linked = await _live_exceptions(

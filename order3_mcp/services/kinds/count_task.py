@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order3_mcp.services.kinds import KindExecutor, Performed
-from store.count_sheets import SheetLine, create_count_sheet
+from store.count_sheets import SheetLine, create_count_sheet, open_task_counting
 from store.models import Bin, Draft, Item, Location
 
 if TYPE_CHECKING:
@@ -30,6 +30,16 @@ async def revalidate(session: AsyncSession, draft: Draft) -> str:
             bin_row = (await session.execute(select(Bin).where(Bin.id == line["bin_id"]))).scalar_one_or_none()
             if bin_row is None or bin_row.location_id != location.id:
                 return f"Bin {line['bin_code']} no longer exists at {location.code}."
+        task = await open_task_counting(
+            session, workspace_id=draft.workspace_id, item_id=line["item_id"], location_id=location.id,
+            bin_key=line["bin_id"] or 0,
+        )
+        if task is not None:
+            place = f"{location.code}/{line['bin_code']}" if line["bin_code"] else location.code
+            return (
+                f"Count task {task} is still open for {line['sku']} at {place}; submit it first, because two open "
+                "tasks would correct the same difference twice."
+            )
     return ""
 
 
