@@ -63,6 +63,10 @@ DRAFT_KINDS = (
     "adjustment",
 )
 
+# Bounds that keep a rule satisfiable and its expiry a representable date.
+MAX_APPROVALS = 20
+MAX_EXPIRY_HOURS = 24 * 366 * 10
+
 _TOP_LEVEL_KEYS = ("policy", "rules", "tolerances")
 _POLICY_KEYS = ("name", "version")
 _RULE_KEYS = (
@@ -340,7 +344,7 @@ def _parse_rule(raw_rule: Any, *, index: int, source: str) -> Rule:
                 f"{where}: approver_roles lists {role!r}, a role without the approve scope, so it "
                 f"could never approve; use roles from {', '.join(_APPROVING_ROLES)}."
             )
-    approvals = _parse_count(raw_rule["approvals"], where=where, field="approvals")
+    approvals = _parse_count(raw_rule["approvals"], where=where, field="approvals", most=MAX_APPROVALS)
 
     max_value = _parse_optional_decimal(raw_rule, where=where, field="max_value")
     min_value = _parse_optional_decimal(raw_rule, where=where, field="min_value")
@@ -362,7 +366,9 @@ def _parse_rule(raw_rule: Any, *, index: int, source: str) -> Rule:
         raise PolicyError(f"{where}: auto_execute = {auto_execute!r} must be true or false, unquoted.")
     expires_after_hours = None
     if "expires_after_hours" in raw_rule:
-        expires_after_hours = _parse_count(raw_rule["expires_after_hours"], where=where, field="expires_after_hours")
+        expires_after_hours = _parse_count(
+            raw_rule["expires_after_hours"], where=where, field="expires_after_hours", most=MAX_EXPIRY_HOURS
+        )
     max_quantity_share = parse_quantity_share(raw_rule, where=where, kinds=kinds)
     max_supplier_daily_spend = parse_supplier_daily_spend(raw_rule, where=where, kinds=kinds)
 
@@ -403,9 +409,9 @@ def _parse_names(value: Any, *, where: str, field: str, allowed: Sequence[str] |
     return tuple(names)
 
 
-def _parse_count(value: Any, *, where: str, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise PolicyError(f"{where}: {field} = {value!r} is invalid; write a whole number of 1 or more, unquoted.")
+def _parse_count(value: Any, *, where: str, field: str, most: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+        raise PolicyError(f"{where}: {field} = {value!r} is invalid; write a whole number from 1 to {most}, unquoted.")
     return value
 
 

@@ -282,3 +282,30 @@ async def test_two_removals_of_seven_from_ten(any_database):
     assert sorted(detail.status for detail in results) == ["executed", "failed"]
     assert (await stock_levels(any_database))["WIDGET-1@WH1/A-01"] == Decimal(3)
     assert await ledger_mismatches(any_database, workspace_id=1) == []
+
+
+def test_failed_execution_exits_nonzero(tmp_path: Path) -> None:
+    db = tmp_path / "order3.db"
+
+    async def draft_then_empty_bin() -> tuple[str, dict[str, object]]:
+        database = await open_database(db)
+        try:
+            tokens = await stock_workspace(database)
+            carol = await issue_secret(database, workspace_id=1, principal="carol", kind="user", role="approver")
+            drafted = await draft_as_agent(database, tokens, quantity=-10, reason_code="damaged")
+            async with database.write() as session:
+                await record_movement(
+                    session, workspace_id=1, item_id=1, kind="shipment", quantity=Decimal(5),
+                    source=Place(1, 1), actor="test",
+                )
+            return carol, drafted
+        finally:
+            await database.dispose()
+
+    carol, drafted = anyio.run(draft_then_empty_bin)
+    # Only 5 of the 10 to write off are left in A-01, so execution fails on approval.
+    approved = order3(db, "drafts", "approve", str(drafted["draft_id"]), token=carol)
+
+    assert approved.exit_code == 5, approved.output
+    assert "is failed" in approved.stdout
+    assert "Execution failed:" in approved.stdout

@@ -904,3 +904,21 @@ def test_tolerance_errors(table: str, expected: str) -> None:
 
     assert "test.toml [tolerances]" in str(caught.value)
     assert expected in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("approvals = 99999999999999999999", "approvals = 99999999999999999999 is invalid; write a whole number from 1 to 20"),
+        ("expires_after_hours = 99999999999", "expires_after_hours = 99999999999 is invalid; write a whole number from 1 to 87840"),
+    ],
+)
+def test_out_of_range_counts_are_refused(line: str, message: str) -> None:
+    rule = VALID_RULE.replace("approvals = 1\n", "") + line + "\n"
+    if not line.startswith("approvals"):
+        rule += "approvals = 1\n"
+
+    with pytest.raises(PolicyError) as caught:
+        policy_with(rule)
+
+    assert message in str(caught.value)

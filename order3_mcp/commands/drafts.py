@@ -45,6 +45,10 @@ def approval_progress(detail: DraftDetail) -> str | None:
     )
 
 
+# Exit code of approve or execute when execution ran and failed: the conflict code.
+FAILED_EXECUTION_EXIT = 5
+
+
 def print_decision(detail: DraftDetail) -> None:
     """Print a draft's status after a decision, and what execution produced."""
     progress = approval_progress(detail) if detail.status == "pending_approval" else None
@@ -56,9 +60,12 @@ def print_decision(detail: DraftDetail) -> None:
     if detail.result:
         say(describe_result(parse_result(detail.result)) or f"Result: {detail.result}", style="green")
     if detail.failure_reason:
-        say(f"Execution failed: {detail.failure_reason}", style="red")
+        say(f"Execution failed: {visible(detail.failure_reason)}", style="red")
     if detail.status == "pending_approval":
         say(detail.approval_owner)
+    if detail.status == "failed":
+        # A script must not read a failed execution as success.
+        raise typer.Exit(FAILED_EXECUTION_EXIT)
 
 
 def describe_result(result: dict[str, str]) -> str:
