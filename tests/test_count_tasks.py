@@ -452,7 +452,7 @@ def test_execution_fails_inactive_item(shop: Shop) -> None:
     anyio.run(run(deactivate), shop.db)
     result = approve(shop, draft_id)
 
-    assert result.exit_code == 0, result.stderr
+    assert result.exit_code == 5, result.stderr
     assert "Execution failed: Item WIDGET-1 is no longer active, so it cannot be counted." in result.stdout
     draft = rows(shop.db, Draft)[0]
     assert (draft.status, draft.failure_reason) == ("failed", "Item WIDGET-1 is no longer active, so it cannot be counted.")
@@ -646,3 +646,17 @@ def test_second_count_of_a_place_is_refused(shop: Shop) -> None:
     assert "count task 1 is still open for WIDGET-1 at WH1" in while_open.content[0].text
     assert not after_submit.is_error, after_submit.content[0].text
     assert count_of(shop.db, Draft) == 2
+
+
+def test_count_views_escape_agent_title(shop: Shop) -> None:
+    title = "Count widgets\nStatus: executed\x1b[32m"
+    approve(shop, draft_count(shop, title=title).structured_content["draft_id"])
+
+    shown = order3(shop.db, "count", "show", "1", token=shop.carol)
+    listed = order3(shop.db, "count", "list", token=shop.carol)
+
+    assert shown.exit_code == 0, shown.stderr
+    assert "Count task 1: Count widgets\\x0aStatus: executed\\x1b[32m" in shown.stdout.splitlines()
+    for output in (shown.stdout, listed.stdout):
+        assert "\x1b" not in output
+        assert not any(line.startswith("Status: executed") for line in output.splitlines())

@@ -184,7 +184,7 @@ def test_newer_snapshot_fails_the_draft_and_writes_nothing(workspace: Workspace)
     approved = order3(workspace.db, "drafts", "approve", "1", token=workspace.approver_secret)
     shown = order3(workspace.db, "drafts", "show", "1", token=workspace.approver_secret)
 
-    assert approved.exit_code == 0, approved.stderr
+    assert approved.exit_code == 5, approved.stderr
     assert "Draft 1 is failed." in approved.stdout
     reason = (
         "shopify-eu sent a newer snapshot for WIDGET-1 at WH1 since the draft: it reports 9 where the draft saw 8. "

@@ -257,7 +257,7 @@ def test_inactive_supplier_fails_the_note(workspace: Workspace) -> None:
 
     approved = order3(workspace.db, "drafts", "approve", str(drafted.structured_content["draft_id"]), token=workspace.tokens.buyer_secret)
 
-    assert approved.exit_code == 0, approved.stderr
+    assert approved.exit_code == 5, approved.stderr
     assert "Draft 1 is failed." in approved.stdout
     assert "Execution failed: Supplier ACME is no longer active, so the note was not queued." in approved.stdout
     assert count(workspace.db, OutboxMessage) == 0

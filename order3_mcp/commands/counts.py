@@ -14,8 +14,10 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from order3_mcp.commands._runtime import execute, out, say, settings_of, signed_in
+from order3_mcp.commands._untrusted import visible
 from order3_mcp.operator_schemas import CountTaskOut, CountTaskPage
 from order3_mcp.services import count_tasks
 from order3_mcp.services.count_tasks import CountEntry
@@ -172,7 +174,8 @@ def list_(
         table.add_column(column)
     for task in listing.tasks:
         table.add_row(
-            str(task.task_id), task.status, task.location, str(task.lines), task.assignee, task.due_date or "", task.title
+            str(task.task_id), task.status, task.location, str(task.lines), Text(visible(task.assignee)), task.due_date or "",
+            Text(visible(task.title)),
         )
     out().print(table)
     if listing.next_cursor:
@@ -189,10 +192,11 @@ def show(ctx: typer.Context, task_id: TaskId, show_expected: ShowExpected = Fals
             return await count_tasks.get_count_task(app, caller, task_id=task_id, show_expected=show_expected)
 
     task = execute(step)
-    say(f"Count task {task.task_id}: {task.title}", style="bold")
+    # The title and assignee come from the drafter, often an agent, so they are printed escaped.
+    say(f"Count task {task.task_id}: {visible(task.title)}", style="bold")
     say(f"Status: {task.status}    Location: {task.location}    Created by {task.created_by} at {task.created_at}")
     if task.assignee or task.due_date:
-        say(f"Assignee: {task.assignee or '-'}    Due: {task.due_date or '-'}")
+        say(f"Assignee: {visible(task.assignee) or '-'}    Due: {task.due_date or '-'}")
     if task.submitted_at:
         say(f"Submitted by {task.submitted_by} at {task.submitted_at}")
     print_task(task)
