@@ -19,13 +19,14 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from policies import Policy, load_policy, default_policy_path, required_scope
+from policies import Policy, default_policy_path, load_policy, required_scope
 from store.activity import append_event, canonical_json
-from store.db import Database
-from store.errors import Order3Error, PermissionDeniedError
+from store.db import SQLITE_BUSY_TIMEOUT_MS, Database
+from store.errors import ConflictError, Order3Error, PermissionDeniedError
 from store.freshness import note_change
 from store.idempotency import check_key, find_replay, remember, request_hash
 from store.models import Workspace
+from store.sqlite_inline import is_busy
 from store.tokens import find_token
 from store.types import utc_now
 
@@ -106,6 +107,17 @@ def redact(arguments: dict[str, Any]) -> dict[str, Any]:
         else:
             clean[name] = value
     return clean
+
+
+def _busy_conflict(error: BaseException) -> ConflictError | None:
+    """Return the conflict to raise when SQLite stayed locked by another process past the busy timeout."""
+    cause = getattr(error, "orig", None) or error
+    if not is_busy(cause):
+        return None
+    return ConflictError(
+        f"The database stayed locked by another process for over {SQLITE_BUSY_TIMEOUT_MS // 1000} s, so nothing was "
+        "written; retry when that process (an import, another order3 command) has finished."
+    )
 
 
 class Order3:
@@ -252,7 +264,14 @@ class Order3:
                 caller, action, exc.outcome, logged_arguments, key, request_id, exc.message, draft_id=_draft_id(arguments)
             )
             raise
-        except Exception:
+        except Exception as exc:
+            busy = _busy_conflict(exc)
+            if busy is not None:
+                logger.warning("%s by %s found the database busy: %s", action, caller.principal, exc)
+                await self.record_failure(
+                    caller, action, busy.outcome, logged_arguments, key, request_id, busy.message, draft_id=_draft_id(arguments)
+                )
+                raise busy from exc
             logger.exception("%s by %s crashed", action, caller.principal)
             await self.record_failure(
                 caller, action, "error", logged_arguments, key, request_id, "Internal error; see the server log.",

@@ -9,7 +9,7 @@ seventy such round trips, and on a busy two-core machine they cost more than
 the SQL itself. Here each coroutine runs its sqlite3 call at once and returns
 without suspending, so a whole transaction runs in the calling task.
 
-The price is that a statement blocks the event loop while SQLite works. Two
+The price is that a statement blocks the event loop while SQLite works. Three
 things keep that safe:
 
 - `Database.write` lets one write transaction at a time into SQLite per
@@ -17,26 +17,45 @@ things keep that safe:
   waits on a lock held by another task of the same loop, which could not
   release it while the loop is blocked.
 - Another process holding the write lock (the CLI approving while the server
-  runs) makes `BEGIN IMMEDIATE` wait up to the busy timeout, as with aiosqlite.
+  runs) makes `BEGIN IMMEDIATE` wait up to the busy timeout, as with aiosqlite,
+  but that wait runs on a worker thread, so the event loop is not blocked.
+- Statements inside a transaction that holds the write lock never wait for
+  another writer.
 
 Readers in WAL mode never wait for writers.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Self
 
+BEGIN_IMMEDIATE = "BEGIN IMMEDIATE"
+
+
+def is_busy(error: BaseException) -> bool:
+    """Return True for SQLite's "database is locked" or "database is busy" error."""
+    text = str(error).lower()
+    return isinstance(error, sqlite3.OperationalError) and ("database is locked" in text or "database is busy" in text)
+
 
 class InlineCursor:
-    """A cursor whose coroutine methods run the sqlite3 call before returning."""
+    """A cursor whose coroutine methods run the sqlite3 call before returning.
 
-    __slots__ = ("_cursor",)
+    The one exception is `BEGIN IMMEDIATE` while another process holds the write
+    lock: the wait for the lock runs on a worker thread, so the event loop keeps
+    serving other requests (pings, reads) in the meantime.
+    """
 
-    def __init__(self, cursor: sqlite3.Cursor) -> None:
+    __slots__ = ("_busy_timeout_ms", "_cursor")
+
+    def __init__(self, cursor: sqlite3.Cursor, *, busy_timeout_ms: int) -> None:
         self._cursor = cursor
+        self._busy_timeout_ms = busy_timeout_ms
 
     async def __aenter__(self) -> Self:
         return self
@@ -64,9 +83,35 @@ class InlineCursor:
     def arraysize(self, value: int) -> None:
         self._cursor.arraysize = value
 
-    async def execute(self, operation: str, parameters: Sequence[Any] | dict[str, Any] = ()) -> InlineCursor:
-        self._cursor.execute(operation, parameters)
+    async def execute(self, operation: str, parameters: Sequence[Any] | dict[str, Any] | None = ()) -> InlineCursor:
+        if operation == BEGIN_IMMEDIATE:
+            await self._begin_immediate()
+        else:
+            self._cursor.execute(operation, parameters or ())
         return self
+
+    async def _begin_immediate(self) -> None:
+        connection = self._cursor.connection
+        # First try without waiting: the lock is free almost always.
+        connection.execute("PRAGMA busy_timeout = 0")
+        try:
+            self._cursor.execute(BEGIN_IMMEDIATE)
+            return
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc):
+                raise
+        finally:
+            connection.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+        waiting = asyncio.ensure_future(asyncio.to_thread(self._cursor.execute, BEGIN_IMMEDIATE))
+        try:
+            await asyncio.shield(waiting)
+        except asyncio.CancelledError:
+            # The thread may still take the lock; let it finish, then give the lock back.
+            with contextlib.suppress(BaseException):
+                await waiting
+            if connection.in_transaction:
+                connection.rollback()
+            raise
 
     async def executemany(self, operation: str, parameters: Any) -> InlineCursor:
         self._cursor.executemany(operation, parameters)
@@ -94,9 +139,10 @@ class InlineCursor:
 class InlineConnection:
     """The part of `aiosqlite.Connection` that SQLAlchemy's aiosqlite dialect uses."""
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
+    def __init__(self, connection: sqlite3.Connection, *, busy_timeout_ms: int) -> None:
         # The dialect checks `_connection` before COMMIT and ROLLBACK, as it does for aiosqlite.
         self._connection: sqlite3.Connection | None = connection
+        self._busy_timeout_ms = busy_timeout_ms
 
     @property
     def _conn(self) -> sqlite3.Connection:
@@ -109,10 +155,12 @@ class InlineConnection:
         return self._conn.isolation_level
 
     def cursor(self) -> InlineCursor:
-        return InlineCursor(self._conn.cursor())
+        return InlineCursor(self._conn.cursor(), busy_timeout_ms=self._busy_timeout_ms)
 
     async def execute(self, sql: str, parameters: Sequence[Any] | dict[str, Any] = ()) -> InlineCursor:
-        return InlineCursor(self._conn.execute(sql, parameters))
+        cursor = self.cursor()
+        await cursor.execute(sql, parameters)
+        return cursor
 
     async def commit(self) -> None:
         self._conn.commit()
@@ -149,6 +197,6 @@ def inline_connector(path: Path, *, busy_timeout_seconds: float):
             isolation_level=None,
             check_same_thread=False,
         )
-        return InlineConnection(connection)
+        return InlineConnection(connection, busy_timeout_ms=int(busy_timeout_seconds * 1000))
 
     return connect

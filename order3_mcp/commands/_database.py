@@ -18,7 +18,8 @@ from store.db import (
     read_sqlite_tables,
     resolve_url,
 )
-from store.errors import InvalidInputError, NotFoundError
+from store.errors import ConflictError, InvalidInputError, NotFoundError
+from store.sqlite_inline import is_busy
 
 SUPPORTED_BACKENDS = ("sqlite", "postgresql")
 URL_HINT = "Use a SQLite file path or a postgresql://user@host/db URL."
@@ -178,6 +179,11 @@ async def prepare_tables(database: Database, *, masked_db: str, create: bool, ch
         ) from exc
     except SQLAlchemyError as exc:
         reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        if is_busy(getattr(exc, "orig", None) or exc):
+            raise ConflictError(
+                f"Database {masked_db!r} stayed locked by another process, so it could not be opened; retry when that "
+                "process (an import, another order3 command) has finished."
+            ) from exc
         raise InvalidInputError(f"Cannot open database {masked_db!r}: {reason}. Check the URL, the user and the database name.") from exc
     if gaps:
         listed = "; ".join(f"{table} lacks {', '.join(columns)}" for table, columns in sorted(gaps.items()))
