@@ -3,8 +3,9 @@
 Every write action bumps the workspace's change counter in its own
 transaction (`note_change`). A refresh records the counter, the business date
 and the time it ran (`mark_refreshed`). A later call recomputes a kind only
-when the counter moved, the business date turned, or the last run is older
-than the maximum age. The age limit also bounds how long a change made
+when the counter moved, the business date turned, the policy whose
+tolerances it used was replaced, or the last run is older than the maximum
+age. The age limit also bounds how long a change made
 outside Order3 (a script writing to the database directly) can go unseen.
 """
 
@@ -34,7 +35,7 @@ def _bump_statement(dialect: str) -> Any:
 
 _BUMPS = {dialect: _bump_statement(dialect) for dialect in ("sqlite", "postgresql")}
 _READ_COUNTER = select(_COUNTERS.c.version).where(_COUNTERS.c.workspace_id == bindparam("workspace_id"))
-_READ_RUN = select(_RUNS.c.change_version, _RUNS.c.business_date, _RUNS.c.refreshed_at).where(
+_READ_RUN = select(_RUNS.c.change_version, _RUNS.c.business_date, _RUNS.c.refreshed_at, _RUNS.c.policy_fingerprint).where(
     _RUNS.c.workspace_id == bindparam("workspace_id"), _RUNS.c.kind == bindparam("kind")
 )
 
@@ -59,13 +60,19 @@ async def is_stale(
     business_date: date,
     now: datetime,
     max_age: timedelta,
+    policy_fingerprint: str,
 ) -> bool:
-    """Return True when `kind` has never run, or its counter, business date or age is out of date."""
+    """Return True when `kind` has never run, or its counter, business date, policy or age is out of date."""
     run = (await session.execute(_READ_RUN, {"workspace_id": workspace_id, "kind": kind})).first()
     if run is None:
         return True
-    seen_version, seen_date, refreshed_at = run
-    return seen_version != version or seen_date != business_date or not (timedelta(0) <= now - refreshed_at <= max_age)
+    seen_version, seen_date, refreshed_at, seen_policy = run
+    return (
+        seen_version != version
+        or seen_date != business_date
+        or seen_policy != policy_fingerprint
+        or not (timedelta(0) <= now - refreshed_at <= max_age)
+    )
 
 
 async def last_refreshed(session: AsyncSession, *, workspace_id: int, kinds: tuple[str, ...]) -> dict[str, datetime]:
@@ -77,17 +84,29 @@ async def last_refreshed(session: AsyncSession, *, workspace_id: int, kinds: tup
 
 
 async def mark_refreshed(
-    session: AsyncSession, *, workspace_id: int, kind: str, version: int, business_date: date, now: datetime
+    session: AsyncSession,
+    *,
+    workspace_id: int,
+    kind: str,
+    version: int,
+    business_date: date,
+    now: datetime,
+    policy_fingerprint: str,
 ) -> None:
     """Record that `kind` was recomputed at `now` against change counter `version`."""
     changed = await session.execute(
         update(_RUNS)
         .where(_RUNS.c.workspace_id == workspace_id, _RUNS.c.kind == kind)
-        .values(change_version=version, business_date=business_date, refreshed_at=now)
+        .values(change_version=version, business_date=business_date, refreshed_at=now, policy_fingerprint=policy_fingerprint)
     )
     if changed.rowcount == 0:
         await session.execute(
             insert(_RUNS).values(
-                workspace_id=workspace_id, kind=kind, change_version=version, business_date=business_date, refreshed_at=now
+                workspace_id=workspace_id,
+                kind=kind,
+                change_version=version,
+                business_date=business_date,
+                refreshed_at=now,
+                policy_fingerprint=policy_fingerprint,
             )
         )

@@ -187,3 +187,25 @@ def test_cli_list_reruns_only_on_refresh(tmp_path) -> None:
     assert "Finders last ran: " in first
     assert "1 exceptions" in reused
     assert "0 exceptions" in rerun
+
+
+async def test_another_policy_reruns_the_finders(database):
+    from policies import default_policy_path, parse_policy
+
+    tokens = await small_workspace(database)
+    await add_reorder_rule(database, reorder_point="20", max_level="60")
+    clock = Clock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
+    # The shipped default with one tolerance changed, as when someone edits the policy file.
+    text = default_policy_path().read_text().replace('receiving_short_pct = "2"', 'receiving_short_pct = "3"')
+    edited = parse_policy(text, source="edited.toml")
+    async with Client(build_server(Order3(database, clock=clock), tokens.agent)) as client:
+        first = await low_stock(client)
+    clock.now += timedelta(seconds=30)
+    async with Client(build_server(Order3(database, clock=clock), tokens.agent)) as client:
+        same_policy = await low_stock(client)
+    async with Client(build_server(Order3(database, clock=clock, policy=edited), tokens.agent)) as client:
+        other_policy = await low_stock(client)
+
+    assert first["refreshed_at"] == {"low_stock": "2026-03-02T09:00:00+00:00"}
+    assert same_policy["refreshed_at"] == {"low_stock": "2026-03-02T09:00:00+00:00"}
+    assert other_policy["refreshed_at"] == {"low_stock": "2026-03-02T09:00:30+00:00"}

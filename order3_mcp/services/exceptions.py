@@ -134,6 +134,8 @@ async def _find(
             await store_drafts.expire_overdue(session, workspace_id=caller.workspace_id, now=now)
             version = await freshness.change_version(session, workspace_id=caller.workspace_id)
             today = finders.business_date(now, timezone=caller.timezone)
+            # Tolerances come from the policy, so a changed policy file or a loaded one reruns the finders.
+            policy = (await active_policy(app, session, workspace_id=caller.workspace_id)).fingerprint
             for kind in kinds:
                 if kind not in REFRESHABLE_KINDS:
                     continue
@@ -145,10 +147,17 @@ async def _find(
                     business_date=today,
                     now=now,
                     max_age=FINDER_MAX_AGE,
+                    policy_fingerprint=policy,
                 ):
                     found[kind] = await refresh_kind(app, caller, session, kind)
                     await freshness.mark_refreshed(
-                        session, workspace_id=caller.workspace_id, kind=kind, version=version, business_date=today, now=now
+                        session,
+                        workspace_id=caller.workspace_id,
+                        kind=kind,
+                        version=version,
+                        business_date=today,
+                        now=now,
+                        policy_fingerprint=policy,
                     )
         refreshed = await freshness.last_refreshed(
             session, workspace_id=caller.workspace_id, kinds=tuple(k for k in kinds if k in REFRESHABLE_KINDS)

@@ -30,4 +30,6 @@ class FinderRun(SQLModel, table=True):
     kind: str = Field(max_length=30)
     change_version: int
     business_date: date
+    #: The policy fingerprint whose tolerances the run used; another policy reruns the kind.
+    policy_fingerprint: str = Field(default="", max_length=120)
     refreshed_at: datetime = time_field()
