@@ -147,7 +147,9 @@ def decide_rejection(*, draft: DraftState, approver: ApproverFacts, now: datetim
 
     The same people who could approve may reject. A draft that no rule matches can
     be rejected by any user with the approve scope, so it does not stay pending
-    forever. The drafter, and the person an agent drafted for, withdraw instead.
+    forever. The drafter withdraws instead. The person an agent drafted for may
+    reject it: only the agent can withdraw it, and stopping work needs no
+    second pair of eyes the way starting it does.
 
     Raises:
         PolicyError: If `now` or the draft's expiry is a naive datetime.
@@ -165,14 +167,6 @@ def decide_rejection(*, draft: DraftState, approver: ApproverFacts, now: datetim
             reason=(
                 f"{approver.principal!r} created this draft and cannot reject it; "
                 "use withdraw_draft to take back your own draft."
-            ),
-        )
-    if _is_requester(draft, approver):
-        return RejectionDecision(
-            allowed=False,
-            reason=(
-                f"{approver.principal!r} is the person the agent drafted for and cannot reject it; "
-                "use withdraw_draft to take back the request."
             ),
         )
 
