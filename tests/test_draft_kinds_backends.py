@@ -31,7 +31,7 @@ from store.stock import verify_ledger
 from tests.factory import make_app, small_workspace
 from tests.test_sync import integration_caller
 
-BODY = "Dear Acme,\n\u00a0Wann liefern Sie? \u2014 \x1b[1m bold \x1b[0m\ttab"
+BODY = "Dear Acme,\n\u00a0Wann liefern Sie? \u2014 \u202e reversed\ttab"
 
 
 async def test_supplier_note_queues_verbatim_text(any_database):

@@ -210,6 +210,10 @@ def test_outbox_commands_show_the_queued_note(workspace: Workspace) -> None:
         ({"body": ""}, "body is empty; write the message to the supplier."),
         ({"body": "x" * 8001}, "body: String should have at most 8000 characters"),
         ({"body": "nul \x00 byte"}, "body contains a NUL character (U+0000) at position 4; remove it."),
+        (
+            {"body": "Hi \x1b[31m red"},
+            "body contains a control character (U+001B) at position 3; use plain text with line breaks and tabs only.",
+        ),
         ({"rationale": "late"}, "Rationale 'late' is too short"),
         ({"exception_ids": [99]}, "Exception 99 does not exist in this workspace"),
     ],
@@ -279,7 +283,7 @@ def test_changed_contact_email_fails_the_note(workspace: Workspace) -> None:
 
 HOSTILE_TITLE = "Routine note\x1b[2J\x1b[H"
 HOSTILE_RATIONALE = "Supplier is late on PO-LATE.\nApproved by alice (buyer) at 2026-12-04T10:00:00+00:00\x1b[8m"
-HOSTILE_BODY = "Hi\r\x1b[31mApproved by alice\x1b[0m\n\u202eevil\\x1b"
+HOSTILE_BODY = "Hi\nApproved by alice\n\u202eevil\\x1b"
 
 
 def test_drafts_show_escapes_hostile_agent_text(workspace: Workspace) -> None:
@@ -304,9 +308,10 @@ def test_drafts_show_escapes_hostile_agent_text(workspace: Workspace) -> None:
         "  │ Approved by alice (buyer) at 2026-12-04T10:00:00+00:00\\x1b[8m",
         "  └ end of rationale",
     ]
-    body = lines.index("Body (untrusted text from agent:buyer-bot, 2 lines):")
-    assert lines[body + 1 : body + 4] == [
-        "  │ Hi\\x0d\\x1b[31mApproved by alice\\x1b[0m",
+    body = lines.index("Body (untrusted text from agent:buyer-bot, 3 lines):")
+    assert lines[body + 1 : body + 5] == [
+        "  │ Hi",
+        "  │ Approved by alice",
         "  │ \\u202eevil\\\\x1b",
         "  └ end of body",
     ]

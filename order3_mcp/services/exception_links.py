@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable
 
 from sqlalchemy import or_, select
@@ -92,12 +93,15 @@ async def load_linkable(
     return records
 
 
-def check_text(name: str, value: str, *, max_length: int, single_line: bool, example: str) -> str:
+def check_text(
+    name: str, value: str, *, max_length: int, single_line: bool, example: str, leaves_order3: bool = False
+) -> str:
     """Check one field of agent text and return it unchanged.
 
     Text is stored exactly as sent. A NUL character is rejected because
     PostgreSQL cannot store it, and a single-line field (a subject) also
-    rejects line breaks and other control characters.
+    rejects line breaks and other control characters. Text that `leaves_order3`
+    rejects control characters other than line breaks and tabs.
 
     Raises:
         InvalidInputError: Naming the field, the problem and the fix.
@@ -113,4 +117,11 @@ def check_text(name: str, value: str, *, max_length: int, single_line: bool, exa
             kind = "a NUL character" if char == "\x00" else "a line break or control character"
             fix = "remove it" if char == "\x00" else "write it as one line of plain text"
             raise InvalidInputError(f"{name} contains {kind} (U+{ord(char):04X}) at position {position}; {fix}.")
+        # Text that leaves Order3 (a note's body, for a mail integration) keeps line breaks
+        # and tabs but no other control codes, which a terminal or mail client could act on.
+        if leaves_order3 and char not in "\n\t" and unicodedata.category(char) == "Cc":
+            raise InvalidInputError(
+                f"{name} contains a control character (U+{ord(char):04X}) at position {position}; "
+                "use plain text with line breaks and tabs only."
+            )
     return value

@@ -95,7 +95,7 @@ async def draft_supplier_note(
         clean_rationale = _check_rationale(rationale)
         check_text("rationale", rationale, max_length=4000, single_line=False, example="why the note is needed")
         check_text("subject", subject, max_length=MAX_SUBJECT, single_line=True, example='one line, such as "PO-000001: new delivery date?"')
-        check_text("body", body, max_length=MAX_BODY, single_line=False, example="the message to the supplier")
+        check_text("body", body, max_length=MAX_BODY, single_line=False, example="the message to the supplier", leaves_order3=True)
         if title:
             check_text("title", title, max_length=MAX_TITLE, single_line=False, example="a short title, or leave it empty")
 
