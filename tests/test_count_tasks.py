@@ -660,3 +660,15 @@ def test_count_views_escape_agent_title(shop: Shop) -> None:
     for output in (shown.stdout, listed.stdout):
         assert "\x1b" not in output
         assert not any(line.startswith("Status: executed") for line in output.splitlines())
+
+
+def test_item_in_a_bin_and_at_the_location_needs_two_tasks(shop: Shop) -> None:
+    add_bins(shop.db, "A1")
+    move_stock(shop.db, "WIDGET-1", Decimal(3), add=True, bin_code="A1")
+
+    both = draft_count(shop, lines=[{"sku": "WIDGET-1", "bin": "A1"}, {"sku": "WIDGET-1"}])
+
+    # A count line names the item by SKU, so WIDGET-1=5 could not say which of the two it counts.
+    assert both.is_error
+    assert "lines[1]: WIDGET-1 is already lines[0], once in a bin and once at WH1 itself" in both.content[0].text
+    assert count_of(shop.db, Draft) == 0

@@ -262,6 +262,17 @@ async def draft_count_task(
                 raise InvalidInputError(
                     f"{field}: {item.sku} in {where} at {place.code} is already lines[{seen[key]}]; list each item and bin once."
                 )
+            # The counter names a line by SKU, with the bin when there is one, so an item
+            # counted both in a bin and at the location itself could not be told apart.
+            other = next(
+                (at for (seen_item, seen_bin), at in seen.items() if seen_item == item.id and (seen_bin == 0) != (key[1] == 0)),
+                None,
+            )
+            if other is not None:
+                raise InvalidInputError(
+                    f"{field}: {item.sku} is already lines[{other}], once in a bin and once at {place.code} itself; "
+                    "count the bin and the location itself in separate count tasks."
+                )
             seen[key] = index
             items.append(item)
             payload_lines.append(
