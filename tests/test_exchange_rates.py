@@ -152,6 +152,7 @@ def test_rates_list_shows_the_rate_in_use_and_history(workspace) -> None:
         (["CAD", "1e3"], "Rate '1e3' has too many digits; write a plain decimal"),
         (["USD", "1"], "USD is the workspace base currency; its rate is always 1."),
         (["CAD", "0.7", "--as-of", "2026-13-01"], "as_of '2026-13-01' is not a date; write it as YYYY-MM-DD."),
+        (["CAD", "0.7", "--as-of", "2099-01-01"], "as_of 2099-01-01 is after today"),
     ],
 )
 def test_bad_rate_is_refused_and_nothing_written(workspace, arguments: list[str], message: str) -> None:

@@ -39,6 +39,12 @@ async def set_rate(app: Order3, caller: Caller, *, currency: str, rate: str, as_
                 raise InvalidInputError(f"as_of {as_of!r} is not a date; write it as YYYY-MM-DD.") from None
         else:
             day = business_date(now, timezone=caller.timezone)
+        today = business_date(now, timezone=caller.timezone)
+        if day > today:
+            # Drafts use the newest rate at once, so a rate dated ahead would apply before its date.
+            raise InvalidInputError(
+                f"as_of {day.isoformat()} is after today ({today.isoformat()}); set a rate on or after the day it applies."
+            )
         record = await store_rates.set_rate(
             session,
             workspace_id=caller.workspace_id,
