@@ -4,7 +4,7 @@ SQLAlchemy's aiosqlite dialect drives this connection through its
 `async_creator` hook, so the dialect, its SQL and its type handling stay those
 of aiosqlite. The difference is where the sqlite3 calls run. aiosqlite sends
 every call (open a cursor, execute, fetch, close, commit) to a worker thread
-and waits for the answer. A tool call that runs ten statements makes about
+and waits for the result. A tool call that runs ten statements makes about
 seventy such round trips, and on a busy two-core machine they cost more than
 the SQL itself. Here each coroutine runs its sqlite3 call at once and returns
 without suspending, so a whole transaction runs in the calling task.
