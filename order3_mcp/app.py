@@ -229,7 +229,7 @@ class Order3:
 
                 outcome = await work(session)
                 if scope != "read":
-                    # Finders skip a refresh while this counter stands still.
+                    # Finders skip a refresh while this counter does not change.
                     await note_change(session, workspace_id=caller.workspace_id)
 
                 if idempotency_key is not None:

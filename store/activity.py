@@ -53,7 +53,7 @@ def event_hash(prev_hash: str, fields: dict[str, Any]) -> str:
 
 
 class AppendedEvent(NamedTuple):
-    """Where an appended event landed in its workspace's chain."""
+    """The sequence number and hash of an appended event in its workspace's chain."""
 
     seq: int
     hash: str

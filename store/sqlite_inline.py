@@ -13,9 +13,9 @@ The price is that a statement blocks the event loop while SQLite works. Three
 things keep that safe:
 
 - `Database.write` lets one write transaction at a time into SQLite per
-  process (an `asyncio.Lock` taken before `BEGIN IMMEDIATE`), so a writer never
-  waits on a lock held by another task of the same loop, which could not
-  release it while the loop is blocked.
+  process, with an `asyncio.Lock` taken before `BEGIN IMMEDIATE`. A writer
+  therefore never waits on a lock that another task of the same loop owns,
+  which that task could not release while the loop is blocked.
 - Another process holding the write lock (the CLI approving while the server
   runs) makes `BEGIN IMMEDIATE` wait up to the busy timeout, as with aiosqlite,
   but that wait runs on a worker thread, so the event loop is not blocked.
@@ -46,7 +46,7 @@ def is_busy(error: BaseException) -> bool:
 class InlineCursor:
     """A cursor whose coroutine methods run the sqlite3 call before returning.
 
-    The one exception is `BEGIN IMMEDIATE` while another process holds the write
+    The one exception is `BEGIN IMMEDIATE` while another process owns the write
     lock: the wait for the lock runs on a worker thread, so the event loop keeps
     serving other requests (pings, reads) in the meantime.
     """

@@ -513,7 +513,7 @@ def test_count_answers_drift_exception(shop: Shop) -> None:
     assert on_hand(shop.db, "WIDGET-1") == Decimal(5)
 
 
-def test_count_that_still_drifts_reopens_exception(shop: Shop) -> None:
+def test_still_drifting_count_reopens_exception(shop: Shop) -> None:
     async def drifted_count(database: Database) -> None:
         async with database.write() as session:
             session.add(
@@ -631,7 +631,7 @@ def test_count_draft_idempotency_key(shop: Shop) -> None:
     assert count_of(shop.db, Draft) == 1
 
 
-def test_second_count_of_a_place_is_refused(shop: Shop) -> None:
+def test_second_count_of_place_rejected(shop: Shop) -> None:
     pending = draft_count(shop)
     while_pending = draft_count(shop)
     approve(shop, pending.structured_content["draft_id"])
@@ -648,7 +648,7 @@ def test_second_count_of_a_place_is_refused(shop: Shop) -> None:
     assert count_of(shop.db, Draft) == 2
 
 
-def test_count_views_escape_agent_title(shop: Shop) -> None:
+def test_count_views_escape_title(shop: Shop) -> None:
     title = "Count widgets\nStatus: executed\x1b[32m"
     approve(shop, draft_count(shop, title=title).structured_content["draft_id"])
 
@@ -662,7 +662,7 @@ def test_count_views_escape_agent_title(shop: Shop) -> None:
         assert not any(line.startswith("Status: executed") for line in output.splitlines())
 
 
-def test_item_in_a_bin_and_at_the_location_needs_two_tasks(shop: Shop) -> None:
+def test_item_in_bin_and_location_rejected(shop: Shop) -> None:
     add_bins(shop.db, "A1")
     move_stock(shop.db, "WIDGET-1", Decimal(3), add=True, bin_code="A1")
 

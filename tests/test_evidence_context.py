@@ -16,7 +16,7 @@ from tests.test_exception_lifecycle import add_reorder_rule
 
 
 @pytest.mark.parametrize("bound_ids", [5_000, 0], ids=["ids bound", "whole workspace"])
-async def test_evidence_lists_recent_counts_and_reservations(any_database: Database, monkeypatch, bound_ids: int) -> None:
+async def test_evidence_lists_recent_context(any_database: Database, monkeypatch, bound_ids: int) -> None:
     # With 0 ids bound per statement, the context is read in one pass over the workspace.
     monkeypatch.setattr(context, "_CHUNK", bound_ids)
     tokens = await small_workspace(any_database)

@@ -88,7 +88,7 @@ async def rows(db: Path, model) -> list:
         await database.dispose()
 
 
-def test_foreign_price_without_a_rate_names_the_fix(workspace) -> None:
+def test_foreign_price_without_rate_rejected(workspace) -> None:
     db, tokens, _root = workspace
 
     result = anyio.run(draft_po, db, tokens)
@@ -101,7 +101,7 @@ def test_foreign_price_without_a_rate_names_the_fix(workspace) -> None:
     assert anyio.run(rows, db, Draft) == []
 
 
-def test_purchase_in_a_foreign_currency_is_valued_with_the_rate(workspace) -> None:
+def test_foreign_purchase_valued_with_rate(workspace) -> None:
     db, tokens, root = workspace
     saved = order3(db, "rates", "set", "cad", "0.73", "--as-of", "2026-12-01", token=root)
 
@@ -128,7 +128,7 @@ def test_purchase_in_a_foreign_currency_is_valued_with_the_rate(workspace) -> No
     assert "1 CAD = 0.73 USD (as of 2026-12-01)" in shown.output
 
 
-def test_rates_list_shows_the_rate_in_use_and_history(workspace) -> None:
+def test_rates_list_current_and_history(workspace) -> None:
     db, tokens, root = workspace
     order3(db, "rates", "set", "EUR", "1.08", "--as-of", "2026-11-30", token=root)
     order3(db, "rates", "set", "EUR", "1.10", "--as-of", "2026-12-02", token=root)
@@ -155,7 +155,7 @@ def test_rates_list_shows_the_rate_in_use_and_history(workspace) -> None:
         (["CAD", "0.7", "--as-of", "2099-01-01"], "as_of 2099-01-01 is after today"),
     ],
 )
-def test_bad_rate_is_refused_and_nothing_written(workspace, arguments: list[str], message: str) -> None:
+def test_bad_rate_writes_nothing(workspace, arguments: list[str], message: str) -> None:
     db, _tokens, root = workspace
 
     result = order3(db, "rates", "set", *arguments, token=root)
@@ -175,7 +175,7 @@ def test_only_admins_set_rates(workspace) -> None:
     assert anyio.run(rows, db, ExchangeRate) == []
 
 
-async def test_adjustment_of_a_foreign_cost_item_uses_the_rate(database: Database) -> None:
+async def test_foreign_cost_adjustment_uses_rate(database: Database) -> None:
     tokens = await stock_workspace(database)
     async with database.write() as session:
         await session.execute(update(Item).where(Item.sku == "WIDGET-1").values(currency="EUR"))

@@ -34,7 +34,7 @@ async def run_of(database, kind: str) -> FinderRun:
         return (await session.execute(select(FinderRun).where(FinderRun.kind == kind))).scalar_one()
 
 
-async def test_nothing_written_reuses_the_last_run(database):
+async def test_no_write_reuses_last_run(database):
     tokens = await small_workspace(database)
     await add_reorder_rule(database, reorder_point="20", max_level="60")
     clock = Clock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
@@ -55,7 +55,7 @@ async def test_nothing_written_reuses_the_last_run(database):
     assert forced["refreshed_at"] == {"low_stock": "2026-03-02T09:02:00+00:00"}
 
 
-async def test_a_write_through_order3_makes_the_next_call_rerun(database):
+async def test_write_makes_next_call_rerun(database):
     tokens = await small_workspace(database)
     await add_reorder_rule(database, reorder_point="20", max_level="60")
     clock = Clock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
@@ -83,7 +83,7 @@ async def test_a_write_through_order3_makes_the_next_call_rerun(database):
     assert (await run_of(database, "low_stock")).change_version == version
 
 
-async def test_reads_leave_the_change_counter_alone(database):
+async def test_reads_keep_change_counter(database):
     tokens = await small_workspace(database)
     app = Order3(database)
     async with Client(build_server(app, tokens.agent)) as client:
@@ -95,7 +95,7 @@ async def test_reads_leave_the_change_counter_alone(database):
     assert counters == 0
 
 
-async def test_a_new_business_date_or_the_maximum_age_reruns(database):
+async def test_new_date_or_max_age_reruns(database):
     # Pacific/Auckland is UTC+13 in March: 10:30 UTC is 23:30 there, 11:30 UTC is the next day.
     tokens = await small_workspace(database, timezone="Pacific/Auckland")
     await add_reorder_rule(database, reorder_point="20", max_level="60")
@@ -118,7 +118,7 @@ async def test_a_new_business_date_or_the_maximum_age_reruns(database):
     assert aged["refreshed_at"] == {"low_stock": "2026-03-02T11:35:01+00:00"}
 
 
-async def test_expiring_a_draft_counts_as_a_change(database):
+async def test_draft_expiry_counts_as_change(database):
     tokens = await small_workspace(database)
     await add_reorder_rule(database, reorder_point="20", max_level="60")
     clock = Clock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
@@ -189,7 +189,7 @@ def test_cli_list_reruns_only_on_refresh(tmp_path) -> None:
     assert "0 exceptions" in rerun
 
 
-async def test_another_policy_reruns_the_finders(database):
+async def test_other_policy_reruns_finders(database):
     from policies import default_policy_path, parse_policy
 
     tokens = await small_workspace(database)

@@ -15,7 +15,7 @@ from store.db import Database, resolve_url
 from store.errors import ConflictError
 
 
-async def test_waiting_for_a_write_lock_leaves_the_loop_free(tmp_path: Path) -> None:
+async def test_lock_wait_leaves_loop_free(tmp_path: Path) -> None:
     path = tmp_path / "locked.db"
     database = Database(resolve_url(path), sqlite_driver="inline")
     await database.create_all()
@@ -51,7 +51,7 @@ async def test_waiting_for_a_write_lock_leaves_the_loop_free(tmp_path: Path) -> 
     assert "waited" in tables
 
 
-def test_a_lock_held_past_the_timeout_is_a_conflict() -> None:
+def test_lock_past_timeout_is_conflict() -> None:
     busy = _busy_conflict(sqlite3.OperationalError("database is locked"))
     other = _busy_conflict(sqlite3.OperationalError("no such table: item"))
 

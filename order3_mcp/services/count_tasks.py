@@ -262,8 +262,8 @@ async def draft_count_task(
                 raise InvalidInputError(
                     f"{field}: {item.sku} in {where} at {place.code} is already lines[{seen[key]}]; list each item and bin once."
                 )
-            # The counter names a line by SKU, with the bin when there is one, so an item
-            # counted both in a bin and at the location itself could not be told apart.
+            # A submitted count names its line by SKU, plus the bin when there is one, so an
+            # item counted both in a bin and at the location itself would be ambiguous.
             other = next(
                 (at for (seen_item, seen_bin), at in seen.items() if seen_item == item.id and (seen_bin == 0) != (key[1] == 0)),
                 None,

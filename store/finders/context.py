@@ -18,7 +18,7 @@ _CHUNK = 5_000
 
 def _chunks(ids: Sequence[int]) -> list[Sequence[int] | None]:
     # Past one chunk, one pass over the whole workspace is cheaper than binding
-    # thousands of ids per statement; rows of other items are skipped in Python.
+    # thousands of ids per statement. Rows of other items are skipped in Python.
     if len(ids) > _CHUNK:
         return [None]
     return [ids]

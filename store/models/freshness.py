@@ -1,4 +1,4 @@
-"""What finders need to know to skip a refresh: how often the workspace changed, and when each kind last ran."""
+"""Finder freshness records: a per-workspace change counter, and the last run of each exception kind."""
 
 from __future__ import annotations
 

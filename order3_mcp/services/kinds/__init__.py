@@ -24,7 +24,7 @@ Performed = tuple[dict[str, Any], list[dict[str, Any]]]
 
 @dataclass(frozen=True)
 class KindExecutor:
-    """How drafts of one kind are checked again and carried out."""
+    """The revalidation and the effect of one draft kind at execution."""
 
     revalidate: Callable[[AsyncSession, Draft], Awaitable[str]]
     perform: Callable[[AsyncSession, Order3, Caller, Draft], Awaitable[Performed]]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,7 +16,7 @@ from policies import DraftFacts
 from store import catalog, drafts
 from store.errors import InvalidInputError, NotFoundError
 from store.models import Bin, Item, Location
-from store.rates import RateInUse
+from store.rates import RateInUse, to_base
 from store.stock import Place
 
 if TYPE_CHECKING:
@@ -120,7 +120,7 @@ def unit_value(item: Item, base_currency: str, rates: dict[str, RateInUse]) -> t
             f"the item's unit cost is in {item.currency} and the workspace has no exchange rate for it "
             f"(an admin sets one with `order3 rates set {item.currency} RATE`)"
         )
-    converted = (item.unit_cost * used.rate).quantize(Decimal("0.000001"), rounding=ROUND_HALF_UP)
+    converted, _ = to_base(item.unit_cost, item.currency, base_currency=base_currency, rates=rates, what=f"{item.sku}'s unit cost")
     return converted, f"item unit cost {item.unit_cost} {item.currency} at {used.describe(base_currency)}"
 
 
