@@ -16,7 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from store.db import Database, open_database
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-INVENTREE_DEMO = REPO_ROOT.parent / "shared" / "data" / "inventree-demo.json"
+# The InvenTree demo export lives beside the repository; ORDER3_INVENTREE_DEMO names another copy.
+INVENTREE_DEMO = Path(
+    os.environ.get("ORDER3_INVENTREE_DEMO") or REPO_ROOT.parent / "shared" / "data" / "inventree-demo.json"
+)
 
 
 @pytest.fixture

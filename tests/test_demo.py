@@ -123,8 +123,11 @@ def test_demo_keep_prints_every_token(tmp_path: Path) -> None:
 
 def test_demo_refuses_used_keep_directory(tmp_path: Path) -> None:
     (tmp_path / "order3-demo.db").write_bytes(b"")
+    # Any existing file passes the data check, which runs before the directory check.
+    data = tmp_path / "export.json"
+    data.write_text("[]", encoding="utf-8")
 
-    result = run_demo("--keep", str(tmp_path))
+    result = run_demo("--keep", str(tmp_path), "--data", str(data))
 
     assert result.returncode == 5
     assert "already exists" in result.stderr

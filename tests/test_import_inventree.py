@@ -45,6 +45,9 @@ from store.stock import verify_ledger
 from store.workspaces import create_workspace
 from tests.conftest import INVENTREE_DEMO
 
+if not INVENTREE_DEMO.exists():
+    pytest.skip(f"the InvenTree demo export is not at {INVENTREE_DEMO}", allow_module_level=True)
+
 # InvenTree StockStatusGroups.AVAILABLE_CODES and the open purchase order statuses (placed, on hold).
 AVAILABLE_STOCK_STATUSES = {10, 50, 55, 85}
 OPEN_INVENTREE_PO_STATUSES = {20, 25}
