@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -10,10 +9,10 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from store.currencies import check_currency_code
 from store.errors import InvalidInputError
 from store.models import ExchangeRate
 
-CURRENCY_CODE = re.compile(r"[A-Z]{3}")
 # Digits kept in a rate: enough for any published rate, bounded so a typo cannot store a huge number.
 MAX_RATE_DIGITS = 18
 
@@ -36,15 +35,12 @@ class RateInUse:
 
 
 def parse_currency(value: str, *, field: str = "currency") -> str:
-    """Return an ISO 4217 style code in upper case.
+    """Return the upper-cased ISO 4217 code.
 
     Raises:
-        InvalidInputError: If `value` is not three letters.
+        InvalidInputError: If `value` is not a known ISO 4217 code.
     """
-    code = value.strip().upper()
-    if not CURRENCY_CODE.fullmatch(code):
-        raise InvalidInputError(f"{field} {value!r} is not a currency code; use three letters such as EUR or CAD.")
-    return code
+    return check_currency_code(value, field=field)
 
 
 def parse_rate(value: str) -> Decimal:

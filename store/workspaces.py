@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from store.currencies import check_currency_code
 from store.errors import ConflictError, InvalidInputError, NotFoundError
 from store.models import Workspace
 
@@ -23,11 +24,8 @@ def check_timezone(name: str) -> str:
 
 
 def check_currency(code: str) -> str:
-    """Return the upper-cased ISO 4217 code, or raise InvalidInputError for a malformed one."""
-    normal = code.strip().upper()
-    if len(normal) != 3 or not normal.isalpha() or not normal.isascii():
-        raise InvalidInputError(f"Currency {code!r} is not a three-letter ISO 4217 code such as 'USD' or 'EUR'.")
-    return normal
+    """Return the upper-cased ISO 4217 code, or raise InvalidInputError for an unknown one."""
+    return check_currency_code(code, field="Currency")
 
 
 async def create_workspace(

@@ -147,6 +147,8 @@ def test_rates_list_current_and_history(workspace) -> None:
     ("arguments", "message"),
     [
         (["CA", "0.7"], "currency 'CA' is not a currency code; use three letters"),
+        (["XYZ", "0.7"], "currency 'XYZ' is not an ISO 4217 currency code; check the spelling"),
+        (["ERU", "1.1"], "currency 'ERU' is not an ISO 4217 currency code"),
         (["CAD", "0"], "Rate '0' must be a positive number"),
         (["CAD", "abc"], "Rate 'abc' is not a number"),
         (["CAD", "1e3"], "Rate '1e3' has too many digits; write a plain decimal"),
@@ -195,3 +197,10 @@ async def test_foreign_cost_adjustment_uses_rate(database: Database) -> None:
     # -3 × 2.50 EUR × 1.10 = -8.25 USD.
     assert detail["estimated_value"] == "-8.25"
     assert executed.status == "executed"
+
+
+def test_init_refuses_an_unknown_base_currency(tmp_path) -> None:
+    result = CliRunner().invoke(cli, ["--db", str(tmp_path / "o.db"), "init", "--currency", "XYZ"])
+
+    assert result.exit_code != 0
+    assert "Currency 'XYZ' is not an ISO 4217 currency code" in " ".join(result.output.split())
