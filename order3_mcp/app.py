@@ -138,13 +138,18 @@ class Order3:
         """Return the caller for a token secret.
 
         Raises:
-            PermissionDeniedError: If the token is unknown or revoked.
+            PermissionDeniedError: If the token is unknown, revoked or expired.
         """
         from policies import scopes_for
 
         async with self.database.read() as session:
             token = await find_token(session, secret=secret)
             workspace = (await session.execute(select(Workspace).where(Workspace.id == token.workspace_id))).scalar_one()
+        if token.expires_at is not None and token.expires_at <= self.clock():
+            raise PermissionDeniedError(
+                f"Token {token.prefix}… of {token.principal!r} expired at {token.expires_at.isoformat()}; "
+                "create a new one with `order3 token create`."
+            )
         # Scopes are recomputed from the role so an agent token can never carry
         # approve or execute, whatever was stored.
         scopes = scopes_for(principal_kind=token.principal_kind, role=token.role) & frozenset(token.scopes)
@@ -191,12 +196,7 @@ class Order3:
         logged_arguments = redact(arguments)
         key = idempotency_key or ""
         try:
-            scope = required_scope(action)
-            if scope not in caller.scopes:
-                raise PermissionDeniedError(
-                    f"{caller.describe()} may not call {action}: it needs the {scope!r} scope, which this token "
-                    f"does not have. {self._who_can(scope)}"
-                )
+            scope = self.check_scope(caller, action)
             if idempotency_key is not None:
                 check_key(idempotency_key)
 
@@ -282,6 +282,20 @@ class Order3:
             logger.info("%s by %s failed after committing: %s", action, caller.principal, outcome.error.outcome)
             raise outcome.error
         return outcome.result  # type: ignore[return-value]
+
+    def check_scope(self, caller: Caller, action: str) -> str:
+        """Return the scope `action` requires, if the caller holds it.
+
+        Raises:
+            PermissionDeniedError: If the caller lacks that scope.
+        """
+        scope = required_scope(action)
+        if scope not in caller.scopes:
+            raise PermissionDeniedError(
+                f"{caller.describe()} may not call {action}: it needs the {scope!r} scope, which this token "
+                f"does not have. {self._who_can(scope)}"
+            )
+        return scope
 
     async def record_failure(
         self,

@@ -1,4 +1,4 @@
-"""The `serve` command: the MCP server for one token, over stdio or Streamable HTTP on loopback."""
+"""The `serve` command: the MCP server over stdio for one token, or over Streamable HTTP on loopback for many."""
 
 from __future__ import annotations
 
@@ -9,9 +9,12 @@ import sys
 from typing import Annotated
 
 import typer
+import uvicorn
 
 from order3_mcp.app import Order3
 from order3_mcp.commands._runtime import connect, execute, settings_of
+from order3_mcp.http_server.app import HttpTransport
+from order3_mcp.http_server.rate_limit import DEFAULT_BURST, DEFAULT_RATE
 from order3_mcp.server import build_server
 from store.errors import InvalidInputError, PermissionDeniedError
 
@@ -25,7 +28,7 @@ def check_loopback(host: str) -> str:
 
     Raises:
         InvalidInputError: For any other host, because the HTTP transport has no
-            authentication of its own: every client acts with the serve token.
+            TLS: bearer tokens would cross the network in clear text.
     """
     if host == "localhost":
         return host
@@ -36,20 +39,29 @@ def check_loopback(host: str) -> str:
     if not address.is_loopback:
         raise InvalidInputError(
             f"Host {host!r} is not a loopback address. Order3 serves HTTP on loopback only (127.0.0.1, ::1 or "
-            "localhost), because every HTTP client acts with the token of this process."
+            "localhost), because it has no TLS and every request carries a bearer token. To reach it from another "
+            "machine, put a TLS-terminating reverse proxy on this machine in front of it; see docs/http.md."
         )
     return host
 
 
 def serve(
     ctx: typer.Context,
-    http: Annotated[bool, typer.Option("--http", help="Serve Streamable HTTP instead of stdio.")] = False,
+    http: Annotated[bool, typer.Option("--http", help="Serve Streamable HTTP instead of stdio; each request sends its own bearer token.")] = False,
     host: Annotated[str, typer.Option(help="Loopback address to listen on with --http.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port to listen on with --http.", min=1, max=65535)] = 8000,
+    rate_limit: Annotated[
+        float, typer.Option(help="With --http: requests per second allowed per token, on average.", min=0.001)
+    ] = DEFAULT_RATE,
+    rate_burst: Annotated[
+        int, typer.Option(help="With --http: requests per token allowed at once above the average rate.", min=1)
+    ] = DEFAULT_BURST,
     log_level: Annotated[str, typer.Option(help=f"Lowest level logged to stderr: {', '.join(LOG_LEVELS)}.")] = "warning",
 ) -> None:
-    """Run the MCP server for the ORDER3_TOKEN principal; it lists only the tools that token's scopes allow.
+    """Run the MCP server; it lists only the tools the caller's token scopes allow.
 
+    Over stdio the server acts for the ORDER3_TOKEN principal. Over HTTP no token
+    is needed at start: every request sends 'Authorization: Bearer <token>'.
     Logs go to stderr; on stdio, stdout carries only the protocol.
     """
     settings = settings_of(ctx)
@@ -58,9 +70,24 @@ def serve(
     # Anything written to stdout before or during the run would corrupt the stdio stream.
     logging.basicConfig(stream=sys.stderr, level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    async def step() -> None:
-        if http:
-            check_loopback(host)
+    async def serve_http() -> None:
+        check_loopback(host)
+        if (settings.token or "").strip():
+            logger.warning("ORDER3_TOKEN is ignored with --http: every request authenticates with its own bearer token")
+        database = await connect(settings.db)
+        try:
+            transport = HttpTransport(Order3(database), host=host, port=port, rate=rate_limit, burst=rate_burst)
+            config = uvicorn.Config(transport, host=host, port=port, log_level=log_level.lower(), lifespan="on", server_header=False)
+            logger.info("serving Streamable HTTP at %s", transport.endpoint)
+            # uvicorn points its access log at sys.stdout when it configures logging;
+            # redirecting stdout while it starts sends those lines to stderr too.
+            with contextlib.redirect_stdout(sys.stderr):
+                await uvicorn.Server(config).serve()
+        finally:
+            await database.dispose()
+            logger.info("server stopped")
+
+    async def serve_stdio() -> None:
         secret = (settings.token or "").strip()
         if not secret:
             raise PermissionDeniedError(
@@ -71,19 +98,13 @@ def serve(
             app = Order3(database)
             caller = await app.authenticate(secret, channel="mcp")
             server = build_server(app, caller)
-            logger.info("serving workspace %s as %s over %s", caller.workspace, caller.describe(), "http" if http else "stdio")
-            if http:
-                # uvicorn points its access log at sys.stdout when it configures logging;
-                # redirecting stdout while it starts sends those lines to stderr too.
-                with contextlib.redirect_stdout(sys.stderr):
-                    await server.run_streamable_http_async(host=host, port=port)
-            else:
-                await server.run_stdio_async()
+            logger.info("serving workspace %s as %s over stdio", caller.workspace, caller.describe())
+            await server.run_stdio_async()
         finally:
             await database.dispose()
             logger.info("server stopped")
 
     try:
-        execute(step)
+        execute(serve_http if http else serve_stdio)
     except KeyboardInterrupt:
         logger.info("interrupted")

@@ -29,6 +29,7 @@ class Token(SQLModel, table=True):
     label: str = Field(default="", max_length=200)
     created_at: datetime = time_field()
     revoked_at: datetime | None = time_field(nullable=True, now=False)
+    expires_at: datetime | None = time_field(nullable=True, now=False)
 
 
 class IdempotencyRecord(SQLModel, table=True):
