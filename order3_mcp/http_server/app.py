@@ -44,7 +44,7 @@ LOOPBACK_ORIGINS = [
 class HttpTransport:
     """Streamable HTTP for many clients, each request authenticated by its own bearer token.
 
-    Order of checks, each answered before the next runs: Host (421), Origin
+    Order of checks; the first that fails sends its status: Host (421), Origin
     (403), path (404), a credential in the query string (400), body size (413),
     bearer token (401), rate limit (429), tool scope (403). A request that passes
     them all goes to the session manager of its token.
@@ -93,7 +93,7 @@ class HttpTransport:
 
         host = headers.get("host", "")
         if host not in self.hosts:
-            logger.info("refused a request from %s for Host %r", client, host[:100])
+            logger.info("rejected a request from %s for Host %r", client, host[:100])
             response = refusal(
                 421,
                 error="misdirected_request",
@@ -104,7 +104,7 @@ class HttpTransport:
 
         origin = headers.get("origin")
         if origin is not None and not is_loopback_origin(origin):
-            logger.info("refused a request from %s with Origin %r", client, origin[:100])
+            logger.info("rejected a request from %s with Origin %r", client, origin[:100])
             response = refusal(
                 403,
                 error="forbidden_origin",
@@ -119,7 +119,7 @@ class HttpTransport:
 
         parameter = credential_in_query(scope.get("query_string", b""))
         if parameter is not None:
-            logger.info("refused a request from %s with a credential in query parameter %r", client, parameter[:40])
+            logger.info("rejected a request from %s with a credential in query parameter %r", client, parameter[:40])
             response = refusal(
                 400,
                 error="invalid_request",
@@ -180,7 +180,7 @@ class HttpTransport:
                 error = "missing_token"
             else:
                 message, challenge, error = problem, bearer_challenge(error="invalid_request", error_description=problem), "invalid_request"
-            logger.info("refused a request from %s: %s", client, error)
+            logger.info("rejected a request from %s: %s", client, error)
             response = refusal(401, error=error, message=message, headers={"WWW-Authenticate": challenge})
             await response(scope, receive, send)
             return None
@@ -190,23 +190,23 @@ class HttpTransport:
         except PermissionDeniedError as exc:
             # A revoked or expired token's open sessions (and standing GET streams) end too.
             self.servers.close_secret(hash_secret(secret))
-            logger.info("refused a request from %s: %s", client, exc.message)
+            logger.info("rejected a request from %s: %s", client, exc.message)
             challenge = bearer_challenge(error="invalid_token", error_description=exc.message)
             response = refusal(401, error="invalid_token", message=exc.message, headers={"WWW-Authenticate": challenge})
             await response(scope, receive, send)
             return None
 
     async def _refuse_out_of_scope(self, entry: TokenServer, body: bytes, scope: Scope, receive: Receive, send: Send) -> bool:
-        """Answer 403 to a tools/call of a tool outside the token's scopes, record it, and return True.
+        """Send 403 for a tools/call of a tool outside the token's scopes, record it, and return True.
 
-        The MCP authorization spec answers a request whose token lacks a scope with
+        The MCP authorization spec responds to a request whose token lacks a scope with
         HTTP 403 and `WWW-Authenticate: Bearer error="insufficient_scope"`, so the
         refusal happens here rather than as a tool error inside the session.
         """
         for call in _tool_calls(body):
             name = call["params"]["name"]
             if name not in entry.tool_names:
-                continue  # The SDK answers an unknown tool itself, and the server records it.
+                continue  # The SDK rejects an unknown tool itself, and the server records it.
             try:
                 self.app.check_scope(entry.caller, name)
             except PermissionDeniedError as exc:
@@ -221,7 +221,7 @@ class HttpTransport:
                     str(call.get("id", ""))[:100],
                     exc.message,
                 )
-                logger.info("refused %s for token %s: insufficient scope %r", name, entry.caller.token_id, scope_needed)
+                logger.info("rejected %s for token %s: insufficient scope %r", name, entry.caller.token_id, scope_needed)
                 challenge = bearer_challenge(error="insufficient_scope", scope=scope_needed, error_description=exc.message)
                 response = refusal(
                     403,
@@ -250,7 +250,7 @@ def _tool_calls(body: bytes) -> list[dict[str, Any]]:
     try:
         parsed = json.loads(body)
     except ValueError:
-        return []  # The SDK answers malformed JSON with a parse error.
+        return []  # The SDK responds to malformed JSON with a parse error.
     messages = parsed if isinstance(parsed, list) else [parsed]
     return [
         message

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 DEFAULT_RATE = 20.0
 DEFAULT_BURST = 40
-# Buckets kept at once; the least recently used one is dropped beyond this, which
-# only forgets that token's recent history (it starts again with a full bucket).
+# Buckets kept at once. Beyond this the least recently used one is dropped, so
+# that token starts again with a full bucket.
 MAX_BUCKETS = 10_000
 
 

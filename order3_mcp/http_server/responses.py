@@ -27,7 +27,7 @@ def refusal(
 ) -> Response:
     """Return a JSON-RPC error response with an HTTP status.
 
-    MCP clients read a JSON-RPC error body at a non-2xx status as the answer to
+    MCP clients read a JSON-RPC error body at a non-2xx status as the response to
     their request, so `message` reaches the agent; `data.error` is a stable code
     ("invalid_token", "insufficient_scope", "rate_limited"...) for programs.
     """
@@ -51,5 +51,8 @@ def bearer_challenge(**params: str) -> str:
 
 def _quotable(text: str) -> str:
     # RFC 6750 allows printable ASCII other than '"' and '\' inside these quoted values.
-    text = text.replace("…", "...")
-    return "".join(char if 0x20 <= ord(char) <= 0x7E and char not in '"\\' else "'" if char == '"' else "" for char in text)
+    kept = []
+    for char in text.replace("…", "...").replace('"', "'"):
+        if 0x20 <= ord(char) <= 0x7E and char != "\\":
+            kept.append(char)
+    return "".join(kept)
