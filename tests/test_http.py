@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+import anyio
 import httpx2
 import pytest
 from mcp.shared.exceptions import MCPError
@@ -318,3 +319,24 @@ def test_rate_limit_answers_429_with_retry_after(tmp_path: Path) -> None:
     assert error["data"]["error"] == "rate_limited"
     assert 0 < error["data"]["retry_after"] <= 2
     assert "retry after" in error["message"]
+
+
+async def test_revoked_token_stream_is_closed(deployment: Deployment) -> None:
+    url = deployment.server.url
+    token_id, secret = await create_token_async(deployment.db, deployment.admin, "stream-bot", kind="agent", role="agent")
+
+    async with httpx2.AsyncClient(timeout=httpx2.Timeout(30.0)) as http:
+        session_id = await initialize(http, url, secret)
+        stream_headers = {
+            **bearer(secret), "Accept": "text/event-stream", "Mcp-Session-Id": session_id, "MCP-Protocol-Version": "2025-06-18"
+        }
+        async with http.stream("GET", url, headers=stream_headers) as stream:
+            opened = stream.status_code
+            await order3_async(deployment.db, "token", "revoke", str(token_id), token=deployment.admin)
+            refused = await session_request(http, url, session_id, secret, "ping")
+            with anyio.fail_after(10):
+                async for _ in stream.aiter_raw():
+                    pass
+
+    assert opened == 200
+    assert refused.status_code == 401
