@@ -1,11 +1,10 @@
 """A loopback reverse proxy that adds `Authorization: Bearer <token>` to each request, for clients that cannot.
 
-The MCP conformance suite (0.1.13) connects with no way to add a header, so it
-talks to this proxy, which forwards every request to `order3 serve --http`
-unchanged apart from the Authorization header and the Host header: a Host that
-names the proxy is rewritten to the server's, as reverse proxies do, and any
-other Host (a DNS rebinding probe, for example) is passed through for the
-server to judge.
+The MCP conformance suite (0.1.13) has no option to add a header, so it sends
+its requests to this proxy. The proxy forwards each one to `order3 serve --http`
+with the bearer token added. It rewrites a Host header that names the proxy to
+the server's address, as reverse proxies do. Any other Host (a DNS rebinding
+probe, for example) and every Origin pass through for the server to judge.
 """
 
 from __future__ import annotations
@@ -54,8 +53,8 @@ class HeaderProxy:
         request = self.client.build_request(scope["method"], url, headers=headers, content=bytes(body))
         response = await self.client.send(request, stream=True)
         try:
-            kept = [(name, value) for name, value in response.headers.raw if name.lower() not in DROPPED]
-            await send({"type": "http.response.start", "status": response.status_code, "headers": kept})
+            forwarded = [(name, value) for name, value in response.headers.raw if name.lower() not in DROPPED]
+            await send({"type": "http.response.start", "status": response.status_code, "headers": forwarded})
             async for chunk in response.aiter_raw():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})

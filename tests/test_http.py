@@ -90,7 +90,7 @@ async def test_tool_list_follows_token_role(deployment: Deployment) -> None:
 
 
 @pytest.mark.parametrize("tool", WITHHELD)
-async def test_agent_call_to_withheld_tool_is_denied_and_recorded(deployment: Deployment, tool: str) -> None:
+async def test_agent_withheld_tool_denied_and_recorded(deployment: Deployment, tool: str) -> None:
     arguments = {"draft_id": 1, "exception_id": 1, "reason": "Agent tries to decide."}
 
     async with mcp_client(deployment.server.url, deployment.agent) as client:
