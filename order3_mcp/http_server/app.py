@@ -10,6 +10,7 @@ from typing import Any
 import anyio
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.datastructures import Headers
+from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from order3_mcp.app import Caller, Order3, redact
@@ -91,79 +92,90 @@ class HttpTransport:
         headers = Headers(scope=scope)
         client = _client_address(scope)
 
-        host = headers.get("host", "")
-        if host not in self.hosts:
-            logger.info("rejected a request from %s for Host %r", client, host[:100])
-            response = refusal(
-                421,
-                error="misdirected_request",
-                message=f"Host {host[:100]!r} is not this server; connect to {self.endpoint}. "
-                "Order3 answers only requests addressed to the loopback address it listens on.",
-            )
-            return await response(scope, receive, send)
-
-        origin = headers.get("origin")
-        if origin is not None and not is_loopback_origin(origin):
-            logger.info("rejected a request from %s with Origin %r", client, origin[:100])
-            response = refusal(
-                403,
-                error="forbidden_origin",
-                message=f"Origin {origin[:100]!r} is not a page on this machine; Order3 accepts browser requests "
-                "only from http(s)://localhost, 127.0.0.1 or [::1]. Other clients send no Origin header.",
-            )
-            return await response(scope, receive, send)
-
-        if scope["path"] != MCP_PATH:
-            response = refusal(404, error="not_found", message=f"Nothing is served at {scope['path'][:100]!r}; the MCP endpoint is {self.endpoint}.")
-            return await response(scope, receive, send)
-
-        parameter = credential_in_query(scope.get("query_string", b""))
-        if parameter is not None:
-            logger.info("rejected a request from %s with a credential in query parameter %r", client, parameter[:40])
-            response = refusal(
-                400,
-                error="invalid_request",
-                message=f"The URL carries a credential in query parameter {parameter[:40]!r}. Send the token in the "
-                "'Authorization: Bearer <token>' header instead, because URLs are kept in logs and histories. "
-                "Revoke that token with `order3 token revoke` if it was a real one.",
-            )
-            return await response(scope, receive, send)
-
-        declared = headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_request_body:
-            return await self._too_large(scope, receive, send)
+        rejected = self._check_request(scope, headers, client)
+        if rejected is not None:
+            return await rejected(scope, receive, send)
 
         signed_in = await self._authenticate(scope, receive, send, headers, client)
         if signed_in is None:
             return
         caller, secret = signed_in
 
-        wait = self.limiter.check(caller.token_id)  # type: ignore[arg-type]
-        if wait > 0:
-            logger.debug("rate limit reached by token %s", caller.token_id)
-            retry_after = max(1, math.ceil(wait))
-            response = refusal(
-                429,
-                error="rate_limited",
-                message=f"Token {caller.token_id} sent more than {self.limiter.burst} requests in a burst or more than "
-                f"{self.limiter.rate:g} per second; retry after {wait:.2f} s (Retry-After: {retry_after}).",
-                headers={"Retry-After": str(retry_after)},
-                details={"retry_after": round(wait, 3)},
-            )
-            return await response(scope, receive, send)
+        rejected = self._check_rate(caller)
+        if rejected is not None:
+            return await rejected(scope, receive, send)
 
         messages: list[Message] = []
         body = b""
         if scope["method"] == "POST":
             read, messages = await read_body(receive, limit=self.max_request_body)
             if read is None:
-                return await self._too_large(scope, receive, send)
+                return await self._too_large()(scope, receive, send)
             body = read
 
         entry = await self.servers.server_for(caller, secret_hash=hash_secret(secret))
         if body and await self._refuse_out_of_scope(entry, body, scope, receive, send):
             return
         await entry.manager.handle_request(scope, replay(messages, receive), send)
+
+    def _check_request(self, scope: Scope, headers: Headers, client: str) -> Response | None:
+        """Return the refusal of a request whose Host, Origin, path, query string or declared size is not accepted."""
+        host = headers.get("host", "")
+        if host not in self.hosts:
+            logger.info("rejected a request from %s for Host %r", client, host[:100])
+            return refusal(
+                421,
+                error="misdirected_request",
+                message=f"Host {host[:100]!r} is not this server; connect to {self.endpoint}. "
+                "Order3 accepts only requests addressed to the loopback address it listens on.",
+            )
+
+        origin = headers.get("origin")
+        if origin is not None and not is_loopback_origin(origin):
+            logger.info("rejected a request from %s with Origin %r", client, origin[:100])
+            return refusal(
+                403,
+                error="forbidden_origin",
+                message=f"Origin {origin[:100]!r} is not a page on this machine; Order3 accepts browser requests "
+                "only from http(s)://localhost, 127.0.0.1 or [::1]. Other clients send no Origin header.",
+            )
+
+        if scope["path"] != MCP_PATH:
+            return refusal(
+                404, error="not_found", message=f"Nothing is served at {scope['path'][:100]!r}; the MCP endpoint is {self.endpoint}."
+            )
+
+        parameter = credential_in_query(scope.get("query_string", b""))
+        if parameter is not None:
+            logger.info("rejected a request from %s with a credential in query parameter %r", client, parameter[:40])
+            return refusal(
+                400,
+                error="invalid_request",
+                message=f"The URL carries a credential in query parameter {parameter[:40]!r}. Send the token in the "
+                "'Authorization: Bearer <token>' header instead, because URLs are kept in logs and histories. "
+                "Revoke that token with `order3 token revoke` if it was a real one.",
+            )
+
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_request_body:
+            return self._too_large()
+        return None
+
+    def _check_rate(self, caller: Caller) -> Response | None:
+        """Return a 429 refusal when the caller's token has used up its rate limit."""
+        wait = self.limiter.check(caller.token_id)  # type: ignore[arg-type]
+        if wait <= 0:
+            return None
+        logger.debug("rate limit reached by token %s", caller.token_id)
+        retry_after = max(1, math.ceil(wait))
+        return refusal(
+            429,
+            error="rate_limited",
+            message=f"Token {caller.token_id} sent more than {self.limiter.burst} requests in a burst or more than "
+            f"{self.limiter.rate:g} per second; retry after {wait:.2f} s (Retry-After: {retry_after}).",
+            headers={"Retry-After": str(retry_after)},
+            details={"retry_after": round(wait, 3)},
+        )
 
     async def _authenticate(
         self, scope: Scope, receive: Receive, send: Send, headers: Headers, client: str
@@ -235,14 +247,13 @@ class HttpTransport:
                 return True
         return False
 
-    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = refusal(
+    def _too_large(self) -> Response:
+        return refusal(
             413,
             error="request_too_large",
             message=f"The request body is larger than {self.max_request_body} bytes, the most this server accepts. "
             "Send fewer or shorter arguments, for example split a long draft into several.",
         )
-        await response(scope, receive, send)
 
 
 def _tool_calls(body: bytes) -> list[dict[str, Any]]:
