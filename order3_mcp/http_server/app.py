@@ -45,10 +45,10 @@ LOOPBACK_ORIGINS = [
 class HttpTransport:
     """Streamable HTTP for many clients, each request authenticated by its own bearer token.
 
-    Order of checks; the first that fails sends its status: Host (421), Origin
-    (403), path (404), a credential in the query string (400), body size (413),
-    bearer token (401), rate limit (429), tool scope (403). A request that passes
-    them all goes to the session manager of its token.
+    The checks run in this order, and the first that fails sends its status:
+    Host (421), Origin (403), path (404), a credential in the query string (400),
+    body size (413), bearer token (401), rate limit (429) and tool scope (403).
+    A request that passes them all goes to the session manager of its token.
     """
 
     def __init__(
@@ -114,7 +114,7 @@ class HttpTransport:
             body = read
 
         entry = await self.servers.server_for(caller, secret_hash=hash_secret(secret))
-        if body and await self._refuse_out_of_scope(entry, body, scope, receive, send):
+        if body and await self._reject_out_of_scope(entry, body, scope, receive, send):
             return
         await entry.manager.handle_request(scope, replay(messages, receive), send)
 
@@ -208,7 +208,7 @@ class HttpTransport:
             await response(scope, receive, send)
             return None
 
-    async def _refuse_out_of_scope(self, entry: TokenServer, body: bytes, scope: Scope, receive: Receive, send: Send) -> bool:
+    async def _reject_out_of_scope(self, entry: TokenServer, body: bytes, scope: Scope, receive: Receive, send: Send) -> bool:
         """Send 403 for a tools/call of a tool outside the token's scopes, record it, and return True.
 
         The MCP authorization spec responds to a request whose token lacks a scope with
