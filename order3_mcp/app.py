@@ -27,7 +27,7 @@ from store.freshness import note_change
 from store.idempotency import check_key, find_replay, remember, request_hash
 from store.models import Workspace
 from store.sqlite_inline import is_busy
-from store.tokens import find_token
+from store.tokens import find_token, needs_use_noted, note_token_use
 from store.types import utc_now
 
 logger = logging.getLogger(__name__)
@@ -135,21 +135,20 @@ class Order3:
         self.clock = clock
 
     async def authenticate(self, secret: str, *, channel: str) -> Caller:
-        """Return the caller for a token secret.
+        """Return the caller for a token secret, noting the token's use at most once a minute.
 
         Raises:
             PermissionDeniedError: If the token is unknown, revoked or expired.
         """
         from policies import scopes_for
 
+        now = self.clock()
         async with self.database.read() as session:
-            token = await find_token(session, secret=secret)
+            token = await find_token(session, secret=secret, now=now)
             workspace = (await session.execute(select(Workspace).where(Workspace.id == token.workspace_id))).scalar_one()
-        if token.expires_at is not None and token.expires_at <= self.clock():
-            raise PermissionDeniedError(
-                f"Token {token.prefix}… of {token.principal!r} expired at {token.expires_at.isoformat()}; "
-                "create a new one with `order3 token create`."
-            )
+        if needs_use_noted(token, now=now):
+            async with self.database.write() as session:
+                await note_token_use(session, token_id=token.id, now=now)  # type: ignore[arg-type]
         # Scopes are recomputed from the role so an agent token can never carry
         # approve or execute, whatever was stored.
         scopes = scopes_for(principal_kind=token.principal_kind, role=token.role) & frozenset(token.scopes)

@@ -24,7 +24,7 @@ from order3_mcp.demo_kinds import (
     decide_transfer,
     send_channel_snapshot,
 )
-from order3_mcp.services import admin, approvals, drafts
+from order3_mcp.services import admin, approvals, drafts, tokens
 from store.db import Database, open_database
 from store.errors import ConflictError, NotFoundError
 
@@ -109,19 +109,19 @@ async def _run_steps(*, database: Database, db_path: Path, data_path: Path, keep
         console.print(Text(line), soft_wrap=True)
 
     _heading(console, "4. order3 token create")
-    buyer = await admin.create_token(
+    buyer = await tokens.create_token(
         app, admin_caller, principal="alice", kind="user", role="buyer", on_behalf_of="", label="demo buyer"
     )
     console.print(f"User token {buyer.token_id} for 'alice', role buyer: {', '.join(buyer.scopes)}.")
-    agent = await admin.create_token(
+    agent = await tokens.create_token(
         app, admin_caller, principal="buyer-bot", kind="agent", role="agent", on_behalf_of="", label="demo agent"
     )
     console.print(f"Agent token {agent.token_id} for 'buyer-bot', role agent: {', '.join(agent.scopes)}.")
-    approver = await admin.create_token(
+    approver = await tokens.create_token(
         app, admin_caller, principal="carol", kind="user", role="approver", on_behalf_of="", label="demo finance approver"
     )
     console.print(f"User token {approver.token_id} for 'carol', role approver: {', '.join(approver.scopes)}.")
-    integration = await admin.create_token(
+    integration = await tokens.create_token(
         app, admin_caller, principal="webshop", kind="integration", role="integration", on_behalf_of="", label="demo channel"
     )
     console.print(f"Integration token {integration.token_id} for 'webshop', role integration: {', '.join(integration.scopes)}.")

@@ -80,6 +80,7 @@ ACTION_SCOPES: dict[str, str] = {
     "activity_export": "export",
     "token_create": "admin",
     "token_revoke": "admin",
+    "token_rotate": "admin",
     "token_list": "admin",
     "import": "admin",
     "init": "admin",

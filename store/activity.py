@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.errors import ConflictError, NotFoundError, PermissionDeniedError
 from store.models import ActivityEvent, Token, Workspace
-from store.types import utc_now
+from store.types import UTCDateTime, utc_now
 
 # Fields covered by the hash, in a fixed order.
 HASHED_FIELDS = (
@@ -61,9 +61,17 @@ class AppendedEvent(NamedTuple):
 
 # The three statements of an append, built once: the chain head (with the token's
 # state riding along), the conditional advance of the head, and the insert.
-# 1 for a live token, 0 for a revoked one, NULL when the token does not exist.
+# 1 for a live token, 0 for a revoked one, 2 for an expired one, NULL when the token does not exist.
 _TOKEN_LIVE = (
-    select(case((Token.revoked_at.is_(None), 1), else_=0)).where(Token.id == bindparam("token_id")).scalar_subquery()
+    select(
+        case(
+            (Token.revoked_at.is_not(None), 0),
+            (Token.expires_at <= bindparam("now", type_=UTCDateTime()), 2),
+            else_=1,
+        )
+    )
+    .where(Token.id == bindparam("token_id"))
+    .scalar_subquery()
 )
 _READ_HEAD = (
     select(Workspace.activity_seq, Workspace.activity_head, _TOKEN_LIVE)
@@ -104,7 +112,7 @@ async def append_event(
     """Append one event inside the caller's write transaction.
 
     With `require_live_token`, the token is checked in the same statement that
-    reads the chain head, and a revoked token raises, which rolls back
+    reads the chain head, and a revoked or expired token raises, which rolls back
     everything the transaction wrote. Checking at the end is as safe as at the
     start because nothing commits before it, and it costs no extra round trip.
 
@@ -116,15 +124,24 @@ async def append_event(
     Raises:
         NotFoundError: If the workspace does not exist.
         PermissionDeniedError: If `require_live_token` is set and the token was
-            revoked or no longer exists.
+            revoked, has expired or no longer exists.
     """
     connection = await session.connection()
-    row = (await connection.execute(_READ_HEAD, {"workspace_id": workspace_id, "token_id": token_id})).first()
+    occurred_at = occurred_at or utc_now()
+    row = (
+        await connection.execute(_READ_HEAD, {"workspace_id": workspace_id, "token_id": token_id, "now": occurred_at})
+    ).first()
     if row is None:
         raise NotFoundError(f"Workspace {workspace_id} does not exist; run `order3 init` first.")
     if require_live_token and token_id is not None and row[2] != 1:
         if row[2] is None:
             raise PermissionDeniedError(f"Token {token_id} no longer exists; create a new one with `order3 token create`.")
+        if row[2] == 2:
+            expires_at = (await session.execute(select(Token.expires_at).where(Token.id == token_id))).scalar_one()
+            raise PermissionDeniedError(
+                f"Token {token_id} expired at {expires_at.isoformat()}; this connection can no longer act. Ask a "
+                "workspace admin for a new token (`order3 token create` or `order3 token rotate ID`) and reconnect."
+            )
         revoked_at = (await session.execute(select(Token.revoked_at).where(Token.id == token_id))).scalar_one()
         raise PermissionDeniedError(
             f"Token {token_id} was revoked at {revoked_at.isoformat()}; this connection can no longer act. "
@@ -135,7 +152,7 @@ async def append_event(
     fields: dict[str, Any] = {
         "workspace_id": workspace_id,
         "seq": seq,
-        "occurred_at": occurred_at or utc_now(),
+        "occurred_at": occurred_at,
         "actor_kind": actor_kind,
         "actor": actor,
         "token_id": token_id,

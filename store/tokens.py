@@ -1,11 +1,12 @@
-"""Bearer tokens: created once, stored only as a SHA-256 hash."""
+"""Bearer tokens: created once, stored only as a SHA-256 hash, with optional expiry and a last-use time."""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.errors import NotFoundError, PermissionDeniedError
@@ -14,10 +15,21 @@ from store.types import utc_now
 
 TOKEN_PREFIX = "o3_"
 
+# last_used_at moves at most this often per token, so a token that authenticates
+# many times a minute costs one write a minute, not one per request.
+LAST_USED_GRANULARITY = timedelta(minutes=1)
+
+RENEW_HINT = "ask a workspace admin for a new one (`order3 token create` or `order3 token rotate ID`)"
+
 
 def hash_secret(secret: str) -> str:
     """Return the stored form of a token secret."""
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def is_expired(token: Token, *, now: datetime) -> bool:
+    """Return True if the token has an expiry time that is not after `now`."""
+    return token.expires_at is not None and token.expires_at <= now
 
 
 async def issue_token(
@@ -30,6 +42,8 @@ async def issue_token(
     scopes: frozenset[str],
     on_behalf_of: str = "",
     label: str = "",
+    expires_at: datetime | None = None,
+    created_at: datetime | None = None,
 ) -> tuple[Token, str]:
     """Create a token and return it with its secret, which is never stored or shown again."""
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
@@ -43,18 +57,22 @@ async def issue_token(
         scopes=sorted(scopes),
         on_behalf_of=on_behalf_of,
         label=label,
+        expires_at=expires_at,
     )
+    if created_at is not None:
+        token.created_at = created_at
     session.add(token)
     await session.flush()
     return token, secret
 
 
-async def find_token(session: AsyncSession, *, secret: str) -> Token:
+async def find_token(session: AsyncSession, *, secret: str, now: datetime | None = None) -> Token:
     """Return the live token for `secret`.
 
     Raises:
-        PermissionDeniedError: If the secret is unknown or the token was revoked.
+        PermissionDeniedError: If the secret is unknown, or the token was revoked or has expired.
     """
+    now = now or utc_now()
     token = (
         await session.execute(select(Token).where(Token.secret_hash == hash_secret(secret.strip())))
     ).scalar_one_or_none()
@@ -67,7 +85,35 @@ async def find_token(session: AsyncSession, *, secret: str) -> Token:
             f"Token {token.prefix}… of {token.principal!r} was revoked at {token.revoked_at.isoformat()}; "
             "create a new one with `order3 token create`."
         )
+    if is_expired(token, now=now):
+        raise PermissionDeniedError(
+            f"Token {token.id} ({token.prefix}…) of {token.principal!r} expired at {token.expires_at.isoformat()}; "  # type: ignore[union-attr]
+            f"{RENEW_HINT}."
+        )
     return token
+
+
+async def note_token_use(session: AsyncSession, *, token_id: int, now: datetime) -> bool:
+    """Set the token's last_used_at to `now` unless it was set less than LAST_USED_GRANULARITY ago.
+
+    The check and the write are one conditional UPDATE, so concurrent callers
+    write at most once per interval. Returns True if the row was updated.
+    """
+    result = await session.execute(
+        update(Token)
+        .where(
+            Token.id == token_id,
+            or_(Token.last_used_at.is_(None), Token.last_used_at <= now - LAST_USED_GRANULARITY),
+        )
+        .values(last_used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def needs_use_noted(token: Token, *, now: datetime) -> bool:
+    """Return True if `note_token_use` would write, judged from an already loaded row."""
+    return token.last_used_at is None or token.last_used_at <= now - LAST_USED_GRANULARITY
 
 
 async def list_tokens(session: AsyncSession, *, workspace_id: int) -> list[Token]:
@@ -79,8 +125,8 @@ async def list_tokens(session: AsyncSession, *, workspace_id: int) -> list[Token
     )
 
 
-async def revoke_token(session: AsyncSession, *, workspace_id: int, token_id: int) -> Token:
-    """Revoke a token so it authenticates nothing from now on.
+async def get_token(session: AsyncSession, *, workspace_id: int, token_id: int) -> Token:
+    """Return one token of the workspace.
 
     Raises:
         NotFoundError: If the workspace has no such token.
@@ -90,9 +136,29 @@ async def revoke_token(session: AsyncSession, *, workspace_id: int, token_id: in
     ).scalar_one_or_none()
     if token is None:
         raise NotFoundError(f"Token {token_id} does not exist in this workspace; list tokens with `order3 token list`.")
+    return token
+
+
+async def user_principals(session: AsyncSession, *, workspace_id: int) -> list[str]:
+    """Return the names of the users that hold or held a token in the workspace, sorted."""
+    rows = await session.execute(
+        select(Token.principal)
+        .where(Token.workspace_id == workspace_id, Token.principal_kind == "user")
+        .distinct()
+        .order_by(Token.principal)
+    )
+    return list(rows.scalars().all())
+
+
+async def revoke_token(session: AsyncSession, *, workspace_id: int, token_id: int, now: datetime | None = None) -> Token:
+    """Revoke a token so it authenticates nothing from now on.
+
+    Raises:
+        NotFoundError: If the workspace has no such token.
+    """
+    token = await get_token(session, workspace_id=workspace_id, token_id=token_id)
     if token.revoked_at is None:
-        token.revoked_at = utc_now()
+        token.revoked_at = now or utc_now()
         session.add(token)
         await session.flush()
     return token
-

@@ -83,10 +83,12 @@ def test_init_rejects_unknown_timezone(db: Path) -> None:
 
 
 def test_agent_token_withholds_approve_and_execute(db: Path, admin_token: str) -> None:
+    order3(db, "token", "create", "--principal", "dana", "--role", "buyer", token=admin_token)
+
     result = order3(db, "token", "create", "--principal", "bot", "--kind", "agent", "--role", "buyer", "--for", "dana", token=admin_token)
 
     assert result.exit_code == 0, result.stderr
-    assert "Created agent token 2 for 'bot' with role buyer." in result.stdout
+    assert "Created agent token 3 for 'bot' with role buyer." in result.stdout
     assert "Scopes: change, draft, export, read" in result.stdout
     assert "Withheld: approve, execute." in result.stdout
     assert "An agent token never gets approve, execute or admin" in result.stdout

@@ -1,4 +1,4 @@
-"""Administration services: workspace setup, tokens, imports, reorder settings, activity export and integrity checks."""
+"""Administration services: workspace setup, imports, reorder settings, activity export and integrity checks."""
 
 from __future__ import annotations
 
@@ -14,14 +14,15 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order3_mcp.app import Caller, Order3, Outcome
-from policies import PRINCIPAL_KINDS, ROLES, scopes_for
+from order3_mcp.services.tokens import check_principal
+from policies import scopes_for
 from store import catalog
 from store.activity import append_event, canonical_json, verify_chain
 from store.db import Database
 from store.errors import InvalidInputError, NotFoundError
-from store.models import ActivityEvent, Bin, Item, Location, ReorderRule, Token
+from store.models import ActivityEvent, Bin, Item, Location, ReorderRule
 from store.stock import verify_ledger
-from store.tokens import issue_token, list_tokens, revoke_token
+from store.tokens import issue_token
 from store.types import utc_now
 from store.workspaces import create_workspace
 
@@ -39,34 +40,6 @@ class InitResult(BaseModel):
     admin: str = Field(description="Name of the first admin user.")
     token_id: int = Field(description="Id of the admin token.")
     secret: str = Field(description="The admin token secret; it is shown once and stored only as a hash.")
-
-
-class TokenOut(BaseModel):
-    """A token as listed: never its secret."""
-
-    token_id: int = Field(description="Token id, used by `order3 token revoke`.")
-    prefix: str = Field(description="First characters of the secret, to recognise it.")
-    principal: str = Field(description="Who the token belongs to.")
-    kind: str = Field(description="user, agent or integration.")
-    role: str = Field(description="Role the token was created with.")
-    scopes: list[str] = Field(description="Scopes the token carries.")
-    on_behalf_of: str = Field(description="For agent tokens: the person the agent acts for.")
-    label: str = Field(description="Free-text label.")
-    created_at: str = Field(description="When it was created (ISO 8601, UTC).")
-    revoked_at: str | None = Field(description="When it was revoked, or null while it is live.")
-
-
-class TokenCreated(TokenOut):
-    """A new token with its secret, which is never shown again."""
-
-    secret: str = Field(description="The token secret.")
-    withheld: list[str] = Field(description="Scopes of the role that this principal kind may not hold.")
-
-
-class TokenList(BaseModel):
-    """Every token of the workspace, newest first."""
-
-    tokens: list[TokenOut] = Field(description="Tokens, newest first.")
 
 
 class ReportLines(BaseModel):
@@ -126,22 +99,6 @@ class LedgerCheck(BaseModel):
     mismatches: list[str] = Field(description="One line per level whose on hand differs from its ledger sum.")
 
 
-def token_out(token: Token) -> dict[str, Any]:
-    """Return the TokenOut fields of a token row."""
-    return {
-        "token_id": token.id,
-        "prefix": token.prefix,
-        "principal": token.principal,
-        "kind": token.principal_kind,
-        "role": token.role,
-        "scopes": list(token.scopes),
-        "on_behalf_of": token.on_behalf_of,
-        "label": token.label,
-        "created_at": token.created_at.isoformat(),
-        "revoked_at": token.revoked_at.isoformat() if token.revoked_at else None,
-    }
-
-
 def detail_of(event: ActivityEvent) -> ActivityDetail:
     """Convert an activity event row to its full view."""
     return ActivityDetail(
@@ -164,19 +121,6 @@ def detail_of(event: ActivityEvent) -> ActivityDetail:
     )
 
 
-def _check_principal(*, principal: str, kind: str, role: str) -> str:
-    # scopes_for raises a PolicyError (a ValueError); checking here first gives the
-    # CLI an InvalidInputError with its exit code instead of a crash.
-    clean = principal.strip()
-    if not clean:
-        raise InvalidInputError("Principal name is empty; pass --principal NAME, e.g. --principal alice.")
-    if kind not in PRINCIPAL_KINDS:
-        raise InvalidInputError(f"Principal kind {kind!r} is unknown; use one of {', '.join(PRINCIPAL_KINDS)}.")
-    if role not in ROLES:
-        raise InvalidInputError(f"Role {role!r} is unknown; use one of {', '.join(ROLES)}.")
-    return clean
-
-
 async def init_workspace(
     database: Database, *, workspace: str, base_currency: str, timezone: str, admin: str, clock: Callable[[], datetime] = utc_now
 ) -> InitResult:
@@ -189,7 +133,7 @@ async def init_workspace(
         ConflictError: If the workspace exists; nothing is written.
         InvalidInputError: For an empty name, unknown timezone or malformed currency.
     """
-    admin_name = _check_principal(principal=admin, kind="user", role="admin")
+    admin_name = check_principal(principal=admin, kind="user", role="admin")
     async with database.write() as session:
         created = await create_workspace(session, name=workspace, base_currency=base_currency, timezone=timezone)
         token, secret = await issue_token(
@@ -223,63 +167,6 @@ async def init_workspace(
         token_id=token.id,  # type: ignore[arg-type]
         secret=secret,
     )
-
-
-async def create_token(
-    app: Order3, caller: Caller, *, principal: str, kind: str, role: str, on_behalf_of: str, label: str
-) -> TokenCreated:
-    """Create a token for a principal; agent and integration tokens lose the scopes withheld from them."""
-
-    async def work(session: AsyncSession) -> Outcome:
-        name = _check_principal(principal=principal, kind=kind, role=role)
-        if on_behalf_of.strip() and kind == "user":
-            raise InvalidInputError(
-                "--for names the person an agent or integration acts for; a user token acts for its own principal, "
-                "so leave --for out."
-            )
-        scopes = scopes_for(principal_kind=kind, role=role)
-        withheld = sorted(ROLES[role] - scopes)
-        token, secret = await issue_token(
-            session,
-            workspace_id=caller.workspace_id,
-            principal_kind=kind,
-            principal=name,
-            role=role,
-            scopes=scopes,
-            on_behalf_of=on_behalf_of.strip(),
-            label=label.strip(),
-        )
-        result = TokenCreated(**token_out(token), secret=secret, withheld=withheld)
-        summary = f"Created {kind} token {token.id} for {name!r} with role {role}"
-        summary += f"; withheld {', '.join(withheld)}." if withheld else "."
-        return Outcome(result, summary, affected=[{"kind": "token", "id": token.id}])
-
-    arguments = {"principal": principal, "kind": kind, "role": role, "on_behalf_of": on_behalf_of, "label": label}
-    return await app.run(caller, "token_create", arguments, work, result_type=TokenCreated)
-
-
-async def list_workspace_tokens(app: Order3, caller: Caller) -> TokenList:
-    """List the workspace's tokens without their secrets."""
-
-    async def work(session: AsyncSession) -> Outcome:
-        tokens = await list_tokens(session, workspace_id=caller.workspace_id)
-        return Outcome(TokenList(tokens=[TokenOut(**token_out(t)) for t in tokens]), f"Listed {len(tokens)} tokens.")
-
-    return await app.run(caller, "token_list", {}, work, result_type=TokenList)
-
-
-async def revoke_workspace_token(app: Order3, caller: Caller, *, token_id: int) -> TokenOut:
-    """Revoke a token; revoking an already revoked token changes nothing."""
-
-    async def work(session: AsyncSession) -> Outcome:
-        token = await revoke_token(session, workspace_id=caller.workspace_id, token_id=token_id)
-        return Outcome(
-            TokenOut(**token_out(token)),
-            f"Revoked token {token.id} of {token.principal!r}.",
-            affected=[{"kind": "token", "id": token.id}],
-        )
-
-    return await app.run(caller, "token_revoke", {"token_id": token_id}, work, result_type=TokenOut)
 
 
 async def import_inventree_file(app: Order3, caller: Caller, *, path: Path) -> ReportLines:

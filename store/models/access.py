@@ -30,6 +30,7 @@ class Token(SQLModel, table=True):
     created_at: datetime = time_field()
     revoked_at: datetime | None = time_field(nullable=True, now=False)
     expires_at: datetime | None = time_field(nullable=True, now=False)
+    last_used_at: datetime | None = time_field(nullable=True, now=False)
 
 
 class IdempotencyRecord(SQLModel, table=True):
