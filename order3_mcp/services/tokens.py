@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -151,7 +151,7 @@ def parse_expiry(*, expires_in: str, expires_at: str, now: datetime) -> datetime
         )
     if moment - now > MAX_DURATION:
         raise InvalidInputError(f"--expires-at {expires_at!r} is more than {MAX_DURATION.days} days away; use an earlier time.")
-    return moment
+    return moment.astimezone(UTC)
 
 
 def check_principal(*, principal: str, kind: str, role: str) -> str:
