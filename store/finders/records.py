@@ -321,6 +321,6 @@ async def get_exception(session: AsyncSession, *, workspace_id: int, exception_i
     ).scalar_one_or_none()
     if record is None:
         raise NotFoundError(
-            f"Exception {exception_id} does not exist in workspace {workspace_id}; list exceptions to find a valid id."
+            f"Exception {exception_id} does not exist in this workspace; list exceptions to find a valid id."
         )
     return record
