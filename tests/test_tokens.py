@@ -21,6 +21,7 @@ from store.errors import (
 )
 from store.models import ActivityEvent, Token
 from store.tokens import issue_token
+from tests.conftest import REPO_ROOT
 from tests.factory import small_workspace
 from tests.test_cli import order3, secret_in
 
@@ -461,3 +462,24 @@ async def test_authenticate_recomputes_agent_scopes(database: Database, role: st
     caller = await Order3(database).authenticate(secret, channel="mcp")
 
     assert caller.scopes == ROLES[role] - {"approve", "execute", "admin"}
+
+
+def documented_roles() -> dict[str, tuple[frozenset[str], frozenset[str]]]:
+    """Return the roles table of docs/tokens.md as {role: (user scopes, agent or integration scopes)}."""
+    text = (REPO_ROOT / "docs" / "tokens.md").read_text(encoding="utf-8")
+    table = text.split("| Role | User token scopes | Agent or integration token scopes |", 1)[1].split("\n\n", 1)[0]
+    rows = {}
+    for line in table.strip().splitlines()[1:]:
+        role, user, other = (cell.strip() for cell in line.strip("|").split("|"))
+        rows[role] = (frozenset(user.split(", ")), frozenset(other.split(", ")))
+    return rows
+
+
+def test_docs_roles_table_matches_policy() -> None:
+    documented = documented_roles()
+
+    assert list(documented) == list(ROLES)
+    for role, (user, other) in documented.items():
+        assert user == scopes_for(principal_kind="user", role=role), role
+        assert other == scopes_for(principal_kind="agent", role=role), role
+        assert other == scopes_for(principal_kind="integration", role=role), role

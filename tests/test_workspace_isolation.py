@@ -2,8 +2,8 @@
 
 Both workspaces hold the same SKUs, location and supplier codes, purchase
 order and transfer numbers. Every lookup of a record that exists only in
-beta must answer exactly as for a value that never existed, so the answer
-does not reveal that beta has it, and beta's rows must not change.
+beta must return the same result as a lookup of a value that never existed,
+so nothing reveals that beta has it, and beta's rows must not change.
 """
 
 from __future__ import annotations
@@ -199,11 +199,11 @@ def probes(world: World) -> list[Probe]:
 
 
 def normalise(text: str, value: Any) -> str:
-    """Replace the probed value with a placeholder so that two answers can be compared."""
+    """Replace the probed value with a placeholder so that two results can be compared."""
     return re.sub(rf"(?<![\w-]){re.escape(str(value))}(?![\w-])", "<value>", text)
 
 
-def answer_text(result: Any) -> str:
+def result_text(result: Any) -> str:
     """Return a tool result as one text: the error message, or the structured content as JSON."""
     if result.is_error or result.structured_content is None:
         return "ERROR " + " ".join(block.text for block in result.content if hasattr(block, "text"))
@@ -216,24 +216,24 @@ def volatile_free(text: str) -> str:
 
 
 async def probe_session(client_for: Callable[[str], Any], world: World, *, principals: set[str] | None = None) -> list[str]:
-    """Run every probe and return the problems found: answers that differ, and beta text shown to alpha."""
+    """Run every probe and return the problems found: results that differ, and beta text shown to alpha."""
     problems: list[str] = []
     for probe in probes(world):
         if principals is not None and probe.principal not in principals:
             continue
         client = client_for(probe.principal)
-        beta_answer = answer_text(await client.call_tool(probe.tool, probe.arguments(probe.beta_value)))
-        never_answer = answer_text(await client.call_tool(probe.tool, probe.arguments(probe.never_value)))
-        if BETA_MARKER in beta_answer:
-            problems.append(f"{probe.label()} showed beta's data: {beta_answer[:300]}")
+        beta_result_text = result_text(await client.call_tool(probe.tool, probe.arguments(probe.beta_value)))
+        never_result_text = result_text(await client.call_tool(probe.tool, probe.arguments(probe.never_value)))
+        if BETA_MARKER in beta_result_text:
+            problems.append(f"{probe.label()} showed beta's data: {beta_result_text[:300]}")
         beta_value = probe.beta_value if probe.tool != "execute_draft" else world.beta.approved_draft
-        if volatile_free(normalise(beta_answer, beta_value)) != volatile_free(normalise(never_answer, probe.never_value)):
-            problems.append(f"{probe.label()} answered beta's value differently:\n  beta:  {beta_answer[:400]}\n  never: {never_answer[:400]}")
+        if volatile_free(normalise(beta_result_text, beta_value)) != volatile_free(normalise(never_result_text, probe.never_value)):
+            problems.append(f"{probe.label()} returned a different result for beta's value:\n  beta:  {beta_result_text[:400]}\n  never: {never_result_text[:400]}")
     return problems
 
 
 async def unfiltered_reads(client: Any) -> list[str]:
-    """Call each read tool without filters and return any answer that contains beta's text."""
+    """Call each read tool without filters and return any result that contains beta's text."""
     leaks = []
     for tool in sorted(READ_TOOLS):
         arguments: dict[str, Any] = {"sku": "WIDGET-1"} if tool in ("get_item", "get_stock") else {}
@@ -243,13 +243,13 @@ async def unfiltered_reads(client: Any) -> list[str]:
             arguments = {"number": "PO-000001"}
         if tool == "get_draft":
             continue
-        answer = answer_text(await client.call_tool(tool, arguments))
-        if BETA_MARKER in answer:
-            leaks.append(f"{tool}: {answer[:300]}")
+        text = result_text(await client.call_tool(tool, arguments))
+        if BETA_MARKER in text:
+            leaks.append(f"{tool}: {text[:300]}")
     return leaks
 
 
-def test_mcp_in_memory_answers_beta_as_never_existing(world: World) -> None:
+def test_in_memory_mcp_hides_beta(world: World) -> None:
     before = workspace_rows(world.db, world.beta.workspace_id)
 
     async def run() -> list[str]:
@@ -272,7 +272,7 @@ def test_mcp_in_memory_answers_beta_as_never_existing(world: World) -> None:
     assert workspace_rows(world.db, world.beta.workspace_id) == before
 
 
-def test_mcp_stdio_answers_beta_as_never_existing(world: World) -> None:
+def test_stdio_mcp_hides_beta(world: World) -> None:
     before = workspace_rows(world.db, world.beta.workspace_id)
     env = {key: value for key, value in os.environ.items() if key not in ("ORDER3_TOKEN", "ORDER3_DB")}
     env.update({"ORDER3_DB": str(world.db), "ORDER3_TOKEN": world.alpha.secrets["buyer-bot"]})
@@ -328,7 +328,7 @@ CLI_PRINCIPALS = {"token revoke": "root", "token rotate": "root"}
 
 
 @pytest.mark.parametrize(("command", "arguments"), CLI_PROBES, ids=[name for name, _ in CLI_PROBES])
-def test_cli_answers_beta_as_never_existing(world: World, command: str, arguments: Callable[[World], tuple[list[str], list[str]]]) -> None:
+def test_cli_hides_beta(world: World, command: str, arguments: Callable[[World], tuple[list[str], list[str]]]) -> None:
     beta_args, never_args = arguments(world)
     assert max_seq(world.db, world.alpha.workspace_id) + 10 < max_seq(world.db, world.beta.workspace_id)
     before = workspace_rows(world.db, world.beta.workspace_id)

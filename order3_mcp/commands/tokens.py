@@ -25,7 +25,7 @@ def indefinite_article(word: str) -> str:
     return "an" if word[:1].lower() in ("a", "e", "i", "o", "u") else "a"
 
 
-def minute(stamp: str) -> str:
+def format_minute(stamp: str) -> str:
     """Return an ISO 8601 UTC time cut to the minute, such as "2026-12-05 10:30"."""
     return stamp[:16].replace("T", " ")
 
@@ -35,7 +35,7 @@ def print_secret(token: TokenCreated) -> None:
     say(f"Scopes: {', '.join(token.scopes) or 'none'}")
     if token.on_behalf_of:
         say(f"Acts for: {token.on_behalf_of}")
-    say(f"Expires: {minute(token.expires_at)} UTC" if token.expires_at else "Expires: never")
+    say(f"Expires: {format_minute(token.expires_at)} UTC" if token.expires_at else "Expires: never")
     if token.withheld:
         say(
             f"Withheld: {', '.join(token.withheld)}. {indefinite_article(token.kind).capitalize()} {token.kind} token "
@@ -88,14 +88,14 @@ def create(
 
 def _dates(token: TokenOut) -> Text:
     """Return the created, expires, last used and revoked lines of a listed token; an expired one is marked."""
-    lines = Text(f"created {minute(token.created_at)}")
+    lines = Text(f"created {format_minute(token.created_at)}")
     if token.expires_at:
         word = "EXPIRED" if token.status == "expired" else "expires"
-        lines.append(f"\n{word} {minute(token.expires_at)}", style="bold red" if token.status == "expired" else "")
-    used = f"used {minute(token.last_used_at)}" if token.last_used_at else "never used"
+        lines.append(f"\n{word} {format_minute(token.expires_at)}", style="bold red" if token.status == "expired" else "")
+    used = f"used {format_minute(token.last_used_at)}" if token.last_used_at else "never used"
     lines.append(f"\n{used}")
     if token.revoked_at:
-        lines.append(f"\nrevoked {minute(token.revoked_at)}")
+        lines.append(f"\nrevoked {format_minute(token.revoked_at)}")
     return lines
 
 
@@ -156,11 +156,11 @@ def rotate(
     new, old = rotated.new, rotated.old
     say(f"Created {new.kind} token {new.token_id} for {new.principal!r} with role {new.role}, replacing token {old.token_id}.")
     if old.revoked_at:
-        say(f"Token {old.token_id} ({old.prefix}…) was revoked at {minute(old.revoked_at)} UTC.")
+        say(f"Token {old.token_id} ({old.prefix}…) was revoked at {format_minute(old.revoked_at)} UTC.")
     elif old.status == "expired":
-        say(f"Token {old.token_id} ({old.prefix}…) had already expired at {minute(old.expires_at or '')} UTC.")
+        say(f"Token {old.token_id} ({old.prefix}…) had already expired at {format_minute(old.expires_at or '')} UTC.")
     else:
-        say(f"Token {old.token_id} ({old.prefix}…) keeps working until {minute(old.expires_at or '')} UTC.")
+        say(f"Token {old.token_id} ({old.prefix}…) keeps working until {format_minute(old.expires_at or '')} UTC.")
     print_secret(new)
 
 

@@ -26,9 +26,9 @@ from store.tokens import (
 DURATION_PATTERN = re.compile(r"(\d{1,7})([dhm])")
 DURATION_UNITS = {"d": timedelta(days=1), "h": timedelta(hours=1), "m": timedelta(minutes=1)}
 DURATION_FORMS = "a whole number followed by d (days), h (hours) or m (minutes), such as 30d, 12h or 90m"
-# Longest lifetime or grace accepted: ten years, far beyond any rotation schedule.
+# Maximum lifetime or grace period: ten years.
 MAX_DURATION = timedelta(days=3650)
-# Most known users named in the message that refuses an unknown --for.
+# Maximum number of user names listed in the message that rejects an unknown --for.
 MAX_USERS_LISTED = 20
 
 
