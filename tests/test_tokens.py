@@ -483,3 +483,14 @@ def test_docs_roles_table_matches_policy() -> None:
         assert user == scopes_for(principal_kind="user", role=role), role
         assert other == scopes_for(principal_kind="agent", role=role), role
         assert other == scopes_for(principal_kind="integration", role=role), role
+
+
+def test_revoke_own_token_is_rejected(db: Path, admin_token: str) -> None:
+    result = order3(db, "token", "revoke", "1", token=admin_token)
+
+    assert result.exit_code == 2
+    assert result.stderr.replace("\n", " ").strip() == (
+        "Token 1 is the token this command runs with; revoke it with another admin token, or replace it with "
+        "`order3 token rotate 1 --grace 10m`."
+    )
+    assert token_rows(db)[0][3] is None

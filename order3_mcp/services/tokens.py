@@ -273,10 +273,18 @@ async def revoke_workspace_token(app: Order3, caller: Caller, *, token_id: int) 
 
     Raises:
         NotFoundError: If the workspace has no such token.
+        InvalidInputError: If it is the token the caller runs with.
     """
 
     async def work(session: AsyncSession) -> Outcome:
         now = app.clock()
+        if token_id == caller.token_id:
+            # The activity event of this call must come from a live token, so the
+            # revocation would be rolled back with it.
+            raise InvalidInputError(
+                f"Token {token_id} is the token this command runs with; revoke it with another admin token, or "
+                f"replace it with `order3 token rotate {token_id} --grace 10m`."
+            )
         token = await revoke_token(session, workspace_id=caller.workspace_id, token_id=token_id, now=now)
         return Outcome(
             TokenOut(**token_out(token, now=now)),
