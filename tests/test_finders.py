@@ -1213,5 +1213,5 @@ async def test_get_exception_names_missing_id(database: Database) -> None:
         )
 
     async with database.read() as session:
-        with pytest.raises(NotFoundError, match=f"Exception {result.opened[0]} does not exist in workspace {other.id}"):
+        with pytest.raises(NotFoundError, match=f"Exception {result.opened[0]} does not exist in this workspace"):
             await get_exception(session, workspace_id=other.id, exception_id=result.opened[0])
