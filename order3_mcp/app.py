@@ -44,6 +44,9 @@ MAX_LOGGED_ARGUMENTS = 50
 # Set while an action records its own activity event, so the MCP layer does not
 # record a second one for the same call.
 activity_recorded: contextvars.ContextVar[bool] = contextvars.ContextVar("activity_recorded", default=False)
+# `clientInfo.name` of the MCP client behind the current tool call, set by the
+# MCP server for the length of the call; empty for CLI actions and syncs.
+client_name: contextvars.ContextVar[str] = contextvars.ContextVar("client_name", default="")
 
 
 @dataclass(frozen=True)
@@ -352,6 +355,8 @@ class Order3:
             arguments=arguments,
             summary=summary,
             occurred_at=self.clock(),
+            on_behalf_of=caller.on_behalf_of,
+            client_name=client_name.get(),
             require_live_token=require_live_token,
         )
 

@@ -25,6 +25,7 @@ from order3_mcp.demo_kinds import (
     send_channel_snapshot,
 )
 from order3_mcp.services import admin, approvals, drafts, tokens
+from order3_mcp.services.history import ActivityQuery
 from store.db import Database, open_database
 from store.errors import ConflictError, NotFoundError
 
@@ -169,7 +170,7 @@ async def _run_steps(*, database: Database, db_path: Path, data_path: Path, keep
     }
 
     _heading(console, "12. order3 activity list")
-    timeline = await read_timeline(app, alice, draft_id=None, action="", outcome="", limit=1000)
+    timeline = await read_timeline(app, alice, query=ActivityQuery(), limit=1000)
     print_timeline(console, timeline.events, title=f"Activity history of workspace {WORKSPACE!r}")
     chain = await admin.check_activity_chain(app, alice)
     console.print(f"Activity chain verified: {chain.events_checked} events, first broken seq: {chain.first_broken_seq or 'none'}.")

@@ -343,6 +343,11 @@ class ActivityOut(BaseModel):
     seq: int = Field(description="Sequence number within the workspace.")
     occurred_at: str = Field(description="When (ISO 8601, UTC).")
     actor: str = Field(description="Actor as KIND:NAME, e.g. agent:buyer-bot or user:alice.")
+    on_behalf_of: str = Field(description="Person the agent or integration token acts for; empty for user tokens.")
+    client_name_unverified: str = Field(
+        description="Name the MCP client gave for itself when connecting. Unverified: any client can send any name. "
+        "Empty for CLI and sync events."
+    )
     channel: str = Field(description="mcp, cli or sync.")
     action: str = Field(description="Tool or command name.")
     outcome: str = Field(description="ok, denied, invalid, conflict or error.")

@@ -11,7 +11,8 @@ from mcp_types import CallToolResult
 from mcp_types import Tool as MCPTool
 from pydantic import ValidationError
 
-from order3_mcp.app import Caller, Order3, activity_recorded, redact
+from order3_mcp.app import Caller, Order3, activity_recorded, client_name, redact
+from order3_mcp.client_identity import client_name_of
 from order3_mcp.tools import register_all
 from policies import allowed_actions
 
@@ -56,6 +57,7 @@ class Order3Server(MCPServer):
         by the SDK before any service runs, so they are recorded here.
         """
         reset = activity_recorded.set(False)
+        reset_client = client_name.set(client_name_of(context))
         try:
             result = await super().call_tool(name, arguments, context)
             if isinstance(result, CallToolResult) and result.is_error and not activity_recorded.get():
@@ -71,6 +73,7 @@ class Order3Server(MCPServer):
             raise
         finally:
             activity_recorded.reset(reset)
+            client_name.reset(reset_client)
 
     async def _record_refusal(self, name: str, arguments: dict[str, Any], message: str) -> None:
         known = self._tool_manager.get_tool(name) is not None

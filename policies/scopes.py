@@ -49,6 +49,7 @@ _READ_ACTIONS = (
     "get_exception",
     "ledger_verify",
     "activity_verify",
+    "activity_checkpoint",
     "transfer_list",
     "list_outbox",
     "get_outbox_message",

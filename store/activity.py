@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -32,12 +33,35 @@ HASHED_FIELDS = (
     "idempotency_key",
     "arguments",
     "summary",
+    "on_behalf_of",
+    "client_name",
 )
+
+# Maximum length of a stored client name, after control characters are removed.
+MAX_CLIENT_NAME = 120
+# Unicode categories dropped from client names: control and format characters
+# (bidirectional overrides, zero-width marks) and line or paragraph separators,
+# which could make a printed timeline lie about what it shows.
+_UNPRINTABLE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+# Kinds of break that `verify_chain` and `verify_against_checkpoint` report.
+BREAK_EDITED = "edited"
+BREAK_MISSING = "missing"
+BREAK_LINK = "broken_link"
+BREAK_HEAD = "head_mismatch"
+BREAK_TRUNCATED = "truncated"
+BREAK_REWRITTEN = "rewritten"
 
 
 def canonical_json(value: Any) -> str:
     """Serialise `value` with sorted keys and no spaces, turning Decimals and dates into strings."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
+
+
+def clean_client_name(name: str) -> str:
+    """Return a client name without control, format or separator characters, cut to MAX_CLIENT_NAME."""
+    kept = "".join(char for char in name if unicodedata.category(char) not in _UNPRINTABLE_CATEGORIES)
+    return kept[:MAX_CLIENT_NAME]
 
 
 def event_hash(prev_hash: str, fields: dict[str, Any]) -> str:
@@ -107,6 +131,8 @@ async def append_event(
     arguments: dict[str, Any] | None = None,
     summary: str = "",
     occurred_at: datetime | None = None,
+    on_behalf_of: str = "",
+    client_name: str = "",
     require_live_token: bool = False,
 ) -> AppendedEvent:
     """Append one event inside the caller's write transaction.
@@ -125,6 +151,9 @@ async def append_event(
         NotFoundError: If the workspace does not exist.
         PermissionDeniedError: If `require_live_token` is set and the token was
             revoked, has expired or no longer exists.
+
+    `client_name` is stored as the client sent it, minus control characters
+    and cut to MAX_CLIENT_NAME characters; nothing checks it.
     """
     connection = await session.connection()
     occurred_at = occurred_at or utc_now()
@@ -165,6 +194,8 @@ async def append_event(
         "idempotency_key": idempotency_key,
         "arguments": json.loads(canonical_json(arguments or {})),
         "summary": summary[:2000],
+        "on_behalf_of": on_behalf_of[:120],
+        "client_name": clean_client_name(client_name),
     }
     digest = event_hash(prev_hash, fields)
 
@@ -180,11 +211,13 @@ async def append_event(
 
 @dataclass(frozen=True)
 class ChainReport:
-    """Result of walking a workspace's activity chain."""
+    """Result of walking a workspace's activity chain, or of checking it against a checkpoint."""
 
     events_checked: int
     first_broken_seq: int | None
     problem: str
+    #: One of the BREAK_* kinds, empty when nothing is broken.
+    kind: str = ""
 
     @property
     def ok(self) -> bool:
@@ -192,7 +225,15 @@ class ChainReport:
 
 
 async def verify_chain(session: AsyncSession, *, workspace_id: int, batch_size: int = 2000) -> ChainReport:
-    """Recompute every hash in sequence order and report the first link that does not match."""
+    """Recompute every hash in sequence order and report the first link that does not match.
+
+    The checks, in order, for each event: its sequence number follows the one
+    before (else "missing"), its `prev_hash` is the previous event's hash (else
+    "broken_link": events were reordered, or one was inserted or removed and
+    the rest renumbered), and its fields hash to its stored hash (else
+    "edited"). Last, the workspace's chain head must name the last event
+    (else "head_mismatch": events were added or removed at the end).
+    """
     expected_seq = 1
     prev_hash = ""
     checked = 0
@@ -209,12 +250,18 @@ async def verify_chain(session: AsyncSession, *, workspace_id: int, batch_size: 
             break
         for event in events:
             if event.seq != expected_seq:
-                return ChainReport(checked, expected_seq, f"event {expected_seq} is missing")
+                return ChainReport(checked, expected_seq, f"event {expected_seq} is missing", BREAK_MISSING)
             if event.prev_hash != prev_hash:
-                return ChainReport(checked, event.seq, f"event {event.seq} does not point at the hash of event {event.seq - 1}")
+                return ChainReport(
+                    checked,
+                    event.seq,
+                    f"event {event.seq} does not point at the hash of event {event.seq - 1}, so events were reordered, "
+                    "or one was inserted or removed and the rest renumbered",
+                    BREAK_LINK,
+                )
             fields = {name: getattr(event, name) for name in HASHED_FIELDS}
             if event_hash(prev_hash, fields) != event.hash:
-                return ChainReport(checked, event.seq, f"event {event.seq} was changed after it was written")
+                return ChainReport(checked, event.seq, f"event {event.seq} was changed after it was written", BREAK_EDITED)
             prev_hash = event.hash
             expected_seq += 1
             checked += 1
@@ -222,6 +269,15 @@ async def verify_chain(session: AsyncSession, *, workspace_id: int, batch_size: 
     head = (
         await session.execute(select(Workspace.activity_seq, Workspace.activity_head).where(Workspace.id == workspace_id))
     ).first()
-    if head is not None and (head[0] != checked or head[1] != prev_hash):
-        return ChainReport(checked, checked + 1, f"the chain head says {head[0]} events but {checked} were found")
+    if head is not None and head[0] != checked:
+        return ChainReport(
+            checked,
+            min(head[0], checked) + 1,
+            f"the chain head says {head[0]} events but {checked} were found",
+            BREAK_HEAD,
+        )
+    if head is not None and head[1] != prev_hash:
+        return ChainReport(
+            checked - 1, checked, f"the chain head's hash is not the hash of the last event, {checked}", BREAK_HEAD
+        )
     return ChainReport(checked, None, "")

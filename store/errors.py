@@ -54,3 +54,10 @@ class ApprovalRequiredError(Order3Error):
 
     outcome = "denied"
     exit_code = 6
+
+
+class ChainBrokenError(Order3Error):
+    """The activity hash chain, or a checkpoint of it, shows that stored events were changed or removed."""
+
+    outcome = "conflict"
+    exit_code = 7

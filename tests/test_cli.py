@@ -180,8 +180,8 @@ def test_activity_verify_names_tampered_seq(db: Path, admin_token: str) -> None:
 
     assert intact.exit_code == 0
     assert "Activity chain intact: 3 events verified." in intact.stdout
-    assert broken.exit_code == 1
-    assert "Activity chain broken at seq 2: event 2 was changed after it was written." in broken.stderr
+    assert broken.exit_code == 7
+    assert "Activity chain broken at seq 2 (edited): event 2 was changed after it was written." in broken.stderr
 
 
 def test_activity_list_shows_timeline(db: Path, admin_token: str) -> None:

@@ -91,6 +91,7 @@ CLI_ACTIONS = (
     "get_exception",
     "ledger_verify",
     "activity_verify",
+    "activity_checkpoint",
     "policy_show",
     "policy_list",
     "policy_check",

@@ -1,4 +1,4 @@
-"""The `activity` commands: the timeline, one event in full, chain verification and export."""
+"""The `activity` commands: the timeline, one event in full, chain verification, checkpoints and export."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from rich.text import Text
 
 from order3_mcp.app import Caller, Order3
 from order3_mcp.commands._runtime import (
-    CHECK_FAILED_EXIT,
     execute,
     fail,
     out,
@@ -26,12 +25,16 @@ from order3_mcp.pagination import MAX_PAGE_SIZE, encode_cursor
 from order3_mcp.schemas import ActivityOut, ActivityPage
 from order3_mcp.services import admin, history
 from order3_mcp.services.admin import (
+    ActivityCheckpoint,
     ActivityDetail,
     ActivityExport,
     ActivityWindow,
     ChainCheck,
 )
-from store.errors import InvalidInputError
+from order3_mcp.services.history import ActivityQuery
+from store.activity import BREAK_REWRITTEN, BREAK_TRUNCATED
+from store.activity_checkpoint import parse_checkpoint
+from store.errors import ChainBrokenError, InvalidInputError
 
 activity_app = typer.Typer(help="Inspect, verify and export the activity history.", no_args_is_help=True)
 
@@ -40,9 +43,7 @@ async def read_timeline(
     app: Order3,
     caller: Caller,
     *,
-    draft_id: int | None,
-    action: str,
-    outcome: str,
+    query: ActivityQuery,
     limit: int,
     cursor: str | None = None,
 ) -> ActivityPage:
@@ -55,9 +56,7 @@ async def read_timeline(
         page = await history.list_activity(
             app,
             caller,
-            draft_id=draft_id,
-            action=action,
-            outcome=outcome,
+            query=query,
             cursor=cursor,
             limit=min(MAX_PAGE_SIZE, limit - len(events)),
         )
@@ -73,40 +72,110 @@ TABLE_MIN_WIDTH = 120
 OUTCOME_STYLES = {"ok": "green", "denied": "red", "invalid": "yellow", "conflict": "yellow", "error": "red"}
 
 
+def _actor_label(event: ActivityOut) -> str:
+    return f"{event.actor} for {event.on_behalf_of}" if event.on_behalf_of else event.actor
+
+
+def _client_label(event: ActivityOut) -> str:
+    # The client name is whatever the MCP client sent, so it is never printed without this mark.
+    return f"{event.client_name_unverified} (unverified)" if event.client_name_unverified else ""
+
+
 def print_timeline(console: Console, events: list[ActivityOut], *, title: str) -> None:
-    """Print the events as a timeline: seq, time, actor, channel, action, outcome, summary."""
+    """Print the events as a timeline: seq, time, actor, client, channel, action, outcome, summary.
+
+    The client column appears only when an event on the page has a client name.
+    """
     if console.width < TABLE_MIN_WIDTH:
         console.print(Text(title, style="bold"))
         for event in events:
-            line = Text(f"{event.seq:>4} {event.occurred_at[11:19]} {event.actor} {event.channel} {event.action} ")
+            line = Text(f"{event.seq:>4} {event.occurred_at[11:19]} {_actor_label(event)} ")
+            if event.client_name_unverified:
+                line.append(f"via {_client_label(event)} ")
+            line.append(f"{event.channel} {event.action} ")
             line.append(event.outcome, style=OUTCOME_STYLES.get(event.outcome, ""))
             line.append(f" · {event.summary}")
             console.print(line, soft_wrap=True)
         return
 
+    with_client = any(event.client_name_unverified for event in events)
     table = Table(title=title, box=box.SIMPLE_HEAD)
-    for column in ("seq", "time (UTC)", "actor", "channel", "action", "outcome"):
+    for column in ("seq", "time (UTC)", "actor"):
+        table.add_column(column, no_wrap=True)
+    if with_client:
+        table.add_column("client", overflow="fold")
+    for column in ("channel", "action", "outcome"):
         table.add_column(column, no_wrap=True)
     table.add_column("summary", overflow="fold")
     for event in events:
-        table.add_row(
-            str(event.seq),
-            event.occurred_at[11:19],
-            event.actor,
+        cells: list[str | Text] = [str(event.seq), event.occurred_at[11:19], Text(_actor_label(event))]
+        if with_client:
+            cells.append(Text(_client_label(event)))
+        cells += [
             event.channel,
             event.action,
             Text(event.outcome, style=OUTCOME_STYLES.get(event.outcome, "")),
             Text(event.summary),
-        )
+        ]
+        table.add_row(*cells)
     console.print(table)
+
+
+ActorOption = Annotated[str, typer.Option(help="Only events by this principal: a name, or KIND:NAME such as agent:buyer-bot.")]
+ActionOption = Annotated[str, typer.Option(help="Only events of this tool or command name, e.g. approve_draft.")]
+OutcomeOption = Annotated[str, typer.Option(help="Only events with this outcome: ok, denied, invalid, conflict or error.")]
+DraftOption = Annotated[int | None, typer.Option(help="Only events about this draft id.")]
+RecordOption = Annotated[
+    str,
+    typer.Option(
+        help="Only events that affected this record, as KIND:ID, e.g. draft:3, purchase_order:7 or item:WIDGET-1 "
+        "(items take a SKU, locations and suppliers a code)."
+    ),
+]
+SinceOption = Annotated[
+    str, typer.Option(help="Only events at or after this ISO 8601 time with a UTC offset, e.g. 2026-03-01T09:00:00+01:00.")
+]
+UntilOption = Annotated[str, typer.Option(help="Only events before this ISO 8601 time with a UTC offset, e.g. 2026-03-02T00:00:00Z.")]
+
+
+def activity_query(
+    *, actor: str, action: str, outcome: str, draft: int | None, record: str, since: str, until: str
+) -> ActivityQuery:
+    """Return the filters of the `activity` options, splitting --record KIND:ID.
+
+    Raises:
+        typer.Exit: With the invalid-input code when --record has no colon.
+    """
+    record_kind, record_id = "", ""
+    if record.strip():
+        record_kind, separator, record_id = record.strip().partition(":")
+        if not separator or not record_kind or not record_id:
+            raise fail(
+                f"--record {record!r} is not KIND:ID; write it like draft:3 or item:WIDGET-1.",
+                exit_code=InvalidInputError.exit_code,
+            )
+    return ActivityQuery(
+        actor=actor,
+        action=action,
+        outcome=outcome,
+        draft_id=draft,
+        record_kind=record_kind,
+        record_id=record_id,
+        since=since,
+        until=until,
+    )
 
 
 @activity_app.command("list")
 def list_(
     ctx: typer.Context,
-    draft: Annotated[int | None, typer.Option(help="Only events about this draft id.")] = None,
-    action: Annotated[str, typer.Option(help="Only events of this tool or command name, e.g. approve_draft.")] = "",
-    outcome: Annotated[str, typer.Option(help="Only events with this outcome: ok, denied, invalid, conflict or error.")] = "",
+    actor: ActorOption = "",
+    action: ActionOption = "",
+    outcome: OutcomeOption = "",
+    draft: DraftOption = None,
+    record: RecordOption = "",
+    since: SinceOption = "",
+    until: UntilOption = "",
     limit: Annotated[int, typer.Option(help="Maximum number of events to show.", min=1, max=100_000)] = 100,
     start: Annotated[
         int | None,
@@ -116,13 +185,14 @@ def list_(
         str, typer.Option(help="List forward from where a previous listing stopped, as printed after 'More events:'.")
     ] = "",
 ) -> None:
-    """Show the activity timeline in sequence order.
+    """Show the activity timeline in sequence order; all filters combine.
 
     Without --from or --cursor it shows the newest --limit events, the most recent last.
     """
     settings = settings_of(ctx)
     if start is not None and cursor:
         raise fail("Pass either --from or --cursor, not both, because each sets where the listing starts.", exit_code=InvalidInputError.exit_code)
+    query = activity_query(actor=actor, action=action, outcome=outcome, draft=draft, record=record, since=since, until=until)
 
     async def step() -> tuple[ActivityPage, ActivityWindow | None]:
         async with signed_in(settings) as (app, caller):
@@ -132,18 +202,14 @@ def list_(
             if start is not None:
                 after = encode_cursor("list_activity", start - 1)
             elif not cursor:
-                window = await admin.find_newest_activity(
-                    app, caller, draft_id=draft, action=action, outcome=outcome, newest=limit
-                )
+                window = await admin.find_newest_activity(app, caller, query=query, newest=limit)
                 after = None if window.start_after is None else encode_cursor("list_activity", window.start_after)
                 # Capped at the count so the listing ends where the window was taken,
                 # before the event that find_newest_activity itself recorded.
                 count = min(limit, window.matching)
                 if count == 0:
                     return ActivityPage(events=[], next_cursor=None), window
-            listing = await read_timeline(
-                app, caller, draft_id=draft, action=action, outcome=outcome, limit=count, cursor=after
-            )
+            listing = await read_timeline(app, caller, query=query, limit=count, cursor=after)
             return listing, window
 
     listing, window = execute(step)
@@ -171,40 +237,107 @@ def show(ctx: typer.Context, seq: Annotated[int, typer.Argument(help="Sequence n
 
     event = execute(step)
     for name, value in event.model_dump().items():
+        if name == "client_name_unverified":
+            say(f"client_name (unverified): {value}" if value else "client_name (unverified):")
+            continue
         shown = json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else value
         say(f"{name}: {shown}")
 
 
 @activity_app.command("verify")
-def verify(ctx: typer.Context) -> None:
-    """Recompute the hash chain and name the first event that was changed, removed or reordered."""
+def verify(
+    ctx: typer.Context,
+    checkpoint: Annotated[
+        str,
+        typer.Option(
+            help="Also check the chain against a checkpoint from `order3 activity checkpoint`: its string, or the "
+            "file written with --output. This detects a truncated or fully rehashed log."
+        ),
+    ] = "",
+) -> None:
+    """Recompute the hash chain and name the first event that was changed, removed or reordered.
+
+    Exits 0 when the chain (and the checkpoint, if given) verifies, and 7 when it is broken.
+    """
     settings = settings_of(ctx)
 
     async def step() -> ChainCheck:
         async with signed_in(settings) as (app, caller):
-            return await admin.check_activity_chain(app, caller)
+            return await admin.check_activity_chain(app, caller, checkpoint=checkpoint)
 
     report = execute(step)
     if report.first_broken_seq is not None:
-        raise fail(
-            f"Activity chain broken at seq {report.first_broken_seq}: {report.problem}. "
-            f"{report.events_checked} events before it verified.",
-            exit_code=CHECK_FAILED_EXIT,
+        message = f"Activity chain broken at seq {report.first_broken_seq} ({report.kind}): {report.problem}."
+        if report.kind not in (BREAK_TRUNCATED, BREAK_REWRITTEN):
+            message += f" {report.events_checked} events before it verified."
+        raise fail(message, exit_code=ChainBrokenError.exit_code)
+    if report.checkpoint:
+        seq = parse_checkpoint(report.checkpoint).seq
+        say(
+            f"Activity chain intact: {report.events_checked} events verified, and event {seq} still has the checkpoint's hash.",
+            style="green",
         )
+        return
     say(f"Activity chain intact: {report.events_checked} events verified.", style="green")
+
+
+@activity_app.command("checkpoint")
+def checkpoint_(
+    ctx: typer.Context,
+    output: Annotated[Path | None, typer.Option(help="Also write the checkpoint to this file as JSON.")] = None,
+) -> None:
+    """Verify the chain and print its head as a checkpoint to keep outside the database.
+
+    Store the checkpoint string where whoever can write the database cannot
+    change it (a ticket, another system), and later pass it to
+    `order3 activity verify --checkpoint`.
+    """
+    settings = settings_of(ctx)
+
+    async def step() -> ActivityCheckpoint:
+        async with signed_in(settings) as (app, caller):
+            return await admin.take_activity_checkpoint(app, caller)
+
+    taken = execute(step)
+    say(f"Workspace:  {taken.workspace}")
+    say(f"Last seq:   {taken.seq}")
+    say(f"Head hash:  {taken.hash}")
+    say(f"Taken at:   {taken.taken_at}")
+    say(f"Checkpoint: {taken.checkpoint}")
+    if output is not None:
+        try:
+            output.write_text(json.dumps(taken.model_dump(), indent=2) + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise fail(
+                f"Could not write the checkpoint to {str(output)!r}: {exc.strerror}. The checkpoint is printed above.",
+                exit_code=InvalidInputError.exit_code,
+            ) from None
+        say(f"Wrote the checkpoint to {output}.")
+    say("Keep it outside this database; check it later with `order3 activity verify --checkpoint`.")
 
 
 @activity_app.command("export")
 def export(
     ctx: typer.Context,
     output: Annotated[Path | None, typer.Option(help="File to write the JSON lines to; stdout when left out.")] = None,
+    actor: ActorOption = "",
+    action: ActionOption = "",
+    outcome: OutcomeOption = "",
+    draft: DraftOption = None,
+    record: RecordOption = "",
+    since: SinceOption = "",
+    until: UntilOption = "",
 ) -> None:
-    """Export every event as JSON lines, oldest first (needs the export scope)."""
+    """Export the events that match the filters (every event without any) as JSON lines, oldest first.
+
+    Needs the export scope. Each line holds every stored field, hashes included.
+    """
     settings = settings_of(ctx)
+    query = activity_query(actor=actor, action=action, outcome=outcome, draft=draft, record=record, since=since, until=until)
 
     async def step() -> ActivityExport:
         async with signed_in(settings) as (app, caller):
-            return await admin.export_activity(app, caller)
+            return await admin.export_activity(app, caller, query=query)
 
     exported = execute(step)
     lines = [admin.export_line(event) + "\n" for event in exported.events]

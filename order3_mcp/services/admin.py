@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tomllib
 from collections.abc import Callable
 from datetime import datetime
@@ -14,12 +15,19 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order3_mcp.app import Caller, Order3, Outcome
+from order3_mcp.services.history import ActivityQuery, matching_events
 from order3_mcp.services.tokens import check_principal
 from policies import scopes_for
 from store import catalog
 from store.activity import append_event, canonical_json, verify_chain
+from store.activity_checkpoint import (
+    CHECKPOINT_PREFIX,
+    parse_checkpoint,
+    read_checkpoint,
+    verify_against_checkpoint,
+)
 from store.db import Database
-from store.errors import InvalidInputError, NotFoundError
+from store.errors import ChainBrokenError, InvalidInputError, NotFoundError
 from store.models import ActivityEvent, Bin, Item, Location, ReorderRule
 from store.stock import verify_ledger
 from store.tokens import issue_token
@@ -56,6 +64,11 @@ class ActivityDetail(BaseModel):
     actor_kind: str = Field(description="user, agent or integration.")
     actor: str = Field(description="Principal name.")
     token_id: int | None = Field(description="Token used, if any.")
+    on_behalf_of: str = Field(description="Person the agent or integration token acts for; empty for user tokens.")
+    client_name_unverified: str = Field(
+        description="Name the MCP client gave for itself when connecting; any client can send any name. "
+        "Stored and hashed as client_name."
+    )
     channel: str = Field(description="mcp, cli or sync.")
     action: str = Field(description="Tool or command name.")
     outcome: str = Field(description="ok, denied, invalid, conflict or error.")
@@ -76,11 +89,27 @@ class ActivityExport(BaseModel):
 
 
 class ChainCheck(BaseModel):
-    """Result of recomputing the activity hash chain."""
+    """Result of recomputing the activity hash chain, and of comparing it with a checkpoint."""
 
     events_checked: int = Field(description="Events whose hash matched.")
     first_broken_seq: int | None = Field(description="First event whose link does not match, or null.")
     problem: str = Field(description="What is wrong at that event, empty when the chain is intact.")
+    kind: str = Field(
+        default="",
+        description="Kind of break: edited, missing, broken_link, head_mismatch, truncated or rewritten; empty when intact.",
+    )
+    checkpoint: str = Field(default="", description="Checkpoint the chain was compared with, empty when none.")
+
+
+class ActivityCheckpoint(BaseModel):
+    """The head of the activity chain, to keep outside the database."""
+
+    workspace: str = Field(description="Workspace name.")
+    seq: int = Field(description="Sequence number of the last event.")
+    hash: str = Field(description="Hash of the last event.")
+    taken_at: str = Field(description="When the checkpoint was taken (ISO 8601, UTC).")
+    checkpoint: str = Field(description="The checkpoint as one string, for `order3 activity verify --checkpoint`.")
+    events_verified: int = Field(description="Events whose hashes were verified before the checkpoint was taken.")
 
 
 class ActivityWindow(BaseModel):
@@ -107,6 +136,8 @@ def detail_of(event: ActivityEvent) -> ActivityDetail:
         actor_kind=event.actor_kind,
         actor=event.actor,
         token_id=event.token_id,
+        on_behalf_of=event.on_behalf_of,
+        client_name_unverified=event.client_name,
         channel=event.channel,
         action=event.action,
         outcome=event.outcome,
@@ -300,20 +331,17 @@ async def get_activity_event(app: Order3, caller: Caller, *, seq: int) -> Activi
     return await app.run(caller, "list_activity", {"seq": seq}, work, result_type=ActivityDetail)
 
 
-async def export_activity(app: Order3, caller: Caller) -> ActivityExport:
-    """Return the workspace's whole activity history, oldest first."""
+async def export_activity(app: Order3, caller: Caller, *, query: ActivityQuery | None = None) -> ActivityExport:
+    """Return the workspace's activity events that match `query`, oldest first; all of them without one."""
+    query = query or ActivityQuery()
 
     async def work(session: AsyncSession) -> Outcome:
+        statement = await matching_events(session, caller, query)
         events: list[ActivityDetail] = []
         after = 0
         while True:
             batch = (
-                await session.execute(
-                    select(ActivityEvent)
-                    .where(ActivityEvent.workspace_id == caller.workspace_id, ActivityEvent.seq > after)
-                    .order_by(ActivityEvent.seq)
-                    .limit(EXPORT_BATCH)
-                )
+                await session.execute(statement.where(ActivityEvent.seq > after).order_by(ActivityEvent.seq).limit(EXPORT_BATCH))
             ).scalars().all()
             if not batch:
                 break
@@ -321,26 +349,113 @@ async def export_activity(app: Order3, caller: Caller) -> ActivityExport:
             after = batch[-1].seq
         return Outcome(ActivityExport(events=events), f"Exported {len(events)} activity events.")
 
-    return await app.run(caller, "activity_export", {}, work, result_type=ActivityExport)
+    return await app.run(caller, "activity_export", query.arguments(), work, result_type=ActivityExport)
 
 
-async def check_activity_chain(app: Order3, caller: Caller) -> ChainCheck:
-    """Recompute the workspace's activity hash chain and report the first broken link.
+def load_checkpoint(value: str) -> str:
+    """Return the checkpoint string in `value`, or in the file it names.
 
-    The check reads the chain before its own event is appended, so that event is
-    covered by the next check, not this one.
+    The file may be the JSON that `order3 activity checkpoint --output` writes,
+    or a text file whose content is the checkpoint string.
+
+    Raises:
+        InvalidInputError: If `value` is neither a checkpoint string nor a readable file with one.
+    """
+    text = value.strip()
+    if text.startswith(CHECKPOINT_PREFIX + ":"):
+        return text
+    path = Path(text)
+    try:
+        content = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInputError(
+            f"Checkpoint {text[:100]!r} is neither a checkpoint string ('{CHECKPOINT_PREFIX}:…') nor a readable file: "
+            f"{exc.strerror if isinstance(exc, OSError) else 'the file is not UTF-8 text'}. "
+            "Pass the string or the file that `order3 activity checkpoint` printed or wrote."
+        ) from exc
+    if content.startswith("{"):
+        try:
+            document = json.loads(content)
+        except json.JSONDecodeError as exc:
+            raise InvalidInputError(f"Checkpoint file {text!r} is not valid JSON: {exc.msg} at line {exc.lineno}.") from exc
+        found = document.get("checkpoint") if isinstance(document, dict) else None
+        if not isinstance(found, str):
+            raise InvalidInputError(
+                f"Checkpoint file {text!r} has no \"checkpoint\" string; use a file written by "
+                "`order3 activity checkpoint --output`."
+            )
+        return found
+    return content
+
+
+async def take_activity_checkpoint(app: Order3, caller: Caller) -> ActivityCheckpoint:
+    """Verify the activity chain and return its head as a checkpoint to keep outside the database.
+
+    The checkpoint names the last event before this action's own event, which
+    the next checkpoint covers.
+
+    Raises:
+        ChainBrokenError: If the chain does not verify, because a checkpoint of
+            a changed log would vouch for the change.
     """
 
     async def work(session: AsyncSession) -> Outcome:
         report = await verify_chain(session, workspace_id=caller.workspace_id)
-        result = ChainCheck(events_checked=report.events_checked, first_broken_seq=report.first_broken_seq, problem=report.problem)
-        if report.ok:
-            summary = f"Activity chain intact: {report.events_checked} events verified."
+        if not report.ok:
+            raise ChainBrokenError(
+                f"Activity chain broken at seq {report.first_broken_seq} ({report.kind}): {report.problem}. "
+                "No checkpoint was taken; run `order3 activity verify` and investigate first."
+            )
+        head = await read_checkpoint(session, workspace_id=caller.workspace_id)
+        result = ActivityCheckpoint(
+            workspace=head.workspace,
+            seq=head.seq,
+            hash=head.hash,
+            taken_at=app.clock().isoformat(),
+            checkpoint=head.encode(),
+            events_verified=report.events_checked,
+        )
+        return Outcome(result, f"Took checkpoint {head.encode()} after verifying {report.events_checked} events.")
+
+    return await app.run(caller, "activity_checkpoint", {}, work, result_type=ActivityCheckpoint)
+
+
+async def check_activity_chain(app: Order3, caller: Caller, *, checkpoint: str = "") -> ChainCheck:
+    """Recompute the workspace's activity hash chain and report the first broken link.
+
+    With `checkpoint` (a checkpoint string or a file holding one), the event at
+    the checkpoint's sequence number must also still carry the checkpoint's
+    hash, which detects a truncated tail and a log rehashed after an edit.
+
+    The check reads the chain before its own event is appended, so that event is
+    covered by the next check, not this one.
+
+    Raises:
+        InvalidInputError: If the checkpoint is malformed or belongs to another workspace.
+    """
+
+    async def work(session: AsyncSession) -> Outcome:
+        expected = parse_checkpoint(load_checkpoint(checkpoint)) if checkpoint.strip() else None
+        if expected is None:
+            report = await verify_chain(session, workspace_id=caller.workspace_id)
         else:
-            summary = f"Activity chain broken at seq {report.first_broken_seq}: {report.problem}."
+            report = await verify_against_checkpoint(session, workspace_id=caller.workspace_id, checkpoint=expected)
+        result = ChainCheck(
+            events_checked=report.events_checked,
+            first_broken_seq=report.first_broken_seq,
+            problem=report.problem,
+            kind=report.kind,
+            checkpoint=expected.encode() if expected else "",
+        )
+        against = f" against checkpoint seq {expected.seq}" if expected else ""
+        if report.ok:
+            summary = f"Activity chain intact{against}: {report.events_checked} events verified."
+        else:
+            summary = f"Activity chain broken at seq {report.first_broken_seq} ({report.kind}){against}: {report.problem}."
         return Outcome(result, summary)
 
-    return await app.run(caller, "activity_verify", {}, work, result_type=ChainCheck)
+    arguments = {"checkpoint": checkpoint.strip()} if checkpoint.strip() else {}
+    return await app.run(caller, "activity_verify", arguments, work, result_type=ChainCheck)
 
 
 async def check_stock_ledger(app: Order3, caller: Caller) -> LedgerCheck:
@@ -371,9 +486,7 @@ async def _codes_by_id(session: AsyncSession, id_column: Any, code_column: Any, 
     return {row_id: code for row_id, code in rows.all()}
 
 
-async def find_newest_activity(
-    app: Order3, caller: Caller, *, draft_id: int | None, action: str, outcome: str, newest: int
-) -> ActivityWindow:
+async def find_newest_activity(app: Order3, caller: Caller, *, query: ActivityQuery, newest: int) -> ActivityWindow:
     """Count the events that match the `list_activity` filters and find where the newest `newest` of them begin.
 
     Recorded as a `list_activity` read. `list_activity` pages oldest first, so
@@ -383,13 +496,7 @@ async def find_newest_activity(
     async def work(session: AsyncSession) -> Outcome:
         if newest < 1:
             raise InvalidInputError(f"Number of newest events {newest} is out of range. Use 1 or more.")
-        matching_seqs = select(ActivityEvent.seq).where(ActivityEvent.workspace_id == caller.workspace_id)
-        if draft_id is not None:
-            matching_seqs = matching_seqs.where(ActivityEvent.draft_id == draft_id)
-        if action.strip():
-            matching_seqs = matching_seqs.where(ActivityEvent.action == action.strip())
-        if outcome:
-            matching_seqs = matching_seqs.where(ActivityEvent.outcome == outcome)
+        matching_seqs = await matching_events(session, caller, query, columns=ActivityEvent.seq)
 
         matching = (await session.execute(select(func.count()).select_from(matching_seqs.subquery()))).scalar_one()
         start_after = (
@@ -398,7 +505,7 @@ async def find_newest_activity(
         window = ActivityWindow(matching=matching, start_after=start_after)
         return Outcome(window, f"Counted {matching} matching events to list the newest {newest}.")
 
-    arguments = {"draft_id": draft_id, "action": action, "outcome": outcome, "newest": newest}
+    arguments = {**query.arguments(), "newest": newest}
     return await app.run(caller, "list_activity", arguments, work, result_type=ActivityWindow)
 
 

@@ -22,6 +22,7 @@ from order3_mcp.schemas import (
     SupplierPage,
 )
 from order3_mcp.services import history, reads
+from order3_mcp.services.history import ActivityQuery
 from order3_mcp.tools._common import DEFAULT_LIMIT, READ, Cursor, Limit, guarded
 
 Sku = Annotated[str, Field(description="Item SKU (case-insensitive).", min_length=1, max_length=100)]
@@ -129,13 +130,26 @@ def register(server: MCPServer, app: Order3, caller: Caller) -> None:
 
     @server.tool(annotations=READ)
     async def list_activity(
-        draft_id: Annotated[int | None, Field(description="Only events about this draft.", strict=True)] = None,
+        actor: Annotated[str, Field(description="Only events by this principal: a name, or KIND:NAME such as agent:buyer-bot.", max_length=200)] = "",
         action: Annotated[str, Field(description="Only events of this tool or command name.", max_length=60)] = "",
         outcome: Annotated[str, Field(description="ok, denied, invalid, conflict or error; empty for all.", max_length=10)] = "",
+        draft_id: Annotated[int | None, Field(description="Only events about this draft.", strict=True)] = None,
+        record_kind: Annotated[str, Field(description="Only events that affected a record of this kind (draft, item, location, supplier, purchase_order, count_task, ...); needs record_id.", max_length=40)] = "",
+        record_id: Annotated[str, Field(description="Id of that record as in an event's affected list; an item SKU, or a location or supplier code, also works.", max_length=200)] = "",
+        since: Annotated[str, Field(description="Only events at or after this ISO 8601 time with a UTC offset, e.g. 2026-03-01T09:00:00+01:00.", max_length=60)] = "",
+        until: Annotated[str, Field(description="Only events before this ISO 8601 time with a UTC offset, e.g. 2026-03-02T00:00:00Z.", max_length=60)] = "",
         cursor: Cursor = "",
         limit: Limit = DEFAULT_LIMIT,
     ) -> ActivityPage:
-        """List the workspace's activity history in sequence order."""
-        return await guarded(
-            history.list_activity(app, caller, draft_id=draft_id, action=action, outcome=outcome, cursor=cursor, limit=limit)
+        """List the workspace's activity history in sequence order; all filters combine."""
+        query = ActivityQuery(
+            actor=actor,
+            action=action,
+            outcome=outcome,
+            draft_id=draft_id,
+            record_kind=record_kind,
+            record_id=record_id,
+            since=since,
+            until=until,
         )
+        return await guarded(history.list_activity(app, caller, query=query, cursor=cursor, limit=limit))

@@ -34,6 +34,11 @@ class ActivityEvent(SQLModel, table=True):
     actor_kind: str = Field(max_length=20)
     actor: str = Field(max_length=120)
     token_id: int | None = Field(default=None)
+    #: The person an agent or integration token acts for; empty for user tokens.
+    on_behalf_of: str = Field(default="", max_length=120)
+    #: `clientInfo.name` from the MCP initialize handshake. The client chooses it
+    #: freely, so it identifies nothing; empty for CLI and sync events.
+    client_name: str = Field(default="", max_length=120)
     channel: str = Field(max_length=10)
     action: str = Field(max_length=60)
     outcome: str = Field(max_length=10)
