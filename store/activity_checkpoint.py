@@ -108,11 +108,13 @@ async def verify_against_checkpoint(
         return report
 
     if checkpoint.seq > report.events_checked:
+        first_missing = report.events_checked + 1
+        removed = f"event {first_missing} was" if first_missing == checkpoint.seq else f"events {first_missing} to {checkpoint.seq} were"
         return ChainReport(
             report.events_checked,
-            report.events_checked + 1,
+            first_missing,
             f"the checkpoint names event {checkpoint.seq}, but the log ends at event {report.events_checked}, "
-            f"so events {report.events_checked + 1} to {checkpoint.seq} were removed",
+            f"so {removed} removed",
             BREAK_TRUNCATED,
         )
     stored = (
