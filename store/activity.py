@@ -60,8 +60,8 @@ def canonical_json(value: Any) -> str:
 
 def clean_client_name(name: str) -> str:
     """Return a client name without control, format or separator characters, cut to MAX_CLIENT_NAME."""
-    kept = "".join(char for char in name if unicodedata.category(char) not in _UNPRINTABLE_CATEGORIES)
-    return kept[:MAX_CLIENT_NAME]
+    printable = "".join(char for char in name if unicodedata.category(char) not in _UNPRINTABLE_CATEGORIES)
+    return printable[:MAX_CLIENT_NAME]
 
 
 def event_hash(prev_hash: str, fields: dict[str, Any]) -> str:
@@ -227,12 +227,13 @@ class ChainReport:
 async def verify_chain(session: AsyncSession, *, workspace_id: int, batch_size: int = 2000) -> ChainReport:
     """Recompute every hash in sequence order and report the first link that does not match.
 
-    The checks, in order, for each event: its sequence number follows the one
-    before (else "missing"), its `prev_hash` is the previous event's hash (else
-    "broken_link": events were reordered, or one was inserted or removed and
-    the rest renumbered), and its fields hash to its stored hash (else
-    "edited"). Last, the workspace's chain head must name the last event
-    (else "head_mismatch": events were added or removed at the end).
+    Each event is checked in this order, and the first failure names the kind:
+    - "missing": its sequence number does not follow the one before.
+    - "broken_link": its `prev_hash` is not the previous event's hash, because
+      events were reordered, or one was inserted or removed and the rest renumbered.
+    - "edited": its fields do not hash to its stored hash.
+    Last, "head_mismatch": the workspace's chain head does not name the last
+    event, because events were added or removed at the end.
     """
     expected_seq = 1
     prev_hash = ""

@@ -3,8 +3,8 @@
 The hash chain alone shows that events were changed, but not that someone with
 write access recomputed every hash after a change, or cut off the newest events
 and moved the chain head back. A checkpoint taken earlier and kept elsewhere
-records the sequence number and hash of the head at that time; as long as the
-event at that sequence number still carries that hash, nothing up to it changed.
+records the sequence number and hash of the head at that time. While the event
+at that sequence number still has that hash, no event up to it was changed.
 """
 
 from __future__ import annotations
@@ -88,10 +88,10 @@ async def verify_against_checkpoint(
     """Verify the chain, then that the event at the checkpoint's sequence number still has its hash.
 
     A break in the chain itself is reported first. A chain that verifies on its
-    own can still fail here in two ways: it ends before the checkpoint's event
-    ("truncated", reported at the first missing sequence number), or that event
-    has another hash ("rewritten", reported at the checkpoint's sequence number,
-    because the edit that started the rewrite is somewhere at or before it).
+    own can still fail here in two ways. If it ends before the checkpoint's
+    event, the break is "truncated" at the first missing sequence number. If
+    that event has another hash, the break is "rewritten" at the checkpoint's
+    sequence number, because the edit that started the rewrite is at or before it.
 
     Raises:
         InvalidInputError: If the checkpoint belongs to another workspace.

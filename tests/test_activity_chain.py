@@ -94,8 +94,8 @@ async def rehash_from(database: Database, workspace_id: int, seq: int) -> None:
 
 async def swap_rows(database: Database, first: int, second: int, *, with_hashes: bool) -> None:
     """Swap the stored contents of two events while each keeps its sequence number."""
-    kept = {"id", "seq"} if with_hashes else {"id", "seq", "prev_hash", "hash"}
-    columns = [column.name for column in ActivityEvent.__table__.columns if column.name not in kept]
+    unchanged = {"id", "seq"} if with_hashes else {"id", "seq", "prev_hash", "hash"}
+    columns = [column.name for column in ActivityEvent.__table__.columns if column.name not in unchanged]
     listed = ", ".join(columns)
     async with database.write() as session:
         rows = {

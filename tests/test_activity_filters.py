@@ -18,6 +18,7 @@ from order3_mcp.cli import app as cli_app
 from order3_mcp.server import build_server
 from order3_mcp.services import approvals, history
 from order3_mcp.services.history import ActivityQuery
+from store.activity import event_hash
 from store.db import open_database
 from store.errors import InvalidInputError, NotFoundError
 from tests.factory import Tokens, issue_secret, small_workspace
@@ -47,7 +48,7 @@ async def seed(database) -> tuple[Order3, Tokens, int]:
     1 (09:00) the agent reads WIDGET-1, 2 (09:01) GADGET-2, 3 (09:02) it drafts a
     purchase order of WIDGET-1 from ACME, 4 (09:03) its approve_draft is denied,
     5 and 6 (09:04) alice approves the draft, which executes it into purchase
-    order 1, and 7 (09:05) the agent asks for an unknown SKU (invalid).
+    order 1, and 7 (09:05) the agent requests an unknown SKU (invalid).
     """
     tokens = await small_workspace(database)
     clock = Clock()
@@ -263,11 +264,27 @@ def test_cli_export_filters_and_keeps_every_field(seeded, tmp_path: Path):
     events = [json.loads(line) for line in output.read_text().splitlines()]
     assert [event["seq"] for event in events] == [3, 4, 5, 6]
     assert set(events[0]) >= {
-        "seq", "occurred_at", "actor_kind", "actor", "token_id", "on_behalf_of", "client_name_unverified", "channel",
+        "workspace_id", "seq", "occurred_at", "actor_kind", "actor", "token_id", "on_behalf_of", "client_name_unverified", "channel",
         "action", "outcome", "draft_id", "request_id", "idempotency_key", "arguments", "affected", "summary",
         "prev_hash", "hash",
     }
     assert f"Wrote 4 events to {output}." in result.stdout
+
+
+def test_cli_export_recomputes_every_hash(seeded):
+    db, token = seeded
+
+    result = order3(db, "activity", "export", token=token)
+
+    assert result.exit_code == 0, result.stderr
+    prev_hash = ""
+    for line in result.stdout.splitlines():
+        event = json.loads(line)
+        fields = {**event, "client_name": event["client_name_unverified"]}
+        assert event["prev_hash"] == prev_hash
+        assert event_hash(prev_hash, fields) == event["hash"], event["seq"]
+        prev_hash = event["hash"]
+    assert prev_hash
 
 
 def test_cli_export_to_stdout_with_outcome(seeded):

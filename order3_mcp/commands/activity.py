@@ -288,7 +288,7 @@ def checkpoint_(
 ) -> None:
     """Verify the chain and print its head as a checkpoint to keep outside the database.
 
-    Store the checkpoint string where whoever can write the database cannot
+    Store the checkpoint string where people who can write the database cannot
     change it (a ticket, another system), and later pass it to
     `order3 activity verify --checkpoint`.
     """
@@ -298,15 +298,15 @@ def checkpoint_(
         async with signed_in(settings) as (app, caller):
             return await admin.take_activity_checkpoint(app, caller)
 
-    taken = execute(step)
-    say(f"Workspace:  {taken.workspace}")
-    say(f"Last seq:   {taken.seq}")
-    say(f"Head hash:  {taken.hash}")
-    say(f"Taken at:   {taken.taken_at}")
-    say(f"Checkpoint: {taken.checkpoint}")
+    head = execute(step)
+    say(f"Workspace:  {head.workspace}")
+    say(f"Last seq:   {head.seq}")
+    say(f"Head hash:  {head.hash}")
+    say(f"Taken at:   {head.taken_at}")
+    say(f"Checkpoint: {head.checkpoint}")
     if output is not None:
         try:
-            output.write_text(json.dumps(taken.model_dump(), indent=2) + "\n", encoding="utf-8")
+            output.write_text(json.dumps(head.model_dump(), indent=2) + "\n", encoding="utf-8")
         except OSError as exc:
             raise fail(
                 f"Could not write the checkpoint to {str(output)!r}: {exc.strerror}. The checkpoint is printed above.",
@@ -330,7 +330,7 @@ def export(
 ) -> None:
     """Export the events that match the filters (every event without any) as JSON lines, oldest first.
 
-    Needs the export scope. Each line holds every stored field, hashes included.
+    Needs the export scope. Each line contains every stored field, hashes included.
     """
     settings = settings_of(ctx)
     query = activity_query(actor=actor, action=action, outcome=outcome, draft=draft, record=record, since=since, until=until)

@@ -59,6 +59,7 @@ class ReportLines(BaseModel):
 class ActivityDetail(BaseModel):
     """Every stored field of one activity event."""
 
+    workspace_id: int = Field(description="Id of the workspace; covered by the hash.")
     seq: int = Field(description="Sequence number within the workspace.")
     occurred_at: str = Field(description="When (ISO 8601, UTC).")
     actor_kind: str = Field(description="user, agent or integration.")
@@ -131,6 +132,7 @@ class LedgerCheck(BaseModel):
 def detail_of(event: ActivityEvent) -> ActivityDetail:
     """Convert an activity event row to its full view."""
     return ActivityDetail(
+        workspace_id=event.workspace_id,
         seq=event.seq,
         occurred_at=event.occurred_at.isoformat(),
         actor_kind=event.actor_kind,
