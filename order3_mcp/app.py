@@ -45,7 +45,7 @@ MAX_LOGGED_ARGUMENTS = 50
 # record a second one for the same call.
 activity_recorded: contextvars.ContextVar[bool] = contextvars.ContextVar("activity_recorded", default=False)
 # `clientInfo.name` of the MCP client behind the current tool call, set by the
-# MCP server for the length of the call; empty for CLI actions and syncs.
+# MCP server for the length of the call; empty for CLI actions.
 client_name: contextvars.ContextVar[str] = contextvars.ContextVar("client_name", default="")
 
 

@@ -346,7 +346,7 @@ class ActivityOut(BaseModel):
     on_behalf_of: str = Field(description="Person the agent or integration token acts for; empty for user tokens.")
     client_name_unverified: str = Field(
         description="Name the MCP client gave for itself when connecting. Unverified: any client can send any name. "
-        "Empty for CLI and sync events."
+        "Empty for CLI actions."
     )
     channel: str = Field(description="mcp, cli or sync.")
     action: str = Field(description="Tool or command name.")

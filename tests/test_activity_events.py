@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+
+import anyio
 import pytest
-from mcp import Client
+from mcp import Client, StdioServerParameters
 from mcp_types import Implementation
 from sqlalchemy import func, select, text
+from typer.testing import CliRunner, Result
 
+from order3_mcp.cli import app as cli_app
 from order3_mcp.server import build_server
 from order3_mcp.services import admin
 from store.errors import PermissionDeniedError
 from store.models import ActivityEvent, Draft, IdempotencyRecord, Token
 from store.tokens import issue_token, revoke_token
+from tests.conftest import REPO_ROOT
 from tests.factory import last_event, make_app, row_count, small_workspace
 
 RATIONALE = "WIDGET-1 has 5 available against a reorder point of 20."
@@ -216,3 +224,40 @@ async def test_failed_event_append_rolls_back_token(database):
         names = (await session.execute(select(func.count()).where(Token.principal == "dave"))).scalar_one()
     assert names == 0
     assert (await last_event(database)).outcome == "denied"
+
+
+def order3(db: Path, *args: str, token: str | None = None) -> Result:
+    options = ["--db", str(db)] + (["--token", token] if token else [])
+    result = CliRunner().invoke(cli_app, [*options, *args], env={"ORDER3_TOKEN": None, "ORDER3_DB": None, "COLUMNS": "200"})
+    assert result.exit_code == 0, result.stderr
+    return result
+
+
+def secret_in(output: str) -> str:
+    return next(line.strip() for line in output.splitlines() if line.strip().startswith("o3_"))
+
+
+def test_stdio_session_records_client_and_person(tmp_path: Path):
+    db = tmp_path / "order3.db"
+    admin = secret_in(order3(db, "init", "--workspace", "main", "--admin", "root").stdout)
+    created = order3(
+        db, "token", "create", "--principal", "helper-bot", "--kind", "agent", "--role", "agent", "--for", "alice", token=admin
+    )
+    env = {key: value for key, value in os.environ.items() if key not in ("ORDER3_TOKEN", "ORDER3_DB")}
+    env.update({"ORDER3_DB": str(db), "ORDER3_TOKEN": secret_in(created.stdout)})
+    server = StdioServerParameters(command=sys.executable, args=["-m", "order3_mcp.cli", "serve"], env=env, cwd=str(REPO_ROOT))
+
+    async def session() -> list[dict]:
+        async with Client(server, client_info=Implementation(name="stdio-test", version="1")) as client:
+            await client.call_tool("list_activity", {"limit": 1})
+            listed = await client.call_tool("list_activity", {"actor": "agent:helper-bot"})
+        return listed.structured_content["events"]
+
+    events = anyio.run(session)
+    shown = order3(db, "activity", "show", "3", token=admin).stdout.splitlines()
+
+    assert len(events) == 1
+    assert events[0]["client_name_unverified"] == "stdio-test"
+    assert events[0]["on_behalf_of"] == "alice"
+    assert "client_name (unverified): stdio-test" in shown
+    assert "on_behalf_of: alice" in shown

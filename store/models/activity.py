@@ -37,7 +37,7 @@ class ActivityEvent(SQLModel, table=True):
     #: The person an agent or integration token acts for; empty for user tokens.
     on_behalf_of: str = Field(default="", max_length=120)
     #: `clientInfo.name` from the MCP initialize handshake. The client chooses it
-    #: freely, so it identifies nothing; empty for CLI and sync events.
+    #: freely, so it identifies nothing; empty for CLI actions.
     client_name: str = Field(default="", max_length=120)
     channel: str = Field(max_length=10)
     action: str = Field(max_length=60)
