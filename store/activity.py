@@ -147,13 +147,13 @@ async def append_event(
     failing. SQLite's BEGIN IMMEDIATE already serialises writers. The conditional
     update then guarantees that no two events share a sequence number.
 
+    `client_name` is stored as the client sent it, minus control characters
+    and cut to MAX_CLIENT_NAME characters. Nothing checks it.
+
     Raises:
         NotFoundError: If the workspace does not exist.
         PermissionDeniedError: If `require_live_token` is set and the token was
             revoked, has expired or no longer exists.
-
-    `client_name` is stored as the client sent it, minus control characters
-    and cut to MAX_CLIENT_NAME characters; nothing checks it.
     """
     connection = await session.connection()
     occurred_at = occurred_at or utc_now()
@@ -279,6 +279,9 @@ async def verify_chain(session: AsyncSession, *, workspace_id: int, batch_size: 
         )
     if head is not None and head[1] != prev_hash:
         return ChainReport(
-            checked - 1, checked, f"the chain head's hash is not the hash of the last event, {checked}", BREAK_HEAD
+            max(checked - 1, 0),
+            max(checked, 1),
+            f"the chain head's hash is not the hash of the last event, {checked}",
+            BREAK_HEAD,
         )
     return ChainReport(checked, None, "")

@@ -57,7 +57,10 @@ class ApprovalRequiredError(Order3Error):
 
 
 class ChainBrokenError(Order3Error):
-    """The activity hash chain, or a checkpoint of it, shows that stored events were changed or removed."""
+    """The activity hash chain, or a checkpoint of it, shows that stored events were changed or removed.
+
+    The CLI exits with 7, a code no other failure uses, so that scripts can tell tampering from other errors.
+    """
 
     outcome = "conflict"
     exit_code = 7

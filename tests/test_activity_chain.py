@@ -187,6 +187,17 @@ async def test_truncated_tail_with_old_head_is_head_mismatch(database):
     assert report.problem == "the chain head says 8 events but 5 were found"
 
 
+async def test_changed_head_hash_is_head_mismatch(database):
+    workspace_id = await seed_events(database)
+
+    await tamper(database, "UPDATE workspace SET activity_head = :head WHERE id = :id", head="0" * 64, id=workspace_id)
+    report = await check(database, workspace_id)
+
+    assert report.first_broken_seq == 8
+    assert report.kind == "head_mismatch"
+    assert report.problem == "the chain head's hash is not the hash of the last event, 8"
+
+
 async def test_truncated_tail_with_moved_head_fails_checkpoint(database):
     workspace_id = await seed_events(database)
     async with database.read() as session:

@@ -36,6 +36,8 @@ from store.workspaces import create_workspace
 
 # Events read per query while exporting the activity history.
 EXPORT_BATCH = 1000
+# Characters read from a checkpoint file.
+MAX_CHECKPOINT_FILE = 64 * 1024
 REORDER_SETTINGS_SOURCE = "settings:"
 
 
@@ -366,14 +368,20 @@ def load_checkpoint(value: str) -> str:
     text = value.strip()
     if text.startswith(CHECKPOINT_PREFIX + ":"):
         return text
-    path = Path(text)
     try:
-        content = path.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
+        with Path(text).open(encoding="utf-8") as file:
+            # A checkpoint file is a few hundred bytes, so a large file is not one.
+            content = file.read(MAX_CHECKPOINT_FILE).strip()
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, OSError):
+            reason = exc.strerror or str(exc)
+        elif isinstance(exc, UnicodeDecodeError):
+            reason = "it is not UTF-8 text"
+        else:
+            reason = "it is not a valid file path"
         raise InvalidInputError(
             f"Checkpoint {text[:100]!r} is neither a checkpoint string ('{CHECKPOINT_PREFIX}:…') nor a readable file: "
-            f"{exc.strerror if isinstance(exc, OSError) else 'the file is not UTF-8 text'}. "
-            "Pass the string or the file that `order3 activity checkpoint` printed or wrote."
+            f"{reason}. Pass the string or the file that `order3 activity checkpoint` printed or wrote."
         ) from exc
     if content.startswith("{"):
         try:
