@@ -224,6 +224,8 @@ class HttpTransport:
             except PermissionDeniedError as exc:
                 scope_needed = required_scope(name)
                 arguments = call["params"].get("arguments")
+                # NOTE: this refusal happens before the MCP session reads the request, so
+                # its event has no client name, unlike refusals recorded by Order3Server.
                 await self.app.record_failure(
                     entry.caller,
                     name,
