@@ -15,7 +15,7 @@ from typer.testing import CliRunner, Result
 
 from order3_mcp.cli import app as cli_app
 from order3_mcp.server import build_server
-from order3_mcp.services import admin
+from order3_mcp.services import tokens as token_services
 from store.errors import PermissionDeniedError
 from store.models import ActivityEvent, Draft, IdempotencyRecord, Token
 from store.tokens import issue_token, revoke_token
@@ -152,7 +152,7 @@ async def test_cli_events_have_no_client_name(database):
     async with Client(build_server(app, tokens.agent), client_info=Implementation(name="inspector", version="1")):
         pass
 
-    await admin.list_workspace_tokens(app, tokens.admin)
+    await token_services.list_workspace_tokens(app, tokens.admin)
 
     last = await last_event(database)
     assert last.action == "token_list"
@@ -215,7 +215,7 @@ async def test_failed_event_append_rolls_back_token(database):
     tokens_before = await row_count(database, Token)
 
     with pytest.raises(PermissionDeniedError, match="was revoked"):
-        await admin.create_token(
+        await token_services.create_token(
             app, tokens.admin, principal="dave", kind="user", role="viewer", on_behalf_of="", label=""
         )
 
@@ -240,6 +240,7 @@ def secret_in(output: str) -> str:
 def test_stdio_session_records_client_and_person(tmp_path: Path):
     db = tmp_path / "order3.db"
     admin = secret_in(order3(db, "init", "--workspace", "main", "--admin", "root").stdout)
+    order3(db, "token", "create", "--principal", "alice", "--role", "buyer", token=admin)
     created = order3(
         db, "token", "create", "--principal", "helper-bot", "--kind", "agent", "--role", "agent", "--for", "alice", token=admin
     )
@@ -254,7 +255,7 @@ def test_stdio_session_records_client_and_person(tmp_path: Path):
         return listed.structured_content["events"]
 
     events = anyio.run(session)
-    shown = order3(db, "activity", "show", "3", token=admin).stdout.splitlines()
+    shown = order3(db, "activity", "show", "4", token=admin).stdout.splitlines()
 
     assert len(events) == 1
     assert events[0]["client_name_unverified"] == "stdio-test"
