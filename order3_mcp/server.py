@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from order3_mcp.app import Caller, Order3, activity_recorded, client_name, redact
 from order3_mcp.client_identity import client_name_of
+from order3_mcp.surface import register_surface
 from order3_mcp.tools import register_all
 from policies import allowed_actions
 
@@ -43,6 +44,7 @@ class Order3Server(MCPServer):
         self.caller = caller
         self._allowed = allowed_actions(caller.scopes)
         register_all(self, app, caller)
+        self.client_log = register_surface(self, app, caller)
 
     async def list_tools(self) -> list[MCPTool]:
         """List the tools this caller may call."""

@@ -53,6 +53,9 @@ _READ_ACTIONS = (
     "transfer_list",
     "list_outbox",
     "get_outbox_message",
+    # The MCP protocol surface besides tools: argument completion and prompts.
+    "complete_argument",
+    "get_prompt",
 )
 _DRAFT_ACTIONS = (
     "draft_purchase_order",

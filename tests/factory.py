@@ -39,14 +39,14 @@ class Tokens:
     second_buyer_secret: str = ""
 
 
-async def small_workspace(database: Database, *, timezone: str = "UTC") -> Tokens:
-    """Create workspace 'main' with one location, two items, one supplier and four principals.
+async def small_workspace(database: Database, *, timezone: str = "UTC", name: str = "main") -> Tokens:
+    """Create workspace `name` with one location, two items, one supplier and four principals.
 
     WIDGET-1 is sold by ACME in packs of 10 with a minimum order of 20 at 2.50 USD
     (2.00 from 100 units); it has 5 on hand at WH1.
     """
     async with database.write() as session:
-        workspace = await create_workspace(session, name="main", timezone=timezone)
+        workspace = await create_workspace(session, name=name, timezone=timezone)
         location = Location(workspace_id=workspace.id, code="WH1", name="Main warehouse")
         supplier = Supplier(workspace_id=workspace.id, code="ACME", name="Acme Parts", lead_time_days=7, owner="alice")
         widget = Item(workspace_id=workspace.id, sku="WIDGET-1", sku_key=sku_key("WIDGET-1"), name="Widget", unit_cost=Decimal("2.5"), owner="alice")

@@ -102,6 +102,8 @@ CLI_ACTIONS = (
     "rates_set",
     "rates_list",
 )
+# MCP requests besides tool calls that read data.
+PROTOCOL_ACTIONS = ("complete_argument", "get_prompt")
 
 HEADER = '[policy]\nname = "test"\nversion = "1"\n'
 VALID_RULE = """
@@ -214,7 +216,7 @@ def test_policy_error_is_value_error() -> None:
 
 
 def test_action_scopes_cover_every_tool_and_cli_action() -> None:
-    assert set(ACTION_SCOPES) == set(MCP_TOOLS) | set(CLI_ACTIONS)
+    assert set(ACTION_SCOPES) == set(MCP_TOOLS) | set(CLI_ACTIONS) | set(PROTOCOL_ACTIONS)
 
 
 def test_action_scopes_use_known_scopes() -> None:

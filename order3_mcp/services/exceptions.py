@@ -17,6 +17,7 @@ from order3_mcp.app import Caller, Order3, Outcome
 from order3_mcp.pagination import check_limit, decode_cursor, render_page
 from order3_mcp.schemas import ExceptionOut, ExceptionPage
 from order3_mcp.services.policy_routing import active_policy
+from order3_mcp.services.progress import ProgressCallback
 from store import catalog, finders, freshness
 from store import drafts as store_drafts
 from store.activity import canonical_json
@@ -115,6 +116,7 @@ async def _find(
     cursor: str | None,
     limit: int,
     refresh: bool = False,
+    progress: ProgressCallback | None = None,
 ) -> ExceptionPage:
     async def work(session: AsyncSession) -> Outcome:
         check_limit(limit)
@@ -136,6 +138,7 @@ async def _find(
             today = finders.business_date(now, timezone=caller.timezone)
             # Tolerances come from the policy, so a changed policy file or a loaded one reruns the finders.
             policy = (await active_policy(app, session, workspace_id=caller.workspace_id)).fingerprint
+            due: list[str] = []
             for kind in kinds:
                 if kind not in REFRESHABLE_KINDS:
                     continue
@@ -149,16 +152,25 @@ async def _find(
                     max_age=FINDER_MAX_AGE,
                     policy_fingerprint=policy,
                 ):
-                    found[kind] = await refresh_kind(app, caller, session, kind)
-                    await freshness.mark_refreshed(
-                        session,
-                        workspace_id=caller.workspace_id,
-                        kind=kind,
-                        version=version,
-                        business_date=today,
-                        now=now,
-                        policy_fingerprint=policy,
-                    )
+                    due.append(kind)
+            # NOTE: progress is sent while this write transaction is open. A notification is
+            # one small write to the transport, so the lock is held longer only when the
+            # client stops reading its stream.
+            if progress is not None and due:
+                await progress(0, len(due), f"Rerunning the finders for {', '.join(due)}.")
+            for done, kind in enumerate(due, start=1):
+                found[kind] = await refresh_kind(app, caller, session, kind)
+                await freshness.mark_refreshed(
+                    session,
+                    workspace_id=caller.workspace_id,
+                    kind=kind,
+                    version=version,
+                    business_date=today,
+                    now=now,
+                    policy_fingerprint=policy,
+                )
+                if progress is not None:
+                    await progress(done, len(due), f"Reran the {kind} finder: {found[kind]} found.")
         refreshed = await freshness.last_refreshed(
             session, workspace_id=caller.workspace_id, kinds=tuple(k for k in kinds if k in REFRESHABLE_KINDS)
         )
@@ -206,11 +218,15 @@ async def find_kind(
     cursor: str | None,
     limit: int,
     refresh: bool = False,
+    progress: ProgressCallback | None = None,
 ) -> ExceptionPage:
-    """Run one finder (find_low_stock, find_supplier_delays, ...) and page through its live exceptions."""
+    """Run one finder (find_low_stock, find_supplier_delays, ...) and page through its live exceptions.
+
+    `progress` is called before the reruns on the first page and after each one.
+    """
     return await _find(
         app, caller, action=action, kinds=(kind,), status="", location=location, supplier=supplier, owner="",
-        cursor=cursor, limit=limit, refresh=refresh,
+        cursor=cursor, limit=limit, refresh=refresh, progress=progress,
     )
 
 
@@ -236,19 +252,21 @@ async def find_exceptions(
     cursor: str | None,
     limit: int,
     refresh: bool = False,
+    progress: ProgressCallback | None = None,
 ) -> ExceptionPage:
     """Run every finder (or the one for `kind`) and page through the exceptions, filtered.
 
     A finder reruns on the first page only when something was written since its
     last run, the business date turned, or its last run is older than
     FINDER_MAX_AGE; `refresh` reruns it regardless.
+    `progress` is called before the reruns and after each one.
     """
     if kind and kind not in EXCEPTION_KINDS:
         raise InvalidInputError(f"Exception kind {kind!r} is unknown; use one of {', '.join(EXCEPTION_KINDS)}.")
     kinds = (kind,) if kind else EXCEPTION_KINDS
     return await _find(
         app, caller, action="find_exceptions", kinds=kinds, status=status, location=location, supplier=supplier,
-        owner=owner, cursor=cursor, limit=limit, refresh=refresh,
+        owner=owner, cursor=cursor, limit=limit, refresh=refresh, progress=progress,
     )
 
 

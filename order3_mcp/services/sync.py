@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from order3_mcp.app import Caller, Order3, Outcome
 from order3_mcp.schemas import UNTRUSTED_NOTE
 from order3_mcp.services.policy_routing import active_policy
+from order3_mcp.services.progress import ProgressCallback
 from store.activity import canonical_json
 from store.errors import InvalidInputError
 from store.models import SNAPSHOT_OUTCOMES
@@ -117,9 +118,17 @@ def records_digest(records: list[Any]) -> str:
 
 
 async def ingest_external_snapshot(
-    app: Order3, caller: Caller, *, source: str, batch_id: str, records: list[Any]
+    app: Order3,
+    caller: Caller,
+    *,
+    source: str,
+    batch_id: str,
+    records: list[Any],
+    progress: ProgressCallback | None = None,
 ) -> IngestResult:
     """Compare a batch of external records with Order3, store each with its outcome, and open exceptions.
+
+    `progress` is called after each phase of the ingest; a replayed batch reports none.
 
     Raises:
         PermissionDeniedError: If the caller lacks the sync scope.
@@ -154,6 +163,7 @@ async def ingest_external_snapshot(
             qty_tol=tolerances.mismatch_qty_abs,
             value_tol=tolerances.mismatch_value_abs,
             now=app.clock(),
+            on_step=progress,
         )
         result = _result(report)
         logger.info("ingested batch %s from %s: %s", batch_id, source, _summary(result))

@@ -2,13 +2,17 @@
 
 from typing import Annotated
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from pydantic import Field
 
 from order3_mcp.app import Caller, Order3
 from order3_mcp.schemas import ExceptionPage
 from order3_mcp.services import exceptions
+from order3_mcp.surface.progress import progress_for
 from order3_mcp.tools._common import DEFAULT_LIMIT, READ, Cursor, Limit, guarded
+
+# Logger name of the log notifications a finder rerun sends to the client.
+FINDER_LOG = "order3.finders"
 
 Location = Annotated[str, Field(description="Only exceptions at this location code; empty for all.", max_length=60)]
 Supplier = Annotated[str, Field(description="Only exceptions for this supplier code; empty for all.", max_length=60)]
@@ -59,6 +63,7 @@ def register(server: MCPServer, app: Order3, caller: Caller) -> None:
 
     @server.tool(annotations=READ)
     async def find_exceptions(
+        ctx: Context,
         kind: Annotated[str, Field(description="low_stock, count_drift, short_receiving, supplier_delay, mismatch or sync_conflict; empty for all.", max_length=30)] = "",
         status: Annotated[str, Field(description="open, drafted, resolved or dismissed; empty for open and drafted.", max_length=20)] = "",
         location: Location = "",
@@ -70,24 +75,26 @@ def register(server: MCPServer, app: Order3, caller: Caller) -> None:
     ) -> ExceptionPage:
         """Find exceptions of every kind, filtered by kind, location, supplier, owner and status.
 
-        The first page reruns the finders whose data changed since their last run.
+        The first page reruns the finders whose data changed since their last run, and reports progress
+        per finder when the request carries a progress token.
         """
         return await guarded(
             exceptions.find_exceptions(
                 app, caller, kind=kind, status=status, location=location, supplier=supplier, owner=owner, cursor=cursor,
-                limit=limit, refresh=refresh,
+                limit=limit, refresh=refresh, progress=progress_for(ctx, level="info", source=FINDER_LOG),
             )
         )
 
 
 def _register_finder(server: MCPServer, app: Order3, caller: Caller, *, name: str, kind: str, description: str) -> None:
     async def finder(
+        ctx: Context,
         location: Location = "", supplier: Supplier = "", cursor: Cursor = "", limit: Limit = DEFAULT_LIMIT, refresh: Refresh = False
     ) -> ExceptionPage:
         return await guarded(
             exceptions.find_kind(
                 app, caller, action=name, kind=kind, location=location, supplier=supplier, cursor=cursor, limit=limit,
-                refresh=refresh,
+                refresh=refresh, progress=progress_for(ctx, level="info", source=FINDER_LOG),
             )
         )
 

@@ -2,13 +2,14 @@
 
 from typing import Annotated, Any
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import ToolAnnotations
 from pydantic import Field
 
 from order3_mcp.app import Caller, Order3
 from order3_mcp.services import sync
 from order3_mcp.services.sync import IngestResult
+from order3_mcp.surface.progress import progress_for
 from order3_mcp.tools._common import guarded
 from store.sync import MAX_BATCH_RECORDS
 
@@ -21,6 +22,7 @@ def register(server: MCPServer, app: Order3, caller: Caller) -> None:
 
     @server.tool(annotations=INGEST)
     async def ingest_external_snapshot(
+        ctx: Context,
         source: Annotated[
             str,
             Field(description="Name of the sending integration, such as shopify-eu: letters, digits, '.', '_' or '-'.", max_length=60),
@@ -47,5 +49,9 @@ def register(server: MCPServer, app: Order3, caller: Caller) -> None:
 
         Disagreements open mismatch or sync_conflict exceptions for a person to settle. A change is applied only to
         descriptive fields, and only when Order3's record has not changed since both sides last agreed.
+        Reports progress per phase when the request carries a progress token.
         """
-        return await guarded(sync.ingest_external_snapshot(app, caller, source=source, batch_id=batch_id, records=records))
+        progress = progress_for(ctx, level="debug", source="order3.sync")
+        return await guarded(
+            sync.ingest_external_snapshot(app, caller, source=source, batch_id=batch_id, records=records, progress=progress)
+        )

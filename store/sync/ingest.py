@@ -11,6 +11,7 @@ exception for a person to settle.
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -59,6 +60,8 @@ MAX_BATCH_RECORDS = 1000
 MAX_RECORD_JSON = 8192
 BATCH_ID_LENGTH = 120
 SOURCE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,59}$")
+# Phases of `ingest_batch` reported to `on_step`: read, load references, compare, store.
+INGEST_STEPS = 4
 
 _snapshots = ExternalSnapshot.__table__
 _DETAIL_LENGTH: int = _snapshots.c.detail.type.length
@@ -179,8 +182,12 @@ async def ingest_batch(
     qty_tol: Decimal,
     value_tol: Decimal,
     now: datetime,
+    on_step: Callable[[int, int, str], Awaitable[None]] | None = None,
 ) -> BatchReport:
     """Compare and store every record of a batch inside the caller's transaction.
+
+    `on_step`, when given, is awaited after each of the INGEST_STEPS phases with
+    (phases done, INGEST_STEPS, what the phase did).
 
     Raises:
         InvalidInputError: For a batch that fails `check_batch`, a negative
@@ -207,8 +214,10 @@ async def ingest_batch(
             parsed[position] = parse_record(raw)
         except RecordInvalidError as exc:
             entry.detail = exc.detail
+    await _step(on_step, 1, f"Read {len(entries)} records, {len(entries) - len(parsed)} of them malformed.")
 
     references = await _load_references(session, workspace_id=workspace_id, source=source, records=parsed.values())
+    await _step(on_step, 2, "Loaded the Order3 records the batch names.")
     new_states: list[SyncState] = []
     changed: list[tuple[str, int]] = []
     for entry in entries:
@@ -222,9 +231,13 @@ async def ingest_batch(
             if outcome is not None and outcome.outcome == "applied":
                 changed.append((entry.kind, entry.columns["record_id"]))
     session.add_all(new_states)
+    await _step(on_step, 3, f"Compared {len(parsed)} records with Order3.")
 
     opened, updated, resolved = await _write_exceptions(session, entries, workspace_id=workspace_id, now=now)
     await _write_snapshots(session, entries, workspace_id=workspace_id, source=source, batch_id=batch_id, now=now)
+    await _step(
+        on_step, 4, f"Stored {len(entries)} snapshots; opened {len(opened)}, updated {len(updated)} and resolved {len(resolved)} exceptions."
+    )
     return BatchReport(
         source=source,
         batch_id=batch_id,
@@ -237,6 +250,11 @@ async def ingest_batch(
         exceptions_resolved=tuple(resolved),
         changed=tuple(changed),
     )
+
+
+async def _step(on_step: Callable[[int, int, str], Awaitable[None]] | None, done: int, message: str) -> None:
+    if on_step is not None:
+        await on_step(done, INGEST_STEPS, message)
 
 
 async def _load_references(
