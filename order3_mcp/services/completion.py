@@ -26,7 +26,7 @@ class CompletionOut(BaseModel):
 
     values: list[str] = Field(description=f"At most {MAX_COMPLETION_VALUES} matching values, in completion order.")
     total: int = Field(description="How many values match in all.")
-    has_more: bool = Field(description="Whether more values match than `values` holds.")
+    has_more: bool = Field(description="Whether more values match than `values` contains.")
 
 
 async def complete_argument(app: Order3, caller: Caller, *, target: str, argument: str, prefix: str) -> CompletionOut:

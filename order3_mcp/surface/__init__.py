@@ -22,8 +22,8 @@ from order3_mcp.surface.client_log import ClientLog
 def register_surface(server: MCPServer, app: Order3, caller: Caller) -> ClientLog:
     """Register resources, prompts, completion and logging/setLevel on `server`, and return its client log.
 
-    Every resource and prompt is registered, as every tool is; a caller without
-    the read scope lists none of them, and reading one anyway is refused and
+    Every resource and prompt is registered, as every tool is. A caller without
+    the read scope lists none of them. Reading one anyway is refused and
     recorded by the service it calls.
     """
     resources.register(server, app, caller)

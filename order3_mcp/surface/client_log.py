@@ -41,7 +41,7 @@ _serving: ContextVar[tuple[ClientLog, ServerRequestContext[Any, Any]] | None] = 
 
 
 class ClientLog:
-    """The log notifications of one server: the level its client set and the sending at or above it.
+    """The log notifications of one server: the level its client set, and the sending of notifications at that level or above.
 
     Also a server middleware, so every request it times can send log
     notifications about itself.

@@ -20,7 +20,7 @@ def protocol_error(exc: Order3Error, *, data: dict[str, Any] | None = None) -> M
     """Return the MCP error for an expected failure, carrying its message.
 
     A record that does not exist is invalid params (-32602), the code MCP uses
-    for an unknown resource; a refusal by scope or policy is an invalid request
+    for an unknown resource. A refusal by scope or policy is an invalid request
     (-32600). Anything else, such as a database that stayed locked, is an
     internal error (-32603) that still carries the message and the fix.
     """
