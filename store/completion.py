@@ -30,7 +30,7 @@ class PrefixMatches:
 NO_MATCHES = PrefixMatches(values=[], total=0)
 
 
-def _starts_with(column: ColumnElement[str] | Any, prefix: str) -> ColumnElement[bool]:
+def _starts_with(column: Any, prefix: str) -> ColumnElement[bool]:
     # % and _ in the prefix are taken literally.
     escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return column.like(f"{escaped}%", escape="\\")
@@ -63,7 +63,7 @@ async def complete_draft_ids(session: AsyncSession, *, workspace_id: int, prefix
     A prefix with anything but digits matches nothing.
     """
     prefix = prefix.strip()
-    if not _usable(prefix) or (prefix and not prefix.isascii()) or (prefix and not prefix.isdigit()):
+    if not _usable(prefix) or (prefix and not (prefix.isascii() and prefix.isdigit())):
         return NO_MATCHES
     conditions = [Draft.workspace_id == workspace_id]
     if prefix:
