@@ -498,13 +498,23 @@ async def test_slow_request_is_a_warning_at_the_default_level(database):
 async def test_modern_client_opts_in_per_request(database):
     tokens = await small_workspace(database)
     server = build_server(make_app(database), tokens.agent)
-    server.client_log.level = "debug"
     received, collect = log_collector()
     async with Client(server, log_level="info", logging_callback=collect) as client:
         await client.call_tool("find_low_stock", {"refresh": True})
 
     assert received
     assert {entry.level for entry in received} == {"info"}
+
+
+async def test_modern_client_without_opt_in_gets_no_logs(database):
+    tokens = await small_workspace(database)
+    server = build_server(make_app(database), tokens.agent)
+    server.client_log.slow_request_seconds = 0
+    received, collect = log_collector()
+    async with Client(server, logging_callback=collect) as client:
+        await client.call_tool("find_low_stock", {"refresh": True})
+
+    assert received == []
 
 
 # Progress

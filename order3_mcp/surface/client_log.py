@@ -24,6 +24,7 @@ from mcp_types import (
     LoggingMessageNotificationParams,
     SetLevelRequestParams,
 )
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class ClientLog:
         return EmptyResult()
 
     def enabled(self, level: LoggingLevel) -> bool:
-        """Return whether a notification at `level` reaches the client."""
+        """Return whether `level` is at or above the level set with logging/setLevel."""
         return LEVELS.index(level) >= LEVELS.index(self.level)
 
     async def send(self, request: ServerRequestContext[Any, Any], level: LoggingLevel, message: str, *, source: str) -> None:
@@ -69,7 +70,9 @@ class ClientLog:
 
         `source` fills the notification's logger field, such as "order3.finders".
         """
-        if not self.enabled(level) or level not in allowed_log_levels(request.protocol_version, request.meta):
+        # From 2026-07-28 on, the request's own opt-in decides and logging/setLevel does not exist.
+        modern = request.protocol_version in MODERN_PROTOCOL_VERSIONS
+        if not (modern or self.enabled(level)) or level not in allowed_log_levels(request.protocol_version, request.meta):
             return
         notification = LoggingMessageNotification(
             params=LoggingMessageNotificationParams(level=level, data=message, logger=source)
