@@ -48,7 +48,7 @@ class ClientLog:
     notifications about itself.
 
     NOTE: the level belongs to the server, and Order3 builds one server per token.
-    Two clients sharing one server over HTTP share the level the last of them set.
+    Over HTTP, every session of one token shares the level the last of them set.
     """
 
     def __init__(self, *, level: LoggingLevel = DEFAULT_LEVEL, slow_request_seconds: float = SLOW_REQUEST_SECONDS) -> None:
