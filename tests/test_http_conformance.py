@@ -32,10 +32,6 @@ MUST_PASS = [
     "prompts-list",
     "server-sse-multiple-streams",
     "dns-rebinding-protection",
-]
-# These need logging/setLevel and completion/complete, which the server does not
-# implement yet; move each to MUST_PASS once it does.
-NOT_YET_IMPLEMENTED = [
     "logging-set-level",
     "completion-complete",
 ]
@@ -78,15 +74,6 @@ def failures_of(checks: list[dict[str, object]]) -> list[str]:
 
 @pytest.mark.parametrize("scenario", MUST_PASS)
 def test_conformance_scenario_passes(conformance_url: str, scenario: str, tmp_path: Path) -> None:
-    checks = run_scenario(conformance_url, scenario, tmp_path)
-
-    assert checks, f"{scenario} ran no checks"
-    assert failures_of(checks) == []
-
-
-@pytest.mark.parametrize("scenario", NOT_YET_IMPLEMENTED)
-@pytest.mark.xfail(reason="the server does not implement this method yet", strict=False)
-def test_conformance_scenario_not_yet_implemented(conformance_url: str, scenario: str, tmp_path: Path) -> None:
     checks = run_scenario(conformance_url, scenario, tmp_path)
 
     assert checks, f"{scenario} ran no checks"
