@@ -24,7 +24,15 @@ from store.activity import append_event, canonical_json
 from store.db import SQLITE_BUSY_TIMEOUT_MS, Database
 from store.errors import ConflictError, Order3Error, PermissionDeniedError
 from store.freshness import note_change
-from store.idempotency import check_key, find_replay, remember, request_hash
+from store.idempotency import (
+    KeyInProgressError,
+    check_key,
+    find_replay,
+    in_progress_error,
+    purge_expired,
+    remember,
+    request_hash,
+)
 from store.models import Workspace
 from store.sqlite_inline import is_busy
 from store.tokens import find_token, needs_use_noted, note_token_use
@@ -47,6 +55,13 @@ activity_recorded: contextvars.ContextVar[bool] = contextvars.ContextVar("activi
 # `clientInfo.name` of the MCP client behind the current tool call, set by the
 # MCP server for the length of the call; empty for CLI actions.
 client_name: contextvars.ContextVar[str] = contextvars.ContextVar("client_name", default="")
+
+# The idempotency key of the last action run in this context when it replayed a
+# stored result, else None; the CLI reads it to label a replay as one.
+replayed_key: contextvars.ContextVar[str | None] = contextvars.ContextVar("replayed_key", default=None)
+
+# Keyed writes of one Order3 between purges of expired key records; the first keyed write purges too.
+PURGE_KEYS_EVERY = 100
 
 
 @dataclass(frozen=True)
@@ -136,6 +151,11 @@ class Order3:
         self.database = database
         self.policy = policy or load_policy(default_policy_path())
         self.clock = clock
+        # (workspace id, key owner, key) of keyed writes between their start and commit.
+        self._keys_in_flight: set[tuple[int, str, str]] = set()
+        self._keyed_writes = 0
+        #: Test hook awaited with the action name after a write's work, before its commit.
+        self.before_commit: Callable[[str], Awaitable[None]] | None = None
 
     async def authenticate(self, secret: str, *, channel: str) -> Caller:
         """Return the caller for a token secret, noting the token's use at most once a minute.
@@ -187,20 +207,35 @@ class Order3:
         transaction of its own, then re-raises.
 
         Idempotency keys belong to the calling principal unless `idempotency_owner`
-        names another owner, such as the source of a sync batch.
+        names another owner, such as the source of a sync batch. The fingerprint
+        covers `action` and `arguments`, so services pass validated, normalised
+        values there (Decimals, or text from `store.idempotency.decimal_text`).
+        A replay records one event with outcome "replayed" and sets
+        `replayed_key`. A result that carries an error (`Outcome.error`) is not
+        stored, so retrying with the key runs the action again.
 
         Raises:
             PermissionDeniedError: If the caller lacks the action's scope.
+            KeyInProgressError: If a call of this process with the same key has
+                not committed yet; nothing is written or recorded, because
+                recording would wait for the write lock that call holds.
             Order3Error: Whatever `work` raises on bad input or conflicts.
         """
         activity_recorded.set(True)
+        replayed_key.set(None)
         key_owner = idempotency_owner or caller.principal
         logged_arguments = redact(arguments)
         key = idempotency_key or ""
+        in_flight: tuple[int, str, str] | None = None
         try:
             scope = self.check_scope(caller, action)
             if idempotency_key is not None:
                 check_key(idempotency_key)
+                slot = (caller.workspace_id, key_owner, idempotency_key)
+                if slot in self._keys_in_flight:
+                    raise in_progress_error(idempotency_key)
+                self._keys_in_flight.add(slot)
+                in_flight = slot
 
             async with self.database.write() as session:
                 if idempotency_key is not None:
@@ -212,6 +247,7 @@ class Order3:
                         key=idempotency_key,
                         action=action,
                         fingerprint=fingerprint,
+                        now=self.clock(),
                     )
                     if stored is not None:
                         result = result_type.model_validate(stored["result"])
@@ -219,7 +255,7 @@ class Order3:
                             session,
                             caller,
                             action,
-                            "ok",
+                            "replayed",
                             logged_arguments,
                             key,
                             request_id,
@@ -227,6 +263,7 @@ class Order3:
                             affected=stored.get("affected", []),
                             draft_id=stored.get("draft_id"),
                         )
+                        replayed_key.set(idempotency_key)
                         return result
 
                 outcome = await work(session)
@@ -234,7 +271,7 @@ class Order3:
                     # Finders skip a refresh while this counter does not change.
                     await note_change(session, workspace_id=caller.workspace_id)
 
-                if idempotency_key is not None:
+                if idempotency_key is not None and outcome.error is None:
                     await remember(
                         session,
                         workspace_id=caller.workspace_id,
@@ -247,7 +284,9 @@ class Order3:
                             "affected": outcome.affected,
                             "draft_id": outcome.draft_id,
                         },
+                        now=self.clock(),
                     )
+                    await self._purge_keys_now_and_then(session, caller.workspace_id)
                 await self._record(
                     session,
                     caller,
@@ -260,6 +299,11 @@ class Order3:
                     affected=outcome.affected,
                     draft_id=outcome.draft_id,
                 )
+                if self.before_commit is not None:
+                    await self.before_commit(action)
+        except KeyInProgressError:
+            logger.info("%s by %s refused: its idempotency key is still in progress", action, caller.principal)
+            raise
         except Order3Error as exc:
             logger.info("%s by %s failed: %s", action, caller.principal, exc.outcome)
             await self.record_failure(
@@ -280,6 +324,9 @@ class Order3:
                 draft_id=_draft_id(arguments),
             )
             raise
+        finally:
+            if in_flight is not None:
+                self._keys_in_flight.discard(in_flight)
         if outcome.error is not None:
             logger.info("%s by %s failed after committing: %s", action, caller.principal, outcome.error.outcome)
             raise outcome.error
@@ -298,6 +345,15 @@ class Order3:
                 f"does not have. {self._who_can(scope)}"
             )
         return scope
+
+    async def _purge_keys_now_and_then(self, session: AsyncSession, workspace_id: int) -> None:
+        """Purge one batch of expired idempotency records on every PURGE_KEYS_EVERY-th keyed write."""
+        due = self._keyed_writes % PURGE_KEYS_EVERY == 0
+        self._keyed_writes += 1
+        if due:
+            purged = await purge_expired(session, workspace_id=workspace_id, now=self.clock())
+            if purged:
+                logger.info("purged %d expired idempotency keys of workspace %d", purged, workspace_id)
 
     async def record_failure(
         self,

@@ -263,7 +263,7 @@ async def test_adjustment_retry_with_same_key_writes_nothing_new(database):
         events = (await session.execute(select(ActivityEvent).order_by(ActivityEvent.seq))).scalars().all()
     assert [(e.action, e.outcome) for e in events] == [
         ("draft_adjustment", "ok"),
-        ("draft_adjustment", "ok"),
+        ("draft_adjustment", "replayed"),
         ("draft_adjustment", "conflict"),
     ]
     assert "Replayed" in events[1].summary

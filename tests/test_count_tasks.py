@@ -281,7 +281,10 @@ def test_same_idempotency_key_replays_submission(shop: Shop) -> None:
 
     assert first.exit_code == 0, first.stderr
     assert again.exit_code == 0, again.stderr
-    assert again.stdout == first.stdout
+    assert again.stdout == (
+        "Replayed: idempotency key 'count-1' was already used for this count submission with the same arguments, "
+        "so nothing new was written. The stored result of the first call follows.\n" + first.stdout
+    )
     assert count_of(shop.db, CountResult) == 1
     assert on_hand(shop.db, "WIDGET-1") == Decimal(2)
 

@@ -238,7 +238,14 @@ def test_same_idempotency_key_replays_receipt(shop: Shop) -> None:
     changed = receive(shop, "PO-000001", "1", "11", "--idempotency-key", "rcv-1")
 
     assert again.exit_code == 0, again.stderr
-    assert again.stdout == first.stdout
+    assert again.stdout == (
+        "Nothing received: idempotency key 'rcv-1' already recorded this receipt (receiving event 1, movement 2), "
+        "so this is a replay of it.\n"
+        "Stored figures of that earlier receipt: 10 WIDGET-1 received on PO-000001 line 1 at WH1.\n"
+        "As of that receipt: line 1 had 10 of 40 received, 30 outstanding; PO-000001 was partially_received; "
+        "on hand of WIDGET-1 at WH1 was 15.\n"
+    )
+    assert first.stdout.startswith("Received 10 WIDGET-1 on PO-000001 line 1 at WH1 (receiving event 1, movement 2).")
     assert changed.exit_code == 5
     after = state(shop.db)
     assert after["received"] == [Decimal(10), Decimal(0)]

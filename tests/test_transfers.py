@@ -287,7 +287,7 @@ async def test_transfer_retry_with_same_key_writes_nothing_new(database):
         events = (await session.execute(select(ActivityEvent).order_by(ActivityEvent.seq))).scalars().all()
     assert [(e.action, e.outcome) for e in events] == [
         ("draft_transfer", "ok"),
-        ("draft_transfer", "ok"),
+        ("draft_transfer", "replayed"),
         ("draft_transfer", "conflict"),
     ]
     assert "Replayed" in events[1].summary

@@ -6,18 +6,27 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
 import anyio
 import typer
 from rich.console import Console
 from rich.text import Text
 
-from order3_mcp.app import Caller, Order3
+from order3_mcp.app import Caller, Order3, replayed_key
 from order3_mcp.commands._database import connect
 from store.errors import Order3Error, PermissionDeniedError
 
 T = TypeVar("T")
+
+IdempotencyKeyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--idempotency-key",
+        help="Unique key for this request, such as a UUID. Repeating the command with the same key and arguments "
+        "prints the stored result and writes nothing new; the same key with other arguments is rejected.",
+    ),
+]
 
 # Exit code of `verify` and `activity verify` when they find a problem; 2 to 6 are the error classes' codes.
 CHECK_FAILED_EXIT = 1
@@ -98,3 +107,20 @@ def parse_payload(payload_json: str) -> dict[str, object]:
     except json.JSONDecodeError:
         return {}
     return payload if isinstance(payload, dict) else {}
+
+
+async def keyed(call: Awaitable[T]) -> tuple[T, str | None]:
+    """Await a service call; return its result and the idempotency key it replayed, or None when it ran anew."""
+    result = await call
+    return result, replayed_key.get()
+
+
+def say_replayed(key: str | None, request: str) -> None:
+    """Print, for a replayed call, that the result below is the stored one of an earlier `request`."""
+    if key is None:
+        return
+    say(
+        f"Replayed: idempotency key {key!r} was already used for this {request} with the same arguments, so "
+        "nothing new was written. The stored result of the first call follows.",
+        style="yellow",
+    )

@@ -69,7 +69,7 @@ async def read_timeline(
 # Below this console width the timeline prints one event per line, because seven
 # table columns would leave the summary no room.
 TABLE_MIN_WIDTH = 120
-OUTCOME_STYLES = {"ok": "green", "denied": "red", "invalid": "yellow", "conflict": "yellow", "error": "red"}
+OUTCOME_STYLES = {"ok": "green", "replayed": "cyan", "denied": "red", "invalid": "yellow", "conflict": "yellow", "error": "red"}
 
 
 def _actor_label(event: ActivityOut) -> str:
@@ -123,7 +123,7 @@ def print_timeline(console: Console, events: list[ActivityOut], *, title: str) -
 
 ActorOption = Annotated[str, typer.Option(help="Only events by this principal: a name, or KIND:NAME such as agent:buyer-bot.")]
 ActionOption = Annotated[str, typer.Option(help="Only events of this tool or command name, e.g. approve_draft.")]
-OutcomeOption = Annotated[str, typer.Option(help="Only events with this outcome: ok, denied, invalid, conflict or error.")]
+OutcomeOption = Annotated[str, typer.Option(help="Only events with this outcome: ok, replayed, denied, invalid, conflict or error.")]
 DraftOption = Annotated[int | None, typer.Option(help="Only events about this draft id.")]
 RecordOption = Annotated[
     str,

@@ -16,7 +16,16 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from order3_mcp.commands._runtime import execute, out, say, settings_of, signed_in
+from order3_mcp.commands._runtime import (
+    IdempotencyKeyOption,
+    execute,
+    keyed,
+    out,
+    say,
+    say_replayed,
+    settings_of,
+    signed_in,
+)
 from order3_mcp.commands._untrusted import visible
 from order3_mcp.operator_schemas import CountTaskOut, CountTaskPage
 from order3_mcp.services import count_tasks
@@ -215,9 +224,7 @@ def submit(
         typer.Option("--file", help="Counts from a CSV file with columns sku, counted and optional bin, or a JSON file (list of {sku, bin, counted}, or {\"SKU\": QTY})."),
     ] = None,
     show_expected: ShowExpected = False,
-    idempotency_key: Annotated[
-        str | None, typer.Option(help="Key for this submission; repeating it with the same counts returns the first result.")
-    ] = None,
+    idempotency_key: IdempotencyKeyOption = None,
 ) -> None:
     """Submit the counted quantity of every line of an open count task and apply it.
 
@@ -227,16 +234,19 @@ def submit(
     """
     settings = settings_of(ctx)
 
-    async def step() -> CountTaskOut:
+    async def step() -> tuple[CountTaskOut, str | None]:
         entries = entries_from_options(line or [])
         if file is not None:
             entries += entries_from_file(file)
         async with signed_in(settings) as (app, caller):
-            return await count_tasks.submit_counts(
-                app, caller, task_id=task_id, entries=entries, show_expected=show_expected, idempotency_key=idempotency_key
+            return await keyed(
+                count_tasks.submit_counts(
+                    app, caller, task_id=task_id, entries=entries, show_expected=show_expected, idempotency_key=idempotency_key
+                )
             )
 
-    task = execute(step)
+    task, replayed = execute(step)
+    say_replayed(replayed, "count submission")
     corrected = sum(1 for counted in task.lines if counted.movement_id is not None)
     say(
         f"Submitted count task {task.task_id} at {task.location}: {len(task.lines)} line(s) counted, "

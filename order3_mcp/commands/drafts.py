@@ -10,10 +10,13 @@ from rich.text import Text
 
 from order3_mcp.commands._draft_payloads import show_reconciliation, show_supplier_note
 from order3_mcp.commands._runtime import (
+    IdempotencyKeyOption,
     execute,
+    keyed,
     out,
     parse_payload,
     say,
+    say_replayed,
     settings_of,
     signed_in,
 )
@@ -250,15 +253,22 @@ def approve(
         str, typer.Option("--hash", help="Payload hash, or a prefix of it, that you reviewed with `drafts show`; the approval is rejected if the draft changed since.")
     ] = "",
     reason: Annotated[str, typer.Option(help="Note kept with the approval.")] = "",
+    idempotency_key: IdempotencyKeyOption = None,
 ) -> None:
     """Approve a draft; if the matching policy rule sets auto_execute, the draft is executed at once."""
     settings = settings_of(ctx)
 
-    async def step() -> DraftDetail:
+    async def step() -> tuple[DraftDetail, str | None]:
         async with signed_in(settings) as (app, caller):
-            return await approvals.approve_draft(app, caller, draft_id=draft_id, expected_hash=hash_prefix, reason=reason)
+            return await keyed(
+                approvals.approve_draft(
+                    app, caller, draft_id=draft_id, expected_hash=hash_prefix, reason=reason, idempotency_key=idempotency_key
+                )
+            )
 
-    print_decision(execute(step))
+    detail, replayed = execute(step)
+    say_replayed(replayed, "approval")
+    print_decision(detail)
 
 
 @drafts_app.command("reject")
@@ -266,24 +276,31 @@ def reject(
     ctx: typer.Context,
     draft_id: DraftId,
     reason: Annotated[str, typer.Option(help="Why the draft is rejected; the drafter reads it.")],
+    idempotency_key: IdempotencyKeyOption = None,
 ) -> None:
     """Reject a pending draft with a reason."""
     settings = settings_of(ctx)
 
-    async def step() -> DraftDetail:
+    async def step() -> tuple[DraftDetail, str | None]:
         async with signed_in(settings) as (app, caller):
-            return await approvals.reject_draft(app, caller, draft_id=draft_id, reason=reason)
+            return await keyed(
+                approvals.reject_draft(app, caller, draft_id=draft_id, reason=reason, idempotency_key=idempotency_key)
+            )
 
-    print_decision(execute(step))
+    detail, replayed = execute(step)
+    say_replayed(replayed, "rejection")
+    print_decision(detail)
 
 
 @drafts_app.command("execute")
-def execute_(ctx: typer.Context, draft_id: DraftId) -> None:
+def execute_(ctx: typer.Context, draft_id: DraftId, idempotency_key: IdempotencyKeyOption = None) -> None:
     """Execute an approved draft once, through the normal inventory flow."""
     settings = settings_of(ctx)
 
-    async def step() -> DraftDetail:
+    async def step() -> tuple[DraftDetail, str | None]:
         async with signed_in(settings) as (app, caller):
-            return await approvals.execute_draft(app, caller, draft_id=draft_id)
+            return await keyed(approvals.execute_draft(app, caller, draft_id=draft_id, idempotency_key=idempotency_key))
 
-    print_decision(execute(step))
+    detail, replayed = execute(step)
+    say_replayed(replayed, "execution")
+    print_decision(detail)

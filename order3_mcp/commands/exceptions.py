@@ -8,7 +8,16 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from order3_mcp.commands._runtime import execute, out, say, settings_of, signed_in
+from order3_mcp.commands._runtime import (
+    IdempotencyKeyOption,
+    execute,
+    keyed,
+    out,
+    say,
+    say_replayed,
+    settings_of,
+    signed_in,
+)
 from order3_mcp.commands._untrusted import visible
 from order3_mcp.schemas import ExceptionOut, ExceptionPage
 
@@ -113,15 +122,21 @@ def dismiss(
     ctx: typer.Context,
     exception_id: Annotated[int, typer.Argument(help="Exception id, as listed.")],
     reason: Annotated[str, typer.Option(help="Why no action is needed; recorded in the activity history.")] = "",
+    idempotency_key: IdempotencyKeyOption = None,
 ) -> None:
     """Dismiss an open or drafted exception with a reason (approve scope; never agents)."""
     from order3_mcp.services import exceptions
 
     settings = settings_of(ctx)
 
-    async def step() -> ExceptionOut:
+    async def step() -> tuple[ExceptionOut, str | None]:
         async with signed_in(settings) as (app, caller):
-            return await exceptions.dismiss_exception(app, caller, exception_id=exception_id, reason=reason)
+            return await keyed(
+                exceptions.dismiss_exception(
+                    app, caller, exception_id=exception_id, reason=reason, idempotency_key=idempotency_key
+                )
+            )
 
-    found = execute(step)
+    found, replayed = execute(step)
+    say_replayed(replayed, "dismissal")
     say(f"Dismissed exception {found.exception_id} ({found.kind} {found.sku or found.purchase_order}).")

@@ -9,7 +9,16 @@ import typer
 from rich import box
 from rich.table import Table
 
-from order3_mcp.commands._runtime import execute, out, say, settings_of, signed_in
+from order3_mcp.commands._runtime import (
+    IdempotencyKeyOption,
+    execute,
+    keyed,
+    out,
+    say,
+    say_replayed,
+    settings_of,
+    signed_in,
+)
 from order3_mcp.services import policy as policy_service
 from order3_mcp.services.policy import (
     MAX_POLICY_BYTES,
@@ -144,7 +153,7 @@ def list_(ctx: typer.Context) -> None:
 
 
 @policy_app.command("load")
-def load(ctx: typer.Context, file: PolicyFile) -> None:
+def load(ctx: typer.Context, file: PolicyFile, idempotency_key: IdempotencyKeyOption = None) -> None:
     """Validate a policy file and make it the workspace's active policy (admin scope).
 
     Nothing is written when the file is invalid, or when its version was loaded
@@ -152,12 +161,15 @@ def load(ctx: typer.Context, file: PolicyFile) -> None:
     """
     settings = settings_of(ctx)
 
-    async def step() -> PolicyLoaded:
+    async def step() -> tuple[PolicyLoaded, str | None]:
         text = read_policy_file(file)
         async with signed_in(settings) as (app, caller):
-            return await policy_service.load_policy(app, caller, text=text, source=file.name)
+            return await keyed(
+                policy_service.load_policy(app, caller, text=text, source=file.name, idempotency_key=idempotency_key)
+            )
 
-    loaded = execute(step)
+    loaded, replayed = execute(step)
+    say_replayed(replayed, "policy load")
     policy = loaded.policy
     if not loaded.changed:
         say(f"Policy {policy.name!r} version {policy.version!r} is already the active policy; nothing changed.")

@@ -7,7 +7,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from order3_mcp.commands._runtime import execute, out, say, settings_of, signed_in
+from order3_mcp.commands._runtime import (
+    IdempotencyKeyOption,
+    execute,
+    keyed,
+    out,
+    say,
+    say_replayed,
+    settings_of,
+    signed_in,
+)
 from order3_mcp.schemas import ExchangeRateList, ExchangeRateOut
 from order3_mcp.services import rates
 
@@ -23,15 +32,19 @@ def set_(
     currency: Annotated[str, typer.Argument(help="Three-letter currency code, e.g. CAD.")],
     rate: Annotated[str, typer.Argument(help="What 1 unit of the currency is worth in the base currency, e.g. 0.73.")],
     as_of: Annotated[str, typer.Option(help="Date the rate applies from, YYYY-MM-DD; today in the workspace timezone if omitted.")] = "",
+    idempotency_key: IdempotencyKeyOption = None,
 ) -> None:
     """Set the rate new drafts use for a currency; earlier rates stay on record."""
     settings = settings_of(ctx)
 
-    async def step() -> ExchangeRateOut:
+    async def step() -> tuple[ExchangeRateOut, str | None]:
         async with signed_in(settings) as (app, caller):
-            return await rates.set_rate(app, caller, currency=currency, rate=rate, as_of=as_of)
+            return await keyed(
+                rates.set_rate(app, caller, currency=currency, rate=rate, as_of=as_of, idempotency_key=idempotency_key)
+            )
 
-    saved = execute(step)
+    saved, replayed = execute(step)
+    say_replayed(replayed, "exchange rate")
     say(f"1 {saved.currency} = {saved.rate} in the base currency, as of {saved.as_of}; new drafts use it.")
 
 

@@ -8,7 +8,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from order3_mcp.commands._runtime import execute, out, say, settings_of, signed_in
+from order3_mcp.commands._runtime import (
+    execute,
+    keyed,
+    out,
+    say,
+    say_replayed,
+    settings_of,
+    signed_in,
+)
 
 sync_app = typer.Typer(help="Ingest channel and accounting snapshots from integrations.", no_args_is_help=True)
 
@@ -23,11 +31,12 @@ def ingest(
 
     settings = settings_of(ctx)
 
-    async def step() -> sync.IngestResult:
+    async def step() -> tuple[sync.IngestResult, str | None]:
         async with signed_in(settings) as (app, caller):
-            return await sync.ingest_file(app, caller, path=path)
+            return await keyed(sync.ingest_file(app, caller, path=path))
 
-    result = execute(step)
+    result, replayed = execute(step)
+    say_replayed(replayed, "batch")
     say(
         f"Batch {result.batch_id!r} from {result.source}: {result.received} records, {result.agreed} agreed, "
         f"{result.mismatch} mismatch, {result.conflict} conflict, {result.applied} applied, "

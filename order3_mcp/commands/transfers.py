@@ -7,7 +7,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from order3_mcp.commands._runtime import execute, out, say, settings_of, signed_in
+from order3_mcp.commands._runtime import (
+    IdempotencyKeyOption,
+    execute,
+    keyed,
+    out,
+    say,
+    say_replayed,
+    settings_of,
+    signed_in,
+)
 from order3_mcp.schemas import TransferOut, TransferPage
 from order3_mcp.services import transfers
 
@@ -53,19 +62,17 @@ def list_(
 def receive(
     ctx: typer.Context,
     transfer: Annotated[str, typer.Argument(help="Transfer number, such as TR-000001, from `transfer list`.")],
-    idempotency_key: Annotated[
-        str | None,
-        typer.Option(help="Key for this receipt; repeating the command with the same key writes nothing new."),
-    ] = None,
+    idempotency_key: IdempotencyKeyOption = None,
 ) -> None:
     """Receive a transfer at its destination: its stock leaves transit and is added there. A transfer is received once."""
     settings = settings_of(ctx)
 
-    async def step() -> TransferOut:
+    async def step() -> tuple[TransferOut, str | None]:
         async with signed_in(settings) as (app, caller):
-            return await transfers.receive_transfer(app, caller, transfer=transfer, idempotency_key=idempotency_key)
+            return await keyed(transfers.receive_transfer(app, caller, transfer=transfer, idempotency_key=idempotency_key))
 
-    received = execute(step)
+    received, replayed = execute(step)
+    say_replayed(replayed, "transfer receipt")
     say(
         f"Received transfer {received.number}: {received.quantity} {received.sku} moved from "
         f"{received.transit_place} into {received.to_place}.",

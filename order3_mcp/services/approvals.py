@@ -33,6 +33,7 @@ from store.errors import (
     InvalidInputError,
     PermissionDeniedError,
 )
+from store.idempotency import derived_key
 from store.models import (
     Draft,
     ExceptionRecord,
@@ -115,7 +116,8 @@ async def approve_draft(
     """Record one approval, and approve the draft once the rule's approvals are complete.
 
     When the matching rule sets auto_execute, the approved draft is executed at
-    once through `execute_draft`.
+    once through `execute_draft`. With an idempotency key, that execution is
+    keyed `KEY/execute`, so a retry replays both steps and returns the executed draft.
     """
 
     async def work(session: AsyncSession) -> Outcome:
@@ -165,11 +167,14 @@ async def approve_draft(
         async with app.database.read() as session:
             draft = await drafts.get_draft(session, workspace_id=caller.workspace_id, draft_id=draft_id)
         if draft.auto_execute:
-            detail = await execute_draft(app, caller, draft_id=draft_id, automatic=True)
+            execute_key = derived_key(idempotency_key, "execute") if idempotency_key is not None else None
+            detail = await execute_draft(app, caller, draft_id=draft_id, automatic=True, idempotency_key=execute_key)
     return detail
 
 
-async def reject_draft(app: Order3, caller: Caller, *, draft_id: int, reason: str) -> DraftDetail:
+async def reject_draft(
+    app: Order3, caller: Caller, *, draft_id: int, reason: str, idempotency_key: str | None = None
+) -> DraftDetail:
     """Reject a pending draft with a reason; it can no longer be approved or executed."""
 
     async def work(session: AsyncSession) -> Outcome:
@@ -195,10 +200,15 @@ async def reject_draft(app: Order3, caller: Caller, *, draft_id: int, reason: st
             draft_id=draft.id,
         )
 
-    return await app.run(caller, "reject_draft", {"draft_id": draft_id, "reason": reason}, work, result_type=DraftDetail)
+    return await app.run(
+        caller, "reject_draft", {"draft_id": draft_id, "reason": reason}, work, result_type=DraftDetail,
+        idempotency_key=idempotency_key,
+    )
 
 
-async def withdraw_draft(app: Order3, caller: Caller, *, draft_id: int, reason: str) -> DraftDetail:
+async def withdraw_draft(
+    app: Order3, caller: Caller, *, draft_id: int, reason: str, idempotency_key: str | None = None
+) -> DraftDetail:
     """Withdraw a draft the caller prepared, before it is executed."""
 
     async def work(session: AsyncSession) -> Outcome:
@@ -224,7 +234,10 @@ async def withdraw_draft(app: Order3, caller: Caller, *, draft_id: int, reason: 
             draft_id=draft.id,
         )
 
-    return await app.run(caller, "withdraw_draft", {"draft_id": draft_id, "reason": reason}, work, result_type=DraftDetail)
+    return await app.run(
+        caller, "withdraw_draft", {"draft_id": draft_id, "reason": reason}, work, result_type=DraftDetail,
+        idempotency_key=idempotency_key,
+    )
 
 
 async def _settle_exceptions(app: Order3, caller: Caller, session: AsyncSession, draft: Draft) -> None:
@@ -248,7 +261,9 @@ async def _reopen_exceptions(session: AsyncSession, draft: Draft) -> None:
         await drafts.reopen_unanswered(session, linked=linked, excluding_draft_id=draft.id)
 
 
-async def execute_draft(app: Order3, caller: Caller, *, draft_id: int, automatic: bool = False) -> DraftDetail:
+async def execute_draft(
+    app: Order3, caller: Caller, *, draft_id: int, automatic: bool = False, idempotency_key: str | None = None
+) -> DraftDetail:
     """Execute an approved draft once, through the normal inventory flow for its kind.
 
     The records execution depends on are checked again first, for example an
@@ -298,7 +313,10 @@ async def execute_draft(app: Order3, caller: Caller, *, draft_id: int, automatic
             draft_id=draft.id,
         )
 
-    return await app.run(caller, "execute_draft", {"draft_id": draft_id, "automatic": automatic}, work, result_type=DraftDetail)
+    return await app.run(
+        caller, "execute_draft", {"draft_id": draft_id, "automatic": automatic}, work, result_type=DraftDetail,
+        idempotency_key=idempotency_key,
+    )
 
 
 async def _hold_if_approvals_fall_short(app: Order3, caller: Caller, session: AsyncSession, draft: Draft) -> Outcome | None:

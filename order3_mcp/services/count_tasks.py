@@ -11,6 +11,7 @@ activity log records whether they were shown.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -51,6 +52,7 @@ from store.count_sheets import (
     open_task_counting,
 )
 from store.errors import ConflictError, InvalidInputError, NotFoundError
+from store.idempotency import decimal_or_raw
 from store.models import (
     COUNT_SHEET_STATUSES,
     OPEN_DRAFT_STATUSES,
@@ -427,6 +429,11 @@ async def get_count_task(app: Order3, caller: Caller, *, task_id: int, show_expe
     return await app.run(caller, "count_show", arguments, work, result_type=CountTaskOut)
 
 
+def _counted_parser(entry: CountEntry) -> Callable[[str], Decimal]:
+    # parse_counted reads the entry's text and names its source in errors.
+    return lambda _: parse_counted(entry)
+
+
 def parse_counted(entry: CountEntry) -> Decimal:
     """Return the counted quantity of an entry: zero or a positive decimal with at most six places.
 
@@ -550,7 +557,9 @@ async def submit_counts(
 
     arguments = {
         "task_id": task_id,
-        "counts": [{"sku": e.sku, "bin": e.bin, "counted": e.counted} for e in entries],
+        "counts": [
+            {"sku": e.sku, "bin": e.bin, "counted": decimal_or_raw(e.counted, _counted_parser(e))} for e in entries
+        ],
         "show_expected": show_expected,
     }
     return await app.run(

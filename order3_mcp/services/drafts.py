@@ -18,6 +18,7 @@ from store import catalog, drafts
 from store import rates as store_rates
 from store.activity import canonical_json
 from store.errors import InvalidInputError
+from store.idempotency import normalized
 from store.models import (
     DRAFT_KINDS,
     DRAFT_STATUSES,
@@ -357,7 +358,7 @@ async def draft_purchase_order(
 
     arguments = {
         "supplier": supplier,
-        "lines": [line.model_dump(mode="json") for line in lines],
+        "lines": [normalized(line.model_dump()) for line in lines],
         "rationale": rationale,
         "title": title,
         "exception_ids": exception_ids,

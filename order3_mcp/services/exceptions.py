@@ -280,7 +280,9 @@ async def get_exception(app: Order3, caller: Caller, *, exception_id: int) -> Ex
     return await app.run(caller, "get_exception", {"exception_id": exception_id}, work, result_type=ExceptionOut)
 
 
-async def dismiss_exception(app: Order3, caller: Caller, *, exception_id: int, reason: str) -> ExceptionOut:
+async def dismiss_exception(
+    app: Order3, caller: Caller, *, exception_id: int, reason: str, idempotency_key: str | None = None
+) -> ExceptionOut:
     """Dismiss a live exception with a reason; a person with the approve scope decides this, never an agent."""
 
     async def work(session: AsyncSession) -> Outcome:
@@ -313,4 +315,7 @@ async def dismiss_exception(app: Order3, caller: Caller, *, exception_id: int, r
             affected=[{"kind": "exception", "id": record.id}],
         )
 
-    return await app.run(caller, "dismiss_exception", {"exception_id": exception_id, "reason": reason}, work, result_type=ExceptionOut)
+    return await app.run(
+        caller, "dismiss_exception", {"exception_id": exception_id, "reason": reason}, work, result_type=ExceptionOut,
+        idempotency_key=idempotency_key,
+    )

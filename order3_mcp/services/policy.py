@@ -264,7 +264,9 @@ async def list_policies(app: Order3, caller: Caller) -> PolicyVersionList:
     return await app.run(caller, "policy_list", {}, work, result_type=PolicyVersionList)
 
 
-async def load_policy(app: Order3, caller: Caller, *, text: str, source: str) -> PolicyLoaded:
+async def load_policy(
+    app: Order3, caller: Caller, *, text: str, source: str, idempotency_key: str | None = None
+) -> PolicyLoaded:
     """Validate a policy text and store it as the workspace's active policy.
 
     Pending drafts are routed again under the new policy in the same
@@ -328,7 +330,9 @@ async def load_policy(app: Order3, caller: Caller, *, text: str, source: str) ->
         affected = [{"kind": "policy_version", "id": row.id}] + [{"kind": "draft", "id": draft_id} for draft_id in rerouted]
         return Outcome(PolicyLoaded(policy=described, changed=True, rerouted_drafts=rerouted), summary, affected=affected)
 
-    loaded = await app.run(caller, "policy_load", arguments, work, result_type=PolicyLoaded)
+    loaded = await app.run(
+        caller, "policy_load", arguments, work, result_type=PolicyLoaded, idempotency_key=idempotency_key
+    )
     logger.info("policy %s loaded into workspace %s by %s", loaded.policy.fingerprint, caller.workspace, caller.principal)
     return loaded
 

@@ -11,6 +11,7 @@ from order3_mcp.schemas import ExchangeRateList, ExchangeRateOut
 from store import rates as store_rates
 from store.errors import InvalidInputError
 from store.finders import business_date
+from store.idempotency import decimal_or_raw
 from store.models import ExchangeRate
 
 
@@ -25,7 +26,9 @@ def _rate_out(record: ExchangeRate, *, in_use: bool) -> ExchangeRateOut:
     )
 
 
-async def set_rate(app: Order3, caller: Caller, *, currency: str, rate: str, as_of: str = "") -> ExchangeRateOut:
+async def set_rate(
+    app: Order3, caller: Caller, *, currency: str, rate: str, as_of: str = "", idempotency_key: str | None = None
+) -> ExchangeRateOut:
     """Set what 1 unit of `currency` is worth in the base currency; drafts prepared from now on use it."""
 
     async def work(session: AsyncSession) -> Outcome:
@@ -62,8 +65,9 @@ async def set_rate(app: Order3, caller: Caller, *, currency: str, rate: str, as_
             affected=[{"kind": "exchange_rate", "id": record.id}],
         )
 
+    arguments = {"currency": currency, "rate": decimal_or_raw(rate, store_rates.parse_rate), "as_of": as_of}
     return await app.run(
-        caller, "rates_set", {"currency": currency, "rate": rate, "as_of": as_of}, work, result_type=ExchangeRateOut
+        caller, "rates_set", arguments, work, result_type=ExchangeRateOut, idempotency_key=idempotency_key
     )
 
 

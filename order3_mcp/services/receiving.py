@@ -12,6 +12,7 @@ from order3_mcp.inputs import parse_quantity
 from order3_mcp.operator_schemas import ReceiptOut
 from store import catalog
 from store.errors import InvalidInputError, NotFoundError
+from store.idempotency import decimal_or_raw
 from store.models import Bin, Location
 from store.purchasing import get_purchase_order_by_number
 from store.receiving import check_open_for_receiving, get_order_line, receive_line
@@ -147,7 +148,7 @@ async def receive(
     arguments = {
         "purchase_order": purchase_order,
         "line_no": line_no,
-        "quantity": quantity,
+        "quantity": decimal_or_raw(quantity, parse_quantity),
         "location": location,
         "bin": bin_code,
         "delivery": delivery,

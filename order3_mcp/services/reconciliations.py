@@ -46,6 +46,7 @@ from store import drafts, finders
 from store.codes import find_by_code
 from store.errors import InvalidInputError, NotFoundError
 from store.finders.mismatches import Measurement, tolerance_for
+from store.idempotency import decimal_text
 from store.models import Bin, ExceptionRecord, ExternalSnapshot, Item, Location
 from store.reconciliations import current_snapshot, measure, on_hand_at
 from store.stock import Place
@@ -205,8 +206,8 @@ async def draft_reconciliation(
     arguments = {
         "exception_id": exception_id,
         "action": action,
-        "reported": None if reported is None else str(reported),
-        "ours": None if ours is None else str(ours),
+        "reported": None if reported is None else decimal_text(reported),
+        "ours": None if ours is None else decimal_text(ours),
         "our_version": our_version,
         "their_version": their_version,
         "bin": bin,

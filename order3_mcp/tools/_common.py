@@ -16,10 +16,19 @@ from store.errors import Order3Error
 T = TypeVar("T")
 
 READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
-# Drafting is idempotent only with an idempotency key, so the hint stays false.
+# Writes are idempotent only with an idempotency key, so the hint stays false.
 DRAFT = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
 DECIDE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=False)
 
+IdempotencyKey = Annotated[
+    str | None,
+    Field(
+        description="Unique key for this request, e.g. a UUID, scoped to you and this tool. Retrying with the same "
+        "key and arguments returns the original result and writes nothing new; the same key with other arguments, "
+        "or while the first call is still running, is refused as a conflict.",
+        max_length=200,
+    ),
+]
 Cursor = Annotated[
     str,
     Field(description="next_cursor from the previous page; empty for the first page.", max_length=500),

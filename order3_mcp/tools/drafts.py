@@ -10,7 +10,15 @@ from order3_mcp.inputs import CountLine, PurchaseLine, Quantity, QuantityChange
 from order3_mcp.schemas import DraftDetail, DraftPage
 from order3_mcp.services import approvals, count_tasks, drafts
 from order3_mcp.services.kinds import adjustment, transfer
-from order3_mcp.tools._common import DEFAULT_LIMIT, DRAFT, READ, Cursor, Limit, guarded
+from order3_mcp.tools._common import (
+    DEFAULT_LIMIT,
+    DRAFT,
+    READ,
+    Cursor,
+    IdempotencyKey,
+    Limit,
+    guarded,
+)
 from store.adjustments import ADJUSTMENT_REASONS
 
 DraftId = Annotated[int, Field(description="Draft id.", strict=True, ge=1)]
@@ -20,14 +28,6 @@ Rationale = Annotated[
         description="Why this draft is needed, with the numbers (required). People read it before approving.",
         min_length=1,
         max_length=4000,
-    ),
-]
-IdempotencyKey = Annotated[
-    str | None,
-    Field(
-        description="Unique key for this request, e.g. a UUID. Retrying with the same key and arguments returns the "
-        "original draft; the same key with other arguments is refused.",
-        max_length=200,
     ),
 ]
 Title = Annotated[str, Field(description="Short title; empty for a generated one.", max_length=200)]
@@ -172,9 +172,12 @@ def register(server: MCPServer, app: Order3, caller: Caller) -> None:
     async def withdraw_draft(
         draft_id: DraftId,
         reason: Annotated[str, Field(description="Why the draft is no longer wanted.", max_length=2000)] = "",
+        idempotency_key: IdempotencyKey = None,
     ) -> DraftDetail:
         """Withdraw a draft you prepared, before it is executed; linked exceptions reopen."""
-        return await guarded(approvals.withdraw_draft(app, caller, draft_id=draft_id, reason=reason))
+        return await guarded(
+            approvals.withdraw_draft(app, caller, draft_id=draft_id, reason=reason, idempotency_key=idempotency_key)
+        )
 
     @server.tool(annotations=READ)
     async def list_drafts(

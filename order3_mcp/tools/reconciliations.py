@@ -14,8 +14,8 @@ from order3_mcp.app import Caller, Order3
 from order3_mcp.schemas import DraftDetail
 from order3_mcp.services import reconciliations
 from order3_mcp.services.reconciliations import MAX_TITLE
-from order3_mcp.tools._common import DRAFT, guarded
-from order3_mcp.tools.drafts import IdempotencyKey, Rationale
+from order3_mcp.tools._common import DRAFT, IdempotencyKey, guarded
+from order3_mcp.tools.drafts import Rationale
 from store.types import MAX_FIXED, SCALE_DIGITS
 
 _SIGNED_DECIMAL = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")

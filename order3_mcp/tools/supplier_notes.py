@@ -9,8 +9,16 @@ from order3_mcp.app import Caller, Order3
 from order3_mcp.schemas import DraftDetail, OutboxPage
 from order3_mcp.services import outbox, supplier_notes
 from order3_mcp.services.supplier_notes import MAX_BODY, MAX_SUBJECT, MAX_TITLE
-from order3_mcp.tools._common import DEFAULT_LIMIT, DRAFT, READ, Cursor, Limit, guarded
-from order3_mcp.tools.drafts import IdempotencyKey, Rationale
+from order3_mcp.tools._common import (
+    DEFAULT_LIMIT,
+    DRAFT,
+    READ,
+    Cursor,
+    IdempotencyKey,
+    Limit,
+    guarded,
+)
+from order3_mcp.tools.drafts import Rationale
 
 
 def register(server: MCPServer, app: Order3, caller: Caller) -> None:

@@ -10,7 +10,8 @@ from sqlmodel import Field, SQLModel
 
 from store.models._base import json_field, time_field, workspace_fk
 
-OUTCOMES = ("ok", "denied", "invalid", "conflict", "error")
+# "replayed": an idempotency key repeated with the same arguments returned the stored result and wrote nothing else.
+OUTCOMES = ("ok", "replayed", "denied", "invalid", "conflict", "error")
 CHANNELS = ("mcp", "cli", "sync")
 
 

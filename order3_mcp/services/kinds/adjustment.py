@@ -25,6 +25,7 @@ from order3_mcp.services.kinds._common import (
 from policies import DraftFacts
 from store.adjustments import check_reason, post_adjustment
 from store.errors import InvalidInputError
+from store.idempotency import decimal_text
 from store.inventory import on_hand_at
 from store.models import Draft, Item
 from store.rates import rates_in_use
@@ -142,7 +143,7 @@ async def draft_adjustment(
         "sku": sku,
         "location": location,
         "bin": bin_code,
-        "quantity": str(quantity),
+        "quantity": decimal_text(quantity),
         "reason_code": reason_code,
         "rationale": rationale,
         "title": title,

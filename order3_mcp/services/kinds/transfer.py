@@ -24,6 +24,7 @@ from order3_mcp.services.kinds._common import (
 from order3_mcp.services import policy_routing
 from policies import DraftFacts
 from store.errors import InvalidInputError
+from store.idempotency import decimal_text
 from store.rates import rates_in_use
 from store.inventory import PlaceAvailability, availability_at
 from store.models import Draft, Item, Location
@@ -159,7 +160,7 @@ async def draft_transfer(
 
     arguments = {
         "sku": sku,
-        "quantity": str(quantity),
+        "quantity": decimal_text(quantity),
         "from_location": from_location,
         "from_bin": from_bin,
         "to_location": to_location,
