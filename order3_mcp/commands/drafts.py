@@ -267,7 +267,8 @@ def approve(
             )
 
     detail, replayed = execute(step)
-    say_replayed(replayed, "approval")
+    # After an automatic execution the replayed key is the derived KEY/execute; name the key that was given.
+    say_replayed(idempotency_key if replayed else None, "approval")
     print_decision(detail)
 
 
