@@ -8,6 +8,7 @@ key unused.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -25,7 +26,7 @@ from order3_mcp.server import build_server
 from order3_mcp.services.sync import ingest_external_snapshot
 from policies import default_policy_path
 from store.db import Database
-from store.models import ActivityEvent, ExceptionRecord, IdempotencyRecord, Supplier
+from store.models import ActivityEvent, ExceptionRecord, Supplier
 from store.purchasing import NewLine, issue_purchase_order
 from tests.factory import add_bins_and_second_location, issue_secret
 from tests.kind_support import Workspace, make_workspace, on, order3, read, write
@@ -242,8 +243,8 @@ def batch_files(workspace: Workspace) -> dict[str, Any]:
     folder = workspace.db.parent
     record = {"external_id": "q-1", "kind": "channel_quantity", "sku": "WIDGET-1", "location": "WH1", "quantity": "5"}
     batch = {"source": "shopify-eu", "batch_id": "b-9", "records": [record]}
-    (folder / "same.json").write_text(_json(batch), encoding="utf-8")
-    (folder / "other.json").write_text(_json({**batch, "records": [{**record, "quantity": "6"}]}), encoding="utf-8")
+    (folder / "same.json").write_text(json.dumps(batch), encoding="utf-8")
+    (folder / "other.json").write_text(json.dumps({**batch, "records": [{**record, "quantity": "6"}]}), encoding="utf-8")
     secret = on(
         workspace.db,
         lambda database: issue_secret(
@@ -252,12 +253,6 @@ def batch_files(workspace: Workspace) -> dict[str, Any]:
         ),
     )
     return {"secret": secret, "folder": folder}
-
-
-def _json(value: Any) -> str:
-    import json
-
-    return json.dumps(value)
 
 
 # The write kinds.
