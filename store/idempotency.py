@@ -190,6 +190,7 @@ async def remember(
             },
         )
     except IntegrityError:
+        # NOTE: only PostgreSQL reaches this branch, and no test runs two overlapping processes there yet.
         raise ConflictError(
             f"Another call with idempotency key {key!r} finished first, so this one wrote nothing; retry with the "
             "same key and arguments to get its result."
