@@ -4,11 +4,9 @@ from collections.abc import Awaitable
 from typing import Annotated, TypeVar
 
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp_types import ToolAnnotations
-from pydantic import Field
-
 from mcp.shared.exceptions import MCPError
-from mcp_types import INVALID_PARAMS
+from mcp_types import INVALID_PARAMS, ToolAnnotations
+from pydantic import Field
 
 from order3_mcp.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, InvalidCursorError
 from store.errors import Order3Error
