@@ -15,6 +15,7 @@ from rich.text import Text
 
 from order3_mcp.app import Caller, Order3, replayed_key
 from order3_mcp.commands._database import connect
+from order3_mcp.replay.clock import environment_clock
 from store.errors import Order3Error, PermissionDeniedError
 
 T = TypeVar("T")
@@ -91,9 +92,10 @@ async def signed_in(settings: CliSettings) -> AsyncIterator[tuple[Order3, Caller
             "No token given: set ORDER3_TOKEN or pass --token before the command name. "
             "`order3 init` prints the first admin token; an admin creates more with `order3 token create`."
         )
+    clock = environment_clock()
     database = await connect(settings.db)
     try:
-        app = Order3(database)
+        app = Order3(database, clock=clock)
         caller = await app.authenticate(secret, channel="cli")
         yield app, caller
     finally:

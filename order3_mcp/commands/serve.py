@@ -15,6 +15,7 @@ from order3_mcp.app import Order3
 from order3_mcp.commands._runtime import connect, execute, settings_of
 from order3_mcp.http_server.app import HttpTransport
 from order3_mcp.http_server.rate_limit import DEFAULT_BURST, DEFAULT_RATE
+from order3_mcp.replay.clock import environment_clock
 from order3_mcp.server import build_server
 from store.errors import InvalidInputError, PermissionDeniedError
 
@@ -74,9 +75,10 @@ def serve(
         check_loopback(host)
         if (settings.token or "").strip():
             logger.warning("ORDER3_TOKEN is ignored with --http: every request authenticates with its own bearer token")
+        clock = environment_clock()
         database = await connect(settings.db)
         try:
-            transport = HttpTransport(Order3(database), host=host, port=port, rate=rate_limit, burst=rate_burst)
+            transport = HttpTransport(Order3(database, clock=clock), host=host, port=port, rate=rate_limit, burst=rate_burst)
             config = uvicorn.Config(transport, host=host, port=port, log_level=log_level.lower(), lifespan="on", server_header=False)
             logger.info("serving Streamable HTTP at %s", transport.endpoint)
             # uvicorn points its access log at sys.stdout when it configures logging;
@@ -93,9 +95,10 @@ def serve(
             raise PermissionDeniedError(
                 "No token given: set ORDER3_TOKEN (or pass --token) to the token of the agent or person this server acts for."
             )
+        clock = environment_clock()
         database = await connect(settings.db)
         try:
-            app = Order3(database)
+            app = Order3(database, clock=clock)
             caller = await app.authenticate(secret, channel="mcp")
             server = build_server(app, caller)
             logger.info("serving workspace %s as %s over stdio", caller.workspace, caller.describe())
