@@ -16,7 +16,12 @@ from order3_mcp.replay.format import STEP_KINDS, Problem, Scenario, ScenarioFile
 from order3_mcp.replay.matchers import Mismatch, first_difference, render
 from order3_mcp.replay.references import UnresolvedReference, resolve
 from order3_mcp.replay.sessions import TokenHandle, ToolSessions, run_cli
-from order3_mcp.replay.state import STATE_TARGETS, events_after, last_event_id, read_state
+from order3_mcp.replay.state import (
+    STATE_TARGETS,
+    events_after,
+    last_event_id,
+    read_state,
+)
 from order3_mcp.services import admin
 from order3_mcp.services import policy as policy_service
 from store.db import Database, open_database

@@ -45,7 +45,7 @@ class ToolCall:
 def _error_text(content: list[Any], tool: str) -> str:
     text = " ".join(getattr(block, "text", "") for block in content).strip()
     prefix = f"{TOOL_ERROR_PREFIX}{tool}: "
-    return text[len(prefix):] if text.startswith(prefix) else text
+    return text.removeprefix(prefix)
 
 
 class ToolSessions:
