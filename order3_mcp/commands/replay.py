@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -79,6 +80,9 @@ def run(
     """
     if transport not in TRANSPORTS:
         raise fail(f"Transport {transport!r} is unknown; use {' or '.join(TRANSPORTS)}.", exit_code=INVALID_EXIT)
+    # Refusals the scenarios provoke are logged at INFO; configuring logging first keeps
+    # the in-memory servers from installing their own INFO handler on stderr.
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         # Every file is validated before any runs, so a typo never leaves half a suite run.
         scenarios = [load_scenario(path) for path in collect_paths(paths)]
