@@ -225,12 +225,15 @@ async def record_session(
             recorder.skipped.append(f"{where}: no tool or replayable CLI command matches action {event.action!r}")
             continue
 
-        if event.action.startswith("draft_") and event.draft_id is not None and event.outcome == "ok":
+        retried = event.draft_id in recorder.drafts
+        if event.action.startswith("draft_") and event.draft_id is not None and event.outcome == "ok" and not retried:
             step_id = f"draft{event.draft_id}"
-            if event.draft_id not in recorder.drafts:
-                step["id"] = step_id
-                recorder.drafts[event.draft_id] = f"$steps.{step_id}.result.draft_id"
+            step = {"id": step_id, **step}
+            recorder.drafts[event.draft_id] = f"$steps.{step_id}.result.draft_id"
         _expectations(step, event, folded, recorder.reference(event.draft_id))
+        if retried and event.action.startswith("draft_") and "result" in step:
+            # A retry with the same idempotency key returns the draft the first call created.
+            step["result"]["draft_id"] = recorder.reference(event.draft_id)
         recorder.steps.append(step)
 
     tokens_section = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 import time
@@ -324,8 +325,11 @@ def skip_reason(scenario: Scenario) -> str:
     return ""
 
 
-async def run_scenario(scenario: Scenario, *, transport: str = "memory") -> ScenarioReport:
-    """Run a scenario on a fresh temporary SQLite database and return its report.
+async def run_scenario(scenario: Scenario, *, transport: str = "memory", keep_in: Path | None = None) -> ScenarioReport:
+    """Run a scenario on a fresh SQLite database and return its report.
+
+    The database is a temporary file unless `keep_in` names an empty directory,
+    where replay.db is created and kept, for example to record it again.
 
     Raises:
         ScenarioFileError: If the dataset, the policy file or a token is refused while setting up.
@@ -335,8 +339,11 @@ async def run_scenario(scenario: Scenario, *, transport: str = "memory") -> Scen
     if reason:
         return ScenarioReport(label=scenario.label, name=scenario.name, status="skipped", skip_reason=reason)
 
-    with tempfile.TemporaryDirectory(prefix="order3-replay-") as directory:
-        db_path = Path(directory) / "replay.db"
+    with contextlib.ExitStack() as stack:
+        directory = keep_in or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="order3-replay-")))
+        db_path = directory / "replay.db"
+        if db_path.exists():
+            raise InvalidInputError(f"{db_path} already exists; a replay needs a fresh database, so pick an empty directory.")
         database = await open_database(db_path)
         try:
             report = await _run_on(database, db_path, scenario, transport)
