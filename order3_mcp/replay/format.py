@@ -342,14 +342,14 @@ def collect_paths(paths: list[Path]) -> list[Path]:
     """Expand directories into their scenario files (.yaml, .yml, .json, searched recursively), in sorted order.
 
     Raises:
-        ScenarioFileError: If a path does not exist or a directory holds no scenario file.
+        ScenarioFileError: If a path does not exist or a directory contains no scenario file.
     """
     found: list[Path] = []
     for path in paths:
         if path.is_dir():
             files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in SCENARIO_SUFFIXES)
             if not files:
-                raise ScenarioFileError([Problem(str(path), "", "the directory holds no .yaml, .yml or .json file", "pass a scenario directory such as fixtures/scenarios")])
+                raise ScenarioFileError([Problem(str(path), "", "the directory contains no .yaml, .yml or .json file", "pass a scenario directory such as fixtures/scenarios")])
             found.extend(files)
         elif path.is_file():
             found.append(path)

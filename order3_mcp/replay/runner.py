@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from order3_mcp.app import Order3
+from order3_mcp.app import Caller, Order3
 from order3_mcp.replay.clock import FixedClock, parse_duration, parse_moment
 from order3_mcp.replay.dataset import SETUP_ADMIN, load_workspace
 from order3_mcp.replay.format import STEP_KINDS, Problem, Scenario, ScenarioFileError
@@ -33,7 +33,7 @@ from store.models import Draft
 # Error kinds a step can expect, from the activity outcome of a tool call or the exit code of a CLI action.
 EXIT_CODE_KINDS = {1: "error", 2: "invalid", 3: "denied", 4: "not_found", 5: "conflict", 6: "denied"}
 OUTCOME_KINDS = {"denied": "denied", "conflict": "conflict", "invalid": "invalid", "error": "error"}
-# A not-found refusal is recorded with the outcome "invalid"; its message says the record does not exist.
+# A not-found refusal is recorded with the outcome "invalid", and its message states that the record does not exist.
 NOT_FOUND_TEXT = "does not exist"
 # Result fields, in order, whose value becomes a step's `id`.
 ID_FIELDS = ("draft_id", "exception_id", "task_id", "message_id", "token_id", "id")
@@ -286,7 +286,7 @@ def _setup_problem(scenario: Scenario, pointer: str, exc: Order3Error, fix: str)
     return ScenarioFileError([Problem(scenario.label, pointer, exc.message.rstrip("."), fix)])
 
 
-async def _create_tokens(app: Order3, database: Database, scenario: Scenario, setup_admin: Any, clock: FixedClock) -> dict[str, TokenHandle]:
+async def _create_tokens(app: Order3, database: Database, scenario: Scenario, setup_admin: Caller, clock: FixedClock) -> dict[str, TokenHandle]:
     """Create each scenario token; a token in another workspace gets that workspace, created empty.
 
     Raises:
@@ -309,8 +309,7 @@ async def _create_tokens(app: Order3, database: Database, scenario: Scenario, se
             )
         except Order3Error as exc:
             raise _setup_problem(scenario, f"/tokens/{name}", exc, "use a kind, role and principal that `order3 token create` accepts") from exc
-        channel = "mcp"
-        handles[name] = TokenHandle(secret=token.secret, caller=await app.authenticate(token.secret, channel=channel))
+        handles[name] = TokenHandle(secret=token.secret, caller=await app.authenticate(token.secret, channel="mcp"))
     return handles
 
 
