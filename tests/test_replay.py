@@ -227,3 +227,13 @@ def test_unknown_transport_exits_2(tmp_path: Path) -> None:
 
     assert code == 2
     assert "Transport 'carrier-pigeon' is unknown; use memory or stdio." in stderr
+
+
+def test_invalid_batch_file_exits_2(tmp_path: Path) -> None:
+    (tmp_path / "batch.json").write_text('{"source": "erp"}', encoding="utf-8")
+    steps = [{"sync": {"file": "batch.json"}, "as": "bot"}]
+
+    code, _, stderr = replay(str(write_scenario(tmp_path / "s.yaml", minimal(steps=steps))))
+
+    assert code == 2
+    assert "batch.json at /: the batch is not an object with source, batch_id and records" in stderr

@@ -237,6 +237,30 @@ def walk_references(value: Any, parts: tuple[Any, ...] = ()) -> list[tuple[tuple
     return found
 
 
+def read_batch(scenario_dir: Path, name: str) -> dict[str, Any]:
+    """Read a sync batch file named by a scenario, JSON or YAML.
+
+    Raises:
+        ScenarioFileError: If the file is unreadable or not an object with source, batch_id and records.
+    """
+    batch = read_document(scenario_dir / name, label=name)
+    if not isinstance(batch, dict) or not {"source", "batch_id", "records"} <= set(batch):
+        raise ScenarioFileError(
+            [Problem(name, "", "the batch is not an object with source, batch_id and records", "write a batch as docs/sync.md describes")]
+        )
+    return batch
+
+
+def _check_batch_file(label: str, pointer: str, scenario_dir: Path, name: str) -> list[Problem]:
+    if not (scenario_dir / name).is_file():
+        return [Problem(label, pointer, f"batch file {name!r} does not exist", "give a path relative to the scenario file")]
+    try:
+        read_batch(scenario_dir, name)
+    except ScenarioFileError as exc:
+        return exc.problems
+    return []
+
+
 def _check_steps(label: str, document: dict[str, Any], scenario_dir: Path, start: datetime) -> list[Problem]:
     """Check what the schema cannot: token names, unique step ids, references to earlier steps, files and times."""
     problems: list[Problem] = []
@@ -253,8 +277,8 @@ def _check_steps(label: str, document: dict[str, Any], scenario_dir: Path, start
                 problems.append(Problem(label, pointer, "the reference is malformed", "write $steps.STEP_ID.result.FIELD, or $$steps for the literal text"))
             elif target not in known_ids:
                 problems.append(Problem(label, pointer, f"step {target!r} is not an earlier step", "reference the id of a step that runs before this one"))
-        if "sync" in step and "file" in step["sync"] and not (scenario_dir / step["sync"]["file"]).is_file():
-            problems.append(Problem(label, f"{where}/sync/file", f"batch file {step['sync']['file']!r} does not exist", "give a path relative to the scenario file"))
+        if "sync" in step and "file" in step["sync"]:
+            problems.extend(_check_batch_file(label, f"{where}/sync/file", scenario_dir, step["sync"]["file"]))
         if "advance" in step:
             try:
                 moment += parse_duration(step["advance"])

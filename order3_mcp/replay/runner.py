@@ -13,7 +13,13 @@ from typing import Any
 from order3_mcp.app import Caller, Order3
 from order3_mcp.replay.clock import FixedClock, parse_duration, parse_moment
 from order3_mcp.replay.dataset import SETUP_ADMIN, load_workspace
-from order3_mcp.replay.format import STEP_KINDS, Problem, Scenario, ScenarioFileError
+from order3_mcp.replay.format import (
+    STEP_KINDS,
+    Problem,
+    Scenario,
+    ScenarioFileError,
+    read_batch,
+)
 from order3_mcp.replay.matchers import Mismatch, first_difference, render
 from order3_mcp.replay.references import UnresolvedReference, resolve
 from order3_mcp.replay.sessions import TokenHandle, ToolSessions, run_cli
@@ -189,8 +195,7 @@ class _Run:
         if kind == "sync":
             batch = action["sync"].get("batch")
             if batch is None:
-                path = self.scenario.path.resolve().parent / action["sync"]["file"]
-                batch = json.loads(path.read_text(encoding="utf-8"))
+                batch = read_batch(self.scenario.path.resolve().parent, action["sync"]["file"])
             call = await self.sessions.call(action["as"], "ingest_external_snapshot", batch)
             return call.result, None if call.error is None else {"message": call.error}
         if kind == "cli":
