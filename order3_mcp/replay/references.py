@@ -10,6 +10,11 @@ from order3_mcp.replay.format import REFERENCE
 class UnresolvedReference(Exception):
     """A reference names an output the earlier step did not produce, for example because that step failed."""
 
+    def __init__(self, reference: str, reason: str) -> None:
+        super().__init__(f"{reference}: {reason}")
+        self.reference = reference
+        self.reason = reason
+
 
 def lookup(outputs: dict[str, dict[str, Any]], text: str) -> Any:
     """Return the value a `$steps.` reference points at.
@@ -19,10 +24,10 @@ def lookup(outputs: dict[str, dict[str, Any]], text: str) -> Any:
     """
     match = REFERENCE.match(text)
     if match is None:
-        raise UnresolvedReference(f"{text!r} is not a step reference")
+        raise UnresolvedReference(text, "it is not a step reference")
     step_id, rest = match.group(1), match.group(2)
     if step_id not in outputs:
-        raise UnresolvedReference(f"{text}: step {step_id!r} produced no output")
+        raise UnresolvedReference(text, f"step {step_id!r} produced no output")
     value: Any = outputs[step_id]
     for part in rest.split(".")[1:]:
         if isinstance(value, dict) and part in value:
@@ -30,7 +35,7 @@ def lookup(outputs: dict[str, dict[str, Any]], text: str) -> Any:
         elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
             value = value[int(part)]
         else:
-            raise UnresolvedReference(f"{text}: step {step_id!r} has no {part!r} at this point of its output")
+            raise UnresolvedReference(text, f"step {step_id!r} has no {part!r} at this point of its output")
     return value
 
 

@@ -228,7 +228,7 @@ class _Run:
                 selector = resolve(check[target], self.outputs)
                 expect = resolve(check["expect"], self.outputs)
             except UnresolvedReference as exc:
-                return Mismatch(path, check["expect"], None, str(exc))
+                return Mismatch(path, exc.reference, None, f"the reference cannot be resolved: {exc.reason}")
             try:
                 actual = await read_state(self.database, workspace_id=self.workspace_id, target=target, selector=selector)
             except InvalidInputError as exc:
@@ -245,7 +245,8 @@ class _Run:
         try:
             result, error = await self.perform(step)
         except UnresolvedReference as exc:
-            report.difference = Difference(index, report.step_id, report.label, Mismatch("arguments", None, None, str(exc)))
+            mismatch = Mismatch("arguments", exc.reference, None, f"the reference cannot be resolved: {exc.reason}")
+            report.difference = Difference(index, report.step_id, report.label, mismatch)
             return report
         events = await events_after(self.database, before, token_names=self.token_names)
         if error is not None and "kind" not in error:
@@ -264,7 +265,7 @@ class _Run:
             expected_result = resolve(step.get("result"), self.outputs)
             expected_events = resolve(step.get("events"), self.outputs)
         except UnresolvedReference as exc:
-            return Mismatch("expectations", None, None, str(exc))
+            return Mismatch("expectations", exc.reference, None, f"the reference cannot be resolved: {exc.reason}")
 
         if expected_error is None and error is not None:
             return Mismatch("error", None, error, "the step failed")
