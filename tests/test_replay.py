@@ -181,6 +181,10 @@ def test_missing_inventree_export_skips(tmp_path: Path) -> None:
         (minimal(steps=[{"tool": "get_item", "as": "bot", "error": {"kind": "missing"}}]), "at /steps/0/error/kind: 'missing' is not allowed. Fix: use one of denied"),
         (minimal(dataset="no-such-dataset.yaml"), "at /dataset: dataset file 'no-such-dataset.yaml' does not exist"),
         (minimal(tokens={"bot": {"kind": "robot", "role": "agent"}}), "at /tokens/bot/kind: 'robot' is not allowed"),
+        (
+            minimal(steps=[{"advance": "1d", "state": [{"expect": {"count": 1}}]}]),
+            "at /steps/0/state/0: a state check needs exactly one target and 'expect'",
+        ),
     ],
 )
 def test_invalid_scenario_exits_2(tmp_path: Path, document: dict, expected: str) -> None:

@@ -163,6 +163,11 @@ def _schema_problem(label: str, error: ValidationError) -> Problem:
         return Problem(
             label, pointer, "the step has no kind", f"give the step exactly one of {', '.join(STEP_KINDS)}"
         )
+    if validator in ("minProperties", "maxProperties") and re.search(r"/state/\d+$", pointer):
+        return Problem(
+            label, pointer, "a state check needs exactly one target and 'expect'",
+            "write one of stock, draft, purchase_order, exceptions, outbox, movements, item, supplier, activity, with expect",
+        )
     if validator == "enum":
         return Problem(label, pointer, f"{error.instance!r} is not allowed", f"use one of {', '.join(map(str, value))}")
     if validator == "const":
