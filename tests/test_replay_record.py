@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import anyio
@@ -90,12 +91,14 @@ def test_recording_time_range(session_db: Path, tmp_path: Path) -> None:
 
 def test_recording_one_token(session_db: Path, tmp_path: Path) -> None:
     output = tmp_path / "recorded.yaml"
-    # Token 1 is the setup admin; the scenario's tokens follow in the order declared, so buyer-bot is 2.
-    code, _, _ = record(session_db, output, "--token", "2")
+    with sqlite3.connect(session_db) as connection:
+        (token_id,) = connection.execute("SELECT id FROM token WHERE principal = 'buyer-bot'").fetchone()
+
+    code, _, _ = record(session_db, output, "--token", str(token_id))
 
     document = yaml.safe_load(output.read_text(encoding="utf-8"))
     assert code == 0
-    assert list(document["tokens"]) == ["buyer-bot"]
+    assert document["tokens"] == {"buyer-bot": {"kind": "agent", "role": "agent", "for": "alice"}, "alice": {"kind": "user", "role": "buyer"}}
     assert {step["as"] for step in document["steps"] if "as" in step} == {"buyer-bot"}
 
 

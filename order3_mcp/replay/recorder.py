@@ -25,7 +25,9 @@ from store.models import ActivityEvent, ExternalSnapshot, Token
 from store.workspaces import get_workspace
 
 # Actions that set a workspace up rather than use it; the dataset and the scenario's tokens stand for them.
-SETUP_ACTIONS = frozenset({"init", "import", "token_create", "token_list", "token_revoke", "reorder_rules_set", "policy_load"})
+SETUP_ACTIONS = frozenset(
+    {"init", "import", "token_create", "token_list", "token_revoke", "token_rotate", "reorder_rules_set", "policy_load"}
+)
 # Recorded times closer than this to the clock are replayed without moving it.
 CLOCK_SLACK_SECONDS = 60
 NOT_FOUND_TEXT = "does not exist"
@@ -159,6 +161,21 @@ async def _sync_batch(database: Database, event: ActivityEvent) -> dict[str, Any
     return {"source": arguments["source"], "batch_id": arguments["batch_id"], "records": records}
 
 
+def _add_represented_users(section: dict[str, dict[str, Any]], tokens: dict[int, Token]) -> None:
+    """Add a user token for each person a recorded agent acts for, because such a token may only be created for an existing user."""
+    principals = {spec.get("principal", name) for name, spec in section.items()}
+    for spec in list(section.values()):
+        person = spec.get("for")
+        if not person or person in principals:
+            continue
+        user = next((token for token in tokens.values() if token.principal == person and token.principal_kind == "user"), None)
+        name = person if person not in section else f"{person}-user"
+        section[name] = {"kind": "user", "role": user.role if user else "viewer"}
+        if name != person:
+            section[name]["principal"] = person
+        principals.add(person)
+
+
 async def record_session(
     database: Database,
     *,
@@ -245,6 +262,7 @@ async def record_session(
         if token_name != token.principal:
             spec["principal"] = token.principal
         tokens_section[token_name] = spec
+    _add_represented_users(tokens_section, tokens)
     document = {
         "format": 1,
         "name": name or f"recorded session of workspace {workspace}",

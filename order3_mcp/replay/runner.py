@@ -31,6 +31,7 @@ from order3_mcp.replay.state import (
 )
 from order3_mcp.services import admin
 from order3_mcp.services import policy as policy_service
+from order3_mcp.services import tokens as tokens_service
 from store.db import Database, open_database
 from store.drafts import payload_hash
 from store.errors import InvalidInputError, Order3Error
@@ -295,12 +296,16 @@ def _setup_problem(scenario: Scenario, pointer: str, exc: Order3Error, fix: str)
 async def _create_tokens(app: Order3, database: Database, scenario: Scenario, setup_admin: Caller, clock: FixedClock) -> dict[str, TokenHandle]:
     """Create each scenario token; a token in another workspace gets that workspace, created empty.
 
+    User tokens are created first, in the order declared, because an agent or
+    integration token may act only for a user the workspace already has.
+
     Raises:
         ScenarioFileError: If a token's role or kind is refused.
     """
     admins = {setup_admin.workspace: setup_admin}
     handles: dict[str, TokenHandle] = {}
-    for name, spec in scenario.tokens.items():
+    ordered = sorted(scenario.tokens.items(), key=lambda entry: entry[1].kind != "user")
+    for name, spec in ordered:
         workspace = spec.workspace or setup_admin.workspace
         try:
             if workspace not in admins:
@@ -309,7 +314,7 @@ async def _create_tokens(app: Order3, database: Database, scenario: Scenario, se
                     admin=SETUP_ADMIN, clock=clock,
                 )
                 admins[workspace] = await app.authenticate(created.secret, channel="cli")
-            token = await admin.create_token(
+            token = await tokens_service.create_token(
                 app, admins[workspace], principal=spec.principal, kind=spec.kind, role=spec.role, on_behalf_of=spec.on_behalf_of,
                 label=f"replay token {name}",
             )
