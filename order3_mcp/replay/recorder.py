@@ -52,7 +52,7 @@ def _failed(event: ActivityEvent) -> bool:
 
     A failed execution is recorded as "invalid" but returns the failed draft, so it is a result, not an error.
     """
-    if event.outcome == "ok":
+    if event.outcome in ("ok", "replayed"):
         return False
     return not (event.action == "execute_draft" and event.summary.startswith("Execution of draft"))
 

@@ -121,7 +121,7 @@ def _primary_id(result: Any) -> Any:
 
 
 def _error_kind(message: str, events: list[dict[str, Any]]) -> str:
-    refusals = [event for event in events if event["outcome"] != "ok"]
+    refusals = [event for event in events if event["outcome"] not in ("ok", "replayed")]
     if not refusals:
         return "invalid"
     kind = OUTCOME_KINDS.get(refusals[-1]["outcome"], "error")
