@@ -1,6 +1,6 @@
 """Build a seeded benchmark workspace of N items × L locations in a fresh SQLite file.
 
-Tables are created by the product (`Database.create_all`). Rows are bulk
+Tables are created by the product (`Database.prepare_schema`). Rows are bulk
 inserted with the sqlite3 module in the column formats SQLAlchemy writes:
 millionths for quantities, "YYYY-MM-DD HH:MM:SS.ffffff" for UTC times, 0 or 1
 for booleans, and JSON text. Stock levels are not written directly: every level
@@ -88,7 +88,7 @@ def _snapshot_columns() -> set[str]:
 async def _create_tables(path: Path) -> None:
     database = Database(resolve_url(path))
     try:
-        await database.create_all()
+        await database.prepare_schema()
     finally:
         await database.dispose()
 

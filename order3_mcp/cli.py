@@ -13,6 +13,7 @@ from order3_mcp.commands.counts import count_app
 from order3_mcp.commands.drafts import drafts_app
 from order3_mcp.commands.exceptions import exceptions_app
 from order3_mcp.commands.receiving import receive
+from order3_mcp.commands.schema import db_app
 from order3_mcp.commands.policy import policy_app
 from order3_mcp.commands.rates import rates_app
 from order3_mcp.commands.outbox import outbox_app
@@ -76,6 +77,7 @@ app.add_typer(policy_app, name="policy")
 app.add_typer(rates_app, name="rates")
 app.add_typer(transfer_app, name="transfer")
 app.add_typer(outbox_app, name="outbox")
+app.add_typer(db_app, name="db")
 
 
 def main() -> None:

@@ -1,11 +1,24 @@
-"""Shared fixtures: a fresh SQLite file per test, or a fresh database on each backend."""
+"""Shared fixtures: a fresh database per test, on SQLite or, with ORDER3_TEST_BACKEND=postgresql, on PostgreSQL.
+
+ORDER3_TEST_BACKEND picks the backend of the whole run. On `postgresql`, the
+`database` fixture and every database location a test asks for with
+`new_database_location` are new PostgreSQL databases, created for the test and
+dropped after the run; tests marked `sqlite_only` are skipped with their reason.
+ORDER3_TEST_POSTGRES names the server (an admin URL to its `postgres` database).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import os
+import shutil
+import sqlite3
+import threading
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -21,18 +34,201 @@ INVENTREE_DEMO = Path(
     os.environ.get("ORDER3_INVENTREE_DEMO") or REPO_ROOT.parent / "shared" / "data" / "inventree-demo.json"
 )
 
+POSTGRES_ADMIN_URL = os.environ.get("ORDER3_TEST_POSTGRES", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
+TEST_BACKENDS = ("sqlite", "postgresql")
+TEST_BACKEND = os.environ.get("ORDER3_TEST_BACKEND") or "sqlite"
+if TEST_BACKEND not in TEST_BACKENDS:
+    raise pytest.UsageError(f"ORDER3_TEST_BACKEND={TEST_BACKEND!r} is not a test backend; use one of {', '.join(TEST_BACKENDS)}.")
+ON_POSTGRES = TEST_BACKEND == "postgresql"
+
+# Marks a test that checks SQLite itself (files, locks, the inline driver); the PostgreSQL run skips it.
+sqlite_only = pytest.mark.skipif(ON_POSTGRES, reason="checks SQLite behaviour (files, locking); this run uses PostgreSQL")
+
+
+def postgres_url(database: str, *, driver: str = "postgresql+asyncpg") -> str:
+    """Return the URL of `database` on the test server."""
+    return make_url(POSTGRES_ADMIN_URL).set(drivername=driver, database=database).render_as_string(hide_password=False)
+
+
+def _run_postgres(url: str, statements: list[str]) -> list[tuple[Any, ...]]:
+    """Run statements on a PostgreSQL database outside any transaction and return the last one's rows.
+
+    They run on a thread of their own with asyncpg, so this works from
+    synchronous tests and from inside a running event loop alike.
+    """
+    import asyncpg
+
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    rows: list[tuple[Any, ...]] = []
+
+    async def run() -> None:
+        connection = await asyncpg.connect(dsn)
+        try:
+            for statement in statements:
+                records = await connection.fetch(statement)
+                rows[:] = [tuple(record) for record in records]
+        finally:
+            await connection.close()
+
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            asyncio.run(run())
+        except BaseException as exc:  # noqa: BLE001  (re-raised in the calling thread)
+            failure.append(exc)
+
+    worker = threading.Thread(target=target)
+    worker.start()
+    worker.join()
+    if failure:
+        raise failure[0]
+    return rows
+
+
+def _run_admin(statements: list[str]) -> None:
+    _run_postgres(POSTGRES_ADMIN_URL, statements)
+
+
+def run_sql(location: str | Path, sql: str) -> list[tuple[Any, ...]]:
+    """Run one SQL statement on a test database, a SQLite file or a PostgreSQL URL, and return its rows.
+
+    The statement commits at once. Tests use it to look at or tamper with
+    stored rows behind Order3's back.
+    """
+    if "://" in str(location):
+        return _run_postgres(str(location), [sql])
+    with sqlite3.connect(location) as connection:
+        rows = connection.execute(sql).fetchall()
+    connection.close()
+    return rows
+
+
+class PostgresDatabases:
+    """New PostgreSQL databases for one test run, dropped when the run ends.
+
+    A test's database is copied from a template that already holds the schema at
+    the head revision, which takes a fraction of the time of creating its tables.
+    """
+
+    def __init__(self) -> None:
+        self.prefix = f"order3_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+        self.created: list[str] = []
+        self._template: str | None = None
+
+    def new(self, *, with_schema: bool) -> str:
+        """Create a database and return its URL; with `with_schema` it has every table at the head revision."""
+        name = f"{self.prefix}_{len(self.created)}"
+        source = self.template() if with_schema else "template0"
+        # Commits need not reach the disk for a database that lives for one test.
+        _run_admin([f'CREATE DATABASE "{name}" TEMPLATE "{source}"', f'ALTER DATABASE "{name}" SET synchronous_commit = off'])
+        self.created.append(name)
+        return postgres_url(name)
+
+    def copy(self, url: str) -> str:
+        """Create a copy of the database at `url`, which must have no open connections, and return its URL."""
+        name = f"{self.prefix}_{len(self.created)}"
+        source = make_url(url).database
+        _run_admin([f'CREATE DATABASE "{name}" TEMPLATE "{source}"', f'ALTER DATABASE "{name}" SET synchronous_commit = off'])
+        self.created.append(name)
+        return postgres_url(name)
+
+    def drop(self, url: str) -> None:
+        name = make_url(url).database
+        _run_admin([f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'])
+        if name in self.created:
+            self.created.remove(name)
+
+    def template(self) -> str:
+        if self._template is None:
+            name = f"{self.prefix}_template"
+            _run_admin([f'CREATE DATABASE "{name}"'])
+            self.created.append(name)
+
+            async def build() -> None:
+                database = await open_database(postgres_url(name))
+                await database.dispose()
+
+            runner = threading.Thread(target=lambda: asyncio.run(build()))
+            runner.start()
+            runner.join()
+            self._template = name
+        return self._template
+
+    def drop_all(self) -> None:
+        if self.created:
+            _run_admin([f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)' for name in reversed(self.created)])
+            self.created.clear()
+
+
+POSTGRES_DATABASES = PostgresDatabases()
+if ON_POSTGRES:
+    atexit.register(POSTGRES_DATABASES.drop_all)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    POSTGRES_DATABASES.drop_all()
+
+
+def new_database_location(directory: Path, name: str = "order3.db", *, with_schema: bool = False) -> str:
+    """Return where a test's new database goes: a SQLite file in `directory`, or a new PostgreSQL database's URL.
+
+    The PostgreSQL database is empty unless `with_schema` is set, like a SQLite
+    file that does not exist yet, so `order3 init` creates its tables.
+    """
+    if ON_POSTGRES:
+        return POSTGRES_DATABASES.new(with_schema=with_schema)
+    return str(directory / name)
+
+
+def copy_database(source: str | Path, directory: Path) -> str:
+    """Copy a test database nothing has open: a SQLite file (with its WAL files) into `directory`, or a PostgreSQL database.
+
+    Drop a PostgreSQL copy with `drop_database` when the test ends.
+    """
+    if "://" in str(source):
+        return POSTGRES_DATABASES.copy(str(source))
+    target = directory / "order3.db"
+    for suffix in ("", "-wal", "-shm"):
+        part = Path(f"{source}{suffix}")
+        if part.exists():
+            shutil.copyfile(part, Path(f"{target}{suffix}"))
+    return str(target)
+
+
+def drop_database(location: str | Path) -> None:
+    """Drop a PostgreSQL test database now instead of at the end of the run; a SQLite file goes with its tmp_path."""
+    if "://" in str(location):
+        POSTGRES_DATABASES.drop(str(location))
+
+
+@pytest.fixture
+def db_location_factory(tmp_path: Path) -> Callable[..., str]:
+    """Make new database locations for one test, dropped with the test."""
+    made: list[str] = []
+
+    def make(name: str = "order3.db", *, with_schema: bool = False) -> str:
+        location = new_database_location(tmp_path, name, with_schema=with_schema)
+        made.append(location)
+        return location
+
+    yield make  # type: ignore[misc]
+    if ON_POSTGRES:
+        for location in made:
+            POSTGRES_DATABASES.drop(location)
+
 
 @pytest.fixture
 async def database(tmp_path: Path) -> AsyncIterator[Database]:
-    """A fresh SQLite database file with every table created."""
-    db = await open_database(tmp_path / "order3.db")
+    """A fresh database with every table created: a SQLite file, or a new PostgreSQL database on that run."""
+    location = new_database_location(tmp_path, with_schema=True)
+    db = await open_database(location)
     try:
         yield db
     finally:
         await db.dispose()
-
-
-POSTGRES_ADMIN_URL = os.environ.get("ORDER3_TEST_POSTGRES", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
+        if ON_POSTGRES:
+            POSTGRES_DATABASES.drop(location)
 
 
 async def _postgres_admin() -> AsyncEngine | None:
@@ -46,10 +242,21 @@ async def _postgres_admin() -> AsyncEngine | None:
     return engine
 
 
+def postgres_reachable() -> bool:
+    """Return True if the test server accepts connections."""
+    try:
+        _run_admin(["SELECT 1"])
+    except Exception:  # noqa: BLE001  (OSError when refused, asyncpg's own errors for a rejected login)
+        return False
+    return True
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def any_database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
     """A fresh database on each backend: a SQLite file, and a new PostgreSQL database dropped afterwards."""
     if request.param == "sqlite":
+        if ON_POSTGRES:
+            pytest.skip("the SQLite case runs in the SQLite run")
         db = await open_database(tmp_path / "order3.db")
         try:
             yield db
@@ -60,14 +267,11 @@ async def any_database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
     admin = await _postgres_admin()
     if admin is None:
         pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}")
-    name = f"order3_test_{uuid.uuid4().hex[:12]}"
-    async with admin.connect() as connection:
-        await connection.execute(text(f'CREATE DATABASE "{name}"'))
-    db = await open_database(make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False))
+    await admin.dispose()
+    location = POSTGRES_DATABASES.new(with_schema=True)
+    db = await open_database(location)
     try:
         yield db
     finally:
         await db.dispose()
-        async with admin.connect() as connection:
-            await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
+        POSTGRES_DATABASES.drop(location)
