@@ -54,11 +54,15 @@ def demo(
     data: Annotated[
         Path | None, typer.Option(help="InvenTree export to import; default: the InvenTree demo dataset next to the repository.")
     ] = None,
+    postgres: Annotated[
+        str | None,
+        typer.Option(help="PostgreSQL server URL (postgresql://user@host/postgres): run on a new database there, dropped afterwards unless --keep is given."),
+    ] = None,
 ) -> None:
     """Run the end-to-end demo on a fresh database (never the --db one): import, an agent drafts over MCP, a buyer approves."""
     from order3_mcp.demo import run_demo
 
-    execute(lambda: run_demo(keep=keep, data=data))
+    execute(lambda: run_demo(keep=keep, data=data, postgres=postgres))
 
 
 app.command("init")(init)

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import functools
 import os
 import shutil
 import sqlite3
 import threading
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ if TEST_BACKEND not in TEST_BACKENDS:
 ON_POSTGRES = TEST_BACKEND == "postgresql"
 
 # Marks a test that checks SQLite itself (files, locks, the inline driver); the PostgreSQL run skips it.
-sqlite_only = pytest.mark.skipif(ON_POSTGRES, reason="checks SQLite behaviour (files, locking); this run uses PostgreSQL")
+sqlite_only = pytest.mark.skipif(ON_POSTGRES, reason="works on a SQLite file directly (files, locking); this run uses PostgreSQL")
 
 
 def postgres_url(database: str, *, driver: str = "postgresql+asyncpg") -> str:
@@ -114,6 +115,7 @@ class PostgresDatabases:
     def __init__(self) -> None:
         self.prefix = f"order3_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
         self.created: list[str] = []
+        self.test_scoped: list[str] = []
         self._template: str | None = None
 
     def new(self, *, with_schema: bool) -> str:
@@ -170,15 +172,30 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     POSTGRES_DATABASES.drop_all()
 
 
-def new_database_location(directory: Path, name: str = "order3.db", *, with_schema: bool = False) -> str:
+def new_database_location(
+    directory: Path, name: str = "order3.db", *, with_schema: bool = False, outlives_test: bool = False
+) -> str:
     """Return where a test's new database goes: a SQLite file in `directory`, or a new PostgreSQL database's URL.
 
     The PostgreSQL database is empty unless `with_schema` is set, like a SQLite
-    file that does not exist yet, so `order3 init` creates its tables.
+    file that does not exist yet, so `order3 init` creates its tables. It is
+    dropped when the test ends, or with `outlives_test` (for a module-scoped
+    fixture) when the caller drops it or the run ends.
     """
     if ON_POSTGRES:
-        return POSTGRES_DATABASES.new(with_schema=with_schema)
+        location = POSTGRES_DATABASES.new(with_schema=with_schema)
+        if not outlives_test:
+            POSTGRES_DATABASES.test_scoped.append(location)
+        return location
     return str(directory / name)
+
+
+@pytest.fixture(autouse=True)
+def _drop_test_databases() -> Iterator[None]:
+    """Drop the PostgreSQL databases that `new_database_location` made for this test."""
+    yield
+    while POSTGRES_DATABASES.test_scoped:
+        POSTGRES_DATABASES.drop(POSTGRES_DATABASES.test_scoped.pop())
 
 
 def copy_database(source: str | Path, directory: Path) -> str:
@@ -204,31 +221,18 @@ def drop_database(location: str | Path) -> None:
 
 @pytest.fixture
 def db_location_factory(tmp_path: Path) -> Callable[..., str]:
-    """Make new database locations for one test, dropped with the test."""
-    made: list[str] = []
-
-    def make(name: str = "order3.db", *, with_schema: bool = False) -> str:
-        location = new_database_location(tmp_path, name, with_schema=with_schema)
-        made.append(location)
-        return location
-
-    yield make  # type: ignore[misc]
-    if ON_POSTGRES:
-        for location in made:
-            POSTGRES_DATABASES.drop(location)
+    """Make new database locations for one test (`new_database_location` in the test's tmp_path)."""
+    return functools.partial(new_database_location, tmp_path)
 
 
 @pytest.fixture
 async def database(tmp_path: Path) -> AsyncIterator[Database]:
     """A fresh database with every table created: a SQLite file, or a new PostgreSQL database on that run."""
-    location = new_database_location(tmp_path, with_schema=True)
-    db = await open_database(location)
+    db = await open_database(new_database_location(tmp_path, with_schema=True))
     try:
         yield db
     finally:
         await db.dispose()
-        if ON_POSTGRES:
-            POSTGRES_DATABASES.drop(location)
 
 
 async def _postgres_admin() -> AsyncEngine | None:

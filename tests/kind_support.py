@@ -25,6 +25,7 @@ from store.activity import verify_chain
 from store.db import Database, open_database
 from store.stock import verify_ledger
 from store.tokens import issue_token
+from tests.conftest import new_database_location
 from tests.factory import Tokens, small_workspace
 
 T = TypeVar("T")
@@ -79,7 +80,7 @@ def read(db: Path, step: Callable[[AsyncSession], Awaitable[T]]) -> T:
 
 def make_workspace(tmp_path: Path) -> Workspace:
     """Create the small test workspace (see `small_workspace`) plus an approver and an integration."""
-    db = tmp_path / "order3.db"
+    db = new_database_location(tmp_path, "order3.db")
 
     async def build(database: Database) -> Workspace:
         tokens = await small_workspace(database)

@@ -123,7 +123,7 @@ async def _import_demo_into(location: str) -> DemoImport:
 @pytest.fixture(scope="module")
 def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoImport]:
     # The full import takes a few seconds, so it runs once per module and each test reads a copy.
-    location = new_database_location(tmp_path_factory.mktemp("inventree"), "demo.db")
+    location = new_database_location(tmp_path_factory.mktemp("inventree"), "demo.db", outlives_test=True)
     yield asyncio.run(_import_demo_into(location))
     drop_database(location)
 

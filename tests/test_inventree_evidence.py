@@ -41,7 +41,7 @@ async def _import_into(location: str) -> None:
 @pytest.fixture(scope="module")
 def imported_location(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     # The import takes a few seconds, so it runs once and each test works on a copy.
-    location = new_database_location(tmp_path_factory.mktemp("inventree"), "demo.db")
+    location = new_database_location(tmp_path_factory.mktemp("inventree"), "demo.db", outlives_test=True)
     asyncio.run(_import_into(location))
     yield location
     drop_database(location)
