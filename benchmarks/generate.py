@@ -52,6 +52,13 @@ class Workspace:
     snapshot_note: str = ""
     # (sku, supplier code, quantity) lines that draft_purchase_order accepts.
     orderable: list[tuple[str, str, str]] = field(default_factory=list)
+    # The PostgreSQL copy being timed instead of the SQLite file, if any.
+    database_url: str = ""
+
+    @property
+    def location(self) -> str:
+        """The database the timings run on: the PostgreSQL copy, or the generated SQLite file."""
+        return self.database_url or str(self.path)
 
 
 def _q(value: Decimal | int) -> int:
