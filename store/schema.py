@@ -21,9 +21,6 @@ if TYPE_CHECKING:
     from store.db import Database
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
-# The revision whose schema is that of every database made before migrations
-# existed. `upgrade` records it for such a database when no column is missing.
-BASELINE_REVISION = "0001"
 VERSION_TABLE = "alembic_version"
 
 
@@ -139,8 +136,8 @@ def upgrade_to_head(connection: Connection) -> tuple[str | None, str]:
     """Migrate the database to the head revision and return (revision before, revision after).
 
     An empty database gets every migration run in turn. A database made before
-    migrations existed is first recorded at the baseline revision, provided it
-    has every column the baseline has.
+    revisions were recorded is first recorded at the newest revision whose
+    columns it all has, then migrated from there.
 
     Raises:
         InvalidInputError: If a database without a recorded revision lacks
@@ -153,24 +150,32 @@ def upgrade_to_head(connection: Connection) -> tuple[str | None, str]:
 
     before = state.revision
     if before is None:
-        # NOTE: the check is by column names only. A database that predates migrations
-        # and was created at the baseline's models passes it; its constraint names are
-        # those its backend chose, not the naming convention, which matters only to a
-        # later migration that drops or renames a constraint.
-        baseline_gaps = _baseline_gaps(connection)
-        if baseline_gaps:
+        # NOTE: the match is by column names only. Constraint names of such a database
+        # are those its backend chose, not the naming convention, which matters only
+        # to a later migration that drops or renames a constraint.
+        matched, baseline_gaps = _matching_revision(connection)
+        if matched is None:
             listed = "; ".join(f"{table} lacks {', '.join(columns)}" for table, columns in sorted(baseline_gaps.items()))
             raise InvalidInputError(
                 f"The database was created by a version of Order3 older than the first schema revision ({listed}), so it "
                 "cannot be migrated. Create a new one with `order3 init` and import the data again. Nothing was changed."
             )
-        _run(connection, command.stamp, BASELINE_REVISION)
+        _run(connection, command.stamp, matched)
     _run(connection, command.upgrade, "head")
     return before, head_revision()
 
 
-def _baseline_gaps(connection: Connection) -> dict[str, list[str]]:
-    expected = _baseline_columns()
+def _matching_revision(connection: Connection) -> tuple[str | None, dict[str, list[str]]]:
+    """Return the newest revision whose every column the database has, or None with the baseline's missing columns."""
+    gaps: dict[str, list[str]] = {}
+    for script in script_directory().walk_revisions():
+        gaps = _column_gaps(connection, _columns_at(script.revision))
+        if not gaps:
+            return script.revision, {}
+    return None, gaps
+
+
+def _column_gaps(connection: Connection, expected: dict[str, list[str]]) -> dict[str, list[str]]:
     inspector = inspect(connection)
     existing = set(inspector.get_table_names())
     gaps: dict[str, list[str]] = {}
@@ -182,12 +187,12 @@ def _baseline_gaps(connection: Connection) -> dict[str, list[str]]:
     return gaps
 
 
-def _baseline_columns() -> dict[str, list[str]]:
-    """Return the columns of every table at the baseline revision, read from a scratch in-memory database."""
+def _columns_at(revision: str) -> dict[str, list[str]]:
+    """Return the columns of every table at `revision`, read from a scratch in-memory database."""
     engine = create_engine("sqlite://")
     try:
         with engine.begin() as scratch:
-            _run(scratch, command.upgrade, BASELINE_REVISION)
+            _run(scratch, command.upgrade, revision)
             inspector = inspect(scratch)
             return {
                 table: [column["name"] for column in inspector.get_columns(table)]

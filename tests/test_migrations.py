@@ -14,6 +14,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import text
 from sqlmodel import SQLModel
 from typer.testing import CliRunner
 
@@ -143,6 +144,27 @@ def test_database_from_newer_version_refused(empty_location: str) -> None:
 
     assert "schema revision 9999, which this version of Order3 does not know" in raised.value.message
     assert "Upgrade Order3 to open it." in raised.value.message
+
+
+async def test_upgrade_migrates_first_revision_without_record(empty_location: str) -> None:
+    # A database made by the first release to have revisions, before the table recording them existed.
+    database = Database(resolve_url(empty_location))
+    try:
+        await run_alembic(database, command.upgrade, "0001")
+        async with database.write() as session:
+            await session.execute(text("DROP TABLE alembic_version"))
+    finally:
+        await database.dispose()
+
+    upgraded = await asyncio.to_thread(order3, empty_location, "db", "upgrade")
+
+    assert upgraded.exit_code == 0, upgraded.output
+    assert f"from revision (none) to {schema.head_revision()} (head)" in upgraded.stdout
+    database = Database(resolve_url(empty_location))
+    try:
+        assert await schema_differences(database) == []
+    finally:
+        await database.dispose()
 
 
 def test_upgrade_refuses_database_lacking_baseline_columns(empty_location: str) -> None:
