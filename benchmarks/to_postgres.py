@@ -1,10 +1,9 @@
 """Copy a generated SQLite benchmark database into a new PostgreSQL database, row for row.
 
 The generator writes SQLite with the sqlite3 module for speed. To time the same
-workspace on PostgreSQL, the tables are created there by the product (at the
-head schema revision) and every row is copied with asyncpg's COPY, converting
-the few column types whose SQLite storage differs: booleans stored as 0/1,
-times and dates stored as text.
+workspace on PostgreSQL, the product creates the tables there at the head
+schema revision, and asyncpg's COPY copies every row. Booleans (stored as 0/1
+in SQLite) and times and dates (stored as text) are converted on the way.
 """
 
 from __future__ import annotations

@@ -53,7 +53,7 @@ def insert_ignoring_conflict(session: AsyncSession, table: Table, *, index_eleme
 def needs_row_locks(session: AsyncSession) -> bool:
     """Return True if concurrent write transactions can interleave, so reads that decide a write must lock rows.
 
-    SQLite's BEGIN IMMEDIATE lets one writer in at a time; PostgreSQL runs them
+    SQLite's BEGIN IMMEDIATE lets one writer in at a time. PostgreSQL runs them
     side by side at READ COMMITTED.
     """
     return dialect_of(session) != SQLITE
@@ -119,7 +119,7 @@ def _offset_spans(timezone: str) -> tuple[tuple[int, int], ...]:
     NOTE: two changes within one day that cancel each other out are missed.
     Takes about 30 ms per zone, once per process.
     """
-    # The caller has checked the name (delays._zone), so ZoneInfo cannot fail here.
+    # Callers check the name first (delays._zone); an unknown one raises ZoneInfoNotFoundError here.
     zone = ZoneInfo(timezone)
     second = int(_SPAN_START.timestamp())
     end = int(_SPAN_END.timestamp())

@@ -50,7 +50,7 @@ def head_revision() -> str:
 
 @dataclass(frozen=True)
 class SchemaState:
-    """What a database contains: its table names and the revision recorded in it (None if none is)."""
+    """Table names of a database and the revision recorded in it (None if none is)."""
 
     tables: frozenset[str]
     revision: str | None

@@ -11,7 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from store.db import WRITE_ATTEMPTS, Database
-from store.errors import ConflictError
+from store.errors import ConflictError, InvalidInputError
 from tests.conftest import ON_POSTGRES, POSTGRES_ADMIN_URL, REPO_ROOT, run_sql
 
 # A server-side error with a chosen SQLSTATE, as PostgreSQL raises it for a real conflict.
@@ -133,3 +133,21 @@ def test_demo_rejects_non_postgresql_server() -> None:
 
     assert result.returncode == 2
     assert "'/tmp/order3.db' is not a PostgreSQL URL" in " ".join(result.stderr.split())
+
+
+def test_pool_size_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORDER3_PG_POOL_SIZE", "2")
+
+    database = Database(POSTGRES_ADMIN_URL)
+
+    assert database.engine.sync_engine.pool.size() == 2
+
+
+@pytest.mark.parametrize("value", ["-1", "five"])
+def test_invalid_pool_size_is_rejected(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("ORDER3_PG_MAX_OVERFLOW", value)
+
+    with pytest.raises(InvalidInputError) as raised:
+        Database(POSTGRES_ADMIN_URL)
+
+    assert f"ORDER3_PG_MAX_OVERFLOW={value!r} is not a whole number of connections" in raised.value.message

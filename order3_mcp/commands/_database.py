@@ -45,7 +45,7 @@ def sqlite_path(url: str) -> Path | None:
 
 
 async def connect(db: str | None, *, create: bool = False) -> Database:
-    """Open the database named by --db, ORDER3_DB or the default file, and create any missing Order3 tables.
+    """Open the database named by --db, ORDER3_DB or the default file, and check its schema revision.
 
     Every check that decides whether the database is Order3's only reads, so a
     mistyped path or another application's database is left as it was.
