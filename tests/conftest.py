@@ -2,32 +2,33 @@
 
 ORDER3_TEST_BACKEND picks the backend of the whole run. On `postgresql`, the
 `database` fixture and every database location a test asks for with
-`new_database_location` are new PostgreSQL databases, created for the test and
-dropped after the run; tests marked `sqlite_only` are skipped with their reason.
+`new_database_location` are new PostgreSQL databases (tests/postgres_databases.py),
+dropped when the test ends. Tests marked `sqlite_only` are skipped with their reason.
 ORDER3_TEST_POSTGRES names the server (an admin URL to its `postgres` database).
 """
 
 from __future__ import annotations
 
-import asyncio
-import atexit
 import functools
 import os
 import shutil
 import sqlite3
-import threading
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from store.db import Database, open_database
+from tests.postgres_databases import (
+    POSTGRES_ADMIN_URL,
+    POSTGRES_DATABASES,
+    run_admin,
+    run_postgres,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The InvenTree demo export lives beside the repository; ORDER3_INVENTREE_DEMO names another copy.
@@ -35,7 +36,6 @@ INVENTREE_DEMO = Path(
     os.environ.get("ORDER3_INVENTREE_DEMO") or REPO_ROOT.parent / "shared" / "data" / "inventree-demo.json"
 )
 
-POSTGRES_ADMIN_URL = os.environ.get("ORDER3_TEST_POSTGRES", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
 TEST_BACKENDS = ("sqlite", "postgresql")
 TEST_BACKEND = os.environ.get("ORDER3_TEST_BACKEND") or "sqlite"
 if TEST_BACKEND not in TEST_BACKENDS:
@@ -46,51 +46,6 @@ ON_POSTGRES = TEST_BACKEND == "postgresql"
 sqlite_only = pytest.mark.skipif(ON_POSTGRES, reason="works on a SQLite file directly (files, locking); this run uses PostgreSQL")
 
 
-def postgres_url(database: str, *, driver: str = "postgresql+asyncpg") -> str:
-    """Return the URL of `database` on the test server."""
-    return make_url(POSTGRES_ADMIN_URL).set(drivername=driver, database=database).render_as_string(hide_password=False)
-
-
-def _run_postgres(url: str, statements: list[str]) -> list[tuple[Any, ...]]:
-    """Run statements on a PostgreSQL database outside any transaction and return the last one's rows.
-
-    They run on a thread of their own with asyncpg, so this works from
-    synchronous tests and from inside a running event loop alike.
-    """
-    import asyncpg
-
-    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    rows: list[tuple[Any, ...]] = []
-
-    async def run() -> None:
-        connection = await asyncpg.connect(dsn)
-        try:
-            for statement in statements:
-                records = await connection.fetch(statement)
-                rows[:] = [tuple(record) for record in records]
-        finally:
-            await connection.close()
-
-    failure: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            asyncio.run(run())
-        except BaseException as exc:  # noqa: BLE001  (re-raised in the calling thread)
-            failure.append(exc)
-
-    worker = threading.Thread(target=target)
-    worker.start()
-    worker.join()
-    if failure:
-        raise failure[0]
-    return rows
-
-
-def _run_admin(statements: list[str]) -> None:
-    _run_postgres(POSTGRES_ADMIN_URL, statements)
-
-
 def run_sql(location: str | Path, sql: str) -> list[tuple[Any, ...]]:
     """Run one SQL statement on a test database, a SQLite file or a PostgreSQL URL, and return its rows.
 
@@ -98,74 +53,11 @@ def run_sql(location: str | Path, sql: str) -> list[tuple[Any, ...]]:
     stored rows behind Order3's back.
     """
     if "://" in str(location):
-        return _run_postgres(str(location), [sql])
+        return run_postgres(str(location), [sql])
     with sqlite3.connect(location) as connection:
         rows = connection.execute(sql).fetchall()
     connection.close()
     return rows
-
-
-class PostgresDatabases:
-    """New PostgreSQL databases for one test run, dropped when the run ends.
-
-    A test's database is copied from a template that already holds the schema at
-    the head revision, which takes a fraction of the time of creating its tables.
-    """
-
-    def __init__(self) -> None:
-        self.prefix = f"order3_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-        self.created: list[str] = []
-        self.test_scoped: list[str] = []
-        self._template: str | None = None
-
-    def new(self, *, with_schema: bool) -> str:
-        """Create a database and return its URL; with `with_schema` it has every table at the head revision."""
-        name = f"{self.prefix}_{len(self.created)}"
-        source = self.template() if with_schema else "template0"
-        # Commits need not reach the disk for a database that lives for one test.
-        _run_admin([f'CREATE DATABASE "{name}" TEMPLATE "{source}"', f'ALTER DATABASE "{name}" SET synchronous_commit = off'])
-        self.created.append(name)
-        return postgres_url(name)
-
-    def copy(self, url: str) -> str:
-        """Create a copy of the database at `url`, which must have no open connections, and return its URL."""
-        name = f"{self.prefix}_{len(self.created)}"
-        source = make_url(url).database
-        _run_admin([f'CREATE DATABASE "{name}" TEMPLATE "{source}"', f'ALTER DATABASE "{name}" SET synchronous_commit = off'])
-        self.created.append(name)
-        return postgres_url(name)
-
-    def drop(self, url: str) -> None:
-        name = make_url(url).database
-        _run_admin([f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'])
-        if name in self.created:
-            self.created.remove(name)
-
-    def template(self) -> str:
-        if self._template is None:
-            name = f"{self.prefix}_template"
-            _run_admin([f'CREATE DATABASE "{name}"'])
-            self.created.append(name)
-
-            async def build() -> None:
-                database = await open_database(postgres_url(name))
-                await database.dispose()
-
-            runner = threading.Thread(target=lambda: asyncio.run(build()))
-            runner.start()
-            runner.join()
-            self._template = name
-        return self._template
-
-    def drop_all(self) -> None:
-        if self.created:
-            _run_admin([f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)' for name in reversed(self.created)])
-            self.created.clear()
-
-
-POSTGRES_DATABASES = PostgresDatabases()
-if ON_POSTGRES:
-    atexit.register(POSTGRES_DATABASES.drop_all)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -249,7 +141,7 @@ async def _postgres_admin() -> AsyncEngine | None:
 def postgres_reachable() -> bool:
     """Return True if the test server accepts connections."""
     try:
-        _run_admin(["SELECT 1"])
+        run_admin(["SELECT 1"])
     except Exception:  # noqa: BLE001  (OSError when refused, asyncpg's own errors for a rejected login)
         return False
     return True
