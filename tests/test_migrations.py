@@ -153,6 +153,16 @@ async def test_upgrade_migrates_first_revision_without_record(empty_location: st
         await run_alembic(database, command.upgrade, "0001")
         async with database.write() as session:
             await session.execute(text("DROP TABLE alembic_version"))
+            # Rows that later revisions must fill in, such as the NOT NULL columns of an event.
+            await session.execute(text(
+                "INSERT INTO workspace (id, name, base_currency, timezone, created_at, activity_seq, activity_head, "
+                "next_po_number, version) VALUES (1, 'main', 'USD', 'UTC', '2026-01-01 00:00:00', 1, 'h', 1, 1)"
+            ))
+            await session.execute(text(
+                "INSERT INTO activity_event (workspace_id, seq, occurred_at, actor_kind, actor, channel, action, outcome, "
+                "affected, request_id, idempotency_key, arguments, summary, prev_hash, hash) VALUES "
+                "(1, 1, '2026-01-01 00:00:00', 'user', 'root', 'cli', 'init', 'ok', '[]', '', '', '{}', '', '', 'h')"
+            ))
     finally:
         await database.dispose()
 
@@ -163,6 +173,9 @@ async def test_upgrade_migrates_first_revision_without_record(empty_location: st
     database = Database(resolve_url(empty_location))
     try:
         assert await schema_differences(database) == []
+        async with database.read() as session:
+            events = (await session.execute(text("SELECT seq, actor, client_name, on_behalf_of FROM activity_event"))).all()
+        assert [tuple(event) for event in events] == [(1, "root", "", "")]
     finally:
         await database.dispose()
 
