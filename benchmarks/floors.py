@@ -17,7 +17,7 @@ LOW_STOCK = """
 WITH draft_line AS (
     SELECT json_extract(line.value, '$.item_id') AS item_id,
            json_extract(line.value, '$.location_code') AS location_code,
-           CAST(ROUND(CAST(json_extract(line.value, '$.quantity') AS REAL) * 1000000) AS INTEGER) AS quantity
+           CAST(ROUND(CAST(json_extract(line.value, '$.quantity') AS DOUBLE PRECISION) * 1000000) AS INTEGER) AS quantity
     FROM draft AS d, json_each(d.payload, '$.lines') AS line
     WHERE d.workspace_id = :workspace_id AND d.kind = 'purchase_order'
       AND d.status IN ('pending_approval', 'approved') AND line.type = 'object'
@@ -167,7 +167,7 @@ flagged AS MATERIALIZED (
     SELECT pair.item_id, pair.location_id
     FROM pair JOIN item AS i ON i.id = pair.item_id
     WHERE (ABS(pair.variance) > :abs_tol AND ABS(pair.variance) * 100 > :pct_tol * ABS(pair.system_quantity))
-       OR (ABS(pair.variance) * CAST(i.unit_cost AS REAL) > :value_tol_squared)
+       OR (ABS(pair.variance) * CAST(i.unit_cost AS DOUBLE PRECISION) > :value_tol_squared)
        OR (:repeat >= 2 AND pair.counts >= :repeat AND (pair.recent_over = :repeat OR pair.recent_under = :repeat))
 ),
 history AS (

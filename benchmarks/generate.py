@@ -1,6 +1,6 @@
 """Build a seeded benchmark workspace of N items × L locations in a fresh SQLite file.
 
-Tables are created by the product (`Database.create_all`). Rows are bulk
+Tables are created by the product (`Database.prepare_schema`). Rows are bulk
 inserted with the sqlite3 module in the column formats SQLAlchemy writes:
 millionths for quantities, "YYYY-MM-DD HH:MM:SS.ffffff" for UTC times, 0 or 1
 for booleans, and JSON text. Stock levels are not written directly: every level
@@ -52,6 +52,13 @@ class Workspace:
     snapshot_note: str = ""
     # (sku, supplier code, quantity) lines that draft_purchase_order accepts.
     orderable: list[tuple[str, str, str]] = field(default_factory=list)
+    # The PostgreSQL copy being timed instead of the SQLite file, if any.
+    database_url: str = ""
+
+    @property
+    def location(self) -> str:
+        """The database the timings run on: the PostgreSQL copy, or the generated SQLite file."""
+        return self.database_url or str(self.path)
 
 
 def _q(value: Decimal | int) -> int:
@@ -88,7 +95,7 @@ def _snapshot_columns() -> set[str]:
 async def _create_tables(path: Path) -> None:
     database = Database(resolve_url(path))
     try:
-        await database.create_all()
+        await database.prepare_schema()
     finally:
         await database.dispose()
 

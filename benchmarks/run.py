@@ -35,9 +35,11 @@ from zoneinfo import ZoneInfo
 
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
+from sqlalchemy.engine import make_url
 
 from benchmarks import floors, sdk_floor
 from benchmarks.generate import Workspace, generate
+from benchmarks.to_postgres import copy_to_postgres
 from order3_mcp.app import Order3
 from order3_mcp.server import build_server
 from order3_mcp.services import reads
@@ -45,6 +47,7 @@ from policies import default_policy_path, load_policy
 from store import finders
 from store.db import Database, resolve_url
 from store.finders.delays import business_date
+from store.pg_scratch import drop_scratch_database, server_url
 from store.stock import verify_ledger
 from store.types import SCALE
 
@@ -201,9 +204,10 @@ def floor_statements(workspace: Workspace) -> dict[str, tuple[str, dict[str, Any
 
 async def time_finders(workspace: Workspace, *, repeats: int) -> tuple[list[FinderTiming], dict[str, float]]:
     """Time every finder and its floor (median of `repeats`), then measure the finder phase's peak memory."""
-    database = Database(resolve_url(workspace.path))
+    database = Database(resolve_url(workspace.location))
     calls = finder_calls(database, workspace)
-    statements = floor_statements(workspace)
+    # The floors are hand-written SQLite statements, so a PostgreSQL run has none.
+    statements = {} if workspace.database_url else floor_statements(workspace)
     connection = sqlite3.connect(workspace.path)
     timings = []
     try:
@@ -238,7 +242,7 @@ async def time_finders(workspace: Workspace, *, repeats: int) -> tuple[list[Find
 
 async def check_ledger(workspace: Workspace) -> None:
     """Record how many stock levels `verify_ledger` checked and how many disagree with the ledger."""
-    database = Database(resolve_url(workspace.path))
+    database = Database(resolve_url(workspace.location))
     try:
         async with database.read() as session:
             checked, mismatches = await verify_ledger(session, workspace_id=1)
@@ -334,7 +338,7 @@ async def measure_sdk_floor(workspace: Workspace, *, calls: int) -> list[Latency
     The no-op server (`benchmarks/sdk_floor.py`) returns the stored result of a
     real get_item call, so the payload, the schemas and the validation match.
     """
-    database = Database(resolve_url(workspace.path))
+    database = Database(resolve_url(workspace.location))
     try:
         app = Order3(database)
         caller = await app.authenticate(workspace.agent_secret, channel="mcp")
@@ -391,7 +395,7 @@ async def measure_latency(workspace: Workspace, *, calls: int, find_calls: int, 
     results: list[Latency] = []
 
     environment = dict(os.environ)
-    environment.update(ORDER3_DB=str(workspace.path), ORDER3_TOKEN=workspace.agent_secret)
+    environment.update(ORDER3_DB=workspace.location, ORDER3_TOKEN=workspace.agent_secret)
     parameters = StdioServerParameters(
         command=sys.executable, args=["-m", "order3_mcp.cli", "serve"], env=environment, cwd=str(REPO_ROOT)
     )
@@ -402,7 +406,7 @@ async def measure_latency(workspace: Workspace, *, calls: int, find_calls: int, 
 
     results += await measure_sdk_floor(workspace, calls=calls)
 
-    database = Database(resolve_url(workspace.path))
+    database = Database(resolve_url(workspace.location))
     try:
         app = Order3(database)
         caller = await app.authenticate(workspace.agent_secret, channel="mcp")
@@ -452,6 +456,7 @@ def report(
     ping_floor = {**pings, "memory (direct)": pings.get("memory (JSON-RPC)", 0.0)}
     return {
         "machine": machine(),
+        "backend": "postgresql" if workspace.database_url else "sqlite",
         "command": command,
         "items": workspace.items,
         "locations": workspace.locations,
@@ -522,6 +527,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=42, help="Seed of the generated workspace.")
     parser.add_argument("--keep", type=Path, help="Directory to keep the database in; by default a temporary one is deleted.")
     parser.add_argument("--json", type=Path, help="Also write the figures to this JSON file.")
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="PostgreSQL server URL: copy the generated workspace into a new database there and time it on PostgreSQL "
+        "(the database is dropped at the end; SQLite floors are skipped).",
+    )
     options = parser.parse_args(argv)
     if options.quick:
         options.items, options.locations, options.calls = 2000, 5, 200
@@ -534,14 +545,22 @@ def main(argv: list[str] | None = None) -> None:
         path = directory / f"bench-{options.items}x{options.locations}.db"
         print(f"generating {options.items} × {options.locations} in {path}", file=sys.stderr)
         workspace = generate(path, items=options.items, locations=options.locations, seed=options.seed)
-        asyncio.run(check_ledger(workspace))
-        print(f"  {workspace.seconds:.1f} s, ledger mismatches: {workspace.ledger_mismatches}", file=sys.stderr)
-        print("timing finders", file=sys.stderr)
-        timings, memory = asyncio.run(time_finders(workspace, repeats=options.repeats))
-        print("timing tool calls", file=sys.stderr)
-        latencies = asyncio.run(
-            measure_latency(workspace, calls=options.calls, find_calls=options.find_calls, find_seconds=options.find_seconds)
-        )
+        if options.postgres:
+            print(f"copying into a new database on {options.postgres}", file=sys.stderr)
+            workspace.database_url = asyncio.run(copy_to_postgres(path, options.postgres))
+        try:
+            asyncio.run(check_ledger(workspace))
+            print(f"  {workspace.seconds:.1f} s, ledger mismatches: {workspace.ledger_mismatches}", file=sys.stderr)
+            print("timing finders", file=sys.stderr)
+            timings, memory = asyncio.run(time_finders(workspace, repeats=options.repeats))
+            print("timing tool calls", file=sys.stderr)
+            latencies = asyncio.run(
+                measure_latency(workspace, calls=options.calls, find_calls=options.find_calls, find_seconds=options.find_seconds)
+            )
+        finally:
+            if workspace.database_url:
+                admin_database = make_url(server_url(options.postgres)).database or "postgres"
+                asyncio.run(drop_scratch_database(workspace.database_url, admin_database=admin_database))
     command = "python -m benchmarks.run " + " ".join(argv if argv is not None else sys.argv[1:])
     figures = report(workspace, timings, memory, latencies, command=command, total_seconds=time.perf_counter() - started)
     print_tables(figures)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mcp import Client, StdioServerParameters
@@ -82,7 +81,7 @@ def pick_low_stock(exceptions: list[dict[str, Any]]) -> dict[str, Any]:
     )
 
 
-async def run_agent(*, db_path: Path, token: str, console: Console) -> AgentRun:
+async def run_agent(*, db_location: str, token: str, console: Console) -> AgentRun:
     """Run the scripted agent against a fresh `order3 serve` subprocess.
 
     Raises:
@@ -97,7 +96,7 @@ async def run_agent(*, db_path: Path, token: str, console: Console) -> AgentRun:
     server = StdioServerParameters(
         command=sys.executable,
         args=["-m", "order3_mcp.cli", "serve"],
-        env={"ORDER3_DB": str(db_path), "ORDER3_TOKEN": token},
+        env={"ORDER3_DB": db_location, "ORDER3_TOKEN": token},
     )
     async with Client(server, read_timeout_seconds=CALL_TIMEOUT_SECONDS) as client:
         listing = await client.list_tools()

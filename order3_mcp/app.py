@@ -237,7 +237,8 @@ class Order3:
                 self._keys_in_flight.add(slot)
                 in_flight = slot
 
-            async with self.database.write() as session:
+            async def in_transaction(session: AsyncSession) -> tuple[ResultT | None, Outcome | None]:
+                # Runs again from the start if PostgreSQL reports a serialization failure or deadlock.
                 if idempotency_key is not None:
                     fingerprint = request_hash(action, logged_arguments)
                     stored = await find_replay(
@@ -264,7 +265,7 @@ class Order3:
                             draft_id=stored.get("draft_id"),
                         )
                         replayed_key.set(idempotency_key)
-                        return result
+                        return result, None
 
                 outcome = await work(session)
                 if scope != "read":
@@ -301,6 +302,11 @@ class Order3:
                 )
                 if self.before_commit is not None:
                     await self.before_commit(action)
+                return None, outcome
+
+            replayed, outcome = await self.database.run_write(in_transaction)
+            if replayed is not None:
+                return replayed
         except KeyInProgressError:
             logger.info("%s by %s refused: its idempotency key is still in progress", action, caller.principal)
             raise

@@ -13,6 +13,7 @@ from order3_mcp.commands.counts import count_app
 from order3_mcp.commands.drafts import drafts_app
 from order3_mcp.commands.exceptions import exceptions_app
 from order3_mcp.commands.receiving import receive
+from order3_mcp.commands.schema import db_app
 from order3_mcp.commands.policy import policy_app
 from order3_mcp.commands.rates import rates_app
 from order3_mcp.commands.replay import replay_app
@@ -54,11 +55,15 @@ def demo(
     data: Annotated[
         Path | None, typer.Option(help="InvenTree export to import; default: the InvenTree demo dataset next to the repository.")
     ] = None,
+    postgres: Annotated[
+        str | None,
+        typer.Option(help="PostgreSQL server URL (postgresql://user@host/postgres): run on a new database there, dropped afterwards unless --keep is given."),
+    ] = None,
 ) -> None:
     """Run the end-to-end demo on a fresh database (never the --db one): import, an agent drafts over MCP, a buyer approves."""
     from order3_mcp.demo import run_demo
 
-    execute(lambda: run_demo(keep=keep, data=data))
+    execute(lambda: run_demo(keep=keep, data=data, postgres=postgres))
 
 
 app.command("init")(init)
@@ -78,6 +83,7 @@ app.add_typer(rates_app, name="rates")
 app.add_typer(transfer_app, name="transfer")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(replay_app, name="replay")
+app.add_typer(db_app, name="db")
 
 
 def main() -> None:

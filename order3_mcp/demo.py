@@ -11,6 +11,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.rule import Rule
 from rich.text import Text
+from sqlalchemy.engine import make_url
 
 from order3_mcp.agent_script import AgentScriptError, run_agent
 from order3_mcp.app import Order3
@@ -28,6 +29,7 @@ from order3_mcp.services import admin, approvals, drafts, tokens
 from order3_mcp.services.history import ActivityQuery
 from store.db import Database, open_database
 from store.errors import ConflictError, NotFoundError
+from store.pg_scratch import create_scratch_database, drop_scratch_database, server_url
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # NOTE: both paths are found relative to a source checkout (an editable install);
@@ -35,6 +37,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "inventree-demo.json"
 DEMO_SETTINGS = REPO_ROOT / "fixtures" / "demo" / "reorder-settings.toml"
 DEMO_DB_NAME = "order3-demo.db"
+# Name prefix of the database the demo creates on a PostgreSQL server.
+DEMO_PG_PREFIX = "order3_demo"
 WORKSPACE = "demo"
 
 
@@ -42,7 +46,8 @@ WORKSPACE = "demo"
 class DemoResult:
     """Outcome of a demo run."""
 
-    db_path: Path
+    #: The SQLite file or PostgreSQL URL of the demo database.
+    location: str
     draft_id: int
     purchase_order: str
     refusal: str
@@ -56,12 +61,16 @@ class DemoResult:
     ledger_mismatches: int
 
 
-async def run_demo(*, keep: Path | None, data: Path | None, console: Console | None = None) -> DemoResult:
-    """Run the demo on a new SQLite file, in a temporary directory unless `keep` names one.
+async def run_demo(
+    *, keep: Path | None, data: Path | None, postgres: str | None = None, console: Console | None = None
+) -> DemoResult:
+    """Run the demo on a new database: a SQLite file in a temporary directory unless `keep` names one,
+    or with `postgres`, a new database on that PostgreSQL server, dropped afterwards unless `keep` is set.
 
     Raises:
         NotFoundError: If the InvenTree export or the demo settings are missing.
         ConflictError: If `keep` already contains a demo database.
+        InvalidInputError: If `postgres` is not a PostgreSQL URL.
         AgentScriptError: If the agent or the approval does not do what the demo expects.
     """
     console = console or Console(highlight=False)
@@ -70,29 +79,41 @@ async def run_demo(*, keep: Path | None, data: Path | None, console: Console | N
         raise NotFoundError(f"InvenTree export {str(data_path)!r} does not exist; pass --data FILE.")
     if not DEMO_SETTINGS.is_file():
         raise NotFoundError(f"Demo settings {str(DEMO_SETTINGS)!r} do not exist; run the demo from a source checkout.")
+    if postgres is not None:
+        server_url(postgres)
 
-    with contextlib.ExitStack() as stack:
+    async with contextlib.AsyncExitStack() as stack:
         if keep is not None:
             directory = keep.expanduser().resolve()
             directory.mkdir(parents=True, exist_ok=True)
         else:
             directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="order3-demo-")))
-        db_path = directory / DEMO_DB_NAME
-        if db_path.exists():
-            raise ConflictError(f"{db_path} already exists; the demo needs a fresh database, so pick an empty --keep directory.")
+        if postgres is None:
+            db_path = directory / DEMO_DB_NAME
+            if db_path.exists():
+                raise ConflictError(f"{db_path} already exists; the demo needs a fresh database, so pick an empty --keep directory.")
+            location = str(db_path)
+        else:
+            location = await create_scratch_database(postgres, prefix=DEMO_PG_PREFIX)
+            if keep is None:
+                admin_database = make_url(server_url(postgres)).database or "postgres"
+                stack.push_async_callback(drop_scratch_database, location, admin_database=admin_database)
 
-        database = await open_database(db_path)
+        database = await open_database(location)
         try:
-            return await _run_steps(database=database, db_path=db_path, data_path=data_path, keep=keep is not None, console=console)
+            return await _run_steps(database=database, location=location, work_dir=directory, data_path=data_path, keep=keep is not None, console=console)
         finally:
             await database.dispose()
+    raise AssertionError("unreachable: the block returns or raises")
 
 
 def _heading(console: Console, title: str) -> None:
     console.print(Rule(Text(title, style="bold")))
 
 
-async def _run_steps(*, database: Database, db_path: Path, data_path: Path, keep: bool, console: Console) -> DemoResult:
+async def _run_steps(
+    *, database: Database, location: str, work_dir: Path, data_path: Path, keep: bool, console: Console
+) -> DemoResult:
     _heading(console, "1. order3 init")
     created = await admin.init_workspace(database, workspace=WORKSPACE, base_currency="USD", timezone="UTC", admin="admin")
     console.print(f"Workspace {created.workspace!r} ({created.base_currency}, {created.timezone}); admin token {created.token_id} created.")
@@ -129,10 +150,10 @@ async def _run_steps(*, database: Database, db_path: Path, data_path: Path, keep
 
     _heading(console, "5. webshop sends a channel quantity snapshot (order3 sync ingest)")
     webshop = await app.authenticate(integration.secret, channel="sync")
-    await send_channel_snapshot(app, webshop, directory=db_path.parent, console=console)
+    await send_channel_snapshot(app, webshop, directory=work_dir, console=console)
 
     _heading(console, "6. buyer-bot connects over MCP (stdio: order3 serve)")
-    run = await run_agent(db_path=db_path, token=agent.secret, console=console)
+    run = await run_agent(db_location=location, token=agent.secret, console=console)
 
     _heading(console, f"7. alice reviews and approves draft {run.draft_id} (order3 drafts approve)")
     alice = await app.authenticate(buyer.secret, channel="cli")
@@ -179,7 +200,7 @@ async def _run_steps(*, database: Database, db_path: Path, data_path: Path, keep
     levels_checked, ledger_mismatches = await check_ledger(app, alice, console=console)
 
     if keep:
-        _print_continue(console, db_path=db_path, tokens=[
+        _print_continue(console, location=location, tokens=[
             ("alice, the buyer who approves drafts", buyer.secret),
             ("carol, the approver of stock corrections", approver.secret),
             ("admin, who creates and revokes tokens", created.secret),
@@ -187,7 +208,7 @@ async def _run_steps(*, database: Database, db_path: Path, data_path: Path, keep
             ("webshop, the integration (for order3 sync ingest)", integration.secret),
         ])
     return DemoResult(
-        db_path=db_path,
+        location=location,
         draft_id=run.draft_id,
         purchase_order=purchase_order,
         refusal=run.refusal,
@@ -201,13 +222,13 @@ async def _run_steps(*, database: Database, db_path: Path, data_path: Path, keep
     )
 
 
-def _print_continue(console: Console, *, db_path: Path, tokens: list[tuple[str, str]]) -> None:
+def _print_continue(console: Console, *, location: str, tokens: list[tuple[str, str]]) -> None:
     """Print the kept database's tokens with the shell lines to continue as each principal."""
-    console.print(Text(f"The demo database is kept at {db_path}.", style="bold"))
+    console.print(Text(f"The demo database is kept at {location}.", style="bold"))
     console.print(
         Text("Store these tokens now: they are not shown again, and the database keeps only their hashes.", style="yellow"),
         soft_wrap=True,
     )
     for principal, secret in tokens:
         console.print(Text(f"To continue as {principal}:"))
-        console.print(Text(f"  export ORDER3_DB={shlex.quote(str(db_path))}\n  export ORDER3_TOKEN={secret}"), soft_wrap=True)
+        console.print(Text(f"  export ORDER3_DB={shlex.quote(location)}\n  export ORDER3_TOKEN={secret}"), soft_wrap=True)

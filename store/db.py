@@ -5,20 +5,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import event, inspect, text
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
-from sqlmodel import SQLModel
 
 import store.models  # noqa: F401  (registers every table on SQLModel.metadata)
-from store.errors import ConflictError
+from store import schema
+from store.errors import ConflictError, InvalidInputError
 from store.sqlite_inline import inline_connector
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +32,20 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 # SQLite drivers: "inline" runs each sqlite3 call in the calling task (store/sqlite_inline.py);
 # "threaded" is stock aiosqlite, one worker thread per connection.
 SQLITE_DRIVERS = ("inline", "threaded")
+
+# PostgreSQL connection pool of each engine (SQLAlchemy's QueuePool): connections
+# kept open, extra ones opened under load, and how long a request waits for one.
+# ORDER3_PG_POOL_SIZE and ORDER3_PG_MAX_OVERFLOW override the first two.
+POSTGRES_POOL_SIZE = 5
+POSTGRES_MAX_OVERFLOW = 10
+POSTGRES_POOL_TIMEOUT_SECONDS = 30
+
+# A PostgreSQL write transaction that fails with one of these SQLSTATEs did
+# nothing and may simply run again: serialization_failure and deadlock_detected.
+RETRYABLE_SQLSTATES = {"40001": "a serialization failure", "40P01": "a deadlock"}
+WRITE_ATTEMPTS = 3
+# First retry waits about this long, the next twice as long, each with ±50 % jitter.
+RETRY_BASE_DELAY_SECONDS = 0.02
 
 # Tables that every Order3 database has. A database without both belongs to another application.
 ORDER3_MARKER_TABLES = frozenset({"workspace", "activity_event"})
@@ -87,11 +105,17 @@ class Database:
     """
 
     def __init__(self, url: str, *, echo: bool = False, sqlite_driver: str | None = None) -> None:
+        """Create the engines for `url`; nothing connects until the first query.
+
+        Raises:
+            InvalidInputError: If the URL names PostgreSQL and asyncpg is not installed,
+                or names an unknown SQLite driver.
+        """
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self.sqlite_driver = sqlite_driver or os.environ.get("ORDER3_SQLITE_DRIVER") or "inline"
         if self.sqlite_driver not in SQLITE_DRIVERS:
-            raise ValueError(
+            raise InvalidInputError(
                 f"Unknown SQLite driver {self.sqlite_driver!r}; use one of {', '.join(SQLITE_DRIVERS)} "
                 "(ORDER3_SQLITE_DRIVER)."
             )
@@ -110,7 +134,7 @@ class Database:
 
     def _create_engine(self, url: str, *, echo: bool, immediate: bool) -> AsyncEngine:
         if not self.is_sqlite:
-            return create_async_engine(url, echo=echo, pool_pre_ping=True)
+            return self._create_postgres_engine(url, echo=echo)
 
         inline = self.sqlite_driver == "inline"
         if inline:
@@ -141,33 +165,49 @@ class Database:
 
         return engine
 
-    async def missing_columns(self) -> dict[str, list[str]]:
-        """Return, per existing table, the columns this version's models have and the table lacks.
+    @staticmethod
+    def _create_postgres_engine(url: str, *, echo: bool) -> AsyncEngine:
+        try:
+            import asyncpg  # noqa: F401
+        except ImportError as exc:
+            raise InvalidInputError(
+                "A PostgreSQL database needs the asyncpg driver, which is not installed; "
+                "install it with: pip install 'order3-mcp[postgres]'."
+            ) from exc
+        return create_async_engine(
+            url,
+            echo=echo,
+            pool_pre_ping=True,
+            pool_size=_env_int("ORDER3_PG_POOL_SIZE", POSTGRES_POOL_SIZE),
+            max_overflow=_env_int("ORDER3_PG_MAX_OVERFLOW", POSTGRES_MAX_OVERFLOW),
+            pool_timeout=POSTGRES_POOL_TIMEOUT_SECONDS,
+        )
 
-        Creating tables adds missing tables but never alters an existing one, so a
-        database made by an older version can lack columns that queries need.
+    async def prepare_schema(self, *, create: bool = True) -> schema.SchemaState:
+        """Check that the schema is at the head revision, creating it first in an empty database if `create`.
+
+        Raises:
+            SchemaBehindError: If the database was made by an older version; `order3 db upgrade` migrates it.
+            InvalidInputError: If a newer version of Order3 made the database.
         """
 
-        def compare(sync_connection: Any) -> dict[str, list[str]]:
-            inspector = inspect(sync_connection)
-            existing = set(inspector.get_table_names())
-            gaps: dict[str, list[str]] = {}
-            for name, table in SQLModel.metadata.tables.items():
-                if name not in existing:
-                    continue
-                present = {column["name"] for column in inspector.get_columns(name)}
-                missing = [column.name for column in table.columns if column.name not in present]
-                if missing:
-                    gaps[name] = missing
-            return gaps
+        def prepare(connection: Any) -> schema.SchemaState:
+            state = schema.read_state(connection)
+            if state.is_empty:
+                if create:
+                    schema.create_at_head(connection)
+                    return schema.read_state(connection)
+                return state
+            schema.check_current(state)
+            return state
 
-        async with self.engine.connect() as connection:
-            return await connection.run_sync(compare)
-
-    async def create_all(self) -> None:
-        """Create every table that does not exist yet."""
         async with self.write_engine.begin() as connection:
-            await connection.run_sync(SQLModel.metadata.create_all)
+            return await connection.run_sync(prepare)
+
+    async def upgrade_schema(self) -> tuple[str | None, str]:
+        """Migrate the database to the head revision; return the revisions before and after."""
+        async with self.write_engine.begin() as connection:
+            return await connection.run_sync(schema.upgrade_to_head)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
@@ -207,6 +247,36 @@ class Database:
         finally:
             lock.release()
 
+    async def run_write(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """Run `work` in a write transaction, running it again after a PostgreSQL serialization failure or deadlock.
+
+        Such a failure rolls the whole transaction back, so running `work` again
+        from the start is safe. `work` must not have effects outside the session.
+        Other errors are raised at once.
+
+        Raises:
+            ConflictError: If every one of the `WRITE_ATTEMPTS` attempts failed that way.
+        """
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                async with self.write() as session:
+                    return await work(session)
+            except DBAPIError as exc:
+                reason = retryable_reason(exc)
+                if reason is None:
+                    raise
+                if attempt == WRITE_ATTEMPTS:
+                    logger.warning("write transaction failed with %s on all %d attempts", reason, attempt)
+                    raise ConflictError(
+                        f"The database reported {reason} on {attempt} attempts in a row, because other requests were "
+                        "changing the same records; nothing was written. Retry the request."
+                    ) from exc
+                delay = RETRY_BASE_DELAY_SECONDS * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
+                logger.info("write transaction failed with %s; retrying in %.0f ms (attempt %d of %d)",
+                            reason, delay * 1000, attempt + 1, WRITE_ATTEMPTS)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
     def _write_lock(self) -> asyncio.Lock:
         loop = asyncio.get_running_loop()
         lock = self._write_locks.get(loop)
@@ -228,9 +298,39 @@ class Database:
             await connection.execute(text("SELECT 1"))
 
 
+def retryable_reason(error: BaseException) -> str | None:
+    """Return what went wrong if `error` is a PostgreSQL failure that running the transaction again may cure."""
+    sqlstate = getattr(getattr(error, "orig", None), "sqlstate", None)
+    if sqlstate in RETRYABLE_SQLSTATES:
+        return f"{RETRYABLE_SQLSTATES[sqlstate]} (SQLSTATE {sqlstate})"
+    return None
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise InvalidInputError(f"{name}={value!r} is not a whole number of connections; unset it or give a number such as {default}.")
+    return number
+
+
 async def open_database(db: str | os.PathLike[str] | None = None, *, create: bool = True) -> Database:
-    """Open the database named by `db` (or `ORDER3_DB`, or the default file), creating tables."""
+    """Open the database named by `db` (or `ORDER3_DB`, or the default file) and check its schema revision.
+
+    An empty database gets every table at the head revision when `create` is set.
+
+    Raises:
+        SchemaBehindError: If the database was made by an older version; `order3 db upgrade` migrates it.
+    """
     database = Database(resolve_url(db))
-    if create:
-        await database.create_all()
+    try:
+        await database.prepare_schema(create=create)
+    except BaseException:
+        await database.dispose()
+        raise
     return database

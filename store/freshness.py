@@ -15,10 +15,9 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from store.dialect import POSTGRESQL, SQLITE, dialect_of, upsert_insert
 from store.models import ChangeCounter, FinderRun
 
 _COUNTERS = ChangeCounter.__table__
@@ -26,14 +25,13 @@ _RUNS = FinderRun.__table__
 
 def _bump_statement(dialect: str) -> Any:
     # One upsert, so two first writes of a workspace cannot both try to insert.
-    insert_into = postgresql_insert if dialect == "postgresql" else sqlite_insert
-    statement = insert_into(_COUNTERS).values(workspace_id=bindparam("workspace_id"), version=1)
+    statement = upsert_insert(dialect, _COUNTERS).values(workspace_id=bindparam("workspace_id"), version=1)
     return statement.on_conflict_do_update(
         index_elements=[_COUNTERS.c.workspace_id], set_={"version": _COUNTERS.c.version + 1}
     )
 
 
-_BUMPS = {dialect: _bump_statement(dialect) for dialect in ("sqlite", "postgresql")}
+_BUMPS = {dialect: _bump_statement(dialect) for dialect in (SQLITE, POSTGRESQL)}
 _READ_COUNTER = select(_COUNTERS.c.version).where(_COUNTERS.c.workspace_id == bindparam("workspace_id"))
 _READ_RUN = select(_RUNS.c.change_version, _RUNS.c.business_date, _RUNS.c.refreshed_at, _RUNS.c.policy_fingerprint).where(
     _RUNS.c.workspace_id == bindparam("workspace_id"), _RUNS.c.kind == bindparam("kind")
@@ -42,8 +40,7 @@ _READ_RUN = select(_RUNS.c.change_version, _RUNS.c.business_date, _RUNS.c.refres
 
 async def note_change(session: AsyncSession, *, workspace_id: int) -> None:
     """Bump the workspace's change counter inside the caller's write transaction."""
-    dialect = session.get_bind().dialect.name
-    await session.execute(_BUMPS[dialect], {"workspace_id": workspace_id})
+    await session.execute(_BUMPS[dialect_of(session)], {"workspace_id": workspace_id})
 
 
 async def change_version(session: AsyncSession, *, workspace_id: int) -> int:

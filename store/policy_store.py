@@ -10,6 +10,7 @@ from sqlalchemy import func, select, type_coerce
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from store.dialect import needs_row_locks
 from store.errors import ConflictError
 from store.models import Draft, DraftPolicyFacts, PolicyVersion, StockLevel, Supplier
 from store.types import Fixed6
@@ -118,7 +119,7 @@ async def supplier_spend(
     transaction about to add a draft for this supplier reads a total no other such
     transaction can change before it commits.
     """
-    if lock_supplier and session.get_bind().dialect.name != "sqlite":
+    if lock_supplier and needs_row_locks(session):
         # On PostgreSQL at READ COMMITTED, a second drafter waits here, and its sum below
         # then sees the first one's committed draft. SQLite already serialises write
         # transactions (BEGIN IMMEDIATE) and ignores the lock. FOR NO KEY UPDATE leaves

@@ -97,17 +97,22 @@ async def issue_purchase_order(
     return order, created
 
 
-async def get_purchase_order_by_number(session: AsyncSession, *, workspace_id: int, number: str) -> PurchaseOrder:
+async def get_purchase_order_by_number(
+    session: AsyncSession, *, workspace_id: int, number: str, for_update: bool = False
+) -> PurchaseOrder:
     """Return the purchase order numbered `number` (case-insensitive).
+
+    With `for_update`, the order row is locked until the transaction ends (FOR NO
+    KEY UPDATE on PostgreSQL), so a concurrent receipt on the order waits and then
+    reads what this one committed. SQLite ignores the lock.
 
     Raises:
         NotFoundError: If there is none.
     """
-    order = (
-        await session.execute(
-            select(PurchaseOrder).where(PurchaseOrder.workspace_id == workspace_id, PurchaseOrder.number.ilike(number.strip()))
-        )
-    ).scalar_one_or_none()
+    statement = select(PurchaseOrder).where(PurchaseOrder.workspace_id == workspace_id, PurchaseOrder.number.ilike(number.strip()))
+    if for_update:
+        statement = statement.with_for_update(key_share=True).execution_options(populate_existing=True)
+    order = (await session.execute(statement)).scalar_one_or_none()
     if order is None:
         raise NotFoundError(f"Purchase order {number!r} does not exist in this workspace; list purchase orders to find its number.")
     return order

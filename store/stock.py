@@ -9,6 +9,7 @@ from decimal import Decimal
 from sqlalchemy import func, literal_column, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from store.dialect import insert_ignoring_conflict
 from store.errors import ConflictError, InvalidInputError
 from store.models import MOVEMENT_KINDS, Movement, StockLevel
 from store.types import utc_now
@@ -27,14 +28,20 @@ class Place:
 
 
 async def _level(session: AsyncSession, *, workspace_id: int, item_id: int, place: Place) -> StockLevel | None:
+    # FOR NO KEY UPDATE: on PostgreSQL a second writer of the same level waits here
+    # for this transaction and then reads its committed quantity, instead of failing
+    # the version check below. SQLite ignores the clause; BEGIN IMMEDIATE serialises there.
     return (
         await session.execute(
-            select(StockLevel).where(
+            select(StockLevel)
+            .where(
                 StockLevel.workspace_id == workspace_id,
                 StockLevel.item_id == item_id,
                 StockLevel.location_id == place.location_id,
                 StockLevel.bin_key == place.bin_key,
             )
+            .with_for_update(key_share=True)
+            .execution_options(populate_existing=True)
         )
     ).scalar_one_or_none()
 
@@ -58,17 +65,26 @@ async def _change_level(
             f"Item {item_label} has {current} on hand at {where}; removing {-delta} would make stock negative."
         )
     if level is None:
-        session.add(
-            StockLevel(
+        # Two first movements into one place may race to create its level. The
+        # loser's insert does nothing, and it changes the winner's row instead.
+        created = await session.execute(
+            insert_ignoring_conflict(session, StockLevel.__table__, index_elements=["item_id", "location_id", "bin_key"]).values(
                 workspace_id=workspace_id,
                 item_id=item_id,
                 location_id=place.location_id,
                 bin_id=place.bin_id,
                 bin_key=place.bin_key,
                 on_hand=new,
+                version=1,
+                updated_at=utc_now(),
             )
         )
-        await session.flush()
+        if created.rowcount == 1:
+            return
+        await _change_level(
+            session, workspace_id=workspace_id, item_id=item_id, place=place, delta=delta,
+            allow_negative=allow_negative, item_label=item_label,
+        )
         return
     # Conditional on the version read above: a concurrent writer that slipped past
     # the transaction lock (possible only on PostgreSQL) makes this match no row.

@@ -25,6 +25,7 @@ from store.activity import verify_chain
 from store.db import Database, open_database
 from store.stock import verify_ledger
 from store.tokens import issue_token
+from tests.conftest import new_database_location
 from tests.factory import Tokens, small_workspace
 
 T = TypeVar("T")
@@ -34,14 +35,17 @@ runner = CliRunner()
 
 @dataclass
 class Workspace:
-    """A small workspace in a SQLite file, with the secrets of its people and the callers of its machines."""
+    """A small workspace in a test database, with the secrets of its people and the callers of its machines."""
 
-    db: Path
+    #: The SQLite file, or the PostgreSQL URL on that test run.
+    db: Path | str
     tokens: Tokens
     #: Secret of 'carol', a user with the approver role.
     approver_secret: str
     #: Caller of the 'shopify-eu' integration.
     integration: Caller
+    #: The test's own directory, for files such as sync batches.
+    folder: Path
 
 
 def on(db: Path, step: Callable[[Database], Awaitable[T]]) -> T:
@@ -79,7 +83,7 @@ def read(db: Path, step: Callable[[AsyncSession], Awaitable[T]]) -> T:
 
 def make_workspace(tmp_path: Path) -> Workspace:
     """Create the small test workspace (see `small_workspace`) plus an approver and an integration."""
-    db = tmp_path / "order3.db"
+    db = new_database_location(tmp_path, "order3.db")
 
     async def build(database: Database) -> Workspace:
         tokens = await small_workspace(database)
@@ -105,7 +109,7 @@ def make_workspace(tmp_path: Path) -> Workspace:
             scopes=scopes,
             channel="sync",
         )
-        return Workspace(db=db, tokens=tokens, approver_secret=approver_secret, integration=integration)
+        return Workspace(db=db, tokens=tokens, approver_secret=approver_secret, integration=integration, folder=tmp_path)
 
     return on(db, build)
 

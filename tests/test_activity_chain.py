@@ -8,7 +8,7 @@ from pathlib import Path
 import anyio
 import pytest
 from mcp import Client
-from sqlalchemy import select, text
+from sqlalchemy import bindparam, select, text
 from typer.testing import CliRunner, Result
 
 from order3_mcp.cli import app
@@ -101,13 +101,22 @@ async def swap_rows(database: Database, first: int, second: int, *, with_hashes:
         rows = {
             row.seq: row._mapping
             for row in (
-                await session.execute(text(f"SELECT seq, {listed} FROM activity_event WHERE seq IN (:a, :b)"), {"a": first, "b": second})
+                await session.execute(
+                    text(f"SELECT seq, {listed} FROM activity_event WHERE seq IN (:a, :b)").columns(
+                        *(ActivityEvent.__table__.c[name] for name in ["seq", *columns])
+                    ),
+                    {"a": first, "b": second},
+                )
             ).all()
         }
         assignments = ", ".join(f"{name} = :{name}" for name in columns)
+        # Typed parameters, so JSON columns are encoded on PostgreSQL as well as SQLite.
+        update = text(f"UPDATE activity_event SET {assignments} WHERE seq = :target").bindparams(
+            *(bindparam(name, type_=ActivityEvent.__table__.c[name].type) for name in columns)
+        )
         for target, source in ((first, second), (second, first)):
             values = {name: rows[source][name] for name in columns}
-            await session.execute(text(f"UPDATE activity_event SET {assignments} WHERE seq = :target"), {**values, "target": target})
+            await session.execute(update, {**values, "target": target})
 
 
 async def test_untouched_log_verifies(database):

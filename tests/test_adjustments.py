@@ -18,6 +18,7 @@ from order3_mcp.services import approvals
 from store.db import Database, open_database
 from store.models import ActivityEvent, Draft, IdempotencyRecord, Item, Movement
 from store.stock import Place, record_movement
+from tests.conftest import new_database_location
 from tests.factory import (
     Tokens,
     issue_secret,
@@ -65,7 +66,7 @@ async def draft_as_agent(database: Database, tokens: Tokens, **changes: object) 
 
 
 def test_adjustment_from_agent_draft_to_posted_movement(tmp_path: Path) -> None:
-    db = tmp_path / "order3.db"
+    db = new_database_location(tmp_path, "order3.db")
 
     async def draft() -> tuple[Tokens, str, dict[str, object]]:
         database = await open_database(db)
@@ -285,7 +286,7 @@ async def test_two_removals_of_seven_from_ten(any_database):
 
 
 def test_failed_execution_exits_nonzero(tmp_path: Path) -> None:
-    db = tmp_path / "order3.db"
+    db = new_database_location(tmp_path, "order3.db")
 
     async def draft_then_empty_bin() -> tuple[str, dict[str, object]]:
         database = await open_database(db)

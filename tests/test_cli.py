@@ -6,6 +6,7 @@ import hashlib
 import json
 import sqlite3
 import uuid
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from order3_mcp.services import drafts
 from store.db import open_database
 from store.models import Item, Location, Supplier, SupplierItem
 from store.workspaces import sku_key
-from tests.conftest import INVENTREE_DEMO
+from tests.conftest import INVENTREE_DEMO, run_sql, sqlite_only
 
 runner = CliRunner()
 
@@ -37,24 +38,23 @@ def secret_in(output: str) -> str:
     return next(line.strip() for line in output.splitlines() if line.strip().startswith("o3_"))
 
 
-def event_count(db: Path) -> int:
-    with sqlite3.connect(db) as connection:
-        return connection.execute("SELECT COUNT(*) FROM activity_event").fetchone()[0]
+def event_count(db: Path | str) -> int:
+    return run_sql(db, "SELECT COUNT(*) FROM activity_event")[0][0]
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "order3.db"
+def db(db_location_factory: Callable[..., str]) -> str:
+    return db_location_factory()
 
 
 @pytest.fixture
-def admin_token(db: Path) -> str:
+def admin_token(db: str) -> str:
     result = order3(db, "init", "--workspace", "main", "--admin", "root")
     assert result.exit_code == 0, result.stderr
     return secret_in(result.stdout)
 
 
-def test_init_prints_token_once_with_warning(db: Path) -> None:
+def test_init_prints_token_once_with_warning(db: str) -> None:
     result = order3(db, "init", "--workspace", "main", "--currency", "eur", "--timezone", "Europe/Berlin")
 
     assert result.exit_code == 0
@@ -64,25 +64,24 @@ def test_init_prints_token_once_with_warning(db: Path) -> None:
     assert event_count(db) == 1
 
 
-def test_init_again_fails_and_writes_nothing(db: Path, admin_token: str) -> None:
+def test_init_again_fails_and_writes_nothing(db: str, admin_token: str) -> None:
     result = order3(db, "init", "--workspace", "main")
 
     assert result.exit_code == 5
     assert "Workspace 'main' already exists" in result.stderr
     assert "o3_" not in result.stdout
     assert event_count(db) == 1
-    with sqlite3.connect(db) as connection:
-        assert connection.execute("SELECT COUNT(*) FROM token").fetchone()[0] == 1
+    assert run_sql(db, "SELECT COUNT(*) FROM token") == [(1,)]
 
 
-def test_init_rejects_unknown_timezone(db: Path) -> None:
+def test_init_rejects_unknown_timezone(db: str) -> None:
     result = order3(db, "init", "--timezone", "Mars/Olympus")
 
     assert result.exit_code == 2
     assert "'Mars/Olympus' is not an IANA timezone" in result.stderr
 
 
-def test_agent_token_withholds_approve_and_execute(db: Path, admin_token: str) -> None:
+def test_agent_token_withholds_approve_and_execute(db: str, admin_token: str) -> None:
     order3(db, "token", "create", "--principal", "dana", "--role", "buyer", token=admin_token)
 
     result = order3(db, "token", "create", "--principal", "bot", "--kind", "agent", "--role", "buyer", "--for", "dana", token=admin_token)
@@ -95,21 +94,21 @@ def test_agent_token_withholds_approve_and_execute(db: Path, admin_token: str) -
     assert "Acts for: dana" in result.stdout
 
 
-def test_user_token_reports_nothing_withheld(db: Path, admin_token: str) -> None:
+def test_user_token_reports_nothing_withheld(db: str, admin_token: str) -> None:
     result = order3(db, "token", "create", "--principal", "alice", "--role", "buyer", token=admin_token)
 
     assert result.exit_code == 0
     assert "Withheld" not in result.stdout
 
 
-def test_token_create_rejects_unknown_role(db: Path, admin_token: str) -> None:
+def test_token_create_rejects_unknown_role(db: str, admin_token: str) -> None:
     result = order3(db, "token", "create", "--principal", "alice", "--role", "superuser", token=admin_token)
 
     assert result.exit_code == 2
     assert "Role 'superuser' is unknown" in result.stderr
 
 
-def test_token_create_needs_admin_scope(db: Path, admin_token: str) -> None:
+def test_token_create_needs_admin_scope(db: str, admin_token: str) -> None:
     buyer = secret_in(order3(db, "token", "create", "--principal", "alice", "--role", "buyer", token=admin_token).stdout)
 
     result = order3(db, "token", "create", "--principal", "eve", "--role", "admin", token=buyer)
@@ -118,7 +117,7 @@ def test_token_create_needs_admin_scope(db: Path, admin_token: str) -> None:
     assert "needs the 'admin' scope" in result.stderr
 
 
-def test_token_list_hides_secrets(db: Path, admin_token: str) -> None:
+def test_token_list_hides_secrets(db: str, admin_token: str) -> None:
     created = order3(db, "token", "create", "--principal", "alice", "--role", "buyer", token=admin_token)
     buyer = secret_in(created.stdout)
 
@@ -132,7 +131,7 @@ def test_token_list_hides_secrets(db: Path, admin_token: str) -> None:
     assert "2 tokens" in result.stdout
 
 
-def test_missing_token_is_a_clear_error(db: Path, admin_token: str) -> None:
+def test_missing_token_is_a_clear_error(db: str, admin_token: str) -> None:
     result = order3(db, "token", "list")
 
     assert result.exit_code == 3
@@ -140,14 +139,14 @@ def test_missing_token_is_a_clear_error(db: Path, admin_token: str) -> None:
     assert "Traceback" not in result.output
 
 
-def test_unknown_token_is_rejected(db: Path, admin_token: str) -> None:
+def test_unknown_token_is_rejected(db: str, admin_token: str) -> None:
     result = order3(db, "drafts", "list", token="o3_not-a-real-token")
 
     assert result.exit_code == 3
     assert "The token is not valid" in result.stderr
 
 
-def test_revoked_token_is_rejected(db: Path, admin_token: str) -> None:
+def test_revoked_token_is_rejected(db: str, admin_token: str) -> None:
     buyer = secret_in(order3(db, "token", "create", "--principal", "alice", "--role", "buyer", token=admin_token).stdout)
     revoked = order3(db, "token", "revoke", "2", token=admin_token)
 
@@ -159,6 +158,7 @@ def test_revoked_token_is_rejected(db: Path, admin_token: str) -> None:
     assert "of 'alice' was revoked" in result.stderr
 
 
+@sqlite_only
 def test_missing_database_file_is_not_created(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere.db"
 
@@ -169,13 +169,12 @@ def test_missing_database_file_is_not_created(tmp_path: Path) -> None:
     assert not missing.exists()
 
 
-def test_activity_verify_names_tampered_seq(db: Path, admin_token: str) -> None:
+def test_activity_verify_names_tampered_seq(db: str, admin_token: str) -> None:
     order3(db, "token", "create", "--principal", "alice", "--role", "buyer", token=admin_token)
     order3(db, "token", "list", token=admin_token)
 
     intact = order3(db, "activity", "verify", token=admin_token)
-    with sqlite3.connect(db) as connection:
-        connection.execute("UPDATE activity_event SET summary = 'nothing happened' WHERE seq = 2")
+    run_sql(db, "UPDATE activity_event SET summary = 'nothing happened' WHERE seq = 2")
     broken = order3(db, "activity", "verify", token=admin_token)
 
     assert intact.exit_code == 0
@@ -184,7 +183,7 @@ def test_activity_verify_names_tampered_seq(db: Path, admin_token: str) -> None:
     assert "Activity chain broken at seq 2 (edited): event 2 was changed after it was written." in broken.stderr
 
 
-def test_activity_list_shows_timeline(db: Path, admin_token: str) -> None:
+def test_activity_list_shows_timeline(db: str, admin_token: str) -> None:
     order3(db, "token", "create", "--principal", "alice", "--role", "buyer", token=admin_token)
 
     result = order3(db, "activity", "list", token=admin_token)
@@ -194,7 +193,7 @@ def test_activity_list_shows_timeline(db: Path, admin_token: str) -> None:
     assert "Created user token 2 for 'alice' with role buyer." in result.stdout
 
 
-def test_activity_show_prints_hashes(db: Path, admin_token: str) -> None:
+def test_activity_show_prints_hashes(db: str, admin_token: str) -> None:
     result = order3(db, "activity", "show", "1", token=admin_token)
 
     assert result.exit_code == 0
@@ -204,7 +203,7 @@ def test_activity_show_prints_hashes(db: Path, admin_token: str) -> None:
     assert any(line.startswith("hash: ") and len(line) == len("hash: ") + 64 for line in lines)
 
 
-def test_activity_export_writes_json_lines(db: Path, admin_token: str, tmp_path: Path) -> None:
+def test_activity_export_writes_json_lines(db: str, admin_token: str, tmp_path: Path) -> None:
     output = tmp_path / "activity.jsonl"
 
     result = order3(db, "activity", "export", "--output", str(output), token=admin_token)
@@ -215,7 +214,7 @@ def test_activity_export_writes_json_lines(db: Path, admin_token: str, tmp_path:
     assert '"action":"init"' in lines[0]
 
 
-def test_activity_export_needs_export_scope(db: Path, admin_token: str) -> None:
+def test_activity_export_needs_export_scope(db: str, admin_token: str) -> None:
     agent = secret_in(order3(db, "token", "create", "--principal", "bot", "--kind", "agent", "--role", "agent", token=admin_token).stdout)
 
     result = order3(db, "activity", "export", token=agent)
@@ -224,7 +223,7 @@ def test_activity_export_needs_export_scope(db: Path, admin_token: str) -> None:
     assert "needs the 'export' scope" in result.stderr
 
 
-def test_import_of_missing_file_fails(db: Path, admin_token: str, tmp_path: Path) -> None:
+def test_import_of_missing_file_fails(db: str, admin_token: str, tmp_path: Path) -> None:
     result = order3(db, "import", "inventree", str(tmp_path / "missing.json"), token=admin_token)
 
     assert result.exit_code == 2
@@ -232,7 +231,7 @@ def test_import_of_missing_file_fails(db: Path, admin_token: str, tmp_path: Path
 
 
 @pytest.mark.skipif(not INVENTREE_DEMO.exists(), reason="the InvenTree demo export is not next to the repository")
-def test_verify_passes_after_import(db: Path, admin_token: str) -> None:
+def test_verify_passes_after_import(db: str, admin_token: str) -> None:
     imported = order3(db, "import", "inventree", str(INVENTREE_DEMO), token=admin_token)
 
     result = order3(db, "verify", token=admin_token)
@@ -243,13 +242,13 @@ def test_verify_passes_after_import(db: Path, admin_token: str) -> None:
     assert "Mismatches: 0" in result.stdout
 
 
-def test_verify_reports_ledger_mismatch(db: Path, admin_token: str) -> None:
+def test_verify_reports_ledger_mismatch(db: str, admin_token: str) -> None:
     _seed_catalogue(db)
-    with sqlite3.connect(db) as connection:
-        connection.execute(
-            "INSERT INTO stock_level (workspace_id, item_id, location_id, bin_id, bin_key, on_hand, version, updated_at) "
-            "SELECT 1, item.id, location.id, NULL, 0, 5000000, 1, '2025-01-01T00:00:00+00:00' FROM item, location LIMIT 1"
-        )
+    run_sql(
+        db,
+        "INSERT INTO stock_level (workspace_id, item_id, location_id, bin_id, bin_key, on_hand, version, updated_at) "
+        "SELECT 1, item.id, location.id, NULL, 0, 5000000, 1, '2025-01-01T00:00:00+00:00' FROM item, location LIMIT 1",
+    )
 
     result = order3(db, "verify", token=admin_token)
 
@@ -258,7 +257,7 @@ def test_verify_reports_ledger_mismatch(db: Path, admin_token: str) -> None:
     assert "  WIDGET-1 at WH1: on hand 5, ledger sum 0" in result.stdout.splitlines()
 
 
-def _seed_catalogue(db: Path) -> None:
+def _seed_catalogue(db: str) -> None:
     """Add location WH1 and supplier ACME selling WIDGET-1 (pack 10, minimum 20, 2.50 USD) to workspace 1."""
 
     async def seed() -> None:
@@ -281,7 +280,7 @@ def _seed_catalogue(db: Path) -> None:
     anyio.run(seed)
 
 
-def _draft_as(db: Path, secret: str, quantity: int = 20) -> int:
+def _draft_as(db: str, secret: str, quantity: int = 20) -> int:
     """Prepare a purchase order draft for `quantity` WIDGET-1 (2.50 USD each) through the draft service and return its id."""
 
     async def draft() -> int:
@@ -300,7 +299,7 @@ def _draft_as(db: Path, secret: str, quantity: int = 20) -> int:
     return anyio.run(draft)
 
 
-def test_drafter_cannot_approve_own_draft(db: Path, admin_token: str) -> None:
+def test_drafter_cannot_approve_own_draft(db: str, admin_token: str) -> None:
     _seed_catalogue(db)
     alice = secret_in(order3(db, "token", "create", "--principal", "alice", "--role", "buyer", token=admin_token).stdout)
     draft_id = _draft_as(db, alice)
@@ -315,7 +314,7 @@ def test_drafter_cannot_approve_own_draft(db: Path, admin_token: str) -> None:
     assert "Decisions: none yet" in shown.stdout
 
 
-def test_second_buyer_approves_and_issues_purchase_order(db: Path, admin_token: str) -> None:
+def test_second_buyer_approves_and_issues_purchase_order(db: str, admin_token: str) -> None:
     _seed_catalogue(db)
     alice = secret_in(order3(db, "token", "create", "--principal", "alice", "--role", "buyer", token=admin_token).stdout)
     bob = secret_in(order3(db, "token", "create", "--principal", "bob", "--role", "buyer", token=admin_token).stdout)
@@ -334,7 +333,7 @@ def test_second_buyer_approves_and_issues_purchase_order(db: Path, admin_token: 
     assert "was already executed" in again.stderr
 
 
-def test_reject_needs_reason_and_records_it(db: Path, admin_token: str) -> None:
+def test_reject_needs_reason_and_records_it(db: str, admin_token: str) -> None:
     _seed_catalogue(db)
     alice = secret_in(order3(db, "token", "create", "--principal", "alice", "--role", "buyer", token=admin_token).stdout)
     bob = secret_in(order3(db, "token", "create", "--principal", "bob", "--role", "buyer", token=admin_token).stdout)
@@ -348,7 +347,7 @@ def test_reject_needs_reason_and_records_it(db: Path, admin_token: str) -> None:
     assert "1 drafts" in listed.stdout
 
 
-def test_exceptions_list_runs(db: Path, admin_token: str) -> None:
+def test_exceptions_list_runs(db: str, admin_token: str) -> None:
     result = order3(db, "exceptions", "list", token=admin_token)
 
     assert result.exit_code == 0, result.stderr
@@ -356,7 +355,7 @@ def test_exceptions_list_runs(db: Path, admin_token: str) -> None:
 
 
 @pytest.mark.skipif(not INVENTREE_DEMO.exists(), reason="the InvenTree demo export is not next to the repository")
-def test_exceptions_show_and_dismiss_overdue_line(db: Path, admin_token: str) -> None:
+def test_exceptions_show_and_dismiss_overdue_line(db: str, admin_token: str) -> None:
     order3(db, "import", "inventree", str(INVENTREE_DEMO), token=admin_token)
     listed = order3(db, "exceptions", "list", "--kind", "supplier_delay", token=admin_token)
     exception_id = next(line.split("│")[1].strip() for line in listed.stdout.splitlines() if "PO0001" in line)
@@ -377,7 +376,7 @@ def test_exceptions_show_and_dismiss_overdue_line(db: Path, admin_token: str) ->
     assert "already dismissed" in again.stderr
 
 
-def test_serve_without_token_writes_nothing_to_stdout(db: Path, admin_token: str) -> None:
+def test_serve_without_token_writes_nothing_to_stdout(db: str, admin_token: str) -> None:
     result = order3(db, "serve")
 
     assert result.exit_code == 3
@@ -385,7 +384,7 @@ def test_serve_without_token_writes_nothing_to_stdout(db: Path, admin_token: str
     assert "No token given" in result.stderr
 
 
-def test_serve_with_revoked_token_fails(db: Path, admin_token: str) -> None:
+def test_serve_with_revoked_token_fails(db: str, admin_token: str) -> None:
     agent = secret_in(order3(db, "token", "create", "--principal", "bot", "--kind", "agent", "--role", "agent", token=admin_token).stdout)
     order3(db, "token", "revoke", "2", token=admin_token)
 
@@ -397,14 +396,14 @@ def test_serve_with_revoked_token_fails(db: Path, admin_token: str) -> None:
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.10", "example.com"])
-def test_serve_http_refuses_non_loopback_host(db: Path, admin_token: str, host: str) -> None:
+def test_serve_http_refuses_non_loopback_host(db: str, admin_token: str, host: str) -> None:
     result = order3(db, "serve", "--http", "--host", host, token=admin_token)
 
     assert result.exit_code == 2
     assert f"Host {host!r}" in result.stderr
 
 
-def test_agent_token_with_admin_role_names_withheld_scopes(db: Path, admin_token: str) -> None:
+def test_agent_token_with_admin_role_names_withheld_scopes(db: str, admin_token: str) -> None:
     result = order3(db, "token", "create", "--principal", "bot", "--kind", "agent", "--role", "admin", token=admin_token)
 
     assert result.exit_code == 0, result.stderr
@@ -414,17 +413,18 @@ def test_agent_token_with_admin_role_names_withheld_scopes(db: Path, admin_token
     ) in result.stdout.splitlines()
 
 
-def test_verify_names_bin_by_code(db: Path, admin_token: str) -> None:
+def test_verify_names_bin_by_code(db: str, admin_token: str) -> None:
     _seed_catalogue(db)
-    with sqlite3.connect(db) as connection:
-        connection.execute(
-            "INSERT INTO bin (workspace_id, location_id, code, name, created_at) "
-            "SELECT 1, id, 'A-01', '', '2025-01-01T00:00:00+00:00' FROM location WHERE code = 'WH1'"
-        )
-        connection.execute(
-            "INSERT INTO stock_level (workspace_id, item_id, location_id, bin_id, bin_key, on_hand, version, updated_at) "
-            "SELECT 1, item.id, location.id, bin.id, bin.id, 2000000, 1, '2025-01-01T00:00:00+00:00' FROM item, location, bin"
-        )
+    run_sql(
+        db,
+        "INSERT INTO bin (workspace_id, location_id, code, name, created_at) "
+        "SELECT 1, id, 'A-01', '', '2025-01-01T00:00:00+00:00' FROM location WHERE code = 'WH1'",
+    )
+    run_sql(
+        db,
+        "INSERT INTO stock_level (workspace_id, item_id, location_id, bin_id, bin_key, on_hand, version, updated_at) "
+        "SELECT 1, item.id, location.id, bin.id, bin.id, 2000000, 1, '2025-01-01T00:00:00+00:00' FROM item, location, bin",
+    )
 
     result = order3(db, "verify", token=admin_token)
 
@@ -432,7 +432,7 @@ def test_verify_names_bin_by_code(db: Path, admin_token: str) -> None:
     assert "  WIDGET-1 at WH1 bin A-01: on hand 2, ledger sum 0" in result.stdout.splitlines()
 
 
-def test_first_of_two_approvals_says_what_is_missing(db: Path, admin_token: str) -> None:
+def test_first_of_two_approvals_says_what_is_missing(db: str, admin_token: str) -> None:
     _seed_catalogue(db)
     alice = secret_in(order3(db, "token", "create", "--principal", "alice", "--role", "buyer", token=admin_token).stdout)
     carol = secret_in(order3(db, "token", "create", "--principal", "carol", "--role", "approver", token=admin_token).stdout)
@@ -451,7 +451,7 @@ def test_first_of_two_approvals_says_what_is_missing(db: Path, admin_token: str)
     assert f"Draft {draft_id} is executed." in second.stdout
 
 
-def test_token_list_fits_80_columns(db: Path, admin_token: str) -> None:
+def test_token_list_fits_80_columns(db: str, admin_token: str) -> None:
     tokens = [
         ("alice", "user", "buyer", ""),
         ("buyer-bot", "agent", "agent", "alice"),
@@ -463,8 +463,7 @@ def test_token_list_fits_80_columns(db: Path, admin_token: str) -> None:
         )
         assert created.exit_code == 0, created.stderr
     order3(db, "token", "revoke", "2", token=admin_token)
-    with sqlite3.connect(db) as connection:
-        prefixes = dict(connection.execute("SELECT id, prefix FROM token").fetchall())
+    prefixes = dict(run_sql(db, "SELECT id, prefix FROM token"))
 
     result = order3(db, "token", "list", token=admin_token, columns=80)
 
@@ -518,6 +517,7 @@ def test_unreachable_postgresql_server_is_not_found() -> None:
     assert "Traceback" not in result.output
 
 
+@sqlite_only
 def test_file_that_is_not_a_database_is_invalid(tmp_path: Path) -> None:
     passwd = tmp_path / "passwd"
     passwd.write_text("root:x:0:0:root:/root:/bin/bash\n")
@@ -533,6 +533,7 @@ def test_file_that_is_not_a_database_is_invalid(tmp_path: Path) -> None:
     assert sha256_of(passwd) == before
 
 
+@sqlite_only
 def test_directory_as_database_is_invalid(tmp_path: Path) -> None:
     result = order3(tmp_path, "init")
 
@@ -540,6 +541,7 @@ def test_directory_as_database_is_invalid(tmp_path: Path) -> None:
     assert result.stderr == f"Cannot open database '{tmp_path}': it is a directory. Pass a file path such as {tmp_path / 'order3.db'}.\n"
 
 
+@sqlite_only
 @pytest.mark.parametrize(
     "command",
     [
@@ -567,6 +569,7 @@ def test_foreign_sqlite_file_is_left_unchanged(tmp_path: Path, command: list[str
     assert sorted(path.name for path in tmp_path.iterdir()) == ["foreign.db"]
 
 
+@sqlite_only
 def test_init_refuses_foreign_sqlite_file(tmp_path: Path) -> None:
     foreign = foreign_sqlite_file(tmp_path / "foreign.db")
     before = sha256_of(foreign)
@@ -581,6 +584,7 @@ def test_init_refuses_foreign_sqlite_file(tmp_path: Path) -> None:
     assert sha256_of(foreign) == before
 
 
+@sqlite_only
 def test_init_fills_empty_file(tmp_path: Path) -> None:
     empty = tmp_path / "empty.db"
     empty.touch()
@@ -591,6 +595,7 @@ def test_init_fills_empty_file(tmp_path: Path) -> None:
     assert event_count(empty) == 1
 
 
+@sqlite_only
 def test_empty_file_needs_init(tmp_path: Path) -> None:
     empty = tmp_path / "empty.db"
     empty.touch()
@@ -600,17 +605,6 @@ def test_empty_file_needs_init(tmp_path: Path) -> None:
     assert result.exit_code == 4
     assert result.stderr == f"Database '{empty}' has no Order3 tables. Create them and a workspace with `order3 init`.\n"
     assert empty.stat().st_size == 0
-
-
-def test_existing_database_gets_missing_tables(db: Path, admin_token: str) -> None:
-    with sqlite3.connect(db) as connection:
-        connection.execute("DROP TABLE sync_state")
-
-    result = order3(db, "drafts", "list", token=admin_token)
-
-    assert result.exit_code == 0, result.stderr
-    with sqlite3.connect(db) as connection:
-        assert connection.execute("SELECT COUNT(*) FROM sqlite_master WHERE name = 'sync_state'").fetchone()[0] == 1
 
 
 def test_foreign_postgresql_database_is_left_unchanged() -> None:
@@ -666,7 +660,7 @@ def test_foreign_postgresql_database_is_left_unchanged() -> None:
 # Activity list: the newest events by default, paging forward with --from and --cursor.
 
 
-def _five_events(db: Path, admin_token: str) -> None:
+def _five_events(db: str, admin_token: str) -> None:
     """Record events 2 to 5 after init: two token creations, a token list and a revocation."""
     order3(db, "token", "create", "--principal", "alice", "--role", "buyer", token=admin_token)
     order3(db, "token", "create", "--principal", "bob", "--role", "buyer", token=admin_token)
@@ -674,7 +668,7 @@ def _five_events(db: Path, admin_token: str) -> None:
     order3(db, "token", "revoke", "2", token=admin_token)
 
 
-def test_activity_list_shows_newest_events(db: Path, admin_token: str) -> None:
+def test_activity_list_shows_newest_events(db: str, admin_token: str) -> None:
     _five_events(db, admin_token)
 
     result = order3(db, "activity", "list", "--limit", "2", token=admin_token)
@@ -688,7 +682,7 @@ def test_activity_list_shows_newest_events(db: Path, admin_token: str) -> None:
     assert "--cursor" not in result.stdout
 
 
-def test_activity_list_pages_forward(db: Path, admin_token: str) -> None:
+def test_activity_list_pages_forward(db: str, admin_token: str) -> None:
     _five_events(db, admin_token)
 
     first = order3(db, "activity", "list", "--from", "2", "--limit", "2", token=admin_token)
@@ -705,7 +699,7 @@ def test_activity_list_pages_forward(db: Path, admin_token: str) -> None:
     assert "Created user token" not in second.stdout
 
 
-def test_activity_list_rejects_from_with_cursor(db: Path, admin_token: str) -> None:
+def test_activity_list_rejects_from_with_cursor(db: str, admin_token: str) -> None:
     result = order3(db, "activity", "list", "--from", "1", "--cursor", "abc", token=admin_token)
 
     assert result.exit_code == 2
@@ -715,13 +709,13 @@ def test_activity_list_rejects_from_with_cursor(db: Path, admin_token: str) -> N
 # sync ingest with a batch file.
 
 
-def _integration_token(db: Path, admin_token: str) -> str:
+def _integration_token(db: str, admin_token: str) -> str:
     created = order3(db, "token", "create", "--principal", "shopify-eu", "--kind", "integration", "--role", "integration", token=admin_token)
     assert created.exit_code == 0, created.stderr
     return secret_in(created.stdout)
 
 
-def test_sync_ingest_prints_each_outcome(db: Path, admin_token: str, tmp_path: Path) -> None:
+def test_sync_ingest_prints_each_outcome(db: str, admin_token: str, tmp_path: Path) -> None:
     _seed_catalogue(db)
     integration = _integration_token(db, admin_token)
     batch = tmp_path / "batch.json"
@@ -750,7 +744,7 @@ def test_sync_ingest_prints_each_outcome(db: Path, admin_token: str, tmp_path: P
     assert "five" in rows["q-2"]
 
 
-def test_sync_ingest_of_missing_file_names_it(db: Path, admin_token: str, tmp_path: Path) -> None:
+def test_sync_ingest_of_missing_file_names_it(db: str, admin_token: str, tmp_path: Path) -> None:
     integration = _integration_token(db, admin_token)
     missing = tmp_path / "no-such-batch.json"
 
@@ -760,7 +754,7 @@ def test_sync_ingest_of_missing_file_names_it(db: Path, admin_token: str, tmp_pa
     assert str(missing) in result.stderr
 
 
-def test_sync_ingest_rejects_agent_token(db: Path, admin_token: str, tmp_path: Path) -> None:
+def test_sync_ingest_rejects_agent_token(db: str, admin_token: str, tmp_path: Path) -> None:
     agent = secret_in(order3(db, "token", "create", "--principal", "bot", "--kind", "agent", "--role", "agent", token=admin_token).stdout)
     batch = tmp_path / "batch.json"
     batch.write_text(json.dumps({"source": "shopify-eu", "batch_id": "b-1", "records": [{"external_id": "q-1", "kind": "channel_quantity", "sku": "WIDGET-1", "location": "WH1", "quantity": "0"}]}))
@@ -771,18 +765,17 @@ def test_sync_ingest_rejects_agent_token(db: Path, admin_token: str, tmp_path: P
     assert "needs the 'sync' scope" in result.stderr
 
 
-def test_database_from_an_older_version_is_refused_clearly(db: Path, admin_token: str) -> None:
-    import sqlite3
+def test_database_from_before_migrations_needs_upgrade(db: str, admin_token: str) -> None:
+    # A database made before schema revisions were recorded has no alembic_version table.
+    run_sql(db, "DROP TABLE alembic_version")
 
-    # An older version's outbox_message table had no queued_by column.
-    connection = sqlite3.connect(db)
-    connection.execute("ALTER TABLE outbox_message DROP COLUMN queued_by")
-    connection.commit()
-    connection.close()
+    refused = order3(db, "drafts", "list", token=admin_token)
+    upgraded = order3(db, "db", "upgrade")
+    listed = order3(db, "drafts", "list", token=admin_token)
 
-    result = order3(db, "drafts", "list", token=admin_token)
-
-    assert result.exit_code == 2
-    message = " ".join(result.stderr.split())
-    assert "was created by an older version of Order3 (outbox_message lacks queued_by)" in message
-    assert "create a new one with `order3 init`" in message
+    assert refused.exit_code == 2
+    message = " ".join(refused.stderr.split())
+    assert "has Order3 tables but no schema revision" in message
+    assert "Run `order3 db upgrade` to migrate it." in message
+    assert upgraded.exit_code == 0, upgraded.stderr
+    assert listed.exit_code == 0, listed.stderr

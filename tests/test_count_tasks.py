@@ -36,6 +36,7 @@ from store.models import (
 )
 from store.stock import Place, record_movement, verify_ledger
 from store.tokens import issue_token
+from tests.conftest import new_database_location
 from tests.factory import small_workspace
 
 runner = CliRunner()
@@ -75,7 +76,7 @@ def run(step: Any) -> Any:
 @pytest.fixture
 def shop(tmp_path: Path) -> Shop:
     """small_workspace (WIDGET-1 has 5 on hand at WH1) plus operator 'carol', who counts."""
-    db = tmp_path / "order3.db"
+    db = new_database_location(tmp_path, "order3.db")
 
     async def build(database: Database) -> Shop:
         tokens = await small_workspace(database)

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from order3_mcp.cli import app
-from tests.conftest import INVENTREE_DEMO
+from tests.conftest import INVENTREE_DEMO, sqlite_only
 
 # Generous bound for a CI machine; the demo takes about 8 s on a development laptop.
 DEMO_TIMEOUT_SECONDS = 120
@@ -32,6 +32,7 @@ def run_demo(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@sqlite_only
 @pytest.mark.skipif(not INVENTREE_DEMO.exists(), reason="the InvenTree demo export is not next to the repository")
 def test_demo_issues_purchase_order_after_refusal(tmp_path: Path) -> None:
     result = run_demo("--keep", str(tmp_path))
@@ -49,6 +50,7 @@ def test_demo_issues_purchase_order_after_refusal(tmp_path: Path) -> None:
     assert ("alice", "cli", "execute_draft", "ok") in rows
 
 
+@sqlite_only
 @pytest.mark.skipif(not INVENTREE_DEMO.exists(), reason="the InvenTree demo export is not next to the repository")
 def test_demo_executes_every_draft_kind(tmp_path: Path) -> None:
     result = run_demo("--keep", str(tmp_path))
@@ -99,6 +101,7 @@ def test_demo_executes_every_draft_kind(tmp_path: Path) -> None:
     ]
 
 
+@sqlite_only
 @pytest.mark.skipif(not INVENTREE_DEMO.exists(), reason="the InvenTree demo export is not next to the repository")
 def test_demo_keep_prints_every_token(tmp_path: Path) -> None:
     result = run_demo("--keep", str(tmp_path))

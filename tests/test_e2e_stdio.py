@@ -12,7 +12,7 @@ from mcp import Client, StdioServerParameters
 from typer.testing import CliRunner
 
 from order3_mcp.cli import app as cli
-from tests.conftest import INVENTREE_DEMO, REPO_ROOT
+from tests.conftest import INVENTREE_DEMO, REPO_ROOT, new_database_location
 
 pytestmark = pytest.mark.skipif(not INVENTREE_DEMO.exists(), reason="the InvenTree demo export is not next to the repo")
 
@@ -53,7 +53,7 @@ async def apply_demo_reorder_settings(db: Path, admin: str) -> None:
 
 
 def test_agent_drafts_and_person_approves_over_stdio(tmp_path: Path) -> None:
-    db = tmp_path / "order3.db"
+    db = new_database_location(tmp_path, "order3.db")
     admin = secret_in(order3(db, "init", "--workspace", "main", "--admin", "root").stdout)
     order3(db, "import", "inventree", str(INVENTREE_DEMO), token=admin)
     alice = secret_in(order3(db, "token", "create", "--principal", "alice", "--kind", "user", "--role", "buyer", token=admin).stdout)

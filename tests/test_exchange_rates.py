@@ -24,6 +24,7 @@ from store.models import (
     Supplier,
     SupplierItem,
 )
+from tests.conftest import new_database_location
 from tests.factory import issue_secret, make_app, small_workspace, stock_workspace
 
 runner = CliRunner()
@@ -51,7 +52,7 @@ async def add_cad_supplier(database: Database) -> None:
 
 @pytest.fixture
 def workspace(tmp_path: Path):
-    db = tmp_path / "rates.db"
+    db = new_database_location(tmp_path, "rates.db")
 
     async def setup():
         database = await open_database(db)

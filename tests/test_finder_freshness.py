@@ -11,6 +11,7 @@ from order3_mcp.app import Order3
 from order3_mcp.server import build_server
 from order3_mcp.services.exceptions import FINDER_MAX_AGE
 from store.models import ChangeCounter, ExceptionRecord, FinderRun
+from tests.conftest import new_database_location
 from tests.factory import small_workspace
 from tests.test_exception_lifecycle import add_reorder_rule, set_reorder_point
 
@@ -150,7 +151,7 @@ def test_cli_list_reruns_only_on_refresh(tmp_path) -> None:
     from order3_mcp.cli import app as cli
     from store.db import open_database
 
-    db = tmp_path / "fresh.db"
+    db = new_database_location(tmp_path, "fresh.db")
 
     async def prepare() -> str:
         database = await open_database(db)

@@ -228,7 +228,7 @@ def admin_secret(workspace: Workspace) -> str:
 
 def policy_files(workspace: Workspace) -> dict[str, Any]:
     text = default_policy_path().read_text(encoding="utf-8")
-    folder = workspace.db.parent
+    folder = workspace.folder
     (folder / "v3.toml").write_text(text.replace('version = "2"', 'version = "3"'), encoding="utf-8")
     (folder / "v4.toml").write_text(text.replace('version = "2"', 'version = "4"'), encoding="utf-8")
     (folder / "broken.toml").write_text("[policy\nname = ", encoding="utf-8")
@@ -240,7 +240,7 @@ def rates_admin(workspace: Workspace) -> dict[str, Any]:
 
 
 def batch_files(workspace: Workspace) -> dict[str, Any]:
-    folder = workspace.db.parent
+    folder = workspace.folder
     record = {"external_id": "q-1", "kind": "channel_quantity", "sku": "WIDGET-1", "location": "WH1", "quantity": "5"}
     batch = {"source": "shopify-eu", "batch_id": "b-9", "records": [record]}
     (folder / "same.json").write_text(json.dumps(batch), encoding="utf-8")

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 from collections import defaultdict
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -18,9 +18,8 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.engine import make_url
-from sqlmodel import SQLModel
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import SQLModel
 
 from store.db import Database, open_database
 from store.errors import InvalidInputError
@@ -43,7 +42,12 @@ from store.models import (
 )
 from store.stock import verify_ledger
 from store.workspaces import create_workspace
-from tests.conftest import INVENTREE_DEMO
+from tests.conftest import (
+    INVENTREE_DEMO,
+    copy_database,
+    drop_database,
+    new_database_location,
+)
 
 if not INVENTREE_DEMO.exists():
     pytest.skip(f"the InvenTree demo export is not at {INVENTREE_DEMO}", allow_module_level=True)
@@ -88,9 +92,9 @@ async def _row_counts(session: AsyncSession) -> dict[str, int]:
 
 @dataclass(frozen=True)
 class DemoImport:
-    """A database file with the demo export imported once per module, copied for each test."""
+    """A database with the demo export imported once per module, copied for each test."""
 
-    path: Path
+    location: str
     workspace_id: int
     summary: ImportSummary
 
@@ -104,8 +108,8 @@ class ImportedDemo:
     summary: ImportSummary
 
 
-async def _import_demo_into(path: Path) -> DemoImport:
-    database = await open_database(path)
+async def _import_demo_into(location: str) -> DemoImport:
+    database = await open_database(location)
     try:
         async with database.write() as session:
             workspace = await create_workspace(session, name="demo", base_currency="USD")
@@ -113,29 +117,27 @@ async def _import_demo_into(path: Path) -> DemoImport:
             workspace_id = workspace.id
     finally:
         await database.dispose()
-    return DemoImport(path=path, workspace_id=workspace_id, summary=summary)
+    return DemoImport(location=location, workspace_id=workspace_id, summary=summary)
 
 
 @pytest.fixture(scope="module")
-def demo_template(tmp_path_factory: pytest.TempPathFactory) -> DemoImport:
+def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoImport]:
     # The full import takes a few seconds, so it runs once per module and each test reads a copy.
-    return asyncio.run(_import_demo_into(tmp_path_factory.mktemp("inventree") / "demo.db"))
+    location = new_database_location(tmp_path_factory.mktemp("inventree"), "demo.db", outlives_test=True)
+    yield asyncio.run(_import_demo_into(location))
+    drop_database(location)
 
 
 @pytest.fixture
-async def demo(database: Database, demo_template: DemoImport) -> ImportedDemo:
-    """The `database` fixture with its file replaced by a copy of the imported demo database."""
-    # Closing the pool first means no connection still has the fresh file open; the
-    # engine opens new connections to the copy on first use.
-    await database.dispose()
-    target = Path(make_url(database.url).database or "")
-    for suffix in ("-wal", "-shm"):
-        Path(f"{target}{suffix}").unlink(missing_ok=True)
-    for suffix in ("", "-wal", "-shm"):
-        source = Path(f"{demo_template.path}{suffix}")
-        if source.exists():
-            shutil.copyfile(source, Path(f"{target}{suffix}"))
-    return ImportedDemo(database=database, workspace_id=demo_template.workspace_id, summary=demo_template.summary)
+async def demo(demo_template: DemoImport, tmp_path: Path) -> AsyncIterator[ImportedDemo]:
+    """A copy of the imported demo database for one test."""
+    location = copy_database(demo_template.location, tmp_path)
+    database = await open_database(location)
+    try:
+        yield ImportedDemo(database=database, workspace_id=demo_template.workspace_id, summary=demo_template.summary)
+    finally:
+        await database.dispose()
+        drop_database(location)
 
 
 async def test_demo_import_counts_match_export(demo: ImportedDemo) -> None:

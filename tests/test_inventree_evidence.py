@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -18,13 +18,18 @@ from store.db import open_database
 from store.importers.inventree import import_inventree
 from store.models import Item, ReorderRule
 from store.workspaces import create_workspace
-from tests.conftest import INVENTREE_DEMO
+from tests.conftest import (
+    INVENTREE_DEMO,
+    copy_database,
+    drop_database,
+    new_database_location,
+)
 
 pytestmark = pytest.mark.skipif(not INVENTREE_DEMO.exists(), reason="the InvenTree demo export is not next to the repo")
 
 
-async def _import_into(path: Path) -> None:
-    database = await open_database(path)
+async def _import_into(location: str) -> None:
+    database = await open_database(location)
     try:
         async with database.write() as session:
             workspace = await create_workspace(session, name="main")
@@ -34,25 +39,23 @@ async def _import_into(path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def imported_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def imported_location(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     # The import takes a few seconds, so it runs once and each test works on a copy.
-    path = tmp_path_factory.mktemp("inventree") / "demo.db"
-    asyncio.run(_import_into(path))
-    return path
+    location = new_database_location(tmp_path_factory.mktemp("inventree"), "demo.db", outlives_test=True)
+    asyncio.run(_import_into(location))
+    yield location
+    drop_database(location)
 
 
 @pytest.fixture
-async def app(imported_file: Path, tmp_path: Path):
-    copy = tmp_path / "order3.db"
-    for suffix in ("", "-wal", "-shm"):
-        source = Path(f"{imported_file}{suffix}")
-        if source.exists():
-            shutil.copyfile(source, Path(f"{copy}{suffix}"))
+async def app(imported_location: str, tmp_path: Path):
+    copy = copy_database(imported_location, tmp_path)
     database = await open_database(copy)
     try:
         yield Order3(database)
     finally:
         await database.dispose()
+        drop_database(copy)
 
 
 def agent_caller() -> Caller:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -51,6 +50,7 @@ from store.models import (
 )
 from store.tokens import issue_token
 from store.workspaces import sku_key
+from tests.conftest import new_database_location, run_sql
 from tests.factory import Tokens, small_workspace
 
 runner = CliRunner()
@@ -666,14 +666,13 @@ def secret_in(output: str) -> str:
     return next(line.strip() for line in output.splitlines() if line.strip().startswith("o3_"))
 
 
-def rows(db: Path, sql: str) -> list[tuple]:
-    with sqlite3.connect(db) as connection:
-        return connection.execute(sql).fetchall()
+def rows(db: Path | str, sql: str) -> list[tuple]:
+    return run_sql(db, sql)
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "order3.db"
+def db(tmp_path: Path) -> str:
+    return new_database_location(tmp_path)
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
-"""Races between separate processes on one SQLite file: each decision takes effect once.
+"""Races between separate processes on one database: each decision takes effect once.
 
 Each contender is its own `order3` process (or `order3 serve` for the agent),
-so the race goes through SQLite's file locks rather than one event loop.
+so the race goes through the database's locks (SQLite's file lock, or
+PostgreSQL's row locks on that run) rather than one event loop.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from order3_mcp.server import build_server
 from store.db import Database, open_database
 from store.models import Draft, PurchaseOrder, StockLevel
 from store.stock import verify_ledger
+from tests.conftest import new_database_location
 from tests.factory import add_bins_and_second_location, make_app, small_workspace
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -30,7 +32,7 @@ ROUNDS = 3
 CONFLICT_EXIT = 5
 
 
-def start_cli(db: Path, secret: str, *args: str) -> subprocess.Popen[str]:
+def start_cli(db: Path | str, secret: str, *args: str) -> subprocess.Popen[str]:
     environment = {**os.environ, "ORDER3_DB": str(db), "ORDER3_TOKEN": secret}
     return subprocess.Popen(
         [sys.executable, "-m", "order3_mcp.cli", *args],
@@ -70,7 +72,7 @@ async def counts(database: Database) -> tuple[int, list]:
 
 @pytest.fixture
 async def sqlite_file(tmp_path: Path):
-    path = tmp_path / "race.db"
+    path = new_database_location(tmp_path, "race.db", with_schema=True)
     database = await open_database(path)
     yield path, database
     await database.dispose()

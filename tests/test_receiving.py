@@ -30,6 +30,7 @@ from store.models import (
 from store.purchasing import NewLine, issue_purchase_order
 from store.stock import verify_ledger
 from store.tokens import issue_token
+from tests.conftest import new_database_location
 from tests.factory import small_workspace
 
 runner = CliRunner()
@@ -67,7 +68,7 @@ def on(db: Path, step: Any) -> Any:
 @pytest.fixture
 def shop(tmp_path: Path) -> Shop:
     """PO-000001 from ACME: line 1 is 40 WIDGET-1 for WH1 (5 on hand there), line 2 is 10 GADGET-2 with no destination."""
-    db = tmp_path / "order3.db"
+    db = new_database_location(tmp_path, "order3.db")
 
     async def build(database: Database) -> Shop:
         tokens = await small_workspace(database)

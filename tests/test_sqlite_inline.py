@@ -8,17 +8,21 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 
 from order3_mcp.app import _busy_conflict
 from store.db import Database, resolve_url
 from store.errors import ConflictError
+from tests.conftest import ON_POSTGRES
+
+pytestmark = pytest.mark.skipif(ON_POSTGRES, reason="checks the inline SQLite driver; this run uses PostgreSQL")
 
 
 async def test_lock_wait_leaves_loop_free(tmp_path: Path) -> None:
     path = tmp_path / "locked.db"
     database = Database(resolve_url(path), sqlite_driver="inline")
-    await database.create_all()
+    await database.prepare_schema()
     # Another process's writer, here a plain sqlite3 connection, holds the write lock for 0.5 s.
     holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     holder.execute("BEGIN IMMEDIATE")

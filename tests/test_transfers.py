@@ -30,6 +30,7 @@ from store.models import (
     Transfer,
 )
 from store.stock import Place, record_movement
+from tests.conftest import new_database_location
 from tests.factory import (
     Tokens,
     last_event,
@@ -78,7 +79,7 @@ async def draft_as_agent(database: Database, tokens: Tokens, **changes: object) 
 
 
 def test_transfer_from_agent_draft_to_receipt(tmp_path: Path) -> None:
-    db = tmp_path / "order3.db"
+    db = new_database_location(tmp_path, "order3.db")
 
     async def draft() -> tuple[Tokens, dict[str, object]]:
         database = await open_database(db)

@@ -253,6 +253,9 @@ def workspace_rows(db: Path, workspace_id: int) -> dict[str, list[tuple]]:
         tables = [name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
         snapshot: dict[str, list[tuple]] = {}
         for table in tables:
+            if table == "alembic_version":
+                # The schema revision belongs to the whole database, not to a workspace.
+                continue
             columns = [row[1] for row in connection.execute(f'PRAGMA table_info("{table}")')]
             if "workspace_id" in columns:
                 query = f'SELECT * FROM "{table}" WHERE workspace_id = ? ORDER BY rowid'

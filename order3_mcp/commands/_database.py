@@ -19,6 +19,7 @@ from store.db import (
     resolve_url,
 )
 from store.errors import ConflictError, InvalidInputError, NotFoundError
+from store.schema import VERSION_TABLE
 from store.sqlite_inline import is_busy
 
 SUPPORTED_BACKENDS = ("sqlite", "postgresql")
@@ -44,7 +45,7 @@ def sqlite_path(url: str) -> Path | None:
 
 
 async def connect(db: str | None, *, create: bool = False) -> Database:
-    """Open the database named by --db, ORDER3_DB or the default file, and create any missing Order3 tables.
+    """Open the database named by --db, ORDER3_DB or the default file, and check its schema revision.
 
     Every check that decides whether the database is Order3's only reads, so a
     mistyped path or another application's database is left as it was.
@@ -83,6 +84,41 @@ async def connect(db: str | None, *, create: bool = False) -> Database:
     return database
 
 
+async def connect_for_migration(db: str | None, *, create: bool) -> Database:
+    """Open the database for `order3 db`: the same checks as `connect`, but any schema revision is accepted.
+
+    With `create`, a SQLite file that does not exist yet is started, as `order3 init` does.
+
+    Raises:
+        NotFoundError: If the SQLite file does not exist or the server cannot be reached.
+        InvalidInputError: If the value is not a supported database URL or the database is another application's.
+    """
+    masked_db = mask_db_value(db)
+    try:
+        url = resolve_url(db)
+    except ArgumentError as exc:
+        raise InvalidInputError(f"Cannot open database {masked_db!r}: it is not a valid database URL. {URL_HINT}") from exc
+    backend = make_url(url).get_backend_name()
+    if backend not in SUPPORTED_BACKENDS:
+        raise InvalidInputError(f"Cannot open database {masked_db!r}: unknown database URL scheme {backend!r}. {URL_HINT}")
+    path = sqlite_path(url)
+    if path is not None:
+        check_sqlite_file(path, masked_db=masked_db, create=create)
+    database = open_engine(url, masked_db=masked_db)
+    try:
+        async with database.engine.connect() as connection:
+            tables = set(await connection.run_sync(lambda sync_connection: inspect(sync_connection).get_table_names()))
+        # An empty database is accepted: `order3 db upgrade` creates the schema in it.
+        check_tables(tables - {VERSION_TABLE}, masked_db=masked_db, create=True)
+    except OSError as exc:
+        await database.dispose()
+        raise NotFoundError(f"Cannot open database {masked_db!r}: the server cannot be reached ({exc}).") from exc
+    except BaseException:
+        await database.dispose()
+        raise
+    return database
+
+
 def check_sqlite_file(path: Path, *, masked_db: str, create: bool) -> None:
     """Check, reading only, that a SQLite file may be opened as an Order3 database.
 
@@ -106,7 +142,7 @@ def check_sqlite_file(path: Path, *, masked_db: str, create: bool) -> None:
         raise InvalidInputError(
             f"Cannot open database {masked_db!r}: SQLite reports '{exc}'. Point --db or ORDER3_DB at an Order3 database file."
         ) from exc
-    check_tables(tables, masked_db=masked_db, create=create)
+    check_tables(tables - {VERSION_TABLE}, masked_db=masked_db, create=create)
 
 
 def check_tables(tables: set[str], *, masked_db: str, create: bool) -> None:
@@ -156,21 +192,23 @@ def open_engine(url: str, *, masked_db: str) -> Database:
 
 
 async def prepare_tables(database: Database, *, masked_db: str, create: bool, checked: bool) -> None:
-    """Check a server database's tables unless `checked`, then create any missing Order3 table.
-
-    Creating missing tables lets a newer Order3 add tables to an existing database.
+    """Check a server database's tables unless `checked`, then its schema revision, creating the schema if empty.
 
     Raises:
         NotFoundError: If the database server cannot be reached, or has no Order3 tables and `create` is false.
-        InvalidInputError: If the database contains another application's tables or rejects the connection.
+        InvalidInputError: If the database contains another application's tables, rejects the connection, or
+            has a schema older or newer than this version (SchemaBehindError names `order3 db upgrade`).
     """
     try:
         if not checked:
             async with database.engine.connect() as connection:
                 tables = set(await connection.run_sync(lambda sync_connection: inspect(sync_connection).get_table_names()))
-            check_tables(tables, masked_db=masked_db, create=create)
-        await database.create_all()
-        gaps = await database.missing_columns()
+            check_tables(tables - {VERSION_TABLE}, masked_db=masked_db, create=create)
+        await database.prepare_schema(create=create)
+    except InvalidInputError as exc:
+        exc.message = f"Cannot open database {masked_db!r}. {exc.message}"
+        exc.args = (exc.message,)
+        raise
     except OSError as exc:
         # asyncpg raises OSError (connection refused, unknown host, timeout) without a SQLAlchemy wrapper.
         raise NotFoundError(
@@ -185,9 +223,3 @@ async def prepare_tables(database: Database, *, masked_db: str, create: bool, ch
                 "process (an import, another order3 command) has finished."
             ) from exc
         raise InvalidInputError(f"Cannot open database {masked_db!r}: {reason}. Check the URL, the user and the database name.") from exc
-    if gaps:
-        listed = "; ".join(f"{table} lacks {', '.join(columns)}" for table, columns in sorted(gaps.items()))
-        raise InvalidInputError(
-            f"Database {masked_db!r} was created by an older version of Order3 ({listed}). Order3 does not migrate "
-            "databases yet: create a new one with `order3 init` and import the data again. Nothing was changed."
-        )

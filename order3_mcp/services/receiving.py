@@ -93,7 +93,9 @@ async def receive(
             raise InvalidInputError(f"Line number {line_no!r} is invalid; give the line number shown by get_purchase_order, from 1.")
         reference = _check_delivery(delivery)
 
-        order = await get_purchase_order_by_number(session, workspace_id=caller.workspace_id, number=purchase_order)
+        order = await get_purchase_order_by_number(
+            session, workspace_id=caller.workspace_id, number=purchase_order, for_update=True
+        )
         check_open_for_receiving(order)
         line, item = await get_order_line(session, order=order, line_no=line_no)
         label = f"{order.number} line {line.line_no}"

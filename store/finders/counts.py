@@ -74,10 +74,10 @@ flagged AS MATERIALIZED (
     WHERE pair.latest_variance <> 0
       AND ((:repeat >= 2 AND (pair.recent_over = :repeat OR pair.recent_under = :repeat))
            OR (ABS(pair.latest_variance) > :abs_tol
-               AND CAST(ABS(pair.latest_variance) AS REAL) * 100
-                   > :pct_tol * CAST(ABS(pair.latest_system) AS REAL) * :lower_margin)
+               AND CAST(ABS(pair.latest_variance) AS DOUBLE PRECISION) * 100
+                   > :pct_tol * CAST(ABS(pair.latest_system) AS DOUBLE PRECISION) * :lower_margin)
            OR (:value_check = 1
-               AND CAST(ABS(pair.latest_variance) AS REAL) * CAST(i.unit_cost AS REAL)
+               AND CAST(ABS(pair.latest_variance) AS DOUBLE PRECISION) * CAST(i.unit_cost AS DOUBLE PRECISION)
                    > :value_tol_squared * :lower_margin))
 ),
 history AS (

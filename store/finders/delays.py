@@ -15,9 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
-from functools import lru_cache
 from operator import itemgetter
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -25,6 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import Date, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from store.dialect import POSTGRESQL, dialect_of, local_date_sql
 from store.errors import InvalidInputError
 from store.finders.findings import (
     Finding,
@@ -109,12 +109,6 @@ on_time AS (
 )
 """
 
-# The span of UTC times whose offsets are written into SQLite statements. A
-# receipt outside it takes the offset at the nearest end, which matters only for
-# receipts dated before 1970 or after 2069.
-_SPAN_START = datetime(1970, 1, 1, tzinfo=UTC)
-_SPAN_END = datetime(2070, 1, 1, tzinfo=UTC)
-
 
 @dataclass(frozen=True)
 class OnTimeRecord:
@@ -150,64 +144,6 @@ def _zone(timezone: str) -> ZoneInfo:
         ) from exc
 
 
-def _offset_at(zone: ZoneInfo, second: int) -> int:
-    offset = datetime.fromtimestamp(second, zone).utcoffset()
-    return int(offset.total_seconds()) if offset is not None else 0
-
-
-@lru_cache(maxsize=32)
-def _offset_spans(timezone: str) -> tuple[tuple[int, int], ...]:
-    """Return (first UTC second, UTC offset in seconds) for each span of constant offset from 1970 to 2069.
-
-    The zone is sampled once a day and each change is narrowed to the second.
-    NOTE: two changes within one day that cancel each other out are missed.
-    Takes about 30 ms per zone, once per process.
-    """
-    zone = _zone(timezone)
-    second = int(_SPAN_START.timestamp())
-    end = int(_SPAN_END.timestamp())
-    spans = [(second, _offset_at(zone, second))]
-    while second < end:
-        following = second + 86_400
-        if _offset_at(zone, following) != spans[-1][1]:
-            before, after = second, following
-            while after - before > 1:
-                middle = (before + after) // 2
-                if _offset_at(zone, middle) == spans[-1][1]:
-                    before = middle
-                else:
-                    after = middle
-            spans.append((after, _offset_at(zone, after)))
-        second = following
-    return tuple(spans)
-
-
-def _sqlite_offset_case(column: str, spans: Sequence[tuple[int, int]]) -> str:
-    """Return a CASE expression giving the date() modifier for `column`'s UTC offset, as a binary search over spans."""
-    if len(spans) == 1:
-        return f"'{spans[0][1]:+d} seconds'"
-    middle = len(spans) // 2
-    # Stored times are naive UTC text with microseconds, so they compare as text.
-    boundary = datetime.fromtimestamp(spans[middle][0], UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-    return (
-        f"CASE WHEN {column} < '{boundary}' THEN {_sqlite_offset_case(column, spans[:middle])} "
-        f"ELSE {_sqlite_offset_case(column, spans[middle:])} END"
-    )
-
-
-@lru_cache(maxsize=32)
-def _local_date_sql(dialect: str, timezone: str) -> str:
-    """Return SQL for the business date of `last_received_at` in `timezone`.
-
-    PostgreSQL converts with its own timezone database. SQLite has no IANA
-    timezones, so the offsets Python's zoneinfo gives are written into the
-    statement as a binary search over the spans of constant offset.
-    """
-    if dialect == "postgresql":
-        return "CAST((last_received_at AT TIME ZONE 'UTC') AT TIME ZONE :timezone AS DATE)"
-    return f"date(last_received_at, {_sqlite_offset_case('last_received_at', _offset_spans(timezone))})"
-
-
 async def supplier_on_time_records(
     session: AsyncSession, *, workspace_id: int, supplier_ids: set[int], timezone: str
 ) -> dict[int, OnTimeRecord]:
@@ -222,15 +158,15 @@ async def supplier_on_time_records(
     _zone(timezone)
     if not supplier_ids:
         return {}
-    dialect = session.get_bind().dialect.name
+    dialect = dialect_of(session)
     ctes = _ON_TIME_CTES.format(
-        supplier_filter="AND p.supplier_id IN :supplier_ids", local_date=_local_date_sql(dialect, timezone)
+        supplier_filter="AND p.supplier_id IN :supplier_ids", local_date=local_date_sql(dialect, "last_received_at", timezone)
     )
     statement = text(
         f"WITH {ctes} SELECT supplier_id, on_time_lines, received_lines FROM on_time"
     ).bindparams(bindparam("supplier_ids", expanding=True))
     params: dict[str, Any] = {"workspace_id": workspace_id, "supplier_ids": sorted(supplier_ids)}
-    if dialect == "postgresql":
+    if dialect == POSTGRESQL:
         params["timezone"] = timezone
     rows = await session.execute(statement, params)
     return {
@@ -248,16 +184,16 @@ async def find_supplier_delays(
         InvalidInputError: If `now` is naive or `timezone` is unknown.
     """
     today = business_date(now, timezone=timezone)
-    dialect = session.get_bind().dialect.name
+    dialect = dialect_of(session)
     # Every supplier's record is counted: the join keeps those of late lines, and
     # a filter on the late suppliers made the statement slower.
-    ctes = _ON_TIME_CTES.format(supplier_filter="", local_date=_local_date_sql(dialect, timezone))
+    ctes = _ON_TIME_CTES.format(supplier_filter="", local_date=local_date_sql(dialect, "last_received_at", timezone))
     statement = (
         text(_LATE_LINES_SQL.format(on_time_ctes=ctes))
         .bindparams(bindparam("open_po_statuses", expanding=True), bindparam("today", type_=Date))
     )
     params: dict[str, Any] = {"workspace_id": workspace_id, "open_po_statuses": list(OPEN_PO_STATUSES), "today": today}
-    if dialect == "postgresql":
+    if dialect == POSTGRESQL:
         params["timezone"] = timezone
     result = await session.execute(statement, params)
 

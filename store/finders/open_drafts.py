@@ -15,45 +15,11 @@ from typing import Any
 from sqlalchemy import bindparam, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from store.dialect import dialect_of, draft_lines_sql
 from store.models import OPEN_DRAFT_STATUSES, Item, Location
 from store.workspaces import sku_key
 
 logger = logging.getLogger(__name__)
-
-# One row per line of an open purchase_order draft. The payload is
-# {"supplier_code": ..., "lines": [{"sku", "item_id", "quantity": "40", "location_code"}]}
-# with quantities as strings so they stay exact.
-_SQLITE_DRAFT_LINES = """
-SELECT d.id AS draft_id,
-       json_extract(line.value, '$.item_id') AS item_id,
-       json_extract(line.value, '$.sku') AS sku,
-       json_extract(line.value, '$.location_code') AS location_code,
-       json_extract(line.value, '$.quantity') AS quantity
-FROM draft AS d, json_each(d.payload, '$.lines') AS line
-WHERE d.workspace_id = :workspace_id
-  AND d.kind = 'purchase_order'
-  AND d.status IN :statuses
-  AND line.type = 'object'
-"""
-
-# The same on PostgreSQL, where the payload column is `json` and json_each
-# expands objects only, so json_array_elements unpacks the lines.
-# NOTE: no test runs this branch, because the suite runs on SQLite only.
-_POSTGRES_DRAFT_LINES = """
-SELECT d.id AS draft_id,
-       line.value ->> 'item_id' AS item_id,
-       line.value ->> 'sku' AS sku,
-       line.value ->> 'location_code' AS location_code,
-       line.value ->> 'quantity' AS quantity
-FROM draft AS d
-CROSS JOIN LATERAL json_array_elements(
-    CASE WHEN json_typeof(d.payload -> 'lines') = 'array' THEN d.payload -> 'lines' ELSE '[]'::json END
-) AS line(value)
-WHERE d.workspace_id = :workspace_id
-  AND d.kind = 'purchase_order'
-  AND d.status IN :statuses
-  AND json_typeof(line.value) = 'object'
-"""
 
 
 @dataclass
@@ -117,8 +83,7 @@ async def open_draft_quantities(session: AsyncSession, *, workspace_id: int) -> 
     by `sku` when the id is missing. Lines whose item or quantity cannot be read
     are skipped and logged.
     """
-    dialect = session.get_bind().dialect.name
-    sql = _POSTGRES_DRAFT_LINES if dialect == "postgresql" else _SQLITE_DRAFT_LINES
+    sql = draft_lines_sql(dialect_of(session))
     statement = text(sql).bindparams(bindparam("statuses", expanding=True))
     rows = (
         await session.execute(statement, {"workspace_id": workspace_id, "statuses": list(OPEN_DRAFT_STATUSES)})

@@ -32,7 +32,8 @@ from store.finders.findings import (
 # The column order is fixed because the finder unpacks each row as a tuple.
 # Rows are put in line order in Python: with an ORDER BY, SQLite reads the lines
 # through the workspace index in id order instead of scanning the table.
-# The SQL pre-filter compares in floating point with a margin of one part in
+# The SQL pre-filter compares in 8-byte floating point (DOUBLE PRECISION: REAL is
+# only 4 bytes on PostgreSQL) with a margin of one part in
 # 10^9 toward inclusion, so it keeps every real finding. The exact Decimal test
 # in Python then decides. Integer millionths times a percentage could overflow
 # 64 bits for large quantities.
@@ -53,8 +54,8 @@ LEFT JOIN location AS loc ON loc.id = l.destination_location_id
 WHERE l.workspace_id = :workspace_id AND p.workspace_id = :workspace_id
   AND p.status IN ('received', 'closed')
   AND l.quantity_received <> l.quantity_ordered
-  AND (CAST(l.quantity_received AS REAL) < CAST(l.quantity_ordered AS REAL) * :short_factor
-       OR CAST(l.quantity_received AS REAL) > CAST(l.quantity_ordered AS REAL) * :over_factor)
+  AND (CAST(l.quantity_received AS DOUBLE PRECISION) < CAST(l.quantity_ordered AS DOUBLE PRECISION) * :short_factor
+       OR CAST(l.quantity_received AS DOUBLE PRECISION) > CAST(l.quantity_ordered AS DOUBLE PRECISION) * :over_factor)
 """
 
 _MARGIN = 1e-9

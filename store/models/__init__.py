@@ -1,5 +1,16 @@
 """SQLModel tables for every Order3 record; importing this module registers them all."""
 
+from sqlmodel import SQLModel
+
+# Constraint and index names are fixed by this convention before any table is
+# defined, so both backends get the same names and migrations can refer to them.
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
 from store.models.access import PRINCIPAL_KINDS, IdempotencyRecord, Token
 from store.models.activity import CHANNELS, OUTCOMES, ActivityEvent
 from store.models.catalog import LOCATION_KINDS, Bin, Item, Location

@@ -1,0 +1,1 @@
+"""Alembic migrations for the Order3 schema; store/schema.py runs them."""

@@ -1,0 +1,1 @@
+"""Alembic revisions of the Order3 schema, oldest first by their down_revision links."""
