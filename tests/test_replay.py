@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from order3_mcp.cli import app
 from order3_mcp.replay.format import load_scenario
 from order3_mcp.replay.runner import run_scenario
-from tests.conftest import REPO_ROOT
+from tests.conftest import ON_POSTGRES, POSTGRES_ADMIN_URL, REPO_ROOT, postgres_reachable, run_sql
 
 SCENARIOS = REPO_ROOT / "fixtures" / "scenarios"
 LIBRARY = sorted(SCENARIOS.glob("*.yaml"))
@@ -59,7 +59,8 @@ def test_library_has_fifteen_scenarios() -> None:
 
 @pytest.mark.parametrize("path", LIBRARY, ids=[path.stem for path in LIBRARY])
 async def test_library_scenario_passes(path: Path) -> None:
-    report = await run_scenario(load_scenario(path))
+    # The PostgreSQL pass of the suite replays the library on that backend.
+    report = await run_scenario(load_scenario(path), postgres=POSTGRES_ADMIN_URL if ON_POSTGRES else None)
 
     if report.status == "skipped":
         pytest.skip(report.skip_reason)
@@ -241,3 +242,22 @@ def test_invalid_batch_file_exits_2(tmp_path: Path) -> None:
 
     assert code == 2
     assert "batch.json at /: the batch is not an object with source, batch_id and records" in stderr
+
+
+@pytest.mark.skipif(not postgres_reachable(), reason="PostgreSQL is not reachable on 127.0.0.1:5432")
+def test_replay_on_postgres_drops_its_databases() -> None:
+    before = run_sql(POSTGRES_ADMIN_URL, "SELECT count(*) FROM pg_database WHERE datname LIKE 'order3_replay_%'")
+
+    code, out, _err = replay(str(SCENARIOS / "conflicting-retry-is-refused.yaml"), "--postgres", POSTGRES_ADMIN_URL)
+
+    assert code == 0, out
+    assert "1 passed" in out
+    after = run_sql(POSTGRES_ADMIN_URL, "SELECT count(*) FROM pg_database WHERE datname LIKE 'order3_replay_%'")
+    assert after == before
+
+
+def test_replay_refuses_a_postgres_option_that_is_not_a_postgresql_url() -> None:
+    code, out, err = replay(str(SCENARIOS / "conflicting-retry-is-refused.yaml"), "--postgres", "mysql://root@127.0.0.1/x")
+
+    assert code == 2
+    assert "'mysql://root@127.0.0.1/x' is not a PostgreSQL URL" in " ".join((out + err).split())

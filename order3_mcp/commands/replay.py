@@ -27,6 +27,7 @@ from order3_mcp.replay.report import text_report, write_junit
 from order3_mcp.replay.runner import ScenarioReport, run_scenario
 from order3_mcp.replay.sessions import TRANSPORTS
 from store.errors import Order3Error
+from store.pg_scratch import server_url
 
 # Exit codes: 0 when every scenario passes or is skipped, 1 when one fails, 2 for an invalid scenario file.
 FAILED_EXIT = 1
@@ -49,11 +50,13 @@ replay_app = typer.Typer(
 )
 
 
-async def _run_all(scenarios: list[Scenario], *, transport: str, show_progress: bool) -> list[ScenarioReport]:
+async def _run_all(
+    scenarios: list[Scenario], *, transport: str, show_progress: bool, postgres: str | None
+) -> list[ScenarioReport]:
     reports = []
     if not show_progress:
         for scenario in scenarios:
-            reports.append(await run_scenario(scenario, transport=transport))
+            reports.append(await run_scenario(scenario, transport=transport, postgres=postgres))
         return reports
 
     from rich.progress import Progress
@@ -62,7 +65,7 @@ async def _run_all(scenarios: list[Scenario], *, transport: str, show_progress: 
         task = progress.add_task("Replaying", total=len(scenarios))
         for scenario in scenarios:
             progress.update(task, description=scenario.name[:40])
-            reports.append(await run_scenario(scenario, transport=transport))
+            reports.append(await run_scenario(scenario, transport=transport, postgres=postgres))
             progress.advance(task)
     return reports
 
@@ -73,8 +76,12 @@ def run(
     transport: Annotated[str, typer.Option(help=f"How steps reach the MCP server: {' or '.join(TRANSPORTS)} (an `order3 serve` subprocess per token).")] = "memory",
     junit: Annotated[Path | None, typer.Option(help="Also write a JUnit XML report to this file.")] = None,
     timings: Annotated[bool, typer.Option("--timings", help="Show how long each scenario took; the report then differs between runs.")] = False,
+    postgres: Annotated[
+        str | None,
+        typer.Option(help="Run each scenario on a new database on this PostgreSQL server (any URL on it), dropped afterwards."),
+    ] = None,
 ) -> None:
-    """Run scenarios, each on a fresh temporary SQLite database, and print a pass/fail report.
+    """Run scenarios, each on a fresh temporary SQLite database (or PostgreSQL database), and print a pass/fail report.
 
     Exit code 0 when all pass (or are skipped), 1 when any fails, 2 when a scenario file is invalid.
     """
@@ -85,9 +92,11 @@ def run(
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         # Every file is validated before any runs, so a typo never leaves half a suite run.
+        if postgres is not None:
+            server_url(postgres)
         scenarios = [load_scenario(path) for path in collect_paths(paths)]
         show_progress = len(scenarios) > 1 and sys.stdout.isatty()
-        reports = anyio.run(lambda: _run_all(scenarios, transport=transport, show_progress=show_progress))
+        reports = anyio.run(lambda: _run_all(scenarios, transport=transport, show_progress=show_progress, postgres=postgres))
     except ScenarioFileError as exc:
         raise fail(f"Invalid scenario:\n{exc.message}", exit_code=INVALID_EXIT) from None
     except Order3Error as exc:

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import make_url
+
 from order3_mcp.app import Caller, Order3
 from order3_mcp.replay.clock import FixedClock, parse_duration, parse_moment
 from order3_mcp.replay.dataset import SETUP_ADMIN, load_workspace
@@ -36,12 +38,15 @@ from store.db import Database, open_database
 from store.drafts import payload_hash
 from store.errors import InvalidInputError, Order3Error
 from store.models import Draft
+from store.pg_scratch import create_scratch_database, drop_scratch_database, server_url
 
 # Error kinds a step can expect, from the activity outcome of a tool call or the exit code of a CLI action.
 EXIT_CODE_KINDS = {1: "error", 2: "invalid", 3: "denied", 4: "not_found", 5: "conflict", 6: "denied"}
 OUTCOME_KINDS = {"denied": "denied", "conflict": "conflict", "invalid": "invalid", "error": "error"}
 # A not-found refusal is recorded with the outcome "invalid", and its message states that the record does not exist.
 NOT_FOUND_TEXT = "does not exist"
+# Scratch databases of `replay --postgres` are named this plus a random suffix.
+REPLAY_PG_PREFIX = "order3_replay"
 # Result fields, in order, whose value becomes a step's `id`.
 ID_FIELDS = ("draft_id", "exception_id", "task_id", "message_id", "token_id", "id")
 EXPECTATION_KEYS = ("id", "note", "result", "error", "events", "state")
@@ -170,7 +175,7 @@ async def _tamper(database: Database, *, workspace_id: int, draft_id: Any, chang
 class _Run:
     """The state of one scenario run: database, clock, tokens, sessions and the outputs of earlier steps."""
 
-    def __init__(self, scenario: Scenario, *, database: Database, db_path: Path, clock: FixedClock, workspace_id: int,
+    def __init__(self, scenario: Scenario, *, database: Database, db_path: str, clock: FixedClock, workspace_id: int,
                  tokens: dict[str, TokenHandle], token_names: dict[int, str], transport: str) -> None:
         self.scenario = scenario
         self.database = database
@@ -335,11 +340,15 @@ def skip_reason(scenario: Scenario) -> str:
     return ""
 
 
-async def run_scenario(scenario: Scenario, *, transport: str = "memory", keep_in: Path | None = None) -> ScenarioReport:
-    """Run a scenario on a fresh SQLite database and return its report.
+async def run_scenario(
+    scenario: Scenario, *, transport: str = "memory", keep_in: Path | None = None, postgres: str | None = None
+) -> ScenarioReport:
+    """Run a scenario on a fresh database and return its report.
 
-    The database is a temporary file unless `keep_in` names an empty directory,
-    where replay.db is created and kept, for example to record it again.
+    The database is a temporary SQLite file unless `keep_in` names an empty
+    directory, where replay.db is created and kept, for example to record it
+    again. With `postgres` (a URL of a PostgreSQL server), it is a new database
+    on that server, dropped afterwards.
 
     Raises:
         ScenarioFileError: If the dataset, the policy file or a token is refused while setting up.
@@ -349,21 +358,28 @@ async def run_scenario(scenario: Scenario, *, transport: str = "memory", keep_in
     if reason:
         return ScenarioReport(label=scenario.label, name=scenario.name, status="skipped", skip_reason=reason)
 
-    with contextlib.ExitStack() as stack:
-        directory = keep_in or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="order3-replay-")))
-        db_path = directory / "replay.db"
-        if db_path.exists():
-            raise InvalidInputError(f"{db_path} already exists; a replay needs a fresh database, so pick an empty directory.")
-        database = await open_database(db_path)
+    async with contextlib.AsyncExitStack() as stack:
+        location: str
+        if postgres is not None:
+            location = await create_scratch_database(postgres, prefix=REPLAY_PG_PREFIX)
+            admin_database = make_url(server_url(postgres)).database or "postgres"
+            stack.push_async_callback(drop_scratch_database, location, admin_database=admin_database)
+        else:
+            directory = keep_in or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="order3-replay-")))
+            db_path = directory / "replay.db"
+            if db_path.exists():
+                raise InvalidInputError(f"{db_path} already exists; a replay needs a fresh database, so pick an empty directory.")
+            location = str(db_path)
+        database = await open_database(location)
         try:
-            report = await _run_on(database, db_path, scenario, transport)
+            report = await _run_on(database, location, scenario, transport)
         finally:
             await database.dispose()
     report.seconds = time.perf_counter() - started
     return report
 
 
-async def _run_on(database: Database, db_path: Path, scenario: Scenario, transport: str) -> ScenarioReport:
+async def _run_on(database: Database, db_path: str, scenario: Scenario, transport: str) -> ScenarioReport:
     clock = FixedClock(scenario.now)
     try:
         setup = await load_workspace(database, scenario.dataset, timezone=scenario.timezone, clock=clock)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -57,7 +56,7 @@ class ToolSessions:
     the sessions and the next call opens new ones at the new time.
     """
 
-    def __init__(self, *, transport: str, database: Database, db_path: Path, clock: FixedClock, tokens: dict[str, TokenHandle]) -> None:
+    def __init__(self, *, transport: str, database: Database, db_path: str, clock: FixedClock, tokens: dict[str, TokenHandle]) -> None:
         self.transport = transport
         self.database = database
         self.db_path = db_path
@@ -116,7 +115,7 @@ class CliRun:
     stderr: str
 
 
-def _invoke(argv: list[str], *, db_path: Path, secret: str, clock: FixedClock) -> CliRun:
+def _invoke(argv: list[str], *, db_path: str, secret: str, clock: FixedClock) -> CliRun:
     # Imported here: the CLI app imports every command module, which the runner needs only for CLI steps.
     from typer.testing import CliRunner
 
@@ -131,6 +130,6 @@ def _invoke(argv: list[str], *, db_path: Path, secret: str, clock: FixedClock) -
     return CliRun(exit_code=result.exit_code, output=result.stdout, stderr=stderr)
 
 
-async def run_cli(argv: list[str], *, db_path: Path, secret: str, clock: FixedClock) -> CliRun:
+async def run_cli(argv: list[str], *, db_path: str, secret: str, clock: FixedClock) -> CliRun:
     """Run the `order3` typer app in a worker thread, because each command starts its own event loop."""
     return await anyio.to_thread.run_sync(lambda: _invoke(argv, db_path=db_path, secret=secret, clock=clock))
