@@ -74,13 +74,13 @@ async def run_demo(
         AgentScriptError: If the agent or the approval does not do what the demo expects.
     """
     console = console or Console(highlight=False)
+    if postgres is not None:
+        server_url(postgres)
     data_path = (data or DEFAULT_DATA).expanduser().resolve()
     if not data_path.is_file():
         raise NotFoundError(f"InvenTree export {str(data_path)!r} does not exist; pass --data FILE.")
     if not DEMO_SETTINGS.is_file():
         raise NotFoundError(f"Demo settings {str(DEMO_SETTINGS)!r} do not exist; run the demo from a source checkout.")
-    if postgres is not None:
-        server_url(postgres)
 
     async with contextlib.AsyncExitStack() as stack:
         if keep is not None:
