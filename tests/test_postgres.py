@@ -12,7 +12,7 @@ from sqlalchemy.exc import DBAPIError
 
 from store.db import WRITE_ATTEMPTS, Database
 from store.errors import ConflictError, InvalidInputError
-from tests.conftest import ON_POSTGRES, POSTGRES_ADMIN_URL, REPO_ROOT, run_sql
+from tests.conftest import INVENTREE_DEMO, ON_POSTGRES, POSTGRES_ADMIN_URL, REPO_ROOT, run_sql
 
 # A server-side error with a chosen SQLSTATE, as PostgreSQL raises it for a real conflict.
 RAISE_SQLSTATE = "DO $$ BEGIN RAISE EXCEPTION 'simulated conflict' USING ERRCODE = '{code}'; END $$"
@@ -112,6 +112,7 @@ def demo_databases() -> set[str]:
 
 
 @pytest.mark.skipif(not ON_POSTGRES, reason="runs in the PostgreSQL run (ORDER3_TEST_BACKEND=postgresql)")
+@pytest.mark.skipif(not INVENTREE_DEMO.exists(), reason="the InvenTree demo export is not next to the repository")
 def test_demo_runs_on_postgresql_and_drops_its_database() -> None:
     from tests.test_demo import run_demo
 
