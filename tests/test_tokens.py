@@ -563,3 +563,41 @@ async def test_dead_token_refusals_recorded_once_a_minute(database: Database) ->
         ("tools/list", created.token_id, T0),
         ("tools/list", created.token_id, T0 + timedelta(seconds=60)),
     ]
+
+
+async def test_rotate_records_successor(database: Database) -> None:
+    workspace = await small_workspace(database)
+    app = Order3(database, clock=Clock())
+    old = await token_services.create_token(app, workspace.admin, principal="carol", kind="user", role="viewer")
+
+    rotated = await token_services.rotate_workspace_token(app, workspace.admin, token_id=old.token_id, grace="10m")
+
+    assert rotated.old.replaced_by == rotated.new.token_id
+    assert rotated.new.replaced_by is None
+    assert (await load_token(database, old.token_id)).replaced_by == rotated.new.token_id
+
+
+def test_rotate_twice_names_successor(db: Path, admin_token: str) -> None:
+    order3(db, "token", "create", "--principal", "alice", "--role", "buyer", "--expires-in", "30d", token=admin_token)
+    first = order3(db, "token", "rotate", "2", "--grace", "10m", token=admin_token)
+
+    second = order3(db, "token", "rotate", "2", "--grace", "10m", token=admin_token)
+
+    assert first.exit_code == 0, first.stderr
+    assert second.exit_code == 5
+    assert "Token 2 of 'alice' was already rotated into token 3; rotate token 3 instead." in second.stderr
+    assert [row[0] for row in token_rows(db)] == [1, 2, 3]
+
+
+def test_token_list_keeps_scope_names_whole_at_80_columns(db: Path, admin_token: str) -> None:
+    order3(db, "token", "create", "--principal", "shopify-eu", "--kind", "integration", "--role", "integration", token=admin_token)
+    order3(db, "token", "create", "--principal", "alice", "--role", "buyer", token=admin_token)
+
+    result = order3(db, "token", "list", token=admin_token, columns=80)
+
+    assert result.exit_code == 0, result.stderr
+    words = result.stdout.split()
+    for scope in scopes_for(principal_kind="user", role="admin"):
+        assert scope in words, scope
+    assert words.count("export") == 2
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80
