@@ -12,7 +12,7 @@ import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -35,7 +35,7 @@ from store.idempotency import (
 )
 from store.models import Workspace
 from store.sqlite_inline import is_busy
-from store.tokens import find_token, needs_use_noted, note_token_use
+from store.tokens import DeadTokenError, find_token, needs_use_noted, note_token_use
 from store.types import utc_now
 
 logger = logging.getLogger(__name__)
@@ -59,6 +59,10 @@ client_name: contextvars.ContextVar[str] = contextvars.ContextVar("client_name",
 # The idempotency key of the last action run in this context when it replayed a
 # stored result, else None; the CLI reads it to label a replay as one.
 replayed_key: contextvars.ContextVar[str | None] = contextvars.ContextVar("replayed_key", default=None)
+
+# A revoked or expired token's refusals are recorded at most once per token in this interval, per Order3
+# instance, so a client retrying with a dead token cannot turn its retries into a flood of writes.
+DEAD_TOKEN_RECORD_INTERVAL = timedelta(minutes=1)
 
 # Keyed writes of one Order3 between purges of expired key records; the first keyed write purges too.
 PURGE_KEYS_EVERY = 100
@@ -154,11 +158,18 @@ class Order3:
         # (workspace id, key owner, key) of keyed writes between their start and commit.
         self._keys_in_flight: set[tuple[int, str, str]] = set()
         self._keyed_writes = 0
+        # Token id -> when this instance last recorded a refusal of that revoked or expired token.
+        self._dead_token_recorded: dict[int, datetime] = {}
         #: Test hook awaited with the action name after a write's work, before its commit.
         self.before_commit: Callable[[str], Awaitable[None]] | None = None
 
-    async def authenticate(self, secret: str, *, channel: str) -> Caller:
+    async def authenticate(self, secret: str, *, channel: str, action: str = "authenticate", request_id: str = "") -> Caller:
         """Return the caller for a token secret, noting the token's use at most once a minute.
+
+        A revoked or expired token's refusal is recorded as a "denied" event of
+        `action` in the token's workspace, at most once per token every
+        DEAD_TOKEN_RECORD_INTERVAL. An unknown secret has no workspace, so its
+        refusal is only logged.
 
         Raises:
             PermissionDeniedError: If the token is unknown, revoked or expired.
@@ -166,9 +177,17 @@ class Order3:
         from policies import scopes_for
 
         now = self.clock()
-        async with self.database.read() as session:
-            token = await find_token(session, secret=secret, now=now)
-            workspace = (await session.execute(select(Workspace).where(Workspace.id == token.workspace_id))).scalar_one()
+        try:
+            async with self.database.read() as session:
+                token = await find_token(session, secret=secret, now=now)
+                workspace = (await session.execute(select(Workspace).where(Workspace.id == token.workspace_id))).scalar_one()
+        except DeadTokenError as exc:
+            logger.info("%s refused: token %s is %s", action, exc.token.id, exc.reason)
+            await self._record_dead_token(exc, channel=channel, action=action, request_id=request_id, now=now)
+            raise
+        except PermissionDeniedError:
+            logger.info("%s refused: the %s request sent an unknown token", action, channel)
+            raise
         if needs_use_noted(token, now=now):
             async with self.database.write() as session:
                 await note_token_use(session, token_id=token.id, now=now)  # type: ignore[arg-type]
@@ -188,6 +207,31 @@ class Order3:
             on_behalf_of=token.on_behalf_of,
             channel=channel,
         )
+
+    async def _record_dead_token(
+        self, error: DeadTokenError, *, channel: str, action: str, request_id: str, now: datetime
+    ) -> None:
+        """Record the refusal of a revoked or expired token, unless one was recorded for it recently."""
+        token = error.token
+        last = self._dead_token_recorded.get(token.id)  # type: ignore[arg-type]
+        if last is not None and now - last < DEAD_TOKEN_RECORD_INTERVAL:
+            return
+        self._dead_token_recorded[token.id] = now  # type: ignore[index]
+        caller = Caller(
+            workspace_id=token.workspace_id,
+            workspace="",
+            base_currency="",
+            timezone="",
+            token_id=token.id,
+            principal_kind=token.principal_kind,
+            principal=token.principal,
+            role=token.role,
+            scopes=frozenset(),
+            on_behalf_of=token.on_behalf_of,
+            channel=channel,
+        )
+        summary = f"Refused token {token.id} of {token.principal!r} because it is {error.reason}: {error.message}"
+        await self.record_failure(caller, action, "denied", {}, "", request_id, summary)
 
     async def run(
         self,

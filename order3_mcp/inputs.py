@@ -45,11 +45,16 @@ def _read_decimal(value: Any, *, text_pattern: re.Pattern[str], form: str) -> De
     raise ValueError(f"quantity {shown!r} is not a plain decimal number; {form}")
 
 
+def plain(number: Decimal) -> str:
+    """Return `number` in positional notation, never with an exponent: 0.0000001, not 1E-7."""
+    return format(number, "f")
+
+
 def _check_size(number: Decimal) -> Decimal:
     if abs(number) > MAX_QUANTITY:
-        raise ValueError(f"quantity {number} is above the maximum of {MAX_QUANTITY}")
+        raise ValueError(f"quantity {plain(number)} is above the maximum of {MAX_QUANTITY}")
     if number != number.quantize(Decimal(1).scaleb(-SCALE_DIGITS)):
-        raise ValueError(f"quantity {number} has more than {SCALE_DIGITS} decimal places")
+        raise ValueError(f"quantity {plain(number)} has more than {SCALE_DIGITS} decimal places")
     return number
 
 
@@ -63,7 +68,7 @@ def parse_quantity(value: Any) -> Decimal:
     """
     number = _read_decimal(value, text_pattern=_DECIMAL_TEXT, form=_UNSIGNED_FORM)
     if number <= 0:
-        raise ValueError(f"quantity {number} must be greater than zero")
+        raise ValueError(f"quantity {plain(number)} must be greater than zero")
     return _check_size(number)
 
 

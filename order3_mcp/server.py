@@ -7,7 +7,8 @@ from typing import Any
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp_types import CallToolResult
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS, CallToolResult
 from mcp_types import Tool as MCPTool
 from pydantic import ValidationError
 
@@ -76,6 +77,17 @@ class Order3Server(MCPServer):
         finally:
             activity_recorded.reset(reset)
             client_name.reset(reset_client)
+
+    async def get_prompt(
+        self, name: str, arguments: dict[str, Any] | None = None, context: Context[Any, Any] | None = None
+    ) -> Any:
+        """Render a prompt; an unknown prompt name is invalid params (-32602) naming the prompts, and is recorded."""
+        if self._prompt_manager.get_prompt(name) is None:
+            known = sorted(prompt.name for prompt in self._prompt_manager.list_prompts())
+            message = f"Prompt {name[:60]!r} does not exist; use one of {', '.join(known)}."
+            await self.app.record_failure(self.caller, "get_prompt", "invalid", {"prompt": name[:60]}, "", "", message)
+            raise MCPError(code=INVALID_PARAMS, message=message, data={"prompt": name[:60], "prompts": known})
+        return await super().get_prompt(name, arguments, context)
 
     async def _record_refusal(self, name: str, arguments: dict[str, Any], message: str) -> None:
         known = self._tool_manager.get_tool(name) is not None

@@ -40,6 +40,8 @@ _READ_ACTIONS = (
     "list_drafts",
     "get_draft",
     "list_activity",
+    "activity_list",
+    "activity_show",
     "find_low_stock",
     "find_count_drift",
     "find_short_receiving",

@@ -22,6 +22,16 @@ LAST_USED_GRANULARITY = timedelta(minutes=1)
 RENEW_HINT = "ask a workspace admin for a new one (`order3 token create` or `order3 token rotate ID`)"
 
 
+class DeadTokenError(PermissionDeniedError):
+    """A token that exists but was revoked or has expired; `token` is its row, so the refusal can be recorded."""
+
+    def __init__(self, message: str, *, token: Token, reason: str) -> None:
+        super().__init__(message)
+        self.token = token
+        #: "revoked" or "expired".
+        self.reason = reason
+
+
 def hash_secret(secret: str) -> str:
     """Return the stored form of a token secret."""
     return hashlib.sha256(secret.encode()).hexdigest()
@@ -70,7 +80,8 @@ async def find_token(session: AsyncSession, *, secret: str, now: datetime | None
     """Return the live token for `secret`.
 
     Raises:
-        PermissionDeniedError: If the secret is unknown, or the token was revoked or has expired.
+        PermissionDeniedError: If the secret is unknown.
+        DeadTokenError: If the token was revoked or has expired.
     """
     now = now or utc_now()
     token = (
@@ -81,14 +92,18 @@ async def find_token(session: AsyncSession, *, secret: str, now: datetime | None
             "The token is not valid: no token with that secret exists. Create one with `order3 token create`."
         )
     if token.revoked_at is not None:
-        raise PermissionDeniedError(
+        raise DeadTokenError(
             f"Token {token.prefix}… of {token.principal!r} was revoked at {token.revoked_at.isoformat()}; "
-            "create a new one with `order3 token create`."
+            "create a new one with `order3 token create`.",
+            token=token,
+            reason="revoked",
         )
     if is_expired(token, now=now):
-        raise PermissionDeniedError(
+        raise DeadTokenError(
             f"Token {token.id} ({token.prefix}…) of {token.principal!r} expired at {token.expires_at.isoformat()}; "  # type: ignore[union-attr]
-            f"{RENEW_HINT}."
+            f"{RENEW_HINT}.",
+            token=token,
+            reason="expired",
         )
     return token
 

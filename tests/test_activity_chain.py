@@ -400,9 +400,10 @@ def test_cli_verify_exits_7_on_truncated_tail(db: Path, admin_token: str):
 
     on_file(db, truncate)
     against = order3(db, "activity", "verify", "--checkpoint", checkpoint, token=admin_token)
-    # That verify appended event 3 and this one appends event 4, so the checkpoint's
-    # sequence number exists again, but with another hash.
+    # The failed verify appended nothing; these two intact checks append events 3
+    # and 4, so the checkpoint's sequence number exists again, but with another hash.
     alone = order3(db, "activity", "verify", token=admin_token)
+    again = order3(db, "activity", "verify", token=admin_token)
     refilled = order3(db, "activity", "verify", "--checkpoint", checkpoint, token=admin_token)
 
     assert against.exit_code == 7
@@ -411,6 +412,8 @@ def test_cli_verify_exits_7_on_truncated_tail(db: Path, admin_token: str):
         "so events 3 to 4 were removed.\n"
     )
     assert alone.exit_code == 0
+    assert "2 events verified" in alone.stdout
+    assert again.exit_code == 0
     assert refilled.exit_code == 7
     assert refilled.stderr.startswith("Activity chain broken at seq 4 (rewritten)")
 
@@ -465,3 +468,27 @@ def test_cli_verify_refuses_json_file_without_checkpoint(db: Path, admin_token: 
 
     assert result.exit_code == 2
     assert 'has no "checkpoint" string' in result.stderr
+
+
+def event_count(db: Path) -> int:
+    async def count(database: Database) -> int:
+        async with database.read() as session:
+            return len((await session.execute(select(ActivityEvent.seq))).all())
+
+    return on_file(db, count)  # type: ignore[return-value]
+
+
+def test_cli_failed_verify_writes_no_event(db: Path, admin_token: str):
+    on_file(db, lambda database: tamper(database, "UPDATE workspace SET activity_head = :forged", forged="f" * 64))
+    before = event_count(db)
+
+    first = order3(db, "activity", "verify", token=admin_token)
+    after_first = event_count(db)
+    second = order3(db, "activity", "verify", token=admin_token)
+
+    assert first.exit_code == 7
+    assert second.exit_code == 7
+    assert first.stderr.startswith("Activity chain broken at seq 4 (head_mismatch)")
+    assert second.stderr == first.stderr
+    assert after_first == before
+    assert event_count(db) == before

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sqlite3
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -135,7 +137,7 @@ async def test_filtered_pages_walk_without_gaps(database):
         ({"outcome": "maybe"}, "Outcome 'maybe' is unknown"),
         ({"record_kind": "draft"}, "needs both its kind and its id"),
         ({"record_id": "3"}, "needs both its kind and its id"),
-        ({"record_kind": "Draft Order", "record_id": "3"}, "is not a record kind"),
+        ({"record_kind": "Draft Order", "record_id": "3"}, "is unknown; use one of count_result"),
         ({"record_kind": "draft", "record_id": "three"}, "Record id 'three' of kind 'draft' is not a number"),
     ],
 )
@@ -323,3 +325,61 @@ def test_cli_timeline_marks_client_name_unverified(seeded, columns):
     assert result.exit_code == 0, result.stderr
     assert "filter-tests (unverified)" in result.stdout
     assert "filter-tests " not in result.stdout.replace("filter-tests (unverified)", "")
+
+
+def recorded_actions(db: Path) -> list[tuple[str, str]]:
+    """Return (action, outcome) of every stored event, oldest first, read straight from the SQLite file."""
+    with closing(sqlite3.connect(db)) as connection:
+        return connection.execute("SELECT action, outcome FROM activity_event ORDER BY seq").fetchall()
+
+
+@pytest.mark.parametrize("args", [[], ["--limit", "150"], ["--from", "1"], ["--from", "1", "--limit", "2"]])
+def test_cli_list_records_one_event(seeded, args):
+    db, token = seeded
+    before = recorded_actions(db)
+
+    result = order3(db, "activity", "list", *args, token=token)
+
+    assert result.exit_code == 0, result.stderr
+    assert recorded_actions(db) == [*before, ("activity_list", "ok")]
+
+
+def test_cli_show_of_missing_event_records_activity_show(seeded):
+    db, token = seeded
+    before = recorded_actions(db)
+
+    result = order3(db, "activity", "show", "99999", token=token)
+
+    assert result.exit_code == 4
+    assert "Activity event 99999 does not exist" in result.stderr
+    assert recorded_actions(db) == [*before, ("activity_show", "invalid")]
+
+
+def test_cli_list_refuses_unknown_record_kind(seeded):
+    db, token = seeded
+
+    result = order3(db, "activity", "list", "--record", "bogus:1", token=token)
+
+    assert result.exit_code == 2
+    assert "Record kind 'bogus' is unknown; use one of count_result, count_task, draft," in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("missing/x.jsonl", "directory"),
+        (".", "is a directory; name a file inside it"),
+    ],
+)
+def test_cli_export_refuses_unusable_output(seeded, tmp_path: Path, target: str, message: str):
+    db, token = seeded
+    before = recorded_actions(db)
+    output = tmp_path / target
+
+    result = order3(db, "activity", "export", "--output", str(output), token=token)
+
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert recorded_actions(db) == before

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -270,7 +272,10 @@ async def test_foreign_host_header_gets_421(deployment: Deployment, host: str) -
     assert deployment.server.url in error_of(response)["message"]
 
 
-@pytest.mark.parametrize("query", ["access_token=abc", "token=abc", "x=o3_abc"])
+@pytest.mark.parametrize(
+    "query",
+    ["access_token=abc", "token=abc", "x=o3_abc", "password=abc", "client_secret=abc", "secret=abc", "api_key=abc"],
+)
 async def test_token_in_query_string_gets_400(deployment: Deployment, query: str) -> None:
     async with httpx2.AsyncClient() as http:
         response = await http.post(
@@ -319,6 +324,7 @@ def test_rate_limit_answers_429_with_retry_after(tmp_path: Path) -> None:
     assert error["data"]["error"] == "rate_limited"
     assert 0 < error["data"]["retry_after"] <= 2
     assert "retry after" in error["message"]
+    assert json.loads(response.content)["id"] == INITIALIZE["id"]
 
 
 async def test_revoked_token_stream_is_closed(deployment: Deployment) -> None:
@@ -340,3 +346,90 @@ async def test_revoked_token_stream_is_closed(deployment: Deployment) -> None:
 
     assert opened == 200
     assert refused.status_code == 401
+
+
+def denied_events(db: Path, token_id: int) -> list[tuple[str, str, str, str, str]]:
+    """Return (action, outcome, actor, channel, summary) of the denied events of one token, read from the SQLite file."""
+    with closing(sqlite3.connect(db)) as connection:
+        return connection.execute(
+            "SELECT action, outcome, actor, channel, summary FROM activity_event WHERE token_id = ? AND outcome = 'denied' "
+            "ORDER BY seq",
+            (token_id,),
+        ).fetchall()
+
+
+async def test_query_secret_never_reaches_log(deployment: Deployment) -> None:
+    secret = "o3_" + "logged-secret-" * 3
+
+    async with httpx2.AsyncClient() as http:
+        response = await http.post(
+            f"{deployment.server.url}?access_token={secret}", json=INITIALIZE, headers={**MCP_HEADERS, **bearer(deployment.admin)}
+        )
+
+    log = deployment.server.log.read_text()
+    assert response.status_code == 400
+    assert '"POST /mcp HTTP/1.1" 400' in log
+    assert secret not in log
+    assert "logged-secret" not in log
+
+
+@pytest.mark.parametrize("origin", ["http://127.0.0.2", "http://127.1.2.3:9", "https://[::1]:6274"])
+async def test_any_loopback_origin_is_accepted(deployment: Deployment, origin: str) -> None:
+    async with httpx2.AsyncClient() as http:
+        response = await http.post(
+            deployment.server.url, json=INITIALIZE, headers={**MCP_HEADERS, **bearer(deployment.admin), "Origin": origin}
+        )
+
+    assert response.status_code == 200, response.text
+
+
+async def test_wrong_content_type_gets_json_rpc_400(deployment: Deployment) -> None:
+    async with httpx2.AsyncClient() as http:
+        response = await http.post(
+            deployment.server.url,
+            content=json.dumps(INITIALIZE),
+            headers={**MCP_HEADERS, **bearer(deployment.admin), "Content-Type": "text/plain"},
+        )
+
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/json"
+    assert "'Content-Type: application/json'" in error_of(response)["message"]
+
+
+async def test_refusal_carries_request_id(deployment: Deployment) -> None:
+    async with httpx2.AsyncClient() as http:
+        response = await http.post(deployment.server.url, json={**INITIALIZE, "id": 77}, headers=MCP_HEADERS)
+
+    assert response.status_code == 401
+    assert json.loads(response.content)["id"] == 77
+
+
+async def test_revoked_token_refusal_recorded_once(deployment: Deployment) -> None:
+    url = deployment.server.url
+    token_id, secret = await create_token_async(deployment.db, deployment.admin, "gone-bot", kind="agent", role="agent")
+    await order3_async(deployment.db, "token", "revoke", str(token_id), token=deployment.admin)
+    call = {"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "get_item", "arguments": {"sku": "X"}}}
+
+    async with httpx2.AsyncClient() as http:
+        first = await http.post(url, json=call, headers={**MCP_HEADERS, **bearer(secret)})
+        second = await http.post(url, json=INITIALIZE, headers={**MCP_HEADERS, **bearer(secret)})
+
+    assert first.status_code == 401
+    assert second.status_code == 401
+    events = denied_events(deployment.db, token_id)
+    assert len(events) == 1
+    action, outcome, actor, channel, summary = events[0]
+    assert (action, outcome, actor, channel) == ("get_item", "denied", "gone-bot", "mcp")
+    assert "revoked" in summary
+
+
+async def test_unknown_token_refusal_is_logged_without_secret(deployment: Deployment) -> None:
+    secret = "o3_" + "unknown-secret-" * 3
+
+    async with httpx2.AsyncClient() as http:
+        response = await http.post(deployment.server.url, json=INITIALIZE, headers={**MCP_HEADERS, **bearer(secret)})
+
+    log = deployment.server.log.read_text()
+    assert response.status_code == 401
+    assert "initialize refused: the mcp request sent an unknown token" in log
+    assert "unknown-secret" not in log

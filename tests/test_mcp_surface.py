@@ -175,6 +175,36 @@ async def test_policy_resource_shows_active_rules(database, mode):
     assert (last.action, last.outcome) == ("policy_show", "ok")
 
 
+@pytest.mark.parametrize(("encoded", "sku"), [("%2E%2E%2Fx", "../x"), ("%2Fetc%2Fstock", "/etc/stock")])
+async def test_path_like_sku_is_looked_up(database, encoded, sku):
+    tokens = await small_workspace(database)
+    async with Client(build_server(make_app(database), tokens.agent)) as client:
+        with pytest.raises(MCPError) as caught:
+            await client.read_resource(f"order3://items/{encoded}")
+        await add_items(database, workspace_id=tokens.agent.workspace_id, skus=[sku])
+        read = await client.read_resource(f"order3://items/{encoded}")
+
+    code, message = error_of(caught)
+    assert code == INVALID_PARAMS
+    assert f"Item {sku!r} does not exist" in message
+    assert json.loads(read.contents[0].text)["sku"] == sku
+
+
+@MODES
+async def test_unknown_prompt_is_invalid_params_and_recorded(database, mode):
+    tokens = await small_workspace(database)
+    async with Client(build_server(make_app(database), tokens.agent), mode=mode) as client:
+        with pytest.raises(MCPError) as caught:
+            await client.get_prompt("no_such_prompt", {})
+
+    code, message = error_of(caught)
+    assert code == INVALID_PARAMS
+    assert message == "Prompt 'no_such_prompt' does not exist; use one of prepare_reorder, triage_exceptions."
+    last = (await events(database))[-1]
+    assert (last.action, last.outcome) == ("get_prompt", "invalid")
+    assert last.arguments == {"prompt": "no_such_prompt"}
+
+
 @MODES
 async def test_unknown_sku_is_resource_not_found(database, mode):
     tokens = await small_workspace(database)

@@ -81,6 +81,8 @@ CLI_ACTIONS = (
     "count_list",
     "count_show",
     "activity_export",
+    "activity_list",
+    "activity_show",
     "token_create",
     "token_revoke",
     "token_rotate",

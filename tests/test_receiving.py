@@ -380,3 +380,23 @@ def test_agent_sees_receipt_over_mcp(shop: Shop) -> None:
 
     assert (item["on_hand"], item["on_order"]) == ("20", "25")
     assert [(e["line"], e["sku"], e["quantity"], e["actor"]) for e in events["receiving_events"]] == [(1, "WIDGET-1", "15", "carol")]
+
+
+@pytest.mark.parametrize(
+    ("quantity", "message"),
+    [
+        (
+            "abc",
+            (
+                "Received quantity 'abc' is not a plain decimal number; send digits with an optional decimal point, "
+                "such as 12 or \"12.5\", without spaces, signs or exponents."
+            ),
+        ),
+        ("0.0000001", "Received quantity 0.0000001 has more than 6 decimal places."),
+    ],
+)
+def test_bad_quantity_message_reads_once(shop: Shop, quantity: str, message: str) -> None:
+    result = receive(shop, "PO-000001", "1", quantity)
+
+    assert result.exit_code == 2
+    assert " ".join(result.stderr.split()) == message

@@ -494,3 +494,110 @@ def test_revoke_own_token_is_rejected(db: Path, admin_token: str) -> None:
         "`order3 token rotate 1 --grace 10m`."
     )
     assert token_rows(db)[0][3] is None
+
+
+# Refusals of revoked and expired tokens in the activity history.
+
+
+def denied_events(db: Path) -> list[tuple]:
+    with sqlite3.connect(db) as connection:
+        return connection.execute(
+            "SELECT actor, token_id, channel, action, summary FROM activity_event WHERE outcome = 'denied' ORDER BY seq"
+        ).fetchall()
+
+
+def test_revoked_token_refusal_is_recorded(db: Path, admin_token: str) -> None:
+    alice = secret_in(order3(db, "token", "create", "--principal", "alice", "--role", "buyer", token=admin_token).stdout)
+    assert order3(db, "token", "revoke", "2", token=admin_token).exit_code == 0
+
+    result = order3(db, "drafts", "approve", "1", token=alice)
+
+    assert result.exit_code == 3
+    assert len(denied_events(db)) == 1
+    actor, token_id, channel, action, summary = denied_events(db)[0]
+    assert (actor, token_id, channel, action) == ("alice", 2, "cli", "drafts approve")
+    assert "because it is revoked" in summary
+
+
+def test_expired_token_refusal_is_recorded(db: Path, admin_token: str) -> None:
+    alice = secret_in(order3(db, "token", "create", "--principal", "alice", "--role", "buyer", "--expires-in", "1h", token=admin_token).stdout)
+    with sqlite3.connect(db) as connection:
+        connection.execute("UPDATE token SET expires_at = '2026-01-02 03:04:05.000000' WHERE id = 2")
+
+    result = order3(db, "drafts", "show", "1", token=alice)
+
+    assert result.exit_code == 3
+    actor, token_id, channel, action, summary = denied_events(db)[0]
+    assert (actor, token_id, channel, action) == ("alice", 2, "cli", "drafts show")
+    assert "because it is expired" in summary
+
+
+def test_unknown_token_refusal_is_not_recorded(db: Path, admin_token: str) -> None:
+    with sqlite3.connect(db) as connection:
+        before = connection.execute("SELECT count(*) FROM activity_event").fetchone()[0]
+
+    result = order3(db, "drafts", "list", token="o3_no-such-token")
+
+    assert result.exit_code == 3
+    with sqlite3.connect(db) as connection:
+        assert connection.execute("SELECT count(*) FROM activity_event").fetchone()[0] == before
+
+
+async def test_dead_token_refusals_recorded_once_a_minute(database: Database) -> None:
+    workspace = await small_workspace(database)
+    clock = Clock()
+    app = Order3(database, clock=clock)
+    created = await token_services.create_token(app, workspace.admin, principal="carol", kind="user", role="viewer")
+    await token_services.revoke_workspace_token(app, workspace.admin, token_id=created.token_id)
+
+    for seconds in (0, 30, 59, 60):
+        clock.now = T0 + timedelta(seconds=seconds)
+        with pytest.raises(PermissionDeniedError):
+            await app.authenticate(created.secret, channel="mcp", action="tools/list")
+
+    async with database.read() as session:
+        events = (
+            await session.execute(select(ActivityEvent).where(ActivityEvent.outcome == "denied").order_by(ActivityEvent.seq))
+        ).scalars().all()
+    assert [(event.action, event.token_id, event.occurred_at) for event in events] == [
+        ("tools/list", created.token_id, T0),
+        ("tools/list", created.token_id, T0 + timedelta(seconds=60)),
+    ]
+
+
+async def test_rotate_records_successor(database: Database) -> None:
+    workspace = await small_workspace(database)
+    app = Order3(database, clock=Clock())
+    old = await token_services.create_token(app, workspace.admin, principal="carol", kind="user", role="viewer")
+
+    rotated = await token_services.rotate_workspace_token(app, workspace.admin, token_id=old.token_id, grace="10m")
+
+    assert rotated.old.replaced_by == rotated.new.token_id
+    assert rotated.new.replaced_by is None
+    assert (await load_token(database, old.token_id)).replaced_by == rotated.new.token_id
+
+
+def test_rotate_twice_names_successor(db: Path, admin_token: str) -> None:
+    order3(db, "token", "create", "--principal", "alice", "--role", "buyer", "--expires-in", "30d", token=admin_token)
+    first = order3(db, "token", "rotate", "2", "--grace", "10m", token=admin_token)
+
+    second = order3(db, "token", "rotate", "2", "--grace", "10m", token=admin_token)
+
+    assert first.exit_code == 0, first.stderr
+    assert second.exit_code == 5
+    assert "Token 2 of 'alice' was already rotated into token 3; rotate token 3 instead." in second.stderr
+    assert [row[0] for row in token_rows(db)] == [1, 2, 3]
+
+
+def test_token_list_keeps_scope_names_whole_at_80_columns(db: Path, admin_token: str) -> None:
+    order3(db, "token", "create", "--principal", "shopify-eu", "--kind", "integration", "--role", "integration", token=admin_token)
+    order3(db, "token", "create", "--principal", "alice", "--role", "buyer", token=admin_token)
+
+    result = order3(db, "token", "list", token=admin_token, columns=80)
+
+    assert result.exit_code == 0, result.stderr
+    words = result.stdout.split()
+    for scope in scopes_for(principal_kind="user", role="admin"):
+        assert scope in words, scope
+    assert words.count("export") == 2
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated, TypeVar
 
 import anyio
@@ -39,14 +39,17 @@ class CliSettings:
 
     db: str | None
     token: str | None
+    #: The running command as typed after `order3`, such as "drafts approve"; the action of a dead token's refusal.
+    command: str = "authenticate"
 
 
 def settings_of(ctx: typer.Context) -> CliSettings:
-    """Return the global options stored on the root context."""
+    """Return the global options stored on the root context, with the name of the running command."""
     settings = ctx.find_root().obj
     if not isinstance(settings, CliSettings):
-        return CliSettings(db=None, token=None)
-    return settings
+        settings = CliSettings(db=None, token=None)
+    command = " ".join(ctx.command_path.split()[1:])
+    return replace(settings, command=command or "authenticate")
 
 
 def out() -> Console:
@@ -96,7 +99,7 @@ async def signed_in(settings: CliSettings) -> AsyncIterator[tuple[Order3, Caller
     database = await connect(settings.db)
     try:
         app = Order3(database, clock=clock)
-        caller = await app.authenticate(secret, channel="cli")
+        caller = await app.authenticate(secret, channel="cli", action=settings.command)
         yield app, caller
     finally:
         await database.dispose()

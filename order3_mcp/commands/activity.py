@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -28,7 +29,6 @@ from order3_mcp.services.admin import (
     ActivityCheckpoint,
     ActivityDetail,
     ActivityExport,
-    ActivityWindow,
     ChainCheck,
 )
 from order3_mcp.services.history import ActivityQuery
@@ -194,36 +194,22 @@ def list_(
         raise fail("Pass either --from or --cursor, not both, because each sets where the listing starts.", exit_code=InvalidInputError.exit_code)
     query = activity_query(actor=actor, action=action, outcome=outcome, draft=draft, record=record, since=since, until=until)
 
-    async def step() -> tuple[ActivityPage, ActivityWindow | None]:
+    async def step() -> history.ActivityTimeline:
         async with signed_in(settings) as (app, caller):
-            window = None
-            after = cursor or None
-            count = limit
-            if start is not None:
-                after = encode_cursor("list_activity", start - 1)
-            elif not cursor:
-                window = await admin.find_newest_activity(app, caller, query=query, newest=limit)
-                after = None if window.start_after is None else encode_cursor("list_activity", window.start_after)
-                # Capped at the count so the listing ends where the window was taken,
-                # before the event that find_newest_activity itself recorded.
-                count = min(limit, window.matching)
-                if count == 0:
-                    return ActivityPage(events=[], next_cursor=None), window
-            listing = await read_timeline(app, caller, query=query, limit=count, cursor=after)
-            return listing, window
+            after = encode_cursor("list_activity", start - 1) if start is not None else cursor or None
+            newest = start is None and not cursor
+            return await history.read_activity_timeline(app, caller, query=query, limit=limit, cursor=after, newest=newest)
 
-    listing, window = execute(step)
-    events = listing.events
-    if window is not None and window.start_after is not None:
-        print_timeline(out(), events, title=f"Newest {len(events)} of {window.matching} activity events")
-        say(f"{window.matching - len(events)} older events are not shown. List them from the first with --from 1.")
+    timeline = execute(step)
+    events = timeline.events
+    if timeline.matching is not None and timeline.older:
+        print_timeline(out(), events, title=f"Newest {len(events)} of {timeline.matching} activity events")
+        say(f"{timeline.older} older events are not shown. List them from the first with --from 1.")
         return
 
     print_timeline(out(), events, title=f"{len(events)} activity events")
-    # A listing of the newest events gives no cursor, because the only later events
-    # are this command's own reads and whatever ran at the same moment.
-    if window is None and listing.next_cursor:
-        say(f"More events: --cursor {listing.next_cursor}")
+    if timeline.next_cursor:
+        say(f"More events: --cursor {timeline.next_cursor}")
 
 
 @activity_app.command("show")
@@ -334,6 +320,8 @@ def export(
     """
     settings = settings_of(ctx)
     query = activity_query(actor=actor, action=action, outcome=outcome, draft=draft, record=record, since=since, until=until)
+    if output is not None:
+        check_output_file(output)
 
     async def step() -> ActivityExport:
         async with signed_in(settings) as (app, caller):
@@ -344,5 +332,24 @@ def export(
     if output is None:
         typer.echo("".join(lines), nl=False)
         return
-    output.write_text("".join(lines), encoding="utf-8")
+    try:
+        output.write_text("".join(lines), encoding="utf-8")
+    except OSError as exc:
+        raise fail(f"Could not write the export to {str(output)!r}: {exc.strerror}.", exit_code=InvalidInputError.exit_code) from None
     say(f"Wrote {len(lines)} events to {output}.")
+
+
+def check_output_file(output: Path) -> None:
+    """Check that `output` can be created or replaced, before anything is read or recorded.
+
+    Raises:
+        typer.Exit: With the invalid-input code when `output` is a directory, or
+            its parent directory is missing or not writable.
+    """
+    parent = output.parent if str(output.parent) else Path(".")
+    if output.is_dir():
+        raise fail(f"--output {str(output)!r} is a directory; name a file inside it, such as {str(output / 'activity.jsonl')!r}.", exit_code=InvalidInputError.exit_code)
+    if not parent.is_dir():
+        raise fail(f"--output {str(output)!r}: directory {str(parent)!r} does not exist; create it first or choose another path.", exit_code=InvalidInputError.exit_code)
+    if not os.access(parent, os.W_OK | os.X_OK) or (output.exists() and not os.access(output, os.W_OK)):
+        raise fail(f"--output {str(output)!r} is not writable by this user; choose another path.", exit_code=InvalidInputError.exit_code)

@@ -79,7 +79,11 @@ def serve(
         database = await connect(settings.db)
         try:
             transport = HttpTransport(Order3(database, clock=clock), host=host, port=port, rate=rate_limit, burst=rate_burst)
-            config = uvicorn.Config(transport, host=host, port=port, log_level=log_level.lower(), lifespan="on", server_header=False)
+            # uvicorn's access log prints the query string, which may carry a secret;
+            # HttpTransport logs each request line without it.
+            config = uvicorn.Config(
+                transport, host=host, port=port, log_level=log_level.lower(), lifespan="on", server_header=False, access_log=False
+            )
             logger.info("serving Streamable HTTP at %s", transport.endpoint)
             # uvicorn points its access log at sys.stdout when it configures logging;
             # redirecting stdout while it starts sends those lines to stderr too.

@@ -110,13 +110,15 @@ def list_(ctx: typer.Context) -> None:
 
     tokens = execute(step).tokens
     # The identity columns never wrap, so an 80-column terminal still shows whose
-    # each token is. Scopes fold onto more lines, and each time has a line of its own.
+    # each token is. Each scope and each time has a line of its own.
     expired = sum(token.status == "expired" for token in tokens)
     title = f"{len(tokens)} tokens" + (f", {expired} expired" if expired else "") + " (times in UTC)"
     table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
-    for column in ("id", "prefix", "principal", "kind", "role"):
+    for column in ("id", "prefix", "principal", "kind"):
         table.add_column(column, no_wrap=True)
-    table.add_column("scopes", overflow="fold")
+    # The scopes go under the role, one per line, so no scope name is ever split
+    # and the column is never narrower than the longest name.
+    table.add_column("role, scopes", no_wrap=True)
     table.add_column("times", no_wrap=True)
     for token in tokens:
         principal = token.principal + (f"\nfor {token.on_behalf_of}" if token.on_behalf_of else "")
@@ -125,8 +127,7 @@ def list_(ctx: typer.Context) -> None:
             token.prefix + "…",
             principal,
             token.kind,
-            token.role,
-            ", ".join(token.scopes),
+            "\n".join([token.role, *(f" {scope}" for scope in token.scopes)]),
             _dates(token),
         )
     out().print(table)

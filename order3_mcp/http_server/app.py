@@ -33,13 +33,6 @@ from store.tokens import hash_secret
 logger = logging.getLogger(__name__)
 
 MCP_PATH = "/mcp"
-# Origins a browser sends for pages on this machine, in the SDK's wildcard form.
-LOOPBACK_ORIGINS = [
-    f"{scheme}://{name}{port}"
-    for scheme in ("http", "https")
-    for name in ("127.0.0.1", "localhost", "[::1]")
-    for port in ("", ":*")
-]
 
 
 class HttpTransport:
@@ -47,7 +40,9 @@ class HttpTransport:
 
     The checks run in this order, and the first that fails sends its status:
     Host (421), Origin (403), path (404), a credential in the query string (400),
-    body size (413), bearer token (401), rate limit (429) and tool scope (403).
+    Content-Type of a POST (400), body size (413), bearer token (401), rate limit
+    (429) and tool scope (403). Every refusal has a JSON-RPC error body, which
+    carries the request id when the body is a single JSON-RPC request.
     A request that passes them all goes to the session manager of its token.
     """
 
@@ -66,17 +61,18 @@ class HttpTransport:
         self.endpoint = f"http://{f'[{host}]' if ':' in host else host}:{port}{MCP_PATH}"
         self.max_request_body = max_request_body
         self.limiter = RateLimiter(rate=rate, burst=burst)
-        # The SDK transport repeats the Host and Origin checks behind ours.
-        security = TransportSecuritySettings(
-            enable_dns_rebinding_protection=True, allowed_hosts=sorted(self.hosts), allowed_origins=LOOPBACK_ORIGINS
-        )
+        # Host and Origin are checked by `_check_request` on every request, before the
+        # SDK sees it. The SDK's own check is off: it accepts Origins only from a fixed
+        # list (so not 127.0.0.2, although every 127.0.0.0/8 address is loopback) and
+        # refuses with a plain-text body instead of a JSON-RPC error.
+        security = TransportSecuritySettings(enable_dns_rebinding_protection=False)
         self.servers = TokenServers(app, security=security, max_request_body=max_request_body)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
         elif scope["type"] == "http":
-            await self._serve(scope, receive, send)
+            await self._serve(scope, receive, _logged(scope, send))
         # Other scope types (websocket) are not served; returning closes them.
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
@@ -96,15 +92,8 @@ class HttpTransport:
         if rejected is not None:
             return await rejected(scope, receive, send)
 
-        signed_in = await self._authenticate(scope, receive, send, headers, client)
-        if signed_in is None:
-            return
-        caller, secret = signed_in
-
-        rejected = self._check_rate(caller)
-        if rejected is not None:
-            return await rejected(scope, receive, send)
-
+        # The body is read before authentication so that a refusal can carry the
+        # request id and a dead token's refusal can name the method it tried.
         messages: list[Message] = []
         body = b""
         if scope["method"] == "POST":
@@ -112,6 +101,16 @@ class HttpTransport:
             if read is None:
                 return await self._too_large()(scope, receive, send)
             body = read
+        request_id, action = _describe_request(body)
+
+        signed_in = await self._authenticate(scope, receive, send, headers, client, request_id=request_id, action=action)
+        if signed_in is None:
+            return
+        caller, secret = signed_in
+
+        rejected = self._check_rate(caller, request_id)
+        if rejected is not None:
+            return await rejected(scope, receive, send)
 
         entry = await self.servers.server_for(caller, secret_hash=hash_secret(secret))
         if body and await self._reject_out_of_scope(entry, body, scope, receive, send):
@@ -137,7 +136,8 @@ class HttpTransport:
                 403,
                 error="forbidden_origin",
                 message=f"Origin {origin[:100]!r} is not a page on this machine; Order3 accepts browser requests "
-                "only from http(s)://localhost, 127.0.0.1 or [::1]. Other clients send no Origin header.",
+                "only from http(s)://localhost or a loopback address (127.0.0.0/8 or [::1]). Other clients send no "
+                "Origin header.",
             )
 
         if scope["path"] != MCP_PATH:
@@ -156,12 +156,20 @@ class HttpTransport:
                 "Revoke that token with `order3 token revoke` if it was a real one.",
             )
 
+        if scope["method"] == "POST" and not headers.get("content-type", "").lower().startswith("application/json"):
+            return refusal(
+                400,
+                error="invalid_request",
+                message=f"Content-Type {headers.get('content-type', '')[:100]!r} is not accepted; send JSON-RPC "
+                "messages with 'Content-Type: application/json'.",
+            )
+
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_request_body:
             return self._too_large()
         return None
 
-    def _check_rate(self, caller: Caller) -> Response | None:
+    def _check_rate(self, caller: Caller, request_id: str | int | None) -> Response | None:
         """Return a 429 refusal when the caller's token has used up its rate limit."""
         wait = self.limiter.check(caller.token_id)  # type: ignore[arg-type]
         if wait <= 0:
@@ -173,12 +181,21 @@ class HttpTransport:
             error="rate_limited",
             message=f"Token {caller.token_id} sent more than {self.limiter.burst} requests in a burst or more than "
             f"{self.limiter.rate:g} per second; retry after {wait:.2f} s (Retry-After: {retry_after}).",
+            request_id=request_id,
             headers={"Retry-After": str(retry_after)},
             details={"retry_after": round(wait, 3)},
         )
 
     async def _authenticate(
-        self, scope: Scope, receive: Receive, send: Send, headers: Headers, client: str
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: Headers,
+        client: str,
+        *,
+        request_id: str | int | None,
+        action: str,
     ) -> tuple[Caller, str] | None:
         """Return the caller and secret of the request's bearer token, or send a 401 and return None."""
         secret, problem = bearer_secret(headers)
@@ -193,18 +210,23 @@ class HttpTransport:
             else:
                 message, challenge, error = problem, bearer_challenge(error="invalid_request", error_description=problem), "invalid_request"
             logger.info("rejected a request from %s: %s", client, error)
-            response = refusal(401, error=error, message=message, headers={"WWW-Authenticate": challenge})
+            response = refusal(401, error=error, message=message, request_id=request_id, headers={"WWW-Authenticate": challenge})
             await response(scope, receive, send)
             return None
 
         try:
-            return await self.app.authenticate(secret, channel="mcp"), secret
+            caller = await self.app.authenticate(
+                secret, channel="mcp", action=action, request_id="" if request_id is None else str(request_id)[:100]
+            )
+            return caller, secret
         except PermissionDeniedError as exc:
             # A revoked or expired token's open sessions (and standing GET streams) end too.
             self.servers.close_secret(hash_secret(secret))
             logger.info("rejected a request from %s: %s", client, exc.message)
             challenge = bearer_challenge(error="invalid_token", error_description=exc.message)
-            response = refusal(401, error="invalid_token", message=exc.message, headers={"WWW-Authenticate": challenge})
+            response = refusal(
+                401, error="invalid_token", message=exc.message, request_id=request_id, headers={"WWW-Authenticate": challenge}
+            )
             await response(scope, receive, send)
             return None
 
@@ -273,6 +295,51 @@ def _tool_calls(body: bytes) -> list[dict[str, Any]]:
         and isinstance(message.get("params"), dict)
         and isinstance(message["params"].get("name"), str)
     ]
+
+
+def _describe_request(body: bytes) -> tuple[str | int | None, str]:
+    """Return the id and the action of a single JSON-RPC request: the tool name of a tools/call, else the method.
+
+    A batch, a notification or a body that is not JSON gives no id and the action "authenticate".
+    """
+    try:
+        message = json.loads(body) if body else None
+    except ValueError:
+        return None, "authenticate"
+    if not isinstance(message, dict):
+        return None, "authenticate"
+    request_id = message.get("id")
+    if not isinstance(request_id, (str, int)) or isinstance(request_id, bool):
+        request_id = None
+    method = message.get("method")
+    if not isinstance(method, str) or not method:
+        return request_id, "authenticate"
+    params = message.get("params")
+    if method == "tools/call" and isinstance(params, dict) and isinstance(params.get("name"), str) and params["name"]:
+        return request_id, params["name"][:60]
+    return request_id, method[:60]
+
+
+def _logged(scope: Scope, send: Send) -> Send:
+    """Wrap `send` to log one access line per response, with the path but never the query string.
+
+    uvicorn's own access log is off because it prints the whole URL, and a
+    query string may carry a credential that the request is about to be refused for.
+    """
+
+    async def send_and_log(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            logger.info(
+                '%s - "%s %s HTTP/%s" %d',
+                _client_address(scope),
+                scope.get("method", ""),
+                scope.get("path", "")[:200],
+                scope.get("http_version", "1.1"),
+                message["status"],
+            )
+        await send(message)
+
+    return send_and_log
 
 
 def _client_address(scope: Scope) -> str:

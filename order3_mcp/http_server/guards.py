@@ -17,7 +17,23 @@ MAX_REQUEST_BODY = 1024 * 1024
 
 # Query parameter names that clients and proxies commonly use for credentials.
 CREDENTIAL_PARAMETERS = frozenset(
-    {"token", "access_token", "bearer", "auth", "authorization", "api_key", "apikey", "key", "secret"}
+    {
+        "token",
+        "access_token",
+        "id_token",
+        "refresh_token",
+        "bearer",
+        "auth",
+        "authorization",
+        "api_key",
+        "apikey",
+        "api-key",
+        "key",
+        "secret",
+        "client_secret",
+        "password",
+        "passwd",
+    }
 )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import tomllib
 from collections.abc import Callable
 from datetime import datetime
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order3_mcp.app import Caller, Order3, Outcome
@@ -27,12 +28,14 @@ from store.activity_checkpoint import (
     verify_against_checkpoint,
 )
 from store.db import Database
-from store.errors import ChainBrokenError, InvalidInputError, NotFoundError
+from store.errors import ChainBrokenError, InvalidInputError, NotFoundError, Order3Error
 from store.models import ActivityEvent, Bin, Item, Location, ReorderRule
 from store.stock import verify_ledger
 from store.tokens import issue_token
 from store.types import utc_now
 from store.workspaces import create_workspace
+
+logger = logging.getLogger(__name__)
 
 # Events read per query while exporting the activity history.
 EXPORT_BATCH = 1000
@@ -113,15 +116,6 @@ class ActivityCheckpoint(BaseModel):
     taken_at: str = Field(description="When the checkpoint was taken (ISO 8601, UTC).")
     checkpoint: str = Field(description="The checkpoint as one string, for `order3 activity verify --checkpoint`.")
     events_verified: int = Field(description="Events whose hashes were verified before the checkpoint was taken.")
-
-
-class ActivityWindow(BaseModel):
-    """Start of the newest events that match a filter, so that a listing can begin there."""
-
-    matching: int = Field(description="Events that match the filter.")
-    start_after: int | None = Field(
-        description="Sequence number just before the newest events asked for, or null when every matching event fits."
-    )
 
 
 class LedgerCheck(BaseModel):
@@ -320,7 +314,7 @@ async def apply_reorder_settings(app: Order3, caller: Caller, *, path: Path) -> 
 
 
 async def get_activity_event(app: Order3, caller: Caller, *, seq: int) -> ActivityDetail:
-    """Return every stored field of one activity event; recorded as a `list_activity` read."""
+    """Return every stored field of one activity event; recorded as an `activity_show` read."""
 
     async def work(session: AsyncSession) -> Outcome:
         event = (
@@ -332,7 +326,7 @@ async def get_activity_event(app: Order3, caller: Caller, *, seq: int) -> Activi
             raise NotFoundError(f"Activity event {seq} does not exist in this workspace; list events with `order3 activity list`.")
         return Outcome(detail_of(event), f"Read activity event {seq}.", draft_id=event.draft_id)
 
-    return await app.run(caller, "list_activity", {"seq": seq}, work, result_type=ActivityDetail)
+    return await app.run(caller, "activity_show", {"seq": seq}, work, result_type=ActivityDetail)
 
 
 async def export_activity(app: Order3, caller: Caller, *, query: ActivityQuery | None = None) -> ActivityExport:
@@ -438,13 +432,16 @@ async def check_activity_chain(app: Order3, caller: Caller, *, checkpoint: str =
     hash, which detects a truncated tail and a log rehashed after an edit.
 
     The check reads the chain before its own event is appended, so that event is
-    covered by the next check, not this one.
+    covered by the next check, not this one. A check that finds the chain broken
+    appends no event at all, so the evidence stays as it was found.
 
     Raises:
         InvalidInputError: If the checkpoint is malformed or belongs to another workspace.
     """
 
-    async def work(session: AsyncSession) -> Outcome:
+    arguments = {"checkpoint": checkpoint.strip()} if checkpoint.strip() else {}
+
+    async def verify(session: AsyncSession) -> tuple[ChainCheck, str, bool]:
         expected = parse_checkpoint(load_checkpoint(checkpoint)) if checkpoint.strip() else None
         if expected is None:
             report = await verify_chain(session, workspace_id=caller.workspace_id)
@@ -459,13 +456,32 @@ async def check_activity_chain(app: Order3, caller: Caller, *, checkpoint: str =
         )
         against = f" against checkpoint seq {expected.seq}" if expected else ""
         if report.ok:
-            summary = f"Activity chain intact{against}: {report.events_checked} events verified."
-        else:
-            summary = f"Activity chain broken at seq {report.first_broken_seq} ({report.kind}){against}: {report.problem}."
+            return result, f"Activity chain intact{against}: {report.events_checked} events verified.", True
+        return result, f"Activity chain broken at seq {report.first_broken_seq} ({report.kind}){against}: {report.problem}.", False
+
+    async def work(session: AsyncSession) -> Outcome:
+        result, summary, _ = await verify(session)
         return Outcome(result, summary)
 
-    arguments = {"checkpoint": checkpoint.strip()} if checkpoint.strip() else {}
-    return await app.run(caller, "activity_verify", arguments, work, result_type=ChainCheck)
+    try:
+        app.check_scope(caller, "activity_verify")
+        async with app.database.read() as session:
+            result, summary, intact = await verify(session)
+    except Order3Error:
+        # A refusal or a malformed checkpoint is recorded like any failed action.
+        return await app.run(caller, "activity_verify", arguments, work, result_type=ChainCheck)
+
+    if not intact:
+        # The one action that writes no event: appending to a broken chain would
+        # chain the new event onto the damaged head and change the evidence, so a
+        # second verify would report a different break.
+        logger.warning("activity chain of workspace %d is broken; nothing recorded: %s", caller.workspace_id, summary)
+        return result
+
+    async def record(session: AsyncSession) -> Outcome:
+        return Outcome(result, summary)
+
+    return await app.run(caller, "activity_verify", arguments, record, result_type=ChainCheck)
 
 
 async def check_stock_ledger(app: Order3, caller: Caller) -> LedgerCheck:
@@ -494,29 +510,6 @@ async def _codes_by_id(session: AsyncSession, id_column: Any, code_column: Any, 
         return {}
     rows = await session.execute(select(id_column, code_column).where(id_column.in_(ids)))
     return {row_id: code for row_id, code in rows.all()}
-
-
-async def find_newest_activity(app: Order3, caller: Caller, *, query: ActivityQuery, newest: int) -> ActivityWindow:
-    """Count the events that match the `list_activity` filters and find where the newest `newest` of them begin.
-
-    Recorded as a `list_activity` read. `list_activity` pages oldest first, so
-    a listing of the newest events starts after `start_after`.
-    """
-
-    async def work(session: AsyncSession) -> Outcome:
-        if newest < 1:
-            raise InvalidInputError(f"Number of newest events {newest} is out of range. Use 1 or more.")
-        matching_seqs = await matching_events(session, caller, query, columns=ActivityEvent.seq)
-
-        matching = (await session.execute(select(func.count()).select_from(matching_seqs.subquery()))).scalar_one()
-        start_after = (
-            await session.execute(matching_seqs.order_by(ActivityEvent.seq.desc()).offset(newest).limit(1))
-        ).scalar_one_or_none()
-        window = ActivityWindow(matching=matching, start_after=start_after)
-        return Outcome(window, f"Counted {matching} matching events to list the newest {newest}.")
-
-    arguments = {**query.arguments(), "newest": newest}
-    return await app.run(caller, "list_activity", arguments, work, result_type=ActivityWindow)
 
 
 def export_line(event: ActivityDetail) -> str:

@@ -7,11 +7,12 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from pydantic import BaseModel, Field
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order3_mcp.app import Caller, Order3, Outcome
-from order3_mcp.pagination import check_limit, decode_cursor, render_page
+from order3_mcp.pagination import check_limit, decode_cursor, encode_cursor, render_page
 from order3_mcp.schemas import ActivityOut, ActivityPage
 from policies import PRINCIPAL_KINDS
 from store import catalog
@@ -19,9 +20,31 @@ from store.activity_filters import EventFilter, filter_events
 from store.errors import InvalidInputError, NotFoundError
 from store.models import OUTCOMES, ActivityEvent
 
-_RECORD_KIND = re.compile(r"^[a-z][a-z_]{0,39}$")
 _RECORD_NUMBER = re.compile(r"^[0-9]{1,18}$")
 MAX_FILTER_TEXT = 200
+# Kinds of record that events name in their affected list.
+# NOTE: an action that starts naming a new kind of record must add it here, or the filter rejects that kind.
+RECORD_KINDS = (
+    "count_result",
+    "count_task",
+    "draft",
+    "exception",
+    "exchange_rate",
+    "external_snapshot",
+    "item",
+    "location",
+    "movement",
+    "outbox_message",
+    "policy_version",
+    "purchase_order",
+    "purchase_order_line",
+    "receiving_event",
+    "reorder_rule",
+    "supplier",
+    "token",
+    "transfer",
+    "workspace",
+)
 
 
 @dataclass(frozen=True)
@@ -166,11 +189,9 @@ async def resolve_query(session: AsyncSession, caller: Caller, query: ActivityQu
         raise InvalidInputError(
             "A record filter needs both its kind and its id, e.g. kind 'draft' and id '3', or kind 'item' and a SKU."
         )
-    if record_kind and not _RECORD_KIND.match(record_kind):
-        raise InvalidInputError(
-            f"Record kind {record_kind!r} is not a record kind; use a name such as draft, item, location, supplier, "
-            "purchase_order or count_task, as shown in an event's affected list."
-        )
+    if record_kind and record_kind not in RECORD_KINDS:
+        shown = record_kind if len(record_kind) <= 40 else record_kind[:40] + "…"
+        raise InvalidInputError(f"Record kind {shown!r} is unknown; use one of {', '.join(RECORD_KINDS)}.")
     if record_kind:
         record_id = await _resolve_record_id(session, caller, kind=record_kind, record_id=record_id)
 
@@ -221,3 +242,49 @@ async def list_activity(
 
     arguments = {**query.arguments(), "cursor": cursor, "limit": limit}
     return await app.run(caller, "list_activity", arguments, work, result_type=ActivityPage)
+
+
+class ActivityTimeline(BaseModel):
+    """Events for the `order3 activity list` timeline, read in one action."""
+
+    events: list[ActivityOut] = Field(description="Matching events in sequence order.")
+    matching: int | None = Field(description="Events matching the filters, counted for a listing of the newest; else null.")
+    older: int = Field(default=0, description="Matching events before the first one listed, for a listing of the newest.")
+    next_cursor: str | None = Field(description="Cursor after the last event listed when more match, else null.")
+
+
+async def read_activity_timeline(
+    app: Order3, caller: Caller, *, query: ActivityQuery, limit: int, cursor: str | None = None, newest: bool = False
+) -> ActivityTimeline:
+    """Return up to `limit` matching events, recorded as one `activity_list` event.
+
+    With `newest`, returns the newest `limit` events (the most recent last) and
+    how many older ones match. Otherwise lists forward from `cursor`, a
+    `list_activity` cursor, and returns the cursor after the last event when
+    more match.
+    """
+
+    async def work(session: AsyncSession) -> Outcome:
+        if limit < 1:
+            raise InvalidInputError(f"Limit {limit} is out of range; list 1 or more events.")
+        statement = await matching_events(session, caller, query)
+        if newest:
+            seqs = await matching_events(session, caller, query, columns=ActivityEvent.seq)
+            matching = (await session.execute(select(func.count()).select_from(seqs.subquery()))).scalar_one()
+            rows = list((await session.execute(statement.order_by(ActivityEvent.seq.desc()).limit(limit))).scalars().all())
+            rows.reverse()
+            timeline = ActivityTimeline(
+                events=[activity_out(row) for row in rows], matching=matching, older=matching - len(rows), next_cursor=None
+            )
+            return Outcome(timeline, f"Listed the newest {len(rows)} of {matching} matching events.")
+
+        after = decode_cursor(cursor, "list_activity")
+        if after is not None:
+            statement = statement.where(ActivityEvent.seq > after)
+        rows = list((await session.execute(statement.order_by(ActivityEvent.seq).limit(limit + 1))).scalars().all())
+        next_cursor = encode_cursor("list_activity", rows[limit - 1].seq) if len(rows) > limit else None
+        timeline = ActivityTimeline(events=[activity_out(row) for row in rows[:limit]], matching=None, next_cursor=next_cursor)
+        return Outcome(timeline, f"Listed {len(timeline.events)} events.")
+
+    arguments = {**query.arguments(), "cursor": cursor, "limit": limit, "newest": newest}
+    return await app.run(caller, "activity_list", arguments, work, result_type=ActivityTimeline)

@@ -88,7 +88,8 @@ async def receive(
         try:
             amount = from_scaled(to_scaled(parse_quantity(quantity)))
         except ValueError as exc:
-            raise InvalidInputError(f"Received {exc}; write the quantity as digits such as 12 or 12.5.") from None
+            # The parser's message already names the accepted form where the form was wrong.
+            raise InvalidInputError(f"Received {exc}.") from None
         if isinstance(line_no, bool) or line_no < 1:
             raise InvalidInputError(f"Line number {line_no!r} is invalid; give the line number shown by get_purchase_order, from 1.")
         reference = _check_delivery(delivery)

@@ -49,6 +49,7 @@ class TokenOut(BaseModel):
         description="When it last authenticated (ISO 8601, UTC, updated at most once a minute), or null if never."
     )
     revoked_at: str | None = Field(description="When it was revoked, or null while it is not revoked.")
+    replaced_by: int | None = Field(default=None, description="Id of the token a rotation issued in its place, or null.")
     status: str = Field(description="live, expired or revoked.")
 
 
@@ -100,6 +101,7 @@ def token_out(token: Token, *, now: datetime) -> dict[str, Any]:
         "expires_at": stamp(token.expires_at),
         "last_used_at": stamp(token.last_used_at),
         "revoked_at": stamp(token.revoked_at),
+        "replaced_by": token.replaced_by,
         "status": token_status(token, now=now),
     }
 
@@ -327,7 +329,7 @@ async def rotate_workspace_token(
 
     Raises:
         NotFoundError: If the workspace has no such token.
-        ConflictError: If the token was revoked.
+        ConflictError: If the token was revoked or was already rotated.
         InvalidInputError: For a malformed expiry or grace, or rotating the
             caller's own token without a grace period.
     """
@@ -336,6 +338,13 @@ async def rotate_workspace_token(
         now = app.clock()
         grace_period = parse_duration(grace, option="--grace") if grace.strip() else None
         old = await get_token(session, workspace_id=caller.workspace_id, token_id=token_id)
+        if old.replaced_by is not None:
+            # A second rotation would leave two live successors, and the second would
+            # inherit the grace-period expiry of this token as its whole lifetime.
+            raise ConflictError(
+                f"Token {old.id} of {old.principal!r} was already rotated into token {old.replaced_by}; "
+                f"rotate token {old.replaced_by} instead."
+            )
         if old.revoked_at is not None:
             raise ConflictError(
                 f"Token {old.id} of {old.principal!r} was revoked at {old.revoked_at.isoformat()}, so it cannot be "
@@ -362,6 +371,7 @@ async def rotate_workspace_token(
             expires_at=expiry,
             created_at=now,
         )
+        old.replaced_by = new.id
         if grace_period is None:
             old.revoked_at = now
             ending = f"revoked token {old.id}"

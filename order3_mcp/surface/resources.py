@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable
 
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.resources.templates import ResourceSecurity
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS
 from pydantic import BaseModel
@@ -25,6 +26,10 @@ POLICY_URI = "order3://policies/current"
 JSON = "application/json"
 # Draft ids are 64-bit signed integers in the database.
 MAX_DRAFT_ID = 2**63 - 1
+# A SKU or draft id is looked up in the database, never used as a file path, so
+# the SDK's path checks would only turn a SKU such as '../x' into "Unknown
+# resource" instead of the lookup's own not-found message. NUL is still rejected.
+LOOKUP_SECURITY = ResourceSecurity(reject_path_traversal=False, reject_absolute_paths=False)
 
 
 def register(server: MCPServer, app: Order3, caller: Caller) -> None:
@@ -38,6 +43,7 @@ def register(server: MCPServer, app: Order3, caller: Caller) -> None:
         "the same data as the get_item tool. The SKU matches case-insensitively; percent-encode it when it has "
         "characters such as '/' or spaces.",
         mime_type=JSON,
+        security=LOOKUP_SECURITY,
     )
     async def item(sku: str) -> str:
         return await _read(ITEM_TEMPLATE.replace("{sku}", sku), reads.get_item(app, caller, sku=sku))
@@ -49,6 +55,7 @@ def register(server: MCPServer, app: Order3, caller: Caller) -> None:
         description="One draft with its lines (payload), status, approval owner, linked exceptions and "
         "approvals; the same data as the get_draft tool.",
         mime_type=JSON,
+        security=LOOKUP_SECURITY,
     )
     async def draft(id: str) -> str:
         uri = DRAFT_TEMPLATE.replace("{id}", id)

@@ -31,6 +31,8 @@ class Token(SQLModel, table=True):
     revoked_at: datetime | None = time_field(nullable=True, now=False)
     expires_at: datetime | None = time_field(nullable=True, now=False)
     last_used_at: datetime | None = time_field(nullable=True, now=False)
+    # The token that `order3 token rotate` issued in place of this one; a token is rotated at most once.
+    replaced_by: int | None = Field(default=None, foreign_key="token.id")
 
 
 class IdempotencyRecord(SQLModel, table=True):
