@@ -44,6 +44,30 @@ def sqlite_path(url: str) -> Path | None:
     return Path(parsed.database)
 
 
+def checked_location(db: str | None, *, create: bool) -> tuple[str, str, Path | None]:
+    """Return the URL of --db, its form safe to print, and its SQLite file (None for a server).
+
+    A SQLite file is checked with the sqlite3 module before any engine connects,
+    because the engine's connect hook switches the file to WAL mode, which is a write.
+
+    Raises:
+        NotFoundError: If the SQLite file does not exist and `create` is false.
+        InvalidInputError: If the value is not a supported database URL or the file is not Order3's.
+    """
+    masked_db = mask_db_value(db)
+    try:
+        url = resolve_url(db)
+    except ArgumentError as exc:
+        raise InvalidInputError(f"Cannot open database {masked_db!r}: it is not a valid database URL. {URL_HINT}") from exc
+    backend = make_url(url).get_backend_name()
+    if backend not in SUPPORTED_BACKENDS:
+        raise InvalidInputError(f"Cannot open database {masked_db!r}: unknown database URL scheme {backend!r}. {URL_HINT}")
+    path = sqlite_path(url)
+    if path is not None:
+        check_sqlite_file(path, masked_db=masked_db, create=create)
+    return url, masked_db, path
+
+
 async def connect(db: str | None, *, create: bool = False) -> Database:
     """Open the database named by --db, ORDER3_DB or the default file, and check its schema revision.
 
@@ -60,21 +84,7 @@ async def connect(db: str | None, *, create: bool = False) -> Database:
         InvalidInputError: If the value is not a database URL that Order3 supports, the
             file is not a SQLite database, or the database contains another application's tables.
     """
-    masked_db = mask_db_value(db)
-    try:
-        url = resolve_url(db)
-    except ArgumentError as exc:
-        raise InvalidInputError(f"Cannot open database {masked_db!r}: it is not a valid database URL. {URL_HINT}") from exc
-    backend = make_url(url).get_backend_name()
-    if backend not in SUPPORTED_BACKENDS:
-        raise InvalidInputError(f"Cannot open database {masked_db!r}: unknown database URL scheme {backend!r}. {URL_HINT}")
-
-    path = sqlite_path(url)
-    if path is not None:
-        # Checked with the sqlite3 module before any engine connects, because the
-        # engine's connect hook switches the file to WAL mode, which is a write.
-        check_sqlite_file(path, masked_db=masked_db, create=create)
-
+    url, masked_db, path = checked_location(db, create=create)
     database = open_engine(url, masked_db=masked_db)
     try:
         await prepare_tables(database, masked_db=masked_db, create=create, checked=path is not None)
@@ -93,17 +103,7 @@ async def connect_for_migration(db: str | None, *, create: bool) -> Database:
         NotFoundError: If the SQLite file does not exist or the server cannot be reached.
         InvalidInputError: If the value is not a supported database URL or the database is another application's.
     """
-    masked_db = mask_db_value(db)
-    try:
-        url = resolve_url(db)
-    except ArgumentError as exc:
-        raise InvalidInputError(f"Cannot open database {masked_db!r}: it is not a valid database URL. {URL_HINT}") from exc
-    backend = make_url(url).get_backend_name()
-    if backend not in SUPPORTED_BACKENDS:
-        raise InvalidInputError(f"Cannot open database {masked_db!r}: unknown database URL scheme {backend!r}. {URL_HINT}")
-    path = sqlite_path(url)
-    if path is not None:
-        check_sqlite_file(path, masked_db=masked_db, create=create)
+    url, masked_db, _path = checked_location(db, create=create)
     database = open_engine(url, masked_db=masked_db)
     try:
         async with database.engine.connect() as connection:
