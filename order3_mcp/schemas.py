@@ -350,7 +350,7 @@ class ActivityOut(BaseModel):
     )
     channel: str = Field(description="mcp, cli or sync.")
     action: str = Field(description="Tool or command name.")
-    outcome: str = Field(description="ok, replayed, denied, invalid, conflict or error.")
+    outcome: str = Field(description="ok, replayed, denied, invalid, conflict, error or cancelled.")
     draft_id: int | None = Field(description="Draft involved, if any.")
     summary: str = Field(description="Short description of what happened.")
     affected: list[str] = Field(description="Records touched, as 'kind:id'.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.shared.exceptions import MCPError
@@ -19,6 +20,9 @@ from order3_mcp.tools import register_all
 from policies import allowed_actions
 
 logger = logging.getLogger(__name__)
+
+# Seconds a tool call may run before it is stopped and its transaction rolled back.
+DEFAULT_TOOL_TIMEOUT = 30.0
 
 INSTRUCTIONS = """\
 Order3 gives read access to a workspace's inventory (items, locations, stock,
@@ -39,10 +43,11 @@ class Order3Server(MCPServer):
     which rejects it with a permission error and records the rejection.
     """
 
-    def __init__(self, app: Order3, caller: Caller) -> None:
+    def __init__(self, app: Order3, caller: Caller, *, tool_timeout: float = DEFAULT_TOOL_TIMEOUT) -> None:
         super().__init__(name="order3", title="Order3 inventory", instructions=INSTRUCTIONS, version="0.1.0")
         self.app = app
         self.caller = caller
+        self.tool_timeout = tool_timeout
         self._allowed = allowed_actions(caller.scopes)
         register_all(self, app, caller)
         self.client_log = register_surface(self, app, caller)
@@ -57,12 +62,14 @@ class Order3Server(MCPServer):
         """Call a tool, recording an activity event for calls the tool body never saw.
 
         Arguments that fail schema validation and unknown tool names are refused
-        by the SDK before any service runs, so they are recorded here.
+        by the SDK before any service runs, so they are recorded here. A call that
+        runs past `tool_timeout`, or that the client cancels, is stopped: its
+        transaction rolls back and an event with outcome error or cancelled is recorded.
         """
         reset = activity_recorded.set(False)
         reset_client = client_name.set(client_name_of(context))
         try:
-            result = await super().call_tool(name, arguments, context)
+            result = await self._call_with_deadline(name, arguments, context)
             if isinstance(result, CallToolResult) and result.is_error and not activity_recorded.get():
                 await self._record_refusal(name, arguments, "The arguments were refused before the tool ran.")
             return result
@@ -89,14 +96,42 @@ class Order3Server(MCPServer):
             raise MCPError(code=INVALID_PARAMS, message=message, data={"prompt": name[:60], "prompts": known})
         return await super().get_prompt(name, arguments, context)
 
-    async def _record_refusal(self, name: str, arguments: dict[str, Any], message: str) -> None:
+    async def _call_with_deadline(self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None) -> Any:
+        # Order3.run records nothing when it is cancelled (cancellation is not an
+        # Exception), so both stops are recorded here, after the rollback.
+        try:
+            with anyio.fail_after(self.tool_timeout):
+                return await super().call_tool(name, arguments, context)
+        except TimeoutError:
+            message = (
+                f"{name} timed out after {self.tool_timeout:g} s, the server's tool deadline, so it was stopped and "
+                "nothing it did was written. Retry later, ask for less (a smaller limit, no refresh), or ask the "
+                "operator to raise `order3 serve --tool-timeout`."
+            )
+            logger.warning("%s by %s timed out after %g s", name, self.caller.principal, self.tool_timeout)
+            await self._record_refusal(name, arguments, message, outcome="error")
+            raise ToolError(message) from None
+        except anyio.get_cancelled_exc_class():
+            # The client sent notifications/cancelled, or its connection closed.
+            # The shield lets the event be written inside the cancelled scope.
+            logger.info("%s by %s was cancelled by the client", name, self.caller.principal)
+            with anyio.CancelScope(shield=True):
+                await self._record_refusal(
+                    name, arguments, f"The client cancelled {name} before it finished; nothing it did was written.",
+                    outcome="cancelled",
+                )
+            raise
+
+    async def _record_refusal(
+        self, name: str, arguments: dict[str, Any], message: str, *, outcome: str = "invalid"
+    ) -> None:
         known = self._tool_manager.get_tool(name) is not None
         action = name if known else "unknown_tool"
         summary = message if known else f"Unknown tool {name[:60]!r}."
         logged = redact(arguments if isinstance(arguments, dict) else {})
         if not known:
             logged = {"tool": name[:60]}
-        await self.app.record_failure(self.caller, action, "invalid", logged, "", "", summary[:2000])
+        await self.app.record_failure(self.caller, action, outcome, logged, "", "", summary[:2000])
 
 
 def _argument_errors(exc: ToolError) -> str:
@@ -116,6 +151,6 @@ def _argument_errors(exc: ToolError) -> str:
     return "Invalid arguments: " + "; ".join(problems) + ". Nothing was changed; correct the value and call again."
 
 
-def build_server(app: Order3, caller: Caller) -> Order3Server:
-    """Return the MCP server for one caller."""
-    return Order3Server(app, caller)
+def build_server(app: Order3, caller: Caller, *, tool_timeout: float = DEFAULT_TOOL_TIMEOUT) -> Order3Server:
+    """Return the MCP server for one caller, stopping any tool call that runs past `tool_timeout` seconds."""
+    return Order3Server(app, caller, tool_timeout=tool_timeout)

@@ -123,7 +123,7 @@ def print_timeline(console: Console, events: list[ActivityOut], *, title: str) -
 
 ActorOption = Annotated[str, typer.Option(help="Only events by this principal: a name, or KIND:NAME such as agent:buyer-bot.")]
 ActionOption = Annotated[str, typer.Option(help="Only events of this tool or command name, e.g. approve_draft.")]
-OutcomeOption = Annotated[str, typer.Option(help="Only events with this outcome: ok, replayed, denied, invalid, conflict or error.")]
+OutcomeOption = Annotated[str, typer.Option(help="Only events with this outcome: ok, replayed, denied, invalid, conflict, error or cancelled.")]
 DraftOption = Annotated[int | None, typer.Option(help="Only events about this draft id.")]
 RecordOption = Annotated[
     str,

@@ -16,7 +16,7 @@ from order3_mcp.commands._runtime import connect, execute, settings_of
 from order3_mcp.http_server.app import HttpTransport
 from order3_mcp.http_server.rate_limit import DEFAULT_BURST, DEFAULT_RATE
 from order3_mcp.replay.clock import environment_clock
-from order3_mcp.server import build_server
+from order3_mcp.server import DEFAULT_TOOL_TIMEOUT, build_server
 from store.errors import InvalidInputError, PermissionDeniedError
 
 logger = logging.getLogger(__name__)
@@ -58,6 +58,14 @@ def serve(
         int, typer.Option(help="With --http: requests per token allowed at once above the average rate.", min=1)
     ] = DEFAULT_BURST,
     log_level: Annotated[str, typer.Option(help=f"Lowest level logged to stderr: {', '.join(LOG_LEVELS)}.")] = "warning",
+    tool_timeout: Annotated[
+        float,
+        typer.Option(
+            help="Seconds a tool call may run; a slower call is stopped, rolled back and answered with an error.",
+            min=0.001,
+            max=3600,
+        ),
+    ] = DEFAULT_TOOL_TIMEOUT,
 ) -> None:
     """Run the MCP server; it lists only the tools the caller's token scopes allow.
 
@@ -78,7 +86,10 @@ def serve(
         clock = environment_clock()
         database = await connect(settings.db)
         try:
-            transport = HttpTransport(Order3(database, clock=clock), host=host, port=port, rate=rate_limit, burst=rate_burst)
+            transport = HttpTransport(
+                Order3(database, clock=clock), host=host, port=port, rate=rate_limit, burst=rate_burst,
+                tool_timeout=tool_timeout,
+            )
             # uvicorn's access log prints the query string, which may carry a secret;
             # HttpTransport logs each request line without it.
             config = uvicorn.Config(
@@ -104,7 +115,7 @@ def serve(
         try:
             app = Order3(database, clock=clock)
             caller = await app.authenticate(secret, channel="mcp")
-            server = build_server(app, caller)
+            server = build_server(app, caller, tool_timeout=tool_timeout)
             logger.info("serving workspace %s as %s over stdio", caller.workspace, caller.describe())
             await server.run_stdio_async()
         finally:

@@ -26,6 +26,7 @@ from order3_mcp.http_server.guards import (
 from order3_mcp.http_server.rate_limit import DEFAULT_BURST, DEFAULT_RATE, RateLimiter
 from order3_mcp.http_server.responses import bearer_challenge, refusal
 from order3_mcp.http_server.sessions import TokenServer, TokenServers
+from order3_mcp.server import DEFAULT_TOOL_TIMEOUT
 from policies import required_scope
 from store.errors import PermissionDeniedError
 from store.tokens import hash_secret
@@ -55,6 +56,7 @@ class HttpTransport:
         rate: float = DEFAULT_RATE,
         burst: int = DEFAULT_BURST,
         max_request_body: int = MAX_REQUEST_BODY,
+        tool_timeout: float = DEFAULT_TOOL_TIMEOUT,
     ) -> None:
         self.app = app
         self.hosts = allowed_hosts(host, port)
@@ -66,7 +68,9 @@ class HttpTransport:
         # list (so not 127.0.0.2, although every 127.0.0.0/8 address is loopback) and
         # refuses with a plain-text body instead of a JSON-RPC error.
         security = TransportSecuritySettings(enable_dns_rebinding_protection=False)
-        self.servers = TokenServers(app, security=security, max_request_body=max_request_body)
+        self.servers = TokenServers(
+            app, security=security, max_request_body=max_request_body, tool_timeout=tool_timeout
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":

@@ -13,7 +13,7 @@ from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 
 from order3_mcp.app import Caller, Order3
-from order3_mcp.server import Order3Server, build_server
+from order3_mcp.server import DEFAULT_TOOL_TIMEOUT, Order3Server, build_server
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +49,10 @@ class TokenServers:
         security: TransportSecuritySettings,
         max_request_body: int,
         max_tokens: int = MAX_TOKENS,
+        tool_timeout: float = DEFAULT_TOOL_TIMEOUT,
     ) -> None:
         self.app = app
+        self.tool_timeout = tool_timeout
         self.security = security
         self.max_request_body = max_request_body
         self.max_tokens = max_tokens
@@ -95,7 +97,7 @@ class TokenServers:
     async def _open(self, caller: Caller, secret_hash: str) -> TokenServer:
         if self._task_group is None:
             raise RuntimeError("TokenServers.start() was not called; the HTTP application's lifespan did not run.")
-        server = build_server(self.app, caller)
+        server = build_server(self.app, caller, tool_timeout=self.tool_timeout)
         manager = StreamableHTTPSessionManager(
             app=server._lowlevel_server,
             security_settings=self.security,

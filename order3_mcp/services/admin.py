@@ -77,7 +77,7 @@ class ActivityDetail(BaseModel):
     )
     channel: str = Field(description="mcp, cli or sync.")
     action: str = Field(description="Tool or command name.")
-    outcome: str = Field(description="ok, replayed, denied, invalid, conflict or error.")
+    outcome: str = Field(description="ok, replayed, denied, invalid, conflict, error or cancelled.")
     draft_id: int | None = Field(description="Draft involved, if any.")
     request_id: str = Field(description="Request id, if the client sent one.")
     idempotency_key: str = Field(description="Idempotency key, if one was given.")

@@ -132,7 +132,7 @@ def register(server: MCPServer, app: Order3, caller: Caller) -> None:
     async def list_activity(
         actor: Annotated[str, Field(description="Only events by this principal: a name, or KIND:NAME such as agent:buyer-bot.", max_length=200)] = "",
         action: Annotated[str, Field(description="Only events of this tool or command name.", max_length=60)] = "",
-        outcome: Annotated[str, Field(description="ok, replayed, denied, invalid, conflict or error; empty for all.", max_length=10)] = "",
+        outcome: Annotated[str, Field(description="ok, replayed, denied, invalid, conflict, error or cancelled; empty for all.", max_length=10)] = "",
         draft_id: Annotated[int | None, Field(description="Only events about this draft.", strict=True)] = None,
         record_kind: Annotated[str, Field(description="Only events that affected a record of this kind (draft, item, location, supplier, purchase_order, count_task, ...); needs record_id.", max_length=40)] = "",
         record_id: Annotated[str, Field(description="Id of that record as in an event's affected list; an item SKU, or a location or supplier code, also works.", max_length=200)] = "",

@@ -11,7 +11,8 @@ from sqlmodel import Field, SQLModel
 from store.models._base import json_field, time_field, workspace_fk
 
 # "replayed": an idempotency key repeated with the same arguments returned the stored result and wrote nothing else.
-OUTCOMES = ("ok", "replayed", "denied", "invalid", "conflict", "error")
+# "cancelled": the client cancelled a tool call, or disconnected, before it finished.
+OUTCOMES = ("ok", "replayed", "denied", "invalid", "conflict", "error", "cancelled")
 CHANNELS = ("mcp", "cli", "sync")
 
 

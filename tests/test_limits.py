@@ -1,0 +1,208 @@
+"""Server limits: page size caps, per-call deadlines, client cancellation and disconnects."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import anyio
+import pytest
+from mcp import Client
+from sqlalchemy import select
+
+from order3_mcp.app import Order3
+from order3_mcp.pagination import MAX_PAGE_SIZE
+from order3_mcp.server import build_server
+from store.db import Database
+from store.models import ActivityEvent, Draft
+from tests.factory import last_event, make_app, row_count, small_workspace
+from tests.http_support import create_token, mcp_client, order3, secret_in, serve_http
+
+RATIONALE = "WIDGET-1 has 5 available against a reorder point of 20."
+DRAFT = {"lines": [{"sku": "WIDGET-1", "quantity": 40}], "rationale": RATIONALE}
+# Largest page the pitfalls of MCP clients allow: a bigger result costs them far more to validate.
+PAGE_BYTES_LIMIT = 32 * 1024
+
+
+def error_text(result) -> str:
+    return " ".join(getattr(block, "text", "") for block in result.content)
+
+
+@contextmanager
+def write_lock_held(path: Path, *, seconds: float) -> Iterator[threading.Event]:
+    """Hold SQLite's write lock on `path` from another connection, as a second process would.
+
+    The lock is released after `seconds`, or earlier when the yielded event is set.
+    """
+    connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    connection.execute("BEGIN IMMEDIATE")
+    release = threading.Event()
+
+    def hold() -> None:
+        release.wait(seconds)
+        connection.rollback()
+        connection.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        yield release
+    finally:
+        release.set()
+        holder.join(timeout=30)
+
+
+def database_path(database: Database) -> Path:
+    return Path(database.engine.url.database)
+
+
+async def limited_tools(client: Client) -> list[str]:
+    return sorted(tool.name for tool in (await client.list_tools()).tools if "limit" in tool.input_schema.get("properties", {}))
+
+
+async def test_every_list_tool_rejects_limit_above_cap(database):
+    tokens = await small_workspace(database)
+    checked = set()
+    for caller in (tokens.agent, tokens.buyer):
+        async with Client(build_server(make_app(database), caller), mode="legacy") as client:
+            for name in await limited_tools(client):
+                result = await client.call_tool(name, {"limit": MAX_PAGE_SIZE + 1})
+                message = error_text(result)
+                assert result.is_error, name
+                assert str(MAX_PAGE_SIZE + 1) in message, (name, message)
+                assert f"less than or equal to {MAX_PAGE_SIZE}" in message, (name, message)
+                checked.add(name)
+    assert {"list_activity", "search_items", "find_exceptions", "find_low_stock", "list_drafts"} <= checked
+
+
+async def test_activity_page_of_largest_rows_stays_under_32_kib(database):
+    tokens = await small_workspace(database)
+    app = make_app(database)
+    summary = "S" * 2000
+    for index in range(150):
+        await app.record_failure(
+            tokens.agent, "draft_purchase_order", "invalid", {"rationale": "R" * 3000}, "k" * 200, "r" * 120,
+            f"{index:04d}{summary}"[:2000],
+        )
+
+    seen: list[int] = []
+    cursor = ""
+    async with Client(build_server(app, tokens.buyer), mode="legacy") as client:
+        for _ in range(20):
+            result = await client.call_tool("list_activity", {"cursor": cursor, "limit": MAX_PAGE_SIZE})
+            assert not result.is_error, error_text(result)
+            assert len(result.content[0].text.encode()) < PAGE_BYTES_LIMIT
+            page = result.structured_content
+            seen += [event["seq"] for event in page["events"]]
+            if page["next_cursor"] is None:
+                break
+            cursor = page["next_cursor"]
+
+    assert len(seen) == len(set(seen))
+    assert set(range(1, 151)) <= set(seen)
+
+
+async def test_tool_past_deadline_returns_error_and_writes_nothing(database):
+    tokens = await small_workspace(database)
+    server = build_server(make_app(database), tokens.agent, tool_timeout=0.2)
+
+    async with Client(server, mode="legacy") as client:
+        with write_lock_held(database_path(database), seconds=1.0):
+            with anyio.fail_after(20):
+                result = await client.call_tool("draft_purchase_order", DRAFT)
+
+    assert result.is_error
+    assert "timed out after 0.2 s" in error_text(result)
+    assert "--tool-timeout" in error_text(result)
+    assert await row_count(database, Draft) == 0
+    event = await last_event(database)
+    assert event.action == "draft_purchase_order"
+    assert event.outcome == "error"
+    assert "timed out" in event.summary
+
+
+async def test_fast_call_unaffected_by_short_deadline(database):
+    tokens = await small_workspace(database)
+    server = build_server(make_app(database), tokens.agent, tool_timeout=10)
+
+    async with Client(server, mode="legacy") as client:
+        result = await client.call_tool("draft_purchase_order", DRAFT)
+
+    assert not result.is_error, error_text(result)
+    assert await row_count(database, Draft) == 1
+
+
+async def wait_for_outcome(database: Database, outcome: str) -> ActivityEvent:
+    with anyio.fail_after(20):
+        while True:
+            async with database.read() as session:
+                found = (await session.execute(select(ActivityEvent).where(ActivityEvent.outcome == outcome))).scalars().all()
+            if found:
+                return found[-1]
+            await anyio.sleep(0.05)
+
+
+async def test_cancelled_draft_writes_nothing_and_records_cancelled(database):
+    tokens = await small_workspace(database)
+    server = build_server(make_app(database), tokens.agent)
+
+    async with Client(server, mode="legacy") as client:
+        with write_lock_held(database_path(database), seconds=10.0) as release:
+            # Leaving this scope cancels the call, and the client sends notifications/cancelled.
+            with anyio.move_on_after(0.5) as waiting:
+                await client.call_tool("draft_purchase_order", DRAFT)
+            assert waiting.cancelled_caught
+            release.set()
+        event = await wait_for_outcome(database, "cancelled")
+
+        after = await client.call_tool("get_item", {"sku": "WIDGET-1"})
+
+    assert event.action == "draft_purchase_order"
+    assert "cancelled" in event.summary
+    assert await row_count(database, Draft) == 0
+    assert not after.is_error
+
+
+async def test_activity_filter_accepts_cancelled_outcome(database):
+    tokens = await small_workspace(database)
+    app: Order3 = make_app(database)
+    await app.record_failure(tokens.agent, "draft_purchase_order", "cancelled", {}, "", "", "Cancelled by the client.")
+
+    async with Client(build_server(app, tokens.buyer), mode="legacy") as client:
+        result = await client.call_tool("list_activity", {"outcome": "cancelled"})
+
+    assert not result.is_error, error_text(result)
+    assert [event["outcome"] for event in result.structured_content["events"]] == ["cancelled"]
+
+
+@pytest.fixture
+def http_workspace(tmp_path: Path) -> tuple[Path, str]:
+    db = tmp_path / "order3.db"
+    admin = secret_in(order3(db, "init", "--workspace", "main", "--admin", "root"))
+    _, agent = create_token(db, admin, "buyer-bot", kind="agent", role="agent")
+    return db, agent
+
+
+async def test_http_client_disconnect_mid_call_leaves_server_serving(http_workspace):
+    db, agent = http_workspace
+    draft = {"lines": [{"sku": "NOPE-1", "quantity": 1}], "rationale": RATIONALE}
+
+    with serve_http(db, "--tool-timeout", "20") as server:
+        with write_lock_held(db, seconds=10.0) as release:
+            with anyio.move_on_after(0.5) as waiting:
+                async with mcp_client(server.url, agent) as client:
+                    await client.call_tool("draft_purchase_order", draft)
+            assert waiting.cancelled_caught
+            release.set()
+
+        async with mcp_client(server.url, agent) as client:
+            with anyio.fail_after(30):
+                listed = await client.call_tool("list_locations", {})
+
+        assert server.process.poll() is None
+    assert not listed.is_error, error_text(listed)
+    assert json.loads(listed.content[0].text)["locations"] == []
