@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from policies import Policy, default_policy_path, load_policy, required_scope
@@ -52,6 +52,11 @@ MAX_LOGGED_ARGUMENTS = 50
 # Set while an action records its own activity event, so the MCP layer does not
 # record a second one for the same call.
 activity_recorded: contextvars.ContextVar[bool] = contextvars.ContextVar("activity_recorded", default=False)
+# Installed by the MCP server for each tool call and marked by `Order3.run` once the
+# action's transaction has committed, so a cancellation that arrives later is not
+# recorded as a rollback. It is a mutable object because the SDK may run the tool
+# body in a copy of the caller's context, where a plain value set would stay.
+call_commits: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("call_commits", default=None)
 # `clientInfo.name` of the MCP client behind the current tool call, set by the
 # MCP server for the length of the call; empty for CLI actions.
 client_name: contextvars.ContextVar[str] = contextvars.ContextVar("client_name", default="")
@@ -129,6 +134,14 @@ def redact(arguments: dict[str, Any]) -> dict[str, Any]:
         else:
             clean[name] = value
     return clean
+
+
+def _mark_on_commit(session: AsyncSession, action: str) -> None:
+    # Closing the session after the commit still awaits, and a cancellation can
+    # arrive there, so the mark is made by the commit itself.
+    commits = call_commits.get()
+    if commits is not None:
+        event.listen(session.sync_session, "after_commit", lambda _session: commits.append(action), once=True)
 
 
 def _busy_conflict(error: BaseException) -> ConflictError | None:
@@ -309,6 +322,7 @@ class Order3:
                             draft_id=stored.get("draft_id"),
                         )
                         replayed_key.set(idempotency_key)
+                        _mark_on_commit(session, action)
                         return result, None
 
                 outcome = await work(session)
@@ -344,6 +358,7 @@ class Order3:
                     affected=outcome.affected,
                     draft_id=outcome.draft_id,
                 )
+                _mark_on_commit(session, action)
                 if self.before_commit is not None:
                     await self.before_commit(action)
                 return None, outcome

@@ -13,7 +13,14 @@ from mcp_types import INVALID_PARAMS, CallToolResult
 from mcp_types import Tool as MCPTool
 from pydantic import ValidationError
 
-from order3_mcp.app import Caller, Order3, activity_recorded, client_name, redact
+from order3_mcp.app import (
+    Caller,
+    Order3,
+    activity_recorded,
+    call_commits,
+    client_name,
+    redact,
+)
 from order3_mcp.client_identity import client_name_of
 from order3_mcp.surface import register_surface
 from order3_mcp.tools import register_all
@@ -67,6 +74,7 @@ class Order3Server(MCPServer):
         transaction rolls back and an event with outcome error or cancelled is recorded.
         """
         reset = activity_recorded.set(False)
+        reset_commits = call_commits.set([])
         reset_client = client_name.set(client_name_of(context))
         try:
             result = await self._call_with_deadline(name, arguments, context)
@@ -83,6 +91,7 @@ class Order3Server(MCPServer):
             raise
         finally:
             activity_recorded.reset(reset)
+            call_commits.reset(reset_commits)
             client_name.reset(reset_client)
 
     async def get_prompt(
@@ -103,18 +112,28 @@ class Order3Server(MCPServer):
             with anyio.fail_after(self.tool_timeout):
                 return await super().call_tool(name, arguments, context)
         except TimeoutError:
+            logger.warning("%s by %s timed out after %g s", name, self.caller.principal, self.tool_timeout)
+            if call_commits.get():
+                # The work and its event were committed; only the result was lost.
+                raise ToolError(
+                    f"{name} was done and recorded, but its result was not returned within {self.tool_timeout:g} s, "
+                    "the server's tool deadline. Repeat the call with the same idempotency key to get the stored "
+                    "result, or read the record it changed."
+                ) from None
             message = (
                 f"{name} timed out after {self.tool_timeout:g} s, the server's tool deadline, so it was stopped and "
                 "nothing it did was written. Retry later, ask for less (a smaller limit, no refresh), or ask the "
                 "operator to raise `order3 serve --tool-timeout`."
             )
-            logger.warning("%s by %s timed out after %g s", name, self.caller.principal, self.tool_timeout)
             await self._record_refusal(name, arguments, message, outcome="error")
             raise ToolError(message) from None
         except anyio.get_cancelled_exc_class():
             # The client sent notifications/cancelled, or its connection closed.
-            # The shield lets the event be written inside the cancelled scope.
             logger.info("%s by %s was cancelled by the client", name, self.caller.principal)
+            if call_commits.get():
+                # Its own event already says what was written.
+                raise
+            # The shield lets the event be written inside the cancelled scope.
             with anyio.CancelScope(shield=True):
                 await self._record_refusal(
                     name, arguments, f"The client cancelled {name} before it finished; nothing it did was written.",

@@ -34,6 +34,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Self
 
+import anyio
+
 BEGIN_IMMEDIATE = "BEGIN IMMEDIATE"
 
 
@@ -107,8 +109,16 @@ class InlineCursor:
             await asyncio.shield(waiting)
         except asyncio.CancelledError:
             # The thread may still take the lock; let it finish, then give the lock back.
-            with contextlib.suppress(BaseException):
-                await waiting
+            # Until it has finished the connection must not be touched from this
+            # thread: two threads in one sqlite3 connection crash the process.
+            # anyio cancel scopes cancel again at every await, so the wait is
+            # shielded from them and repeated after a plain asyncio cancel.
+            with anyio.CancelScope(shield=True):
+                while not waiting.done():
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await asyncio.wait([waiting])
+            if not waiting.cancelled():
+                waiting.exception()  # retrieved, so asyncio does not log it as never retrieved
             if connection.in_transaction:
                 connection.rollback()
             raise

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,7 +14,7 @@ from pathlib import Path
 
 import anyio
 import pytest
-from mcp import Client
+from mcp import Client, StdioServerParameters
 from sqlalchemy import select
 
 from order3_mcp.app import Order3
@@ -19,6 +22,7 @@ from order3_mcp.pagination import MAX_PAGE_SIZE
 from order3_mcp.server import build_server
 from store.db import Database
 from store.models import ActivityEvent, Draft
+from tests.conftest import REPO_ROOT
 from tests.factory import last_event, make_app, row_count, small_workspace
 from tests.http_support import create_token, mcp_client, order3, secret_in, serve_http
 
@@ -206,3 +210,76 @@ async def test_http_client_disconnect_mid_call_leaves_server_serving(http_worksp
         assert server.process.poll() is None
     assert not listed.is_error, error_text(listed)
     assert json.loads(listed.content[0].text)["locations"] == []
+
+
+def stdio_server(db: Path, secret: str) -> StdioServerParameters:
+    env = {key: value for key, value in os.environ.items() if key not in ("ORDER3_TOKEN", "ORDER3_DB")}
+    env.update({"ORDER3_DB": str(db), "ORDER3_TOKEN": secret})
+    return StdioServerParameters(command=sys.executable, args=["-m", "order3_mcp.cli", "serve"], env=env, cwd=str(REPO_ROOT))
+
+
+async def test_stdio_oversized_argument_is_refused_by_name(database):
+    tokens = await small_workspace(database)
+    oversized = {"lines": [{"sku": "WIDGET-1", "quantity": 40}], "rationale": "R" * (2 * 1024 * 1024)}
+
+    async with Client(stdio_server(database_path(database), tokens.agent_secret), mode="legacy") as client:
+        with anyio.fail_after(60):
+            refused = await client.call_tool("draft_purchase_order", oversized)
+            after = await client.call_tool("get_item", {"sku": "WIDGET-1"})
+
+    assert refused.is_error
+    assert "rationale" in error_text(refused)
+    assert "4000" in error_text(refused)
+    assert not after.is_error, error_text(after)
+    assert await row_count(database, Draft) == 0
+
+
+def send(process: subprocess.Popen[bytes], message: dict) -> None:
+    assert process.stdin is not None
+    process.stdin.write(json.dumps(message).encode() + b"\n")
+    process.stdin.flush()
+
+
+def draft_then_hang_up(parameters: StdioServerParameters, release: threading.Event) -> int:
+    """Start a stdio server, send a draft call, close its stdin as a dying client would, and return its exit code."""
+    process = subprocess.Popen(
+        [parameters.command, *parameters.args], env=parameters.env, cwd=parameters.cwd,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )
+    try:
+        send(process, {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "gone", "version": "1"}}})
+        assert process.stdout is not None
+        assert b'"id":1' in process.stdout.readline()
+        send(process, {"jsonrpc": "2.0", "method": "notifications/initialized"})
+        send(process, {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                       "params": {"name": "draft_purchase_order", "arguments": DRAFT}})
+        assert process.stdin is not None
+        process.stdin.close()
+        release.set()
+        return process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+
+
+async def test_stdio_hang_up_mid_call_leaves_no_partial_write(database):
+    """A stdio server whose client closes stdin either commits or cancels the call in progress, then exits."""
+    tokens = await small_workspace(database)
+    path = database_path(database)
+    parameters = stdio_server(path, tokens.agent_secret)
+
+    # The client goes away while the draft waits for the write lock.
+    with write_lock_held(path, seconds=10.0) as release:
+        exit_code = draft_then_hang_up(parameters, release)
+
+    assert exit_code == 0
+    event = await last_event(database)
+    assert event.action == "draft_purchase_order"
+    drafts = await row_count(database, Draft)
+    assert (event.outcome, drafts) in {("ok", 1), ("cancelled", 0)}
+    assert await row_count(database, ActivityEvent) == 1
+    async with Client(parameters, mode="legacy") as client:
+        after = await client.call_tool("get_item", {"sku": "WIDGET-1"})
+    assert not after.is_error, error_text(after)
