@@ -24,6 +24,7 @@ import asyncio
 import json
 import multiprocessing
 import os
+import queue
 import random
 import sqlite3
 import subprocess
@@ -290,9 +291,27 @@ async def run_client(plan: ClientPlan) -> ClientReport:
 
 
 def client_main(plan: ClientPlan, results: Any) -> None:
-    """Entry point of a client process: run the plan and send its report back."""
-    report = asyncio.run(run_client(plan))
+    """Entry point of a client process: run the plan and send its report back.
+
+    A client that cannot start (its stdio server could not open the database,
+    say) reports that as an error instead of leaving the coordinator waiting.
+    """
+    try:
+        report = asyncio.run(run_client(plan))
+    except BaseException as exc:  # noqa: BLE001 - a failed start is a figure of the run
+        report = ClientReport()
+        report.errors[f"client start: {error_kind(describe_failure(exc))}"] += 1
     results.put((plan.index, report))
+
+
+def describe_failure(exc: BaseException) -> str:
+    """Return the messages of an exception and of any exceptions grouped or chained inside it."""
+    parts = [f"{type(exc).__name__}: {exc}"]
+    for inner in getattr(exc, "exceptions", ()):
+        parts.append(describe_failure(inner))
+    if exc.__cause__ is not None:
+        parts.append(describe_failure(exc.__cause__))
+    return "; ".join(parts)
 
 
 # ---------------------------------------------------------------- coordinator
@@ -403,10 +422,17 @@ def run_phase(plans: list[ClientPlan]) -> tuple[list[ClientReport], float]:
     started = time.perf_counter()
     for process in processes:
         process.start()
-    limit = max(plan.seconds for plan in plans) + 600
+    limit = time.monotonic() + max(plan.seconds for plan in plans) + 600
     reports: dict[int, ClientReport] = {}
-    for _ in processes:
-        index, report = results.get(timeout=limit)
+    while len(reports) < len(processes):
+        try:
+            index, report = results.get(timeout=5)
+        except queue.Empty:
+            if time.monotonic() > limit or not any(process.is_alive() for process in processes):
+                missing = len(processes) - len(reports)
+                print(f"{missing} client process(es) ended without a report", file=sys.stderr)
+                break
+            continue
         reports[index] = report
     for process in processes:
         process.join(timeout=60)
