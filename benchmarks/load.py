@@ -64,7 +64,7 @@ class Principals:
 
 @dataclass
 class ClientPlan:
-    """What one client process does: its roles, transport, bounds and seed."""
+    """Work of one client process: its roles, transport, bounds and seed."""
 
     index: int
     roles: list[str]
@@ -138,7 +138,7 @@ def child_pids(parent: int) -> list[int]:
 # ---------------------------------------------------------------- client process
 
 
-class Caller:
+class LoadClient:
     """One client's connections and its stream of arguments."""
 
     def __init__(self, plan: ClientPlan) -> None:
@@ -250,7 +250,7 @@ async def run_client(plan: ClientPlan) -> ClientReport:
     from order3_mcp.app import Order3
     from store.db import Database, resolve_url
 
-    caller = Caller(plan)
+    caller = LoadClient(plan)
     async with AsyncExitStack() as stack:
         for role in sorted(set(plan.roles)):
             secret = plan.secrets[role]
@@ -606,7 +606,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--locations", type=int, default=5, help="Locations in the generated workspace.")
     parser.add_argument("--clients", type=int, default=8, help="Client processes in the concurrent run (1 to 64).")
     parser.add_argument("--seconds", type=float, default=60.0, help="Time limit of each run, in seconds.")
-    parser.add_argument("--calls", type=int, default=100_000, help="Maximum calls per client in the concurrent run.")
+    parser.add_argument("--calls", type=int, default=100_000, help="Calls per client in the concurrent run; the client alone makes this many × --clients.")
     parser.add_argument("--transport", choices=("http", "stdio", "both"), default="both", help="Transports to measure.")
     parser.add_argument("--tool-timeout", type=float, default=30.0, help="The servers' tool deadline, in seconds.")
     parser.add_argument("--seed", type=int, default=42, help="Seed of the workspace and of the call mix.")
