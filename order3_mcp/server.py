@@ -108,13 +108,17 @@ class Order3Server(MCPServer):
     async def _call_with_deadline(self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None) -> Any:
         # Order3.run records nothing when it is cancelled (cancellation is not an
         # Exception), so both stops are recorded here, after the rollback.
+        deadline: anyio.CancelScope | None = None
         try:
-            with anyio.fail_after(self.tool_timeout):
+            with anyio.fail_after(self.tool_timeout) as deadline:
                 return await super().call_tool(name, arguments, context)
         except TimeoutError:
+            if deadline is None or not deadline.cancel_called:
+                raise
             logger.warning("%s by %s timed out after %g s", name, self.caller.principal, self.tool_timeout)
             if call_commits.get():
                 # The work and its event were committed; only the result was lost.
+                activity_recorded.set(True)
                 raise ToolError(
                     f"{name} was done and recorded, but its result was not returned within {self.tool_timeout:g} s, "
                     "the server's tool deadline. Repeat the call with the same idempotency key to get the stored "
@@ -126,6 +130,7 @@ class Order3Server(MCPServer):
                 "operator to raise `order3 serve --tool-timeout`."
             )
             await self._record_refusal(name, arguments, message, outcome="error")
+            activity_recorded.set(True)
             raise ToolError(message) from None
         except anyio.get_cancelled_exc_class():
             # The client sent notifications/cancelled, or its connection closed.
@@ -133,6 +138,8 @@ class Order3Server(MCPServer):
             if call_commits.get():
                 # Its own event already says what was written.
                 raise
+            # NOTE: on PostgreSQL the COMMIT is a network round trip. A cancellation
+            # that arrives during it is recorded as cancelled even if the server committed.
             # The shield lets the event be written inside the cancelled scope.
             with anyio.CancelScope(shield=True):
                 await self._record_refusal(
