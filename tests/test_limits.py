@@ -28,7 +28,8 @@ from tests.http_support import create_token, mcp_client, order3, secret_in, serv
 
 RATIONALE = "WIDGET-1 has 5 available against a reorder point of 20."
 DRAFT = {"lines": [{"sku": "WIDGET-1", "quantity": 40}], "rationale": RATIONALE}
-# Largest page the pitfalls of MCP clients allow: a bigger result costs them far more to validate.
+# Pages stay under this size because Python MCP clients validate every result against
+# its output schema, and larger results cost them far more to validate.
 PAGE_BYTES_LIMIT = 32 * 1024
 
 
