@@ -22,7 +22,7 @@ from order3_mcp.pagination import MAX_PAGE_SIZE
 from order3_mcp.server import build_server
 from store.db import Database
 from store.models import ActivityEvent, Draft
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, sqlite_only
 from tests.factory import last_event, make_app, row_count, small_workspace
 from tests.http_support import create_token, mcp_client, order3, secret_in, serve_http
 
@@ -111,6 +111,8 @@ async def test_activity_page_of_largest_rows_stays_under_32_kib(database):
     assert set(range(1, 151)) <= set(seen)
 
 
+# The call is made slow by holding SQLite's write lock from a second connection.
+@sqlite_only
 async def test_tool_past_deadline_returns_error_and_writes_nothing(database):
     tokens = await small_workspace(database)
     server = build_server(make_app(database), tokens.agent, tool_timeout=0.2)
@@ -151,6 +153,8 @@ async def wait_for_outcome(database: Database, outcome: str) -> ActivityEvent:
             await anyio.sleep(0.05)
 
 
+# The call is made slow by holding SQLite's write lock from a second connection.
+@sqlite_only
 async def test_cancelled_draft_writes_nothing_and_records_cancelled(database):
     tokens = await small_workspace(database)
     server = build_server(make_app(database), tokens.agent)
@@ -213,7 +217,13 @@ async def test_http_client_disconnect_mid_call_leaves_server_serving(http_worksp
     assert json.loads(listed.content[0].text)["locations"] == []
 
 
-def stdio_server(db: Path, secret: str) -> StdioServerParameters:
+def database_location(database: Database) -> str:
+    """Return what `order3 serve` takes as ORDER3_DB for this test database: a SQLite path or a PostgreSQL URL."""
+    url = database.engine.url
+    return url.database if url.get_backend_name() == "sqlite" else url.render_as_string(hide_password=False)
+
+
+def stdio_server(db: Path | str, secret: str) -> StdioServerParameters:
     env = {key: value for key, value in os.environ.items() if key not in ("ORDER3_TOKEN", "ORDER3_DB")}
     env.update({"ORDER3_DB": str(db), "ORDER3_TOKEN": secret})
     return StdioServerParameters(command=sys.executable, args=["-m", "order3_mcp.cli", "serve"], env=env, cwd=str(REPO_ROOT))
@@ -223,7 +233,7 @@ async def test_stdio_oversized_argument_is_refused_by_name(database):
     tokens = await small_workspace(database)
     oversized = {"lines": [{"sku": "WIDGET-1", "quantity": 40}], "rationale": "R" * (2 * 1024 * 1024)}
 
-    async with Client(stdio_server(database_path(database), tokens.agent_secret), mode="legacy") as client:
+    async with Client(stdio_server(database_location(database), tokens.agent_secret), mode="legacy") as client:
         with anyio.fail_after(60):
             refused = await client.call_tool("draft_purchase_order", oversized)
             after = await client.call_tool("get_item", {"sku": "WIDGET-1"})
@@ -265,6 +275,8 @@ def draft_then_hang_up(parameters: StdioServerParameters, release: threading.Eve
             process.wait(timeout=10)
 
 
+# The call is made slow by holding SQLite's write lock from a second connection.
+@sqlite_only
 async def test_stdio_hang_up_mid_call_leaves_no_partial_write(database):
     """A stdio server whose client closes stdin either commits or cancels the call in progress, then exits."""
     tokens = await small_workspace(database)
