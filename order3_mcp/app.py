@@ -398,7 +398,7 @@ class Order3:
         return outcome.result  # type: ignore[return-value]
 
     def check_scope(self, caller: Caller, action: str) -> str:
-        """Return the scope `action` requires, if the caller holds it.
+        """Return the scope `action` requires, if the caller has it.
 
         Raises:
             PermissionDeniedError: If the caller lacks that scope.

@@ -55,7 +55,7 @@ def current(ctx: typer.Context) -> None:
 
 @db_app.command("history")
 def history() -> None:
-    """List the schema revisions this version knows, newest first."""
+    """List the schema revisions this version ships, newest first."""
     head = schema.head_revision()
     for revision, down_revision, message in schema.history():
         marker = " (head)" if revision == head else ""

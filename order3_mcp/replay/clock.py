@@ -51,7 +51,7 @@ def parse_duration(text: str) -> timedelta:
 
 
 class FixedClock:
-    """A clock that stands still until a scenario step moves it; call it for the current time."""
+    """A clock that stays fixed until a scenario step moves it. Call it for the current time."""
 
     def __init__(self, start: datetime) -> None:
         self.now = start.astimezone(UTC)

@@ -28,7 +28,7 @@ MAX_VALUE_TEXT = 300
 
 @dataclass(frozen=True)
 class Mismatch:
-    """Where an expectation and the actual value first disagree."""
+    """The first place where an expectation and the actual value differ."""
 
     path: str
     expected: Any

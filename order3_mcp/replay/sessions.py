@@ -1,4 +1,4 @@
-"""How replay steps reach Order3: MCP client sessions per token (in memory or over stdio) and the real CLI app."""
+"""Connections that carry replay steps to Order3: MCP client sessions per token (in memory or over stdio) and the real CLI app."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ class TokenHandle:
 
 @dataclass(frozen=True)
 class ToolCall:
-    """What an MCP tool call returned: a structured result, or an error message."""
+    """The outcome of an MCP tool call: a structured result, or an error message."""
 
     result: dict[str, Any] | None
     error: str | None
@@ -108,7 +108,7 @@ class ToolSessions:
 
 @dataclass(frozen=True)
 class CliRun:
-    """What a CLI step printed and its exit code."""
+    """The output and exit code of a CLI step."""
 
     exit_code: int
     output: str

@@ -1,4 +1,4 @@
-"""What a replay reads straight from the database: the activity events a step wrote, and the records a state check names."""
+"""Direct database reads for a replay: the activity events a step wrote, and the records a state check names."""
 
 from __future__ import annotations
 
