@@ -257,11 +257,18 @@ class Order3:
         idempotency_key: str | None = None,
         idempotency_owner: str | None = None,
         request_id: str = "",
+        before_read: Callable[[], Awaitable[None]] | None = None,
     ) -> ResultT:
         """Check the caller's scope, run `work` in one write transaction and record the event.
 
         A failure rolls the work back and records the refusal or error in a
         transaction of its own, then re-raises.
+
+        An action of the read scope runs `work` in a read-only transaction, which
+        takes no write lock, and then records its event in a short write
+        transaction of its own. Upkeep that a read needs first, such as expiring
+        overdue drafts or rerunning a finder, is `before_read`: it runs before the
+        read and commits on its own.
 
         Idempotency keys belong to the calling principal unless `idempotency_owner`
         names another owner, such as the source of a sync batch. The fingerprint
@@ -286,6 +293,11 @@ class Order3:
         in_flight: tuple[int, str, str] | None = None
         try:
             scope = self.check_scope(caller, action)
+            if scope == "read" and idempotency_key is None:
+                return await self._run_read(
+                    caller, action, logged_arguments, work, result_type=result_type, request_id=request_id,
+                    before_read=before_read,
+                )
             if idempotency_key is not None:
                 check_key(idempotency_key)
                 slot = (caller.workspace_id, key_owner, idempotency_key)
@@ -394,6 +406,43 @@ class Order3:
                 self._keys_in_flight.discard(in_flight)
         if outcome.error is not None:
             logger.info("%s by %s failed after committing: %s", action, caller.principal, outcome.error.outcome)
+            raise outcome.error
+        return outcome.result  # type: ignore[return-value]
+
+    async def _run_read(
+        self,
+        caller: Caller,
+        action: str,
+        logged_arguments: dict[str, Any],
+        work: Callable[[AsyncSession], Awaitable[Outcome]],
+        *,
+        result_type: type[ResultT],
+        request_id: str,
+        before_read: Callable[[], Awaitable[None]] | None,
+    ) -> ResultT:
+        """Run a read action: upkeep, then `work` on a snapshot without the write lock, then its event."""
+        if before_read is not None:
+            await before_read()
+        async with self.database.read_only() as session:
+            outcome = await work(session)
+
+        async def record(session: AsyncSession) -> None:
+            await self._record(
+                session,
+                caller,
+                action,
+                outcome.error.outcome if outcome.error else outcome.outcome,
+                logged_arguments,
+                "",
+                request_id,
+                summary=outcome.error.message if outcome.error else outcome.summary,
+                affected=outcome.affected,
+                draft_id=outcome.draft_id,
+            )
+            _mark_on_commit(session, action)
+
+        await self.database.run_write(record)
+        if outcome.error is not None:
             raise outcome.error
         return outcome.result  # type: ignore[return-value]
 

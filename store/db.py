@@ -125,6 +125,11 @@ class Database:
             self._prepare_sqlite_file(url)
         self.engine = self._create_engine(url, echo=echo, immediate=False)
         self.write_engine = self._create_engine(url, echo=echo, immediate=True) if self.is_sqlite else self.engine
+        self.read_only_engine = (
+            self._create_engine(url, echo=echo, immediate=False, query_only=True)
+            if self.is_sqlite
+            else self.engine.execution_options(postgresql_readonly=True)
+        )
 
     @staticmethod
     def _prepare_sqlite_file(url: str) -> None:
@@ -132,7 +137,7 @@ class Database:
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
 
-    def _create_engine(self, url: str, *, echo: bool, immediate: bool) -> AsyncEngine:
+    def _create_engine(self, url: str, *, echo: bool, immediate: bool, query_only: bool = False) -> AsyncEngine:
         if not self.is_sqlite:
             return self._create_postgres_engine(url, echo=echo)
 
@@ -157,6 +162,8 @@ class Database:
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA synchronous=NORMAL")
+            if query_only:
+                cursor.execute("PRAGMA query_only=ON")
             cursor.close()
 
         @event.listens_for(engine.sync_engine, "begin")
@@ -213,6 +220,17 @@ class Database:
     async def read(self) -> AsyncIterator[AsyncSession]:
         """Open a read session; nothing it does is committed."""
         async with AsyncSession(self.engine, expire_on_commit=False) as session:
+            yield session
+
+    @asynccontextmanager
+    async def read_only(self) -> AsyncIterator[AsyncSession]:
+        """Open a read transaction that refuses every write, so a read can never change data by mistake.
+
+        On SQLite its connections have `PRAGMA query_only` set, and the
+        transaction reads one WAL snapshot without taking the write lock. On
+        PostgreSQL the transaction is READ ONLY.
+        """
+        async with AsyncSession(self.read_only_engine, expire_on_commit=False) as session:
             yield session
 
     @asynccontextmanager
@@ -291,6 +309,8 @@ class Database:
         await self.engine.dispose()
         if self.write_engine is not self.engine:
             await self.write_engine.dispose()
+        if self.is_sqlite:
+            await self.read_only_engine.dispose()
 
     async def ping(self) -> None:
         """Run a trivial query, raising if the database cannot be reached."""

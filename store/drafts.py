@@ -212,6 +212,21 @@ async def change_status(
     return draft
 
 
+async def has_overdue(session: AsyncSession, *, workspace_id: int, now: datetime) -> bool:
+    """Return True when a pending or approved draft's approval window has ended, so `expire_overdue` has work."""
+    found = await session.execute(
+        select(Draft.id)
+        .where(
+            Draft.workspace_id == workspace_id,
+            Draft.status.in_(OPEN_DRAFT_STATUSES),
+            Draft.expires_at.is_not(None),
+            Draft.expires_at <= now,
+        )
+        .limit(1)
+    )
+    return found.first() is not None
+
+
 async def expire_overdue(session: AsyncSession, *, workspace_id: int, now: datetime) -> list[int]:
     """Mark pending or approved drafts whose approval window has ended as expired.
 

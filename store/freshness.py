@@ -11,13 +11,14 @@ outside Order3 (a script writing to the database directly) can go unseen.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from store.dialect import POSTGRESQL, SQLITE, dialect_of, upsert_insert
+from store.dialect import POSTGRESQL, SQLITE, dialect_of, needs_row_locks, upsert_insert
 from store.models import ChangeCounter, FinderRun
 
 _COUNTERS = ChangeCounter.__table__
@@ -46,6 +47,29 @@ async def note_change(session: AsyncSession, *, workspace_id: int) -> None:
 async def change_version(session: AsyncSession, *, workspace_id: int) -> int:
     """Return the workspace's change counter (0 before its first write)."""
     return (await session.execute(_READ_COUNTER, {"workspace_id": workspace_id})).scalar_one_or_none() or 0
+
+
+async def read_run(session: AsyncSession, *, workspace_id: int, kind: str) -> tuple[Any, ...] | None:
+    """Return the last refresh of `kind` as (change version, business date, refreshed at, policy fingerprint), or None."""
+    row = (await session.execute(_READ_RUN, {"workspace_id": workspace_id, "kind": kind})).first()
+    return None if row is None else tuple(row)
+
+
+_ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:lock_id)")
+
+
+async def lock_refresh(session: AsyncSession, *, workspace_id: int, kind: str) -> None:
+    """Let one write transaction at a time apply a refresh of `kind` in the workspace.
+
+    A refresh is planned on a snapshot and applied later, so the applying
+    transaction checks with `read_run` that no other refresh was applied in
+    between; this lock makes that check and the write one step on PostgreSQL.
+    SQLite's BEGIN IMMEDIATE serialises writers already.
+    """
+    if not needs_row_locks(session):
+        return
+    digest = hashlib.sha256(f"finder-run:{workspace_id}:{kind}".encode()).digest()
+    await session.execute(_ADVISORY_LOCK, {"lock_id": int.from_bytes(digest[:8], "big", signed=True)})
 
 
 async def is_stale(

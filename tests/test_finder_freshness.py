@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from order3_mcp.app import Order3
 from order3_mcp.server import build_server
-from order3_mcp.services.exceptions import FINDER_MAX_AGE
+from order3_mcp.services.finder_refresh import FINDER_MAX_AGE
 from store.models import ChangeCounter, ExceptionRecord, FinderRun
 from tests.conftest import new_database_location
 from tests.factory import small_workspace

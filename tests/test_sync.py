@@ -13,7 +13,7 @@ from sqlalchemy import func, select, update
 
 from order3_mcp.app import Caller, Order3
 from order3_mcp.server import build_server
-from order3_mcp.services import exceptions as exception_services
+from order3_mcp.services import finder_refresh
 from order3_mcp.services.sync import IngestResult, ingest_external_snapshot, ingest_file
 from policies import scopes_for
 from store.db import Database
@@ -428,7 +428,7 @@ async def test_find_mismatches_compares_values_exactly(database):
     assert outcomes(result) == [("v-1", "agreed"), ("v-2", "mismatch")]
 
     async with database.write() as session:
-        await exception_services.refresh_kind(app, caller, session, "mismatch")
+        await finder_refresh.refresh_kind(app, caller, session, "mismatch")
 
     [mismatch] = await exceptions_of(database, "mismatch")
     assert mismatch.status == "open"

@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from order3_mcp.app import Caller, Order3, Outcome
 from order3_mcp.schemas import DraftDetail
 from order3_mcp.services.drafts import draft_detail
-from order3_mcp.services.exceptions import REFRESHABLE_KINDS, refresh_kind
+from order3_mcp.services.finder_refresh import REFRESHABLE_KINDS, refresh_kind
 from order3_mcp.services.kinds import Performed, executors
 from order3_mcp.services.policy_routing import (
     active_policy,

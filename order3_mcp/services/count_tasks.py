@@ -40,7 +40,7 @@ from order3_mcp.services.drafts import (
     approval_owner,
     draft_detail,
 )
-from order3_mcp.services.exceptions import refresh_kind
+from order3_mcp.services.finder_refresh import refresh_kind
 from policies import DraftFacts
 from store import catalog, drafts
 from store.count_sheets import (

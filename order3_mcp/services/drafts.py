@@ -374,6 +374,19 @@ async def draft_purchase_order(
     )
 
 
+async def expire_due_drafts(app: Order3, caller: Caller) -> None:
+    """Mark the workspace's overdue drafts expired, in a write transaction taken only when one is due.
+
+    Reads run this first, so a listed draft never shows a window that has ended.
+    """
+    async with app.database.read() as session:
+        due = await drafts.has_overdue(session, workspace_id=caller.workspace_id, now=app.clock())
+    if due:
+        await app.database.run_write(
+            lambda session: drafts.expire_overdue(session, workspace_id=caller.workspace_id, now=app.clock())
+        )
+
+
 async def list_drafts(
     app: Order3, caller: Caller, *, status: str, kind: str, cursor: str | None, limit: int
 ) -> DraftPage:
@@ -386,7 +399,6 @@ async def list_drafts(
             raise InvalidInputError(f"Draft status {status!r} is unknown; use one of {', '.join(DRAFT_STATUSES)}.")
         if kind and kind not in DRAFT_KINDS:
             raise InvalidInputError(f"Draft kind {kind!r} is unknown; use one of {', '.join(DRAFT_KINDS)}.")
-        await drafts.expire_overdue(session, workspace_id=caller.workspace_id, now=app.clock())
         rows = await drafts.list_drafts(
             session,
             workspace_id=caller.workspace_id,
@@ -399,17 +411,21 @@ async def list_drafts(
         return Outcome(DraftPage(drafts=listed, next_cursor=next_cursor), f"Listed {len(listed)} drafts.")
 
     arguments = {"status": status, "kind": kind, "cursor": cursor, "limit": limit}
-    return await app.run(caller, "list_drafts", arguments, work, result_type=DraftPage)
+    return await app.run(
+        caller, "list_drafts", arguments, work, result_type=DraftPage, before_read=lambda: expire_due_drafts(app, caller)
+    )
 
 
 async def get_draft(app: Order3, caller: Caller, *, draft_id: int) -> DraftDetail:
     """Return one draft with its payload, links and decisions."""
 
     async def work(session: AsyncSession) -> Outcome:
-        await drafts.expire_overdue(session, workspace_id=caller.workspace_id, now=app.clock())
         draft = await drafts.get_draft(session, workspace_id=caller.workspace_id, draft_id=draft_id)
         return Outcome(await draft_detail(session, draft), f"Read draft {draft.id}.", draft_id=draft.id)
 
-    return await app.run(caller, "get_draft", {"draft_id": draft_id}, work, result_type=DraftDetail)
+    return await app.run(
+        caller, "get_draft", {"draft_id": draft_id}, work, result_type=DraftDetail,
+        before_read=lambda: expire_due_drafts(app, caller),
+    )
 
 

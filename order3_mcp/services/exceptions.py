@@ -6,8 +6,6 @@ the persisted records, so later pages are stable while the caller walks them.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import update
@@ -16,10 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from order3_mcp.app import Caller, Order3, Outcome
 from order3_mcp.pagination import check_limit, decode_cursor, render_page
 from order3_mcp.schemas import ExceptionOut, ExceptionPage
-from order3_mcp.services.policy_routing import active_policy
+from order3_mcp.services.finder_refresh import REFRESHABLE_KINDS, refresh_due
 from order3_mcp.services.progress import ProgressCallback
 from store import catalog, finders, freshness
-from store import drafts as store_drafts
 from store.activity import canonical_json
 from store.errors import ConflictError, InvalidInputError
 from store.models import (
@@ -28,13 +25,6 @@ from store.models import (
     LIVE_EXCEPTION_STATUSES,
     ExceptionRecord,
 )
-
-# A finder whose inputs did not change reruns anyway once its last run is this old,
-# so a change made outside Order3 shows up within this time.
-FINDER_MAX_AGE = timedelta(minutes=5)
-
-# Kinds a finder can recompute; sync conflicts are opened only by the sync path.
-REFRESHABLE_KINDS = ("low_stock", "supplier_delay", "short_receiving", "count_drift", "mismatch")
 
 
 def exception_out(record: ExceptionRecord) -> ExceptionOut:
@@ -61,48 +51,6 @@ def exception_out(record: ExceptionRecord) -> ExceptionOut:
     )
 
 
-async def refresh_kind(app: Order3, caller: Caller, session: AsyncSession, kind: str) -> int:
-    """Recompute one kind of exception and persist it; return the number found."""
-    now = app.clock()
-    tolerances = (await active_policy(app, session, workspace_id=caller.workspace_id)).tolerances
-    finder: Callable[[], Awaitable[list[finders.Finding]]]
-    if kind == "low_stock":
-        finder = lambda: finders.find_low_stock(session, workspace_id=caller.workspace_id, now=now)
-    elif kind == "supplier_delay":
-        finder = lambda: finders.find_supplier_delays(
-            session, workspace_id=caller.workspace_id, timezone=caller.timezone, now=now
-        )
-    elif kind == "short_receiving":
-        finder = lambda: finders.find_receiving_variances(
-            session,
-            workspace_id=caller.workspace_id,
-            short_pct=tolerances.receiving_short_pct,
-            over_pct=tolerances.receiving_over_pct,
-        )
-    elif kind == "count_drift":
-        finder = lambda: finders.find_count_drift(
-            session,
-            workspace_id=caller.workspace_id,
-            abs_tol=tolerances.count_drift_abs,
-            pct_tol=tolerances.count_drift_pct,
-            value_tol=tolerances.count_drift_value,
-            repeat=tolerances.count_drift_repeat,
-        )
-    elif kind == "mismatch":
-        finder = lambda: finders.find_mismatches(
-            session,
-            workspace_id=caller.workspace_id,
-            qty_tol=tolerances.mismatch_qty_abs,
-            value_tol=tolerances.mismatch_value_abs,
-            now=now,
-        )
-    else:
-        raise InvalidInputError(f"Exception kind {kind!r} is not computed by a finder; use one of {', '.join(REFRESHABLE_KINDS)}.")
-    findings = await finders.add_item_context(session, workspace_id=caller.workspace_id, findings=await finder())
-    await finders.refresh_exceptions(session, workspace_id=caller.workspace_id, kind=kind, findings=findings, now=now)
-    return len(findings)
-
-
 async def _find(
     app: Order3,
     caller: Caller,
@@ -118,59 +66,24 @@ async def _find(
     refresh: bool = False,
     progress: ProgressCallback | None = None,
 ) -> ExceptionPage:
+    check_limit(limit)
+    after = decode_cursor(cursor, action)
+    if status and status not in EXCEPTION_STATUSES:
+        raise InvalidInputError(f"Exception status {status!r} is unknown; use one of {', '.join(EXCEPTION_STATUSES)}.")
+    found: dict[str, int] = {}
+
+    async def bring_up_to_date() -> None:
+        # Only the first page reruns finders, so later pages stay stable while the caller walks them.
+        if after is None:
+            found.update(await refresh_due(app, caller, kinds, force=refresh, progress=progress))
+
     async def work(session: AsyncSession) -> Outcome:
-        check_limit(limit)
-        after = decode_cursor(cursor, action)
-        if status and status not in EXCEPTION_STATUSES:
-            raise InvalidInputError(f"Exception status {status!r} is unknown; use one of {', '.join(EXCEPTION_STATUSES)}.")
         location_id = supplier_id = None
         if location.strip():
             location_id = (await catalog.get_location_by_code(session, workspace_id=caller.workspace_id, code=location)).id
         if supplier.strip():
             supplier_id = (await catalog.get_supplier_by_code(session, workspace_id=caller.workspace_id, code=supplier)).id
 
-        found: dict[str, int] = {}
-        if after is None:
-            now = app.clock()
-            # Expired drafts no longer hold back the exceptions they answered.
-            await store_drafts.expire_overdue(session, workspace_id=caller.workspace_id, now=now)
-            version = await freshness.change_version(session, workspace_id=caller.workspace_id)
-            today = finders.business_date(now, timezone=caller.timezone)
-            # Tolerances come from the policy, so a changed policy file or a loaded one reruns the finders.
-            policy = (await active_policy(app, session, workspace_id=caller.workspace_id)).fingerprint
-            due: list[str] = []
-            for kind in kinds:
-                if kind not in REFRESHABLE_KINDS:
-                    continue
-                if refresh or await freshness.is_stale(
-                    session,
-                    workspace_id=caller.workspace_id,
-                    kind=kind,
-                    version=version,
-                    business_date=today,
-                    now=now,
-                    max_age=FINDER_MAX_AGE,
-                    policy_fingerprint=policy,
-                ):
-                    due.append(kind)
-            # NOTE: progress is sent while this write transaction is open. A notification is
-            # one small write to the transport, so the lock is held longer only when the
-            # client stops reading its stream.
-            if progress is not None and due:
-                await progress(0, len(due), f"Rerunning the finders for {', '.join(due)}.")
-            for done, kind in enumerate(due, start=1):
-                found[kind] = await refresh_kind(app, caller, session, kind)
-                await freshness.mark_refreshed(
-                    session,
-                    workspace_id=caller.workspace_id,
-                    kind=kind,
-                    version=version,
-                    business_date=today,
-                    now=now,
-                    policy_fingerprint=policy,
-                )
-                if progress is not None:
-                    await progress(done, len(due), f"Reran the {kind} finder: {found[kind]} found.")
         refreshed = await freshness.last_refreshed(
             session, workspace_id=caller.workspace_id, kinds=tuple(k for k in kinds if k in REFRESHABLE_KINDS)
         )
@@ -204,7 +117,7 @@ async def _find(
         arguments["refresh"] = True
     if action == "find_exceptions":
         arguments["kinds"] = list(kinds)
-    return await app.run(caller, action, arguments, work, result_type=ExceptionPage)
+    return await app.run(caller, action, arguments, work, result_type=ExceptionPage, before_read=bring_up_to_date)
 
 
 async def find_kind(

@@ -39,13 +39,68 @@ _IS_LIVE: ColumnElement[bool] = or_(*(_table.c.status == status for status in LI
 
 @dataclass(frozen=True)
 class RefreshResult:
-    """The record ids one refresh opened, updated and resolved, and the live record id of every current finding."""
+    """The record ids one refresh opened, updated and resolved, and the live record id of every current finding.
+
+    `updated` holds the records whose description changed, and drafted records
+    found again; a record found again unchanged only has its last_seen moved.
+    """
 
     kind: str
     opened: tuple[int, ...]
     updated: tuple[int, ...]
     resolved: tuple[int, ...]
     ids_by_fingerprint: dict[str, int]
+
+
+@dataclass(frozen=True)
+class RecordScope:
+    """The part of a kind a refresh covers: the records whose `column` value is one of `ids`."""
+
+    column: str
+    ids: frozenset[int]
+
+    def __post_init__(self) -> None:
+        if self.column not in ("item_id", "supplier_id"):
+            raise InvalidInputError(f"A refresh scope column must be item_id or supplier_id, not {self.column!r}.")
+
+    def clause(self) -> ColumnElement[bool]:
+        """Return the condition that selects the records in scope."""
+        return _table.c[self.column].in_(sorted(self.ids))
+
+    def covers(self, finding: Finding) -> bool:
+        """Return True when `finding` belongs to the scope."""
+        return getattr(finding, self.column) in self.ids
+
+
+@dataclass
+class RefreshPlan:
+    """What applying one refresh writes, worked out from a read of the stored records.
+
+    Each update and resolution names the record version it was planned
+    against, so a record that changed in the meantime (dismissed, drafted) is
+    left for the next refresh.
+    """
+
+    workspace_id: int
+    kind: str
+    scope: RecordScope | None
+    #: (record id, version read, described columns) of records whose description changed or that are drafted.
+    updates: list[tuple[int, int, dict[str, Any]]]
+    #: Findings with no live record.
+    inserts: list[Finding]
+    #: (record id, version read) of live records not found again and not waiting for a draft.
+    stale: list[tuple[int, int]]
+    #: Live records not found again but kept because a draft still answers them.
+    waiting: list[int]
+    #: Dismissed records still suppressing their fingerprint: those found again, and those not.
+    held_found: list[int]
+    held_released: list[int]
+    ids_by_fingerprint: dict[str, int]
+
+    @property
+    def writes(self) -> int:
+        """Return how many records applying the plan changes, besides moving last_seen."""
+        return len(self.updates) + len(self.inserts) + len(self.stale) + len(self.held_released)
 
 
 def _check_findings(kind: str, findings: Sequence[Finding]) -> None:
@@ -88,7 +143,12 @@ def _described(finding: Finding) -> dict[str, Any]:
 
 
 async def suppressed_fingerprints(
-    session: AsyncSession, *, workspace_id: int, kind: str | None = None, fingerprints: Iterable[str] | None = None
+    session: AsyncSession,
+    *,
+    workspace_id: int,
+    kind: str | None = None,
+    fingerprints: Iterable[str] | None = None,
+    scope: RecordScope | None = None,
 ) -> dict[str, list[int]]:
     """Return the dismissed records that still hold back their fingerprint, by fingerprint."""
     statement = select(_table.c.id, _table.c.fingerprint).where(
@@ -98,6 +158,8 @@ async def suppressed_fingerprints(
         statement = statement.where(_table.c.kind == kind)
     if fingerprints is not None:
         statement = statement.where(_table.c.fingerprint.in_(sorted(set(fingerprints))))
+    if scope is not None:
+        statement = statement.where(scope.clause())
     held: dict[str, list[int]] = defaultdict(list)
     for record_id, fingerprint in (await session.execute(statement)).all():
         held[fingerprint].append(record_id)
@@ -110,6 +172,10 @@ async def update_suppression(
     """Touch the dismissed records whose problem is still found, and release the others."""
     touched = [record_id for fingerprint, ids in held.items() if fingerprint in still_found for record_id in ids]
     released = [record_id for fingerprint, ids in held.items() if fingerprint not in still_found for record_id in ids]
+    await _write_suppression(session, touched=touched, released=released, now=now)
+
+
+async def _write_suppression(session: AsyncSession, *, touched: list[int], released: list[int], now: datetime) -> None:
     if touched:
         await session.execute(
             update(_table).where(_table.c.id.in_(touched)).values(last_seen=now).execution_options(synchronize_session=False)
@@ -120,31 +186,45 @@ async def update_suppression(
         )
 
 
-async def refresh_exceptions(
-    session: AsyncSession, *, workspace_id: int, kind: str, findings: Sequence[Finding], now: datetime
-) -> RefreshResult:
-    """Upsert the current findings of one kind by fingerprint and resolve the live records not found again.
+_DESCRIBED_COLUMNS = tuple(_described(Finding(kind="", fingerprint="", reason="", suggested_draft_kind="")))
 
-    Runs three bulk statements at most (update, insert, resolve) after one read,
-    inside the caller's transaction. On SQLite the write transaction's
-    BEGIN IMMEDIATE keeps two refreshes from both opening a record for one
-    fingerprint. NOTE: on PostgreSQL two concurrent refreshes of one kind can
-    both insert a record for the same fingerprint. A partial unique index on
-    (workspace_id, fingerprint) over live statuses would prevent that.
+
+async def plan_refresh(
+    session: AsyncSession,
+    *,
+    workspace_id: int,
+    kind: str,
+    findings: Sequence[Finding],
+    scope: RecordScope | None = None,
+) -> RefreshPlan:
+    """Compare the current findings of one kind with its stored records, and say what must change.
+
+    Only reads, so it can run on a snapshot without the write lock. With a
+    `scope`, only the records in it are compared, and `findings` must all
+    belong to it: a refresh of a few items leaves the other items' records alone.
 
     Raises:
-        InvalidInputError: For an unknown kind, a finding of another kind, a
-            fingerprint given twice, or a naive `now`.
+        InvalidInputError: For an unknown kind, a finding of another kind or
+            outside the scope, or a fingerprint given twice.
     """
     _check_findings(kind, findings)
-    check_aware(now)
+    if scope is not None:
+        outside = next((finding for finding in findings if not scope.covers(finding)), None)
+        if outside is not None:
+            raise InvalidInputError(
+                f"Finding {outside.fingerprint!r} has {scope.column} {getattr(outside, scope.column)!r}, outside the "
+                "refresh scope; run the finder with the same scope."
+            )
 
     # A drafted record whose draft is still open waits for that draft: the draft's
     # own quantities hide the problem from the finder, so "not found" does not
     # mean the numbers cleared. Executing, rejecting or withdrawing the draft ends the wait.
     awaiting_draft = _table.c.id.in_(answered_by_open_drafts())
-    live_rows = await session.execute(
-        select(_table.c.id, _table.c.fingerprint, awaiting_draft)
+    statement = (
+        select(
+            _table.c.id, _table.c.fingerprint, _table.c.version, _table.c.status, awaiting_draft,
+            *(_table.c[name] for name in _DESCRIBED_COLUMNS),
+        )
         .where(
             _table.c.workspace_id == workspace_id,
             _table.c.kind == kind,
@@ -152,89 +232,159 @@ async def refresh_exceptions(
         )
         .order_by(_table.c.id)
     )
-    live: dict[str, list[int]] = defaultdict(list)
-    waiting: set[int] = set()
-    for record_id, fingerprint, is_waiting in live_rows.all():
-        live[fingerprint].append(record_id)
-        if is_waiting:
-            waiting.add(record_id)
+    if scope is not None:
+        statement = statement.where(scope.clause())
+    by_fingerprint = {finding.fingerprint: finding for finding in findings}
+    found = set(by_fingerprint)
+    live: set[str] = set()
+    updates: list[tuple[int, int, dict[str, Any]]] = []
+    stale: list[tuple[int, int]] = []
+    waiting: list[int] = []
+    ids_by_fingerprint: dict[str, int] = {}
+    for record_id, fingerprint, version, status, is_waiting, *stored in (await session.execute(statement)).all():
+        live.add(fingerprint)
+        finding = by_fingerprint.get(fingerprint)
+        if finding is None:
+            if is_waiting:
+                waiting.append(record_id)
+            else:
+                stale.append((record_id, version))
+            continue
+        ids_by_fingerprint.setdefault(fingerprint, record_id)
+        described = _described(finding)
+        if status != "open" or tuple(described.values()) != tuple(stored):
+            updates.append((record_id, version, described))
 
-    found = {finding.fingerprint for finding in findings}
     # A dismissed problem that is still there opens no new record.
-    held = await suppressed_fingerprints(session, workspace_id=workspace_id, kind=kind)
-    await update_suppression(session, held=held, still_found=found, now=now)
-    findings = [finding for finding in findings if finding.fingerprint not in held or finding.fingerprint in live]
-    updates = [
-        {"b_id": record_id, "b_last_seen": now, **{f"b_{name}": value for name, value in _described(finding).items()}}
-        for finding in findings
-        for record_id in live.get(finding.fingerprint, ())
-    ]
-    inserts = [
-        {
-            "workspace_id": workspace_id,
-            "kind": kind,
-            "fingerprint": finding.fingerprint,
-            "status": "open",
-            **_described(finding),
-            "first_seen": now,
-            "last_seen": now,
-            "resolved_at": None,
-            "dismissed_reason": "",
-            "suppressing": False,
-            "version": 1,
-        }
-        for finding in findings
-        if finding.fingerprint not in live
-    ]
-    stale = [
-        record_id
-        for fingerprint, ids in live.items()
-        if fingerprint not in found
-        for record_id in ids
-        if record_id not in waiting
-    ]
+    held = await suppressed_fingerprints(session, workspace_id=workspace_id, kind=kind, scope=scope)
+    held_found = [record_id for fingerprint, ids in held.items() if fingerprint in found for record_id in ids]
+    held_released = [record_id for fingerprint, ids in held.items() if fingerprint not in found for record_id in ids]
+    inserts = [finding for finding in findings if finding.fingerprint not in live and finding.fingerprint not in held]
+    return RefreshPlan(
+        workspace_id=workspace_id,
+        kind=kind,
+        scope=scope,
+        updates=updates,
+        inserts=inserts,
+        stale=stale,
+        waiting=waiting,
+        held_found=held_found,
+        held_released=held_released,
+        ids_by_fingerprint=ids_by_fingerprint,
+    )
 
-    if updates:
-        # The status condition leaves alone a record dismissed since it was read.
-        columns = {name: bindparam(f"b_{name}", type_=_table.c[name].type) for name in _described(findings[0])}
+
+async def apply_refresh(session: AsyncSession, plan: RefreshPlan, *, now: datetime) -> RefreshResult:
+    """Write a refresh plan in the caller's write transaction.
+
+    Changed records are updated, new findings inserted, and live records not
+    found again resolved, each guarded by the version the plan read. The other
+    live records in scope, found again unchanged, get last_seen = `now` in one
+    statement. On SQLite the write transaction's BEGIN IMMEDIATE keeps two
+    refreshes from both opening a record for one fingerprint; callers that
+    plan outside the write transaction must check that no other refresh of the
+    kind was applied in between (see `store.freshness`).
+
+    Raises:
+        InvalidInputError: For a naive `now`.
+    """
+    check_aware(now)
+    kind = plan.kind
+    await _write_suppression(session, touched=plan.held_found, released=plan.held_released, now=now)
+    updated: list[int] = []
+    if plan.updates:
+        # The status and version conditions leave alone a record changed since it was read.
+        columns = {name: bindparam(f"b_{name}", type_=_table.c[name].type) for name in _DESCRIBED_COLUMNS}
         await session.execute(
             update(_table)
-            .where(_table.c.id == bindparam("b_id"), _IS_LIVE)
-            .values(
-                last_seen=bindparam("b_last_seen", type_=_table.c.last_seen.type),
-                version=_table.c.version + 1,
-                **columns,
-            ),
-            updates,
+            .where(_table.c.id == bindparam("b_id"), _table.c.version == bindparam("b_version"), _IS_LIVE)
+            .values(last_seen=bindparam("b_last_seen", type_=_table.c.last_seen.type), version=_table.c.version + 1, **columns)
+            .execution_options(synchronize_session=False),
+            [
+                {"b_id": record_id, "b_version": version, "b_last_seen": now, **{f"b_{name}": value for name, value in described.items()}}
+                for record_id, version, described in plan.updates
+            ],
         )
-    ids_by_fingerprint = {fingerprint: ids[0] for fingerprint, ids in live.items() if fingerprint in found}
+        updated = [record_id for record_id, _, _ in plan.updates]
+    ids_by_fingerprint = dict(plan.ids_by_fingerprint)
     opened: list[int] = []
-    if inserts:
+    if plan.inserts:
         returned = await session.execute(
-            insert(_table).returning(_table.c.id, _table.c.fingerprint), inserts
+            insert(_table).returning(_table.c.id, _table.c.fingerprint),
+            [
+                {
+                    "workspace_id": plan.workspace_id,
+                    "kind": kind,
+                    "fingerprint": finding.fingerprint,
+                    "status": "open",
+                    **_described(finding),
+                    "first_seen": now,
+                    "last_seen": now,
+                    "resolved_at": None,
+                    "dismissed_reason": "",
+                    "suppressing": False,
+                    "version": 1,
+                }
+                for finding in plan.inserts
+            ],
         )
         for record_id, fingerprint in returned.all():
             opened.append(record_id)
             ids_by_fingerprint[fingerprint] = record_id
-    if stale:
+    if plan.stale:
         await session.execute(
             update(_table)
-            .where(_table.c.id == bindparam("b_id"), _IS_LIVE)
+            .where(_table.c.id == bindparam("b_id"), _table.c.version == bindparam("b_version"), _IS_LIVE)
             .values(
                 status="resolved",
                 resolved_at=bindparam("b_resolved_at", type_=_table.c.resolved_at.type),
                 version=_table.c.version + 1,
-            ),
-            [{"b_id": record_id, "b_resolved_at": now} for record_id in stale],
+            )
+            .execution_options(synchronize_session=False),
+            [{"b_id": record_id, "b_version": version, "b_resolved_at": now} for record_id, version in plan.stale],
         )
+    # Every other live record in scope was found again unchanged.
+    seen_again = update(_table).where(
+        _table.c.workspace_id == plan.workspace_id,
+        _table.c.kind == kind,
+        _table.c.status == "open",
+        _table.c.last_seen < now,
+    )
+    if plan.scope is not None:
+        seen_again = seen_again.where(plan.scope.clause())
+    if plan.waiting:
+        seen_again = seen_again.where(_table.c.id.not_in(plan.waiting))
+    await session.execute(seen_again.values(last_seen=now).execution_options(synchronize_session=False))
 
     return RefreshResult(
         kind=kind,
         opened=tuple(opened),
-        updated=tuple(update_row["b_id"] for update_row in updates),
-        resolved=tuple(stale),
+        updated=tuple(updated),
+        resolved=tuple(record_id for record_id, _ in plan.stale),
         ids_by_fingerprint=ids_by_fingerprint,
     )
+
+
+async def refresh_exceptions(
+    session: AsyncSession,
+    *,
+    workspace_id: int,
+    kind: str,
+    findings: Sequence[Finding],
+    now: datetime,
+    scope: RecordScope | None = None,
+) -> RefreshResult:
+    """Upsert the current findings of one kind by fingerprint and resolve the live records not found again.
+
+    Plans and applies in the caller's write transaction; see `plan_refresh` and `apply_refresh`.
+
+    Raises:
+        InvalidInputError: For an unknown kind, a finding of another kind or
+            outside the scope, a fingerprint given twice, or a naive `now`.
+    """
+    check_aware(now)
+    plan = await plan_refresh(session, workspace_id=workspace_id, kind=kind, findings=findings, scope=scope)
+    return await apply_refresh(session, plan, now=now)
 
 
 def _check_values(name: str, values: Iterable[str] | None, allowed: tuple[str, ...]) -> list[str] | None:
