@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
 from sqlalchemy import event, select
@@ -37,6 +37,9 @@ from store.models import Workspace
 from store.sqlite_inline import is_busy
 from store.tokens import DeadTokenError, find_token, needs_use_noted, note_token_use
 from store.types import utc_now
+
+if TYPE_CHECKING:
+    from order3_mcp.services.scan_workers import ScanWorkers
 
 logger = logging.getLogger(__name__)
 
@@ -173,6 +176,8 @@ class Order3:
         self._keyed_writes = 0
         # Token id -> when this instance last recorded a refusal of that revoked or expired token.
         self._dead_token_recorded: dict[int, datetime] = {}
+        #: Worker processes that plan whole-workspace finder runs off the event loop; None plans them in process.
+        self.scan_workers: ScanWorkers | None = None
         #: Test hook awaited with the action name after a write's work, before its commit.
         self.before_commit: Callable[[str], Awaitable[None]] | None = None
 

@@ -17,6 +17,8 @@ from order3_mcp.http_server.app import HttpTransport
 from order3_mcp.http_server.rate_limit import DEFAULT_BURST, DEFAULT_RATE
 from order3_mcp.replay.clock import environment_clock
 from order3_mcp.server import DEFAULT_TOOL_TIMEOUT, build_server
+from order3_mcp.services.scan_workers import ScanWorkers
+from store.db import Database
 from store.errors import InvalidInputError, PermissionDeniedError
 
 logger = logging.getLogger(__name__)
@@ -46,6 +48,14 @@ def check_loopback(host: str) -> str:
     return host
 
 
+def _start_scan_workers(database: Database, workers: int) -> ScanWorkers | None:
+    if workers == 0:
+        return None
+    pool = ScanWorkers(database, workers=workers)
+    pool.start()
+    return pool
+
+
 def serve(
     ctx: typer.Context,
     http: Annotated[bool, typer.Option("--http", help="Serve Streamable HTTP instead of stdio; each request sends its own bearer token.")] = False,
@@ -66,6 +76,15 @@ def serve(
             max=3600,
         ),
     ] = DEFAULT_TOOL_TIMEOUT,
+    scan_workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Worker processes that run whole-workspace finder scans off the serving process "
+            "(default 1 with --http, 0 over stdio, where 0 runs them in the server process).",
+            min=0,
+            max=8,
+        ),
+    ] = None,
 ) -> None:
     """Run the MCP server; it lists only the tools the caller's token scopes allow.
 
@@ -85,10 +104,11 @@ def serve(
             logger.warning("ORDER3_TOKEN is ignored with --http: every request authenticates with its own bearer token")
         clock = environment_clock()
         database = await connect(settings.db)
+        app = Order3(database, clock=clock)
+        app.scan_workers = _start_scan_workers(database, 1 if scan_workers is None else scan_workers)
         try:
             transport = HttpTransport(
-                Order3(database, clock=clock), host=host, port=port, rate=rate_limit, burst=rate_burst,
-                tool_timeout=tool_timeout,
+                app, host=host, port=port, rate=rate_limit, burst=rate_burst, tool_timeout=tool_timeout,
             )
             # uvicorn's access log prints the query string, which may carry a secret;
             # HttpTransport logs each request line without it.
@@ -101,6 +121,8 @@ def serve(
             with contextlib.redirect_stdout(sys.stderr):
                 await uvicorn.Server(config).serve()
         finally:
+            if app.scan_workers is not None:
+                app.scan_workers.close()
             await database.dispose()
             logger.info("server stopped")
 
@@ -112,13 +134,16 @@ def serve(
             )
         clock = environment_clock()
         database = await connect(settings.db)
+        app = Order3(database, clock=clock)
+        app.scan_workers = _start_scan_workers(database, scan_workers or 0)
         try:
-            app = Order3(database, clock=clock)
             caller = await app.authenticate(secret, channel="mcp")
             server = build_server(app, caller, tool_timeout=tool_timeout)
             logger.info("serving workspace %s as %s over stdio", caller.workspace, caller.describe())
             await server.run_stdio_async()
         finally:
+            if app.scan_workers is not None:
+                app.scan_workers.close()
             await database.dispose()
             logger.info("server stopped")
 

@@ -19,6 +19,7 @@ from order3_mcp.services.progress import ProgressCallback
 from store import catalog, finders, freshness
 from store.activity import canonical_json
 from store.errors import ConflictError, InvalidInputError
+from store.finders.records import confirmed_evidence
 from store.models import (
     EXCEPTION_KINDS,
     EXCEPTION_STATUSES,
@@ -27,11 +28,16 @@ from store.models import (
 )
 
 
+def evidence_of(record: ExceptionRecord) -> dict[str, Any]:
+    """Return a record's evidence; a finder's record says its figures are as of when they were last confirmed."""
+    return confirmed_evidence(record) if record.kind in REFRESHABLE_KINDS else record.evidence
+
+
 def exception_out(record: ExceptionRecord) -> ExceptionOut:
     """Convert an exception record to its tool result."""
     evidence = {
         key: value if isinstance(value, str) else canonical_json(value)
-        for key, value in sorted(record.evidence.items())
+        for key, value in sorted(evidence_of(record).items())
         if value is not None
     }
     return ExceptionOut(

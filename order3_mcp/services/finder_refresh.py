@@ -208,25 +208,51 @@ async def refresh_due(
     return found
 
 
+@dataclass(frozen=True)
+class PlannedRefresh:
+    """A refresh worked out on one snapshot: what it saw, what to write (None when the kind was not due), and the count found."""
+
+    snapshot: _Snapshot
+    plan: RefreshPlan | None
+    found: int
+
+
+async def plan_kind(
+    app: Order3, caller: Caller, kind: str, *, now: datetime, check_due: bool, scope: RecordScope | None = None
+) -> PlannedRefresh:
+    """Plan a refresh of `kind` on a read-only snapshot; with `check_due`, plan nothing if it is no longer due."""
+    async with app.database.read_only() as session:
+        snapshot, tolerances = await _snapshot(app, caller, session, kind, now)
+        if check_due and not await _is_due(session, app, caller, kind, snapshot, now):
+            return PlannedRefresh(snapshot, None, await _live_count(session, caller, kind))
+        findings = await compute_findings(session, caller=caller, kind=kind, tolerances=tolerances, now=now, scope=scope)
+        plan = await plan_refresh(session, workspace_id=caller.workspace_id, kind=kind, findings=findings, scope=scope)
+    return PlannedRefresh(snapshot, plan, len(findings))
+
+
 async def _refresh_one(app: Order3, caller: Caller, kind: str, *, force: bool) -> int:
-    """Plan one kind's refresh on a snapshot and apply it; plan again if another refresh got there first."""
+    """Plan one kind's refresh on a snapshot and apply it; plan again if another refresh got there first.
+
+    With scan workers (`order3 serve --http`), the whole-workspace plan runs in
+    a worker process, so the serving event loop stays free for other callers.
+    """
+    workers = app.scan_workers
     for attempt in range(1, PLAN_ATTEMPTS + 1):
         now = app.clock()
-        async with app.database.read_only() as session:
-            snapshot, tolerances = await _snapshot(app, caller, session, kind, now)
-            if attempt > 1 and not force and not await _is_due(session, app, caller, kind, snapshot, now):
-                # The refresh applied by someone else is current; use its records.
-                return await _live_count(session, caller, kind)
-            findings = await compute_findings(session, caller=caller, kind=kind, tolerances=tolerances, now=now)
-            plan = await plan_refresh(session, workspace_id=caller.workspace_id, kind=kind, findings=findings)
-
-        apply = _applier(caller, kind, plan, snapshot, now)
-        if await app.database.run_write(apply):
+        check_due = attempt > 1 and not force
+        if workers is not None:
+            planned = await workers.plan(app, caller, kind, now=now, check_due=check_due)
+        else:
+            planned = await plan_kind(app, caller, kind, now=now, check_due=check_due)
+        if planned.plan is None:
+            # The refresh applied by someone else is current; use its records.
+            return planned.found
+        if await app.database.run_write(_applier(caller, kind, planned.plan, planned.snapshot, now)):
             logger.debug(
                 "refreshed %s of workspace %d: %d found, %d records written",
-                kind, caller.workspace_id, len(findings), plan.writes,
+                kind, caller.workspace_id, planned.found, planned.plan.writes,
             )
-            return len(findings)
+            return planned.found
         logger.info("another refresh of %s was applied while this one was planned; planning again", kind)
     async with app.database.read_only() as session:
         return await _live_count(session, caller, kind)

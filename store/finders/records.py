@@ -187,6 +187,33 @@ async def _write_suppression(session: AsyncSession, *, touched: list[int], relea
 
 
 _DESCRIBED_COLUMNS = tuple(_described(Finding(kind="", fingerprint="", reason="", suggested_draft_kind="")))
+_EVIDENCE_AT = _DESCRIBED_COLUMNS.index("evidence")
+# Evidence keys that only say when the figures were computed. A record whose
+# other columns are unchanged keeps its stored evidence, and the record's
+# last_seen says when the figures were last confirmed (see `confirmed_evidence`).
+VOLATILE_EVIDENCE = ("as_of",)
+
+
+def _same_description(described: dict[str, Any], stored: Sequence[Any]) -> bool:
+    """Return True when a finding describes its record as stored, apart from the time its figures were computed."""
+    for position, value in enumerate(described.values()):
+        kept = stored[position]
+        if position == _EVIDENCE_AT and isinstance(value, dict) and isinstance(kept, dict):
+            if {k: v for k, v in value.items() if k not in VOLATILE_EVIDENCE} != {
+                k: v for k, v in kept.items() if k not in VOLATILE_EVIDENCE
+            }:
+                return False
+        elif value != kept:
+            return False
+    return True
+
+
+def confirmed_evidence(record: ExceptionRecord) -> dict[str, Any]:
+    """Return a record's evidence with `as_of` set to when a finder last confirmed its figures (its last_seen)."""
+    evidence = dict(record.evidence)
+    if "as_of" in evidence and record.last_seen is not None:
+        evidence["as_of"] = record.last_seen.isoformat()
+    return evidence
 
 
 async def plan_refresh(
@@ -252,7 +279,7 @@ async def plan_refresh(
             continue
         ids_by_fingerprint.setdefault(fingerprint, record_id)
         described = _described(finding)
-        if status != "open" or tuple(described.values()) != tuple(stored):
+        if status != "open" or not _same_description(described, stored):
             updates.append((record_id, version, described))
 
     # A dismissed problem that is still there opens no new record.

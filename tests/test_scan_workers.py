@@ -1,0 +1,79 @@
+"""Finder runs planned in a worker process give the records an in-process run gives, and writes stay exact."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from mcp import Client
+from sqlalchemy import select
+
+from order3_mcp.app import Order3
+from order3_mcp.server import build_server
+from order3_mcp.services.scan_workers import ScanWorkers
+from store.models import ExceptionRecord
+from tests.factory import small_workspace
+from tests.test_exception_lifecycle import add_reorder_rule, set_reorder_point
+from tests.test_finder_freshness import Clock
+
+
+async def _records(database) -> list[tuple]:
+    async with database.read() as session:
+        rows = await session.execute(
+            select(
+                ExceptionRecord.kind, ExceptionRecord.fingerprint, ExceptionRecord.status, ExceptionRecord.reason,
+                ExceptionRecord.evidence, ExceptionRecord.last_seen,
+            ).order_by(ExceptionRecord.id)
+        )
+        return [tuple(row) for row in rows.all()]
+
+
+async def test_worker_plans_the_same_records_as_the_server_process(database):
+    tokens = await small_workspace(database)
+    await add_reorder_rule(database, reorder_point="20", max_level="60")
+    clock = Clock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
+    app = Order3(database, clock=clock)
+    workers = ScanWorkers(database, workers=1)
+    app.scan_workers = workers
+    try:
+        async with Client(build_server(app, tokens.agent)) as client:
+            first = (await client.call_tool("find_exceptions", {"refresh": True})).structured_content
+            after_first = await _records(database)
+            clock.now += timedelta(minutes=1)
+            # Nothing changed: the worker's plan only moves last_seen.
+            await client.call_tool("find_exceptions", {"refresh": True})
+            unchanged = await _records(database)
+            clock.now += timedelta(minutes=1)
+            await set_reorder_point(database, "1")
+            cleared = (await client.call_tool("find_low_stock", {"refresh": True})).structured_content
+    finally:
+        workers.close()
+
+    [low] = [exception for exception in first["exceptions"] if exception["kind"] == "low_stock"]
+    assert low["sku"] == "WIDGET-1"
+    assert [row[:5] for row in unchanged] == [row[:5] for row in after_first]
+    assert {row[5] for row in unchanged if row[2] == "open"} == {datetime(2026, 3, 2, 9, 1, tzinfo=UTC)}
+    assert cleared["exceptions"] == []
+    async with database.read() as session:
+        record = (await session.execute(select(ExceptionRecord).where(ExceptionRecord.id == low["exception_id"]))).scalar_one()
+    assert record.status == "resolved"
+    assert record.resolved_at == datetime(2026, 3, 2, 9, 2, tzinfo=UTC)
+
+
+async def test_in_process_and_worker_runs_agree(database, db_location_factory):
+    tokens = await small_workspace(database)
+    await add_reorder_rule(database, reorder_point="20", max_level="60")
+    clock = Clock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
+    here = Order3(database, clock=clock)
+    async with Client(build_server(here, tokens.agent)) as client:
+        await client.call_tool("find_exceptions", {"refresh": True})
+    in_process = await _records(database)
+
+    workers = ScanWorkers(database, workers=1)
+    there = Order3(database, clock=clock)
+    there.scan_workers = workers
+    try:
+        async with Client(build_server(there, tokens.agent)) as client:
+            await client.call_tool("find_exceptions", {"refresh": True})
+    finally:
+        workers.close()
+    assert await _records(database) == in_process
