@@ -65,7 +65,7 @@ def import_inventree(
 
 
 def verify(ctx: typer.Context) -> None:
-    """Check that every stock level equals the sum of its movements in the ledger."""
+    """Check that every stock level equals the sum of its movements, and that stored exceptions match a recomputation."""
     settings = settings_of(ctx)
 
     async def step() -> LedgerCheck:
@@ -77,5 +77,18 @@ def verify(ctx: typer.Context) -> None:
     say(f"Mismatches: {len(report.mismatches)}")
     for line in report.mismatches:
         say(f"  {line}", style="red")
+    compared = ", ".join(f"{kind} ({count} found)" for kind, count in report.findings_checked.items()) or "none"
+    say(f"Stored exceptions compared with a recomputation: {compared}")
+    if report.findings_skipped:
+        say(f"Not compared, because a rerun is due after writes: {', '.join(report.findings_skipped)}")
+    say(f"Differences: {len(report.findings_differences)}")
+    for line in report.findings_differences:
+        say(f"  {line}", style="red")
     if report.mismatches:
         raise fail("The stock ledger does not match the stock levels; see the mismatches above.", exit_code=CHECK_FAILED_EXIT)
+    if report.findings_differences:
+        raise fail(
+            "The stored exceptions differ from what the finders find now; see the differences above. "
+            "Rerun the finders with `find_exceptions` and refresh=true, and report the differences if they persist.",
+            exit_code=CHECK_FAILED_EXIT,
+        )

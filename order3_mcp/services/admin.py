@@ -30,6 +30,7 @@ from store.activity_checkpoint import (
 from store.db import Database
 from store.errors import ChainBrokenError, InvalidInputError, NotFoundError, Order3Error
 from store.models import ActivityEvent, Bin, Item, Location, ReorderRule
+from order3_mcp.services.finder_refresh import check_stored_findings
 from store.stock import verify_ledger
 from store.tokens import issue_token
 from store.types import utc_now
@@ -123,6 +124,15 @@ class LedgerCheck(BaseModel):
 
     levels_checked: int = Field(description="Stock level rows compared.")
     mismatches: list[str] = Field(description="One line per level whose on hand differs from its ledger sum.")
+    findings_checked: dict[str, int] = Field(
+        default_factory=dict, description="Exception kinds whose stored records were compared with a recomputation, with the findings counted."
+    )
+    findings_skipped: list[str] = Field(
+        default_factory=list, description="Exception kinds not compared because writes since their last run make a rerun due."
+    )
+    findings_differences: list[str] = Field(
+        default_factory=list, description="One line per stored exception record that differs from the recomputation."
+    )
 
 
 def detail_of(event: ActivityEvent) -> ActivityDetail:
@@ -498,8 +508,19 @@ async def check_stock_ledger(app: Order3, caller: Caller) -> LedgerCheck:
             if m.bin_id:
                 place += f" bin {bins.get(m.bin_id, m.bin_id)}"
             lines.append(f"{place}: on hand {m.on_hand}, ledger sum {m.ledger_sum}")
-        summary = f"Checked {checked} stock levels against the ledger: {len(lines)} mismatches."
-        return Outcome(LedgerCheck(levels_checked=checked, mismatches=lines), summary)
+        stored = await check_stored_findings(app, caller, session)
+        summary = (
+            f"Checked {checked} stock levels against the ledger: {len(lines)} mismatches. Compared the stored "
+            f"exceptions of {len(stored.checked)} finder kinds with a recomputation: {len(stored.differences)} differences."
+        )
+        result = LedgerCheck(
+            levels_checked=checked,
+            mismatches=lines,
+            findings_checked=stored.checked,
+            findings_skipped=stored.skipped,
+            findings_differences=stored.differences,
+        )
+        return Outcome(result, summary)
 
     return await app.run(caller, "ledger_verify", {}, work, result_type=LedgerCheck)
 

@@ -92,6 +92,8 @@ class RefreshPlan:
     stale: list[tuple[int, int]]
     #: Live records not found again but kept because a draft still answers them.
     waiting: list[int]
+    #: Records whose description differs from the finding's (a subset of `updates`).
+    changed: list[int]
     #: Dismissed records still suppressing their fingerprint: those found again, and those not.
     held_found: list[int]
     held_released: list[int]
@@ -265,6 +267,7 @@ async def plan_refresh(
     found = set(by_fingerprint)
     live: set[str] = set()
     updates: list[tuple[int, int, dict[str, Any]]] = []
+    changed: list[int] = []
     stale: list[tuple[int, int]] = []
     waiting: list[int] = []
     ids_by_fingerprint: dict[str, int] = {}
@@ -279,7 +282,10 @@ async def plan_refresh(
             continue
         ids_by_fingerprint.setdefault(fingerprint, record_id)
         described = _described(finding)
-        if status != "open" or not _same_description(described, stored):
+        same = _same_description(described, stored)
+        if not same:
+            changed.append(record_id)
+        if status != "open" or not same:
             updates.append((record_id, version, described))
 
     # A dismissed problem that is still there opens no new record.
@@ -292,6 +298,7 @@ async def plan_refresh(
         kind=kind,
         scope=scope,
         updates=updates,
+        changed=changed,
         inserts=inserts,
         stale=stale,
         waiting=waiting,
