@@ -13,7 +13,8 @@ from order3_mcp.services.finder_refresh import REFRESHABLE_KINDS
 from store.models import ExceptionRecord
 from tests.conftest import run_sql
 from tests.factory import small_workspace
-from tests.test_cli import _seed_catalogue, admin_token, db, order3  # noqa: F401  (fixtures)
+from tests.test_cli import _seed_catalogue, order3
+from tests.test_cli import admin_token, db  # noqa: F401  (fixtures this file uses)
 from tests.test_exception_lifecycle import add_reorder_rule, set_reorder_point
 from tests.test_finder_freshness import Clock
 
@@ -87,7 +88,7 @@ async def test_kinds_due_for_a_rerun_are_not_compared(database):
         assert (await session.execute(select(ExceptionRecord.status))).scalars().all() == ["open"]
 
 
-def test_cli_verify_fails_on_a_difference(db: str, admin_token: str) -> None:
+def test_cli_verify_fails_on_a_difference(db: str, admin_token: str) -> None:  # noqa: F811
     _seed_catalogue(db)
     run_sql(
         db,

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order3_mcp.app import Caller, Order3, Outcome
+from order3_mcp.services.finder_refresh import check_stored_findings
 from order3_mcp.services.history import ActivityQuery, matching_events
 from order3_mcp.services.tokens import check_principal
 from policies import scopes_for
@@ -30,7 +31,6 @@ from store.activity_checkpoint import (
 from store.db import Database
 from store.errors import ChainBrokenError, InvalidInputError, NotFoundError, Order3Error
 from store.models import ActivityEvent, Bin, Item, Location, ReorderRule
-from order3_mcp.services.finder_refresh import check_stored_findings
 from store.stock import verify_ledger
 from store.tokens import issue_token
 from store.types import utc_now
