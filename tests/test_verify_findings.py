@@ -13,8 +13,7 @@ from order3_mcp.services.finder_refresh import REFRESHABLE_KINDS
 from store.models import ExceptionRecord
 from tests.conftest import run_sql
 from tests.factory import small_workspace
-from tests.test_cli import _seed_catalogue, order3
-from tests.test_cli import admin_token, db  # noqa: F401  (fixtures this file uses)
+from tests.test_cli import _seed_catalogue, admin_token, db, order3  # noqa: F401  (fixtures this file uses)
 from tests.test_exception_lifecycle import add_reorder_rule, set_reorder_point
 from tests.test_finder_freshness import Clock
 
