@@ -1,7 +1,8 @@
 """Decide whether an exception kind needs recomputing, from the change counter, the business date and age.
 
 Every write action bumps the workspace's change counter in its own
-transaction (`note_change`). A refresh records the counter, the business date
+transaction (`note_change`), which also logs the items that write touched
+(`store.changes`). A refresh records the counter, the business date
 and the time it ran (`mark_refreshed`). A later call recomputes a kind only
 when the counter moved, the business date turned, the policy whose
 tolerances it used was replaced, or the last run is older than the maximum
@@ -18,6 +19,7 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from store.changes import log_change
 from store.dialect import POSTGRESQL, SQLITE, dialect_of, needs_row_locks, upsert_insert
 from store.models import ChangeCounter, FinderRun
 
@@ -29,7 +31,7 @@ def _bump_statement(dialect: str) -> Any:
     statement = upsert_insert(dialect, _COUNTERS).values(workspace_id=bindparam("workspace_id"), version=1)
     return statement.on_conflict_do_update(
         index_elements=[_COUNTERS.c.workspace_id], set_={"version": _COUNTERS.c.version + 1}
-    )
+    ).returning(_COUNTERS.c.version)
 
 
 _BUMPS = {dialect: _bump_statement(dialect) for dialect in (SQLITE, POSTGRESQL)}
@@ -40,8 +42,15 @@ _READ_RUN = select(_RUNS.c.change_version, _RUNS.c.business_date, _RUNS.c.refres
 
 
 async def note_change(session: AsyncSession, *, workspace_id: int) -> None:
-    """Bump the workspace's change counter inside the caller's write transaction."""
-    await session.execute(_BUMPS[dialect_of(session)], {"workspace_id": workspace_id})
+    """Bump the workspace's change counter inside the caller's write transaction and log what the write touched.
+
+    The change_log row takes the transaction's `store.changes` declarations
+    made before this call. A transaction that bumps the counter twice logs the
+    later declarations under the later value only, but both rows commit
+    together, so a reader never sees one without the other.
+    """
+    version = (await session.execute(_BUMPS[dialect_of(session)], {"workspace_id": workspace_id})).scalar_one()
+    await log_change(session, workspace_id=workspace_id, version=version)
 
 
 async def change_version(session: AsyncSession, *, workspace_id: int) -> int:

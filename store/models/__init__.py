@@ -47,7 +47,7 @@ from store.models.purchasing import (
     SupplierPriceBreak,
 )
 from store.models.stock import MOVEMENT_KINDS, RESERVATION_STATUSES, Movement, Reservation, StockLevel
-from store.models.freshness import ChangeCounter, FinderRun
+from store.models.freshness import ChangeCounter, ChangeLogEntry, FinderRun
 from store.models.rates import ExchangeRate
 from store.models.transfers import TRANSFER_STATUSES, Transfer
 from store.models.workspace import Workspace
@@ -76,6 +76,7 @@ __all__ = [
     "Approval",
     "Bin",
     "ChangeCounter",
+    "ChangeLogEntry",
     "CountResult",
     "CountSheet",
     "CountSheetLine",

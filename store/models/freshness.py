@@ -1,4 +1,4 @@
-"""Finder freshness records: a per-workspace change counter, and the last run of each exception kind."""
+"""Finder freshness records: a per-workspace change counter, the items each change touched, and the last run of each exception kind."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import date, datetime
 from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from store.models._base import time_field, workspace_fk
+from store.models._base import json_field, time_field, workspace_fk
 
 
 class ChangeCounter(SQLModel, table=True):
@@ -17,6 +17,19 @@ class ChangeCounter(SQLModel, table=True):
 
     workspace_id: int = Field(foreign_key="workspace.id", primary_key=True)
     version: int = Field(default=0)
+
+
+class ChangeLogEntry(SQLModel, table=True):
+    """The items whose finder inputs one write changed, keyed by the change counter value that write produced."""
+
+    __tablename__ = "change_log"
+
+    workspace_id: int = Field(foreign_key="workspace.id", primary_key=True)
+    version: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    #: Item ids in ascending order; empty when the write changed no finder input.
+    item_ids: list[int] = json_field(default_factory=list)
+    #: True when the write may change the findings of any item, so `item_ids` is not the whole story.
+    everything: bool = Field(default=False)
 
 
 class FinderRun(SQLModel, table=True):

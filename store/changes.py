@@ -1,0 +1,119 @@
+"""Record which items each write touched, so findings can be refreshed for those items only.
+
+A write transaction collects what it changed in `session.info`:
+
+- `touch_items` names items whose finder inputs (stock, reservations,
+  purchase order lines, open purchase-order drafts, counts, snapshots, reorder
+  rules, supplier items, the item record, receipts) changed. Store functions
+  that write those rows call it, so no caller can forget.
+- `touch_everything` says the write may change the findings of any item
+  (suppliers, locations, policies, exchange rates).
+- `item_scoped` is the action's promise that every finder input it changes is
+  named by `touch_items` calls (possibly none). An action that never makes it
+  is logged as `everything`, so an action nobody reviewed stays safe.
+
+`store.freshness.note_change` bumps the change counter and calls
+`log_change`, which writes one `change_log` row for the new counter value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from store.models import ChangeLogEntry
+
+_LOG = ChangeLogEntry.__table__
+_INFO_KEY = "order3.changes"
+
+
+@dataclass
+class TouchedItems:
+    """What one write transaction has declared so far about the finder inputs it changed."""
+
+    item_ids: set[int] = field(default_factory=set)
+    everything: bool = False
+    item_scoped: bool = False
+
+
+def touched(session: AsyncSession) -> TouchedItems:
+    """Return the declarations of the session's current transaction, creating them on first use.
+
+    A new session starts empty, and `Database.run_write` opens a new session
+    for every attempt, so a retried transaction does not inherit the touches
+    of the attempt that was rolled back.
+    """
+    declared = session.info.get(_INFO_KEY)
+    if declared is None:
+        declared = session.info[_INFO_KEY] = TouchedItems()
+    return declared
+
+
+def touch_items(session: AsyncSession, item_ids: Iterable[int | None]) -> None:
+    """Record that this transaction changed finder inputs of `item_ids` (None entries are skipped)."""
+    touched(session).item_ids.update(item_id for item_id in item_ids if item_id is not None)
+
+
+def touch_everything(session: AsyncSession) -> None:
+    """Record that this transaction may change the findings of any item."""
+    touched(session).everything = True
+
+
+def item_scoped(session: AsyncSession) -> None:
+    """Declare that every finder input the running action changes is named by `touch_items` calls."""
+    touched(session).item_scoped = True
+
+
+async def log_change(session: AsyncSession, *, workspace_id: int, version: int) -> None:
+    """Write the change_log row for counter value `version` from the transaction's declarations so far."""
+    declared = touched(session)
+    await session.execute(
+        insert(_LOG).values(
+            workspace_id=workspace_id,
+            version=version,
+            item_ids=sorted(declared.item_ids),
+            everything=declared.everything or not declared.item_scoped,
+        )
+    )
+
+
+async def changed_items_since(
+    session: AsyncSession, *, workspace_id: int, after_version: int, through_version: int
+) -> frozenset[int] | None:
+    """Return the items touched by the writes that produced counter values after_version+1 .. through_version.
+
+    Returns None when any of those writes may have changed everything, or when
+    a value in the range has no row: it was pruned, or an older release wrote
+    it. The caller must then refresh every item. An empty range returns an
+    empty set.
+    """
+    if through_version <= after_version:
+        return frozenset()
+    rows = (
+        await session.execute(
+            select(_LOG.c.version, _LOG.c.item_ids, _LOG.c.everything).where(
+                _LOG.c.workspace_id == workspace_id,
+                _LOG.c.version > after_version,
+                _LOG.c.version <= through_version,
+            )
+        )
+    ).all()
+    if len(rows) != through_version - after_version:
+        return None
+    item_ids: set[int] = set()
+    for _version, logged_ids, everything in rows:
+        if everything:
+            return None
+        item_ids.update(int(item_id) for item_id in logged_ids)
+    return frozenset(item_ids)
+
+
+async def prune_change_log(session: AsyncSession, *, workspace_id: int, through_version: int) -> int:
+    """Delete the workspace's change_log rows up to and including `through_version`, and return how many went."""
+    result = await session.execute(
+        delete(_LOG).where(_LOG.c.workspace_id == workspace_id, _LOG.c.version <= through_version)
+    )
+    return result.rowcount or 0
