@@ -23,6 +23,7 @@ from policies import Policy, default_policy_path, load_policy, required_scope
 from store.activity import append_event, canonical_json
 from store.db import SQLITE_BUSY_TIMEOUT_MS, Database
 from store.errors import ConflictError, Order3Error, PermissionDeniedError
+from store.changes import item_scoped
 from store.freshness import note_change
 from store.idempotency import (
     KeyInProgressError,
@@ -74,6 +75,12 @@ DEAD_TOKEN_RECORD_INTERVAL = timedelta(minutes=1)
 
 # Keyed writes of one Order3 between purges of expired key records; the first keyed write purges too.
 PURGE_KEYS_EVERY = 100
+
+# Write actions declared item-scoped here because their services cannot declare it themselves.
+# dismiss_exception (services/exceptions.py) writes only its exception record, which is no finder input.
+# Read actions are item-scoped too: the only finder input a read writes is an overdue draft's expiry,
+# and store.drafts.expire_overdue touches that draft's items.
+_ITEM_SCOPED_ELSEWHERE = frozenset({"dismiss_exception"})
 
 
 @dataclass(frozen=True)
@@ -342,6 +349,8 @@ class Order3:
                         _mark_on_commit(session, action)
                         return result, None
 
+                if scope == "read" or action in _ITEM_SCOPED_ELSEWHERE:
+                    item_scoped(session)
                 outcome = await work(session)
                 if scope != "read":
                     # Finders skip a refresh while this counter does not change.

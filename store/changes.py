@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from store.models import ChangeLogEntry
+from store.models import ChangeLogEntry, Item, PurchaseOrder, PurchaseOrderLine
 
 _LOG = ChangeLogEntry.__table__
 _INFO_KEY = "order3.changes"
@@ -65,6 +65,29 @@ def touch_everything(session: AsyncSession) -> None:
 def item_scoped(session: AsyncSession) -> None:
     """Declare that every finder input the running action changes is named by `touch_items` calls."""
     touched(session).item_scoped = True
+
+
+async def touch_order_lines(session: AsyncSession, *, purchase_order_id: int) -> None:
+    """Record that this transaction changed something every line of a purchase order depends on (its status, dates, supplier)."""
+    item_ids = await session.execute(
+        select(PurchaseOrderLine.item_id).where(PurchaseOrderLine.purchase_order_id == purchase_order_id)
+    )
+    touch_items(session, item_ids.scalars().all())
+
+
+async def touch_record(session: AsyncSession, record: object) -> None:
+    """Record a change to an item, purchase order, supplier or location record.
+
+    An item touches itself and a purchase order touches the items of its
+    lines. Any other record (a supplier, a location) can feed the findings of
+    many items, so it touches everything.
+    """
+    if isinstance(record, Item):
+        touch_items(session, [record.id])
+    elif isinstance(record, PurchaseOrder):
+        await touch_order_lines(session, purchase_order_id=record.id)  # type: ignore[arg-type]
+    else:
+        touch_everything(session)
 
 
 async def log_change(session: AsyncSession, *, workspace_id: int, version: int) -> None:

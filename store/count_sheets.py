@@ -9,6 +9,7 @@ from decimal import Decimal
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from store.changes import touch_items
 from store.errors import ConflictError, InvalidInputError, NotFoundError
 from store.models import (
     Bin,
@@ -103,6 +104,7 @@ async def create_count_sheet(
             )
         )
     await session.flush()
+    touch_items(session, (line.item_id for line in lines))
     return sheet
 
 
@@ -233,6 +235,7 @@ async def apply_counts(
         await session.flush()
         line.counted_quantity = quantity
         line.count_result_id = result.id
+        touch_items(session, [line.item_id])
         results.append(result)
     await session.flush()
     await session.refresh(sheet)

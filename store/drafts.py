@@ -11,6 +11,7 @@ from sqlalchemy import CompoundSelect, Select, bindparam, select, union, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.activity import canonical_json
+from store.changes import touch_items
 from store.errors import ConflictError, NotFoundError
 from store.freshness import note_change
 from store.models import (
@@ -101,7 +102,22 @@ async def create_draft(
             .execution_options(synchronize_session=False)
         )
     await session.flush()
+    await touch_draft_items(session, draft)
     return draft
+
+
+async def touch_draft_items(session: AsyncSession, draft: Draft) -> None:
+    """Record a change to the open-draft quantities of a purchase_order draft's items.
+
+    Only purchase_order drafts count toward findings (low stock subtracts their
+    quantities while they are pending approval or approved), so other kinds
+    touch nothing.
+    """
+    # Imported here because store.finders imports this module.
+    from store.finders.open_drafts import draft_item_ids
+
+    if draft.kind == "purchase_order":
+        touch_items(session, await draft_item_ids(session, workspace_id=draft.workspace_id, payload=draft.payload))
 
 
 async def get_draft(session: AsyncSession, *, workspace_id: int, draft_id: int) -> Draft:
@@ -209,6 +225,7 @@ async def change_status(
             f"Draft {draft.id} changed while this request ran (it was {draft.status}); reload it with get_draft and retry."
         )
     await session.refresh(draft)
+    await touch_draft_items(session, draft)
     return draft
 
 
@@ -249,6 +266,8 @@ async def expire_overdue(session: AsyncSession, *, workspace_id: int, now: datet
     )
     if not overdue:
         return []
+    for draft in (await session.execute(select(Draft).where(Draft.id.in_(overdue), Draft.kind == "purchase_order"))).scalars():
+        await touch_draft_items(session, draft)
     await session.execute(
         update(Draft)
         .where(Draft.id.in_(overdue), Draft.status.in_(OPEN_DRAFT_STATUSES))

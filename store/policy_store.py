@@ -10,6 +10,7 @@ from sqlalchemy import func, select, type_coerce
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from store.changes import touch_everything
 from store.dialect import needs_row_locks
 from store.errors import ConflictError
 from store.models import Draft, DraftPolicyFacts, PolicyVersion, StockLevel, Supplier
@@ -84,6 +85,7 @@ async def add_policy_version(
             f"Policy version {version!r} was loaded by another request at the same time; "
             "run `order3 policy show` and load again with a new version if needed."
         ) from exc
+    touch_everything(session)
     return row
 
 

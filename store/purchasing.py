@@ -9,6 +9,7 @@ from decimal import Decimal
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from store.changes import touch_items
 from store.errors import ConflictError, NotFoundError
 from store.models import (
     Item,
@@ -94,6 +95,7 @@ async def issue_purchase_order(
         session.add(row)
         created.append(row)
     await session.flush()
+    touch_items(session, (line.item_id for line in lines))
     return order, created
 
 

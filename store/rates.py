@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.currencies import check_currency_code
+from store.changes import touch_everything
 from store.errors import InvalidInputError
 from store.models import ExchangeRate
 
@@ -81,6 +82,8 @@ async def set_rate(
     record = ExchangeRate(workspace_id=workspace_id, currency=currency, rate=rate, as_of=as_of, set_by=actor, set_at=now)
     session.add(record)
     await session.flush()
+    # Rates convert accounting values for the mismatch finder, whatever the item.
+    touch_everything(session)
     return record
 
 

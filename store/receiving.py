@@ -9,6 +9,7 @@ from decimal import Decimal
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from store.changes import touch_items
 from store.errors import ConflictError, InvalidInputError, NotFoundError
 from store.models import (
     OPEN_PO_STATUSES,
@@ -206,4 +207,6 @@ async def _update_order_status(session: AsyncSession, *, order: PurchaseOrder, n
     )
     if changed.rowcount != 1:
         raise ConflictError(f"Purchase order {order.number} changed while this receipt ran; check it and retry.")
+    # The order's status and completion time feed the findings of every line, not only the one received.
+    touch_items(session, (line.item_id for line in lines))
     await session.refresh(order)

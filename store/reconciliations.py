@@ -13,6 +13,7 @@ from decimal import Decimal
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from store.changes import touch_items
 from store.errors import ConflictError
 from store.finders.mismatches import Measurement
 from store.models import ExternalSnapshot, Item, Location, Reservation, StockLevel
@@ -114,3 +115,5 @@ async def acknowledge_snapshot(session: AsyncSession, *, snapshot_id: int) -> No
     )
     if changed.rowcount != 1:
         raise ConflictError(f"External snapshot {snapshot_id} was replaced while this request ran; retry it.")
+    item_id = (await session.execute(select(ExternalSnapshot.item_id).where(ExternalSnapshot.id == snapshot_id))).scalar_one()
+    touch_items(session, [item_id])

@@ -7,6 +7,7 @@ from decimal import Decimal
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from store.changes import touch_items
 from store.errors import InvalidInputError
 from store.models import Reservation, StockLevel
 
@@ -71,4 +72,5 @@ async def reserve_stock(
     )
     session.add(reservation)
     await session.flush()
+    touch_items(session, [item_id])
     return reservation

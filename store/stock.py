@@ -9,6 +9,7 @@ from decimal import Decimal
 from sqlalchemy import func, literal_column, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from store.changes import touch_items
 from store.dialect import insert_ignoring_conflict
 from store.errors import ConflictError, InvalidInputError
 from store.models import MOVEMENT_KINDS, Movement, StockLevel
@@ -132,6 +133,7 @@ async def record_movement(
     if source is None and destination is None:
         raise InvalidInputError("A movement needs a source, a destination, or both.")
     label = item_label or str(item_id)
+    touch_items(session, [item_id])
 
     if source is not None:
         await _change_level(

@@ -9,6 +9,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from store.changes import touch_everything
 from store.errors import ConflictError, NotFoundError
 from store.models import Location, Transfer
 from store.paging import keyset_page
@@ -47,6 +48,7 @@ async def transit_location(session: AsyncSession, *, workspace_id: int) -> Locat
             "workspace a location of kind transit, which transfers then use, and execute the draft again."
         )
     location = Location(workspace_id=workspace_id, code=TRANSIT_CODE, name="Goods in transit between locations", kind="transit")
+    touch_everything(session)
     try:
         async with session.begin_nested():
             session.add(location)

@@ -28,6 +28,7 @@ from store.activity_checkpoint import (
     read_checkpoint,
     verify_against_checkpoint,
 )
+from store.changes import item_scoped, touch_items
 from store.db import Database
 from store.errors import ChainBrokenError, InvalidInputError, NotFoundError, Order3Error
 from store.models import ActivityEvent, Bin, Item, Location, ReorderRule
@@ -269,6 +270,7 @@ async def apply_reorder_settings(app: Order3, caller: Caller, *, path: Path) -> 
     """
 
     async def work(session: AsyncSession) -> Outcome:
+        item_scoped(session)
         rules = _load_reorder_settings(path)
         lines: list[str] = []
         affected: list[dict[str, Any]] = []
@@ -314,6 +316,7 @@ async def apply_reorder_settings(app: Order3, caller: Caller, *, path: Path) -> 
                     setattr(rule, name, value)
             session.add(rule)
             await session.flush()
+            touch_items(session, [item.id])
 
             where = f"at {entry['location']}" if location_id else "workspace-wide"
             lines.append(f"{verb} reorder rule for {item.sku} {where}: reorder point {values['reorder_point']}.")
@@ -344,6 +347,7 @@ async def export_activity(app: Order3, caller: Caller, *, query: ActivityQuery |
     query = query or ActivityQuery()
 
     async def work(session: AsyncSession) -> Outcome:
+        item_scoped(session)
         statement = await matching_events(session, caller, query)
         events: list[ActivityDetail] = []
         after = 0
@@ -414,6 +418,7 @@ async def take_activity_checkpoint(app: Order3, caller: Caller) -> ActivityCheck
     """
 
     async def work(session: AsyncSession) -> Outcome:
+        item_scoped(session)
         report = await verify_chain(session, workspace_id=caller.workspace_id)
         if not report.ok:
             raise ChainBrokenError(

@@ -27,6 +27,7 @@ from policies import (
     match_rule,
 )
 from store import drafts
+from store.changes import item_scoped
 from store.errors import (
     ApprovalRequiredError,
     ConflictError,
@@ -121,6 +122,7 @@ async def approve_draft(
     """
 
     async def work(session: AsyncSession) -> Outcome:
+        item_scoped(session)
         draft = await _open_draft(app, caller, session, draft_id=draft_id, allowed=("pending_approval",), verb="approved")
         if isinstance(draft, Outcome):
             return draft
@@ -178,6 +180,7 @@ async def reject_draft(
     """Reject a pending draft with a reason; it can no longer be approved or executed."""
 
     async def work(session: AsyncSession) -> Outcome:
+        item_scoped(session)
         if not reason.strip():
             raise InvalidInputError("A rejection needs a reason the drafter can act on; pass --reason TEXT.")
         draft = await _open_draft(app, caller, session, draft_id=draft_id, allowed=("pending_approval",), verb="rejected")
@@ -212,6 +215,7 @@ async def withdraw_draft(
     """Withdraw a draft the caller prepared, before it is executed."""
 
     async def work(session: AsyncSession) -> Outcome:
+        item_scoped(session)
         draft = await _open_draft(
             app, caller, session, draft_id=draft_id, allowed=("pending_approval", "approved"), verb="withdrawn"
         )
@@ -272,6 +276,7 @@ async def execute_draft(
     """
 
     async def work(session: AsyncSession) -> Outcome:
+        item_scoped(session)
         loaded = await drafts.get_draft(session, workspace_id=caller.workspace_id, draft_id=draft_id)
         if loaded.status == "executed":
             raise ConflictError(f"Draft {loaded.id} was already executed ({_result_text(loaded)}); it runs only once.")

@@ -43,6 +43,7 @@ from order3_mcp.services.drafts import (
 from order3_mcp.services.finder_refresh import refresh_kind
 from policies import DraftFacts
 from store import catalog, drafts
+from store.changes import item_scoped
 from store.count_sheets import (
     LineView,
     apply_counts,
@@ -226,6 +227,7 @@ async def draft_count_task(
     linked_ids = list(exception_ids or [])
 
     async def work(session: AsyncSession) -> Outcome:
+        item_scoped(session)
         clean_rationale = _check_rationale(rationale)
         if not location.strip():
             raise InvalidInputError("location is empty; pass the code of the location to count at (list_locations shows them).")
@@ -524,6 +526,7 @@ async def submit_counts(
     """
 
     async def work(session: AsyncSession) -> Outcome:
+        item_scoped(session)
         sheet, location, views = await _load_task(session, caller, task_id)
         if sheet.status != "open":
             raise ConflictError(

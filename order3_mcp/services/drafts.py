@@ -17,6 +17,7 @@ from policies import DraftFacts, Policy, Rule
 from store import catalog, drafts
 from store import rates as store_rates
 from store.activity import canonical_json
+from store.changes import item_scoped
 from store.errors import InvalidInputError
 from store.idempotency import normalized
 from store.models import (
@@ -211,6 +212,7 @@ async def draft_purchase_order(
     """Prepare a purchase order draft for approval; nothing is ordered until a person approves."""
 
     async def work(session: AsyncSession) -> Outcome:
+        item_scoped(session)
         clean_rationale = _check_rationale(rationale)
         if not lines:
             raise InvalidInputError("A purchase order draft needs at least one line; pass lines=[{sku, quantity}].")

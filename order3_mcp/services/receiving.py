@@ -11,6 +11,7 @@ from order3_mcp.app import Caller, Order3, Outcome
 from order3_mcp.inputs import parse_quantity
 from order3_mcp.operator_schemas import ReceiptOut
 from store import catalog
+from store.changes import item_scoped
 from store.errors import InvalidInputError, NotFoundError
 from store.idempotency import decimal_or_raw
 from store.models import Bin, Location
@@ -85,6 +86,7 @@ async def receive(
     """
 
     async def work(session: AsyncSession) -> Outcome:
+        item_scoped(session)
         try:
             amount = from_scaled(to_scaled(parse_quantity(quantity)))
         except ValueError as exc:

@@ -43,6 +43,7 @@ from order3_mcp.services.exception_links import check_text, load_linkable
 from order3_mcp.services import policy_routing
 from policies import DraftFacts
 from store import drafts, finders
+from store.changes import item_scoped
 from store.codes import find_by_code
 from store.errors import InvalidInputError, NotFoundError
 from store.finders.mismatches import Measurement, tolerance_for
@@ -137,6 +138,7 @@ async def draft_reconciliation(
     """
 
     async def work(session: AsyncSession) -> Outcome:
+        item_scoped(session)
         clean_rationale = _check_rationale(rationale)
         check_text("rationale", rationale, max_length=4000, single_line=False, example="why this step is right")
         if title:

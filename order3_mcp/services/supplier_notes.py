@@ -19,6 +19,7 @@ from order3_mcp.services.exception_links import check_text, load_linkable, quote
 from order3_mcp.services import policy_routing
 from policies import DraftFacts
 from store import drafts
+from store.changes import item_scoped
 from store.codes import find_by_code
 from store.errors import InvalidInputError, NotFoundError
 from store.models import ExceptionRecord, PurchaseOrder, Supplier
@@ -92,6 +93,7 @@ async def draft_supplier_note(
     """
 
     async def work(session: AsyncSession) -> Outcome:
+        item_scoped(session)
         clean_rationale = _check_rationale(rationale)
         check_text("rationale", rationale, max_length=4000, single_line=False, example="why the note is needed")
         check_text("subject", subject, max_length=MAX_SUBJECT, single_line=True, example='one line, such as "PO-000001: new delivery date?"')

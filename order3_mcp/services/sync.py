@@ -24,6 +24,7 @@ from order3_mcp.schemas import UNTRUSTED_NOTE
 from order3_mcp.services.policy_routing import active_policy
 from order3_mcp.services.progress import ProgressCallback
 from store.activity import canonical_json
+from store.changes import item_scoped
 from store.errors import InvalidInputError
 from store.models import SNAPSHOT_OUTCOMES
 from store.sync import MAX_BATCH_RECORDS, BatchReport, check_batch, ingest_batch
@@ -153,6 +154,7 @@ async def ingest_external_snapshot(
         key = None
 
     async def work(session: AsyncSession) -> Outcome:
+        item_scoped(session)
         tolerances = (await active_policy(app, session, workspace_id=caller.workspace_id)).tolerances
         report = await ingest_batch(
             session,

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from order3_mcp.app import Caller, Order3, Outcome
 from policies import PRINCIPAL_KINDS, ROLES, scopes_for
+from store.changes import item_scoped
 from store.errors import ConflictError, InvalidInputError
 from store.models import Token
 from store.tokens import (
@@ -220,6 +221,7 @@ async def create_token(
     """
 
     async def work(session: AsyncSession) -> Outcome:
+        item_scoped(session)
         now = app.clock()
         name = check_principal(principal=principal, kind=kind, role=role)
         expiry = parse_expiry(expires_in=expires_in, expires_at=expires_at, now=now)
@@ -263,6 +265,7 @@ async def list_workspace_tokens(app: Order3, caller: Caller) -> TokenList:
     """List the workspace's tokens without their secrets."""
 
     async def work(session: AsyncSession) -> Outcome:
+        item_scoped(session)
         now = app.clock()
         tokens = await list_tokens(session, workspace_id=caller.workspace_id)
         return Outcome(TokenList(tokens=[TokenOut(**token_out(t, now=now)) for t in tokens]), f"Listed {len(tokens)} tokens.")
@@ -279,6 +282,7 @@ async def revoke_workspace_token(app: Order3, caller: Caller, *, token_id: int) 
     """
 
     async def work(session: AsyncSession) -> Outcome:
+        item_scoped(session)
         now = app.clock()
         if token_id == caller.token_id:
             # The activity event of this call must come from a live token, so the
@@ -335,6 +339,7 @@ async def rotate_workspace_token(
     """
 
     async def work(session: AsyncSession) -> Outcome:
+        item_scoped(session)
         now = app.clock()
         grace_period = parse_duration(grace, option="--grace") if grace.strip() else None
         old = await get_token(session, workspace_id=caller.workspace_id, token_id=token_id)

@@ -9,6 +9,7 @@ from order3_mcp.app import Caller, Order3, Outcome
 from order3_mcp.pagination import check_limit, decode_cursor, render_page
 from order3_mcp.schemas import TransferOut, TransferPage
 from store import transfers
+from store.changes import item_scoped
 from store.errors import InvalidInputError
 from store.models import TRANSFER_STATUSES, Bin, Item, Location, Transfer
 
@@ -52,6 +53,7 @@ async def receive_transfer(app: Order3, caller: Caller, *, transfer: str, idempo
     """
 
     async def work(session: AsyncSession) -> Outcome:
+        item_scoped(session)
         found = await transfers.get_transfer_by_number(session, workspace_id=caller.workspace_id, number=transfer)
         sku = (await session.execute(select(Item.sku).where(Item.id == found.item_id))).scalar_one()
         received = await transfers.receive_transfer(session, transfer=found, actor=caller.principal, received_at=app.clock(), item_label=sku)

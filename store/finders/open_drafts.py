@@ -122,3 +122,31 @@ async def open_draft_quantities(session: AsyncSession, *, workspace_id: int) -> 
         if location_id is not None:
             by_location[(item_id, location_id)].add(quantity=line_quantity, draft_id=row.draft_id)
     return OpenDraftQuantities(by_location=dict(by_location), by_item=dict(by_item))
+
+
+async def draft_item_ids(session: AsyncSession, *, workspace_id: int, payload: Any) -> set[int]:
+    """Return the items whose open-draft quantity a purchase_order draft with `payload` counts toward.
+
+    Lines are read as `open_draft_quantities` reads them: `item_id` first, then
+    `sku`. A line whose item cannot be resolved is left out, as that function
+    skips it.
+    """
+    lines = payload.get("lines") if isinstance(payload, dict) else None
+    if not isinstance(lines, list):
+        return set()
+    item_ids: set[int] = set()
+    keys: set[str] = set()
+    for line in lines:
+        if not isinstance(line, dict):
+            continue
+        item_id = _parse_item_id(line.get("item_id"))
+        if item_id is not None:
+            item_ids.add(item_id)
+        elif line.get("sku"):
+            keys.add(sku_key(str(line["sku"])))
+    if keys:
+        matched = await session.execute(
+            select(Item.id).where(Item.workspace_id == workspace_id, Item.sku_key.in_(keys))
+        )
+        item_ids.update(matched.scalars().all())
+    return item_ids

@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from store.changes import touch_record
 from store.errors import ConflictError
 from store.finders.findings import Finding, pick_owner
 from store.models import Item, Location, PurchaseOrder, Supplier, SyncState
@@ -181,6 +182,7 @@ async def _apply(session: AsyncSession, *, target: Target, values: dict[str, Any
         raise ConflictError(
             f"{LABELS[target.kind]} {target.code} changed while this batch was being applied; send the batch again."
         )
+    await touch_record(session, record)
     await session.refresh(record)
 
 

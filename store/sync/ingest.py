@@ -21,6 +21,7 @@ from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.activity import canonical_json
+from store.changes import touch_items
 from store.errors import InvalidInputError
 from store.finders.findings import Finding, check_aware, check_tolerance
 from store.finders.mismatches import (
@@ -566,4 +567,6 @@ async def _write_snapshots(
                 "exception_id": entry.exception_id,
             }
         )
+    # Snapshots feed the mismatch finder, and the ones made not current above share these items.
+    touch_items(session, (row["item_id"] for row in rows))
     await session.execute(insert(_snapshots), rows)

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from store.changes import touch_record
 from store.errors import ConflictError
 from store.models import (
     LIVE_EXCEPTION_STATUSES,
@@ -149,6 +150,7 @@ async def take_theirs(session: AsyncSession, sides: ConflictSides, *, source: st
     )
     if changed.rowcount != 1:
         raise ConflictError(f"{sides.label} changed while this request ran; retry it.")
+    await touch_record(session, record)
     await session.refresh(record)
 
     state = (

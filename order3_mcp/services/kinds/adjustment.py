@@ -24,6 +24,7 @@ from order3_mcp.services.kinds._common import (
 )
 from policies import DraftFacts
 from store.adjustments import check_reason, post_adjustment
+from store.changes import item_scoped
 from store.errors import InvalidInputError
 from store.idempotency import decimal_text
 from store.inventory import on_hand_at
@@ -61,6 +62,7 @@ async def draft_adjustment(
     """
 
     async def work(session: AsyncSession) -> Outcome:
+        item_scoped(session)
         clean_rationale = _check_rationale(rationale)
         change = checked_quantity("quantity", quantity, parse_quantity_change)
         try:

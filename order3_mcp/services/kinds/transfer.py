@@ -23,6 +23,7 @@ from order3_mcp.services.kinds._common import (
 )
 from order3_mcp.services import policy_routing
 from policies import DraftFacts
+from store.changes import item_scoped
 from store.errors import InvalidInputError
 from store.idempotency import decimal_text
 from store.rates import rates_in_use
@@ -66,6 +67,7 @@ async def draft_transfer(
     """Prepare a transfer draft for approval; no stock moves until a person approves and executes it."""
 
     async def work(session: AsyncSession) -> Outcome:
+        item_scoped(session)
         clean_rationale = _check_rationale(rationale)
         moved = checked_quantity("quantity", quantity, parse_quantity)
         item = await find_item(session, workspace_id=caller.workspace_id, sku=sku)
