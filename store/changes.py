@@ -6,7 +6,7 @@ A write transaction collects what it changed in `session.info`:
   purchase order lines, open purchase-order drafts, counts, snapshots, reorder
   rules, supplier items, the item record, receipts) changed. Store functions
   that write those rows call it, so no caller can forget.
-- `touch_everything` says the write may change the findings of any item
+- `touch_everything` marks the write as one that may change the findings of any item
   (suppliers, locations, policies, exchange rates).
 - `item_scoped` is the action's promise that every finder input it changes is
   named by `touch_items` calls (possibly none). An action that never makes it
@@ -32,7 +32,7 @@ _INFO_KEY = "order3.changes"
 
 @dataclass
 class TouchedItems:
-    """What one write transaction has declared so far about the finder inputs it changed."""
+    """The declarations one write transaction has made so far about the finder inputs it changed."""
 
     item_ids: set[int] = field(default_factory=set)
     everything: bool = False
@@ -135,7 +135,7 @@ async def changed_items_since(
 
 
 async def prune_change_log(session: AsyncSession, *, workspace_id: int, through_version: int) -> int:
-    """Delete the workspace's change_log rows up to and including `through_version`, and return how many went."""
+    """Delete the workspace's change_log rows up to and including `through_version` and return how many were deleted."""
     result = await session.execute(
         delete(_LOG).where(_LOG.c.workspace_id == workspace_id, _LOG.c.version <= through_version)
     )

@@ -9,7 +9,6 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from store.changes import touch_everything
 from store.errors import ConflictError, NotFoundError
 from store.models import Location, Transfer
 from store.paging import keyset_page
@@ -47,8 +46,8 @@ async def transit_location(session: AsyncSession, *, workspace_id: int) -> Locat
             f"Location {TRANSIT_CODE} is a {same_code.kind} location, so transfers cannot ship into it; give the "
             "workspace a location of kind transit, which transfers then use, and execute the draft again."
         )
+    # A new, empty location changes no finding; the movement into it touches its item.
     location = Location(workspace_id=workspace_id, code=TRANSIT_CODE, name="Goods in transit between locations", kind="transit")
-    touch_everything(session)
     try:
         async with session.begin_nested():
             session.add(location)

@@ -28,7 +28,7 @@ class ChangeLogEntry(SQLModel, table=True):
     version: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
     #: Item ids in ascending order; empty when the write changed no finder input.
     item_ids: list[int] = json_field(default_factory=list)
-    #: True when the write may change the findings of any item, so `item_ids` is not the whole story.
+    #: True when the write may change the findings of any item, in which case `item_ids` is incomplete.
     everything: bool = Field(default=False)
 
 
