@@ -78,8 +78,8 @@ PURGE_KEYS_EVERY = 100
 
 # Write actions declared item-scoped here because their services cannot declare it themselves.
 # dismiss_exception (services/exceptions.py) writes only its exception record, which is no finder input.
-# Read actions are item-scoped too: the only finder input a read writes is an overdue draft's expiry,
-# and store.drafts.expire_overdue touches that draft's items.
+# A read action that takes the write path (one sent with an idempotency key) is item-scoped too,
+# because its work writes no finder input.
 _ITEM_SCOPED_ELSEWHERE = frozenset({"dismiss_exception"})
 
 

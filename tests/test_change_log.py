@@ -39,6 +39,7 @@ from store.freshness import change_version, note_change
 from store.models import (
     ChangeLogEntry,
     CountResult,
+    Draft,
     ExceptionRecord,
     Item,
     Location,
@@ -609,3 +610,25 @@ def test_undeclared_action_logs_everything(tmp_path: Path) -> None:
         return row.item_ids, row.everything
 
     assert read(workspace.db, newest) == ([], True)
+
+
+def test_expiry_before_read_logs_draft_items(tmp_path: Path) -> None:
+    workspace = make_workspace(tmp_path)
+    draft_id = pending_purchase_order(workspace)["draft"]
+    widget = ids(workspace)["WIDGET-1"]
+
+    async def make_overdue(session: AsyncSession) -> None:
+        await session.execute(update(Draft).where(Draft.id == draft_id).values(expires_at=datetime.now(UTC) - timedelta(minutes=1)))
+
+    write(workspace.db, make_overdue)
+    before = state(workspace, datetime.now(UTC))[0]
+    ok(tool_call(workspace, workspace.tokens.agent, "get_draft", {"draft_id": draft_id}))
+    after = state(workspace, datetime.now(UTC))[0]
+
+    async def newest(session: AsyncSession) -> tuple[str, frozenset[int] | None]:
+        status = (await session.execute(select(Draft.status).where(Draft.id == draft_id))).scalar_one()
+        changed = await changed_items_since(session, workspace_id=workspace.tokens.admin.workspace_id, after_version=before, through_version=after)
+        return status, changed
+
+    assert after == before + 1
+    assert read(workspace.db, newest) == ("expired", frozenset({widget}))

@@ -384,9 +384,13 @@ async def expire_due_drafts(app: Order3, caller: Caller) -> None:
     async with app.database.read() as session:
         due = await drafts.has_overdue(session, workspace_id=caller.workspace_id, now=app.clock())
     if due:
-        await app.database.run_write(
-            lambda session: drafts.expire_overdue(session, workspace_id=caller.workspace_id, now=app.clock())
-        )
+        await app.database.run_write(lambda session: _expire_overdue(session, app, caller))
+
+
+async def _expire_overdue(session: AsyncSession, app: Order3, caller: Caller) -> list[int]:
+    # Expiry is the transaction's only write, and expire_overdue touches the items of the drafts it expires.
+    item_scoped(session)
+    return await drafts.expire_overdue(session, workspace_id=caller.workspace_id, now=app.clock())
 
 
 async def list_drafts(
