@@ -235,8 +235,14 @@ async def find_supplier_delays(
         # a filter on the late suppliers made the statement slower.
         late_suppliers = supplier_filter = ""
     else:
-        late_suppliers = f"\n      AND {in_ids_sql(dialect, 'p.supplier_id', 'supplier_ids')}"
-        supplier_filter = f"AND {in_ids_sql(dialect, 'p.supplier_id', 'supplier_ids')}"
+        # Naming the orders by id leads both planners to the supplier index, then
+        # to the lines by order. A condition on p.supplier_id alone scanned every line on SQLite.
+        orders = (
+            "l.purchase_order_id IN (SELECT o.id FROM purchase_order AS o WHERE o.workspace_id = :workspace_id "
+            f"AND {in_ids_sql(dialect, 'o.supplier_id', 'supplier_ids')})"
+        )
+        late_suppliers = f"\n      AND {orders}"
+        supplier_filter = f"AND {orders}"
     ctes = _ON_TIME_CTES.format(
         supplier_filter=supplier_filter, local_date=local_date_sql(dialect, "last_received_at", timezone)
     )
