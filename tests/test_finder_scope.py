@@ -188,9 +188,9 @@ async def check_item_scopes(database: Database, *, workspace_name: str, require_
                 assert full, f"the generated workspace has no {name} findings to compare"
             finding_items = sorted({finding.item_id for finding in full if finding.item_id is not None})
             for subset in item_subsets(item_ids, finding_items or item_ids):
-                wanted = set(subset)
+                in_scope = set(subset)
                 scoped = await finder(session, workspace_id=workspace_id, timezone=timezone, item_ids=subset)
-                expected = [finding for finding in full if finding.item_id in wanted]
+                expected = [finding for finding in full if finding.item_id in in_scope]
                 assert_same_findings(scoped, expected, label=f"{name} scoped to {len(subset)} items")
     return counts
 
@@ -208,9 +208,9 @@ async def check_supplier_scopes(database: Database, *, workspace_name: str, requ
         for size in (1, 3, len(supplier_ids) // 2):
             subset = sorted(set(rng.sample(late_suppliers or supplier_ids, min(size, len(late_suppliers or supplier_ids))))
                             | set(rng.sample(supplier_ids, min(size, len(supplier_ids)))))
-            wanted = set(subset)
+            in_scope = set(subset)
             scoped = await find_delays(session, workspace_id=workspace_id, timezone=timezone, supplier_ids=subset)
-            expected = [finding for finding in full if finding.supplier_id in wanted]
+            expected = [finding for finding in full if finding.supplier_id in in_scope]
             assert_same_findings(scoped, expected, label=f"supplier_delay scoped to {len(subset)} suppliers")
 
         # The incremental path: items changed, so their suppliers' delays are recomputed.
@@ -221,8 +221,8 @@ async def check_supplier_scopes(database: Database, *, workspace_name: str, requ
             expected = [finding for finding in full if finding.supplier_id in suppliers]
             assert_same_findings(scoped, expected, label=f"supplier_delay for the suppliers of {len(subset)} items")
             covered = {finding.fingerprint for finding in scoped}
-            wanted_items = set(subset)
-            missing = [f.fingerprint for f in full if f.item_id in wanted_items and f.fingerprint not in covered]
+            items_in_scope = set(subset)
+            missing = [f.fingerprint for f in full if f.item_id in items_in_scope and f.fingerprint not in covered]
             assert missing == [], "a delay of a changed item is outside its suppliers' scope"
 
 
@@ -280,8 +280,8 @@ async def test_suppliers_of_items_any_order_status(generated: Database) -> None:
         assert len({status for _, _, status in lines}) > 1, "the generated orders all have one status"
         subset = sorted({item_id for item_id, _, _ in lines})[::5]
         suppliers = await finders.suppliers_of_items(session, workspace_id=1, item_ids=subset)
-    wanted = set(subset)
-    assert suppliers == {supplier_id for item_id, supplier_id, _ in lines if item_id in wanted}
+    in_scope = set(subset)
+    assert suppliers == {supplier_id for item_id, supplier_id, _ in lines if item_id in in_scope}
 
 
 async def test_inventree_item_scopes_match_full_run(inventree: Database) -> None:
@@ -316,9 +316,9 @@ async def test_empty_supplier_scope_runs_no_query() -> None:
     [
         ("12", "Scope item_ids='12' is invalid"),
         ({1: 2}, "Scope item_ids={1: 2} is invalid"),
-        ([1, "2"], "Scope item_ids holds '2'"),
-        ([True], "Scope item_ids holds True"),
-        ([1.5], "Scope item_ids holds 1.5"),
+        ([1, "2"], "Scope item_ids contains '2'"),
+        ([True], "Scope item_ids contains True"),
+        ([1.5], "Scope item_ids contains 1.5"),
     ],
 )
 @pytest.mark.parametrize("name", sorted(ITEM_FINDERS))
@@ -328,7 +328,7 @@ async def test_invalid_item_scope_rejected(name: str, scope: Any, message: str) 
 
 
 async def test_invalid_supplier_scope_rejected() -> None:
-    with pytest.raises(InvalidInputError, match="Scope supplier_ids holds 'ACME'"):
+    with pytest.raises(InvalidInputError, match="Scope supplier_ids contains 'ACME'"):
         await find_delays(NoQuerySession(), workspace_id=1, timezone="UTC", supplier_ids=["ACME"])  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError, match="item_ids is required"):
         await finders.suppliers_of_items(NoQuerySession(), workspace_id=1, item_ids=None)  # type: ignore[arg-type]

@@ -131,7 +131,7 @@ async def find_count_drift(
 
     Raises:
         InvalidInputError: For a negative or non-Decimal tolerance, `repeat` of 1 or below 0,
-            or `item_ids` holding anything but integer ids.
+            or `item_ids` containing anything but integer ids.
     """
     check_tolerance("abs_tol", abs_tol)
     check_tolerance("pct_tol", pct_tol)

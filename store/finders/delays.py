@@ -54,8 +54,8 @@ from store.models import OPEN_PO_STATUSES
 # sort them all in a temporary B-tree.
 # The column order is fixed because the finder unpacks each row as a tuple.
 # A run scoped to some suppliers fills `{late_suppliers}` and the on-time
-# `{supplier_filter}` with a `supplier_id IN` condition, so it reads only the
-# orders of those suppliers, through the purchase_order supplier index.
+# `{supplier_filter}` with a condition on the orders of those suppliers, so it
+# reads their lines alone, through the purchase_order supplier index.
 _LATE_LINES_SQL = """
 WITH late AS (
     SELECT l.id AS line_id, l.line_no, l.item_id, l.quantity_ordered, l.quantity_received,
@@ -189,7 +189,7 @@ async def suppliers_of_items(session: AsyncSession, *, workspace_id: int, item_i
     """Return the suppliers of every purchase order, whatever its status, with a line of one of `item_ids`.
 
     Raises:
-        InvalidInputError: If `item_ids` holds anything but integer ids.
+        InvalidInputError: If `item_ids` contains anything but integer ids.
     """
     if item_ids is None:
         raise InvalidInputError("item_ids is required; pass a list or set of item ids.")
@@ -222,7 +222,7 @@ async def find_supplier_delays(
     supplier shows, so `suppliers_of_items` turns changed items into this scope.
 
     Raises:
-        InvalidInputError: If `now` is naive, `timezone` is unknown, or `supplier_ids` holds
+        InvalidInputError: If `now` is naive, `timezone` is unknown, or `supplier_ids` contains
             anything but integer ids.
     """
     today = business_date(now, timezone=timezone)

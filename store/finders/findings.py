@@ -194,7 +194,7 @@ def check_scope(name: str, ids: Collection[int] | None) -> list[int] | None:
     """Return a finder's scope as sorted distinct ids, or None for an unscoped run.
 
     Raises:
-        InvalidInputError: If `ids` is a string or mapping, or holds anything but integers.
+        InvalidInputError: If `ids` is a string or mapping, or contains anything but integers.
     """
     if ids is None:
         return None
@@ -202,5 +202,5 @@ def check_scope(name: str, ids: Collection[int] | None) -> list[int] | None:
         raise InvalidInputError(f"Scope {name}={ids!r} is invalid; pass a list or set of ids, or None for every record.")
     for value in ids:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise InvalidInputError(f"Scope {name} holds {value!r}, which is not an id; pass integer ids such as [12, 40].")
+            raise InvalidInputError(f"Scope {name} contains {value!r}, which is not an integer id; pass integer ids such as [12, 40].")
     return sorted(set(ids))

@@ -221,7 +221,7 @@ async def find_low_stock(
     the check.
 
     Raises:
-        InvalidInputError: If `now` has no timezone or `item_ids` holds anything but integer ids.
+        InvalidInputError: If `now` has no timezone or `item_ids` contains anything but integer ids.
     """
     check_aware(now)
     scope = check_scope("item_ids", item_ids)

@@ -88,7 +88,7 @@ async def find_receiving_variances(
     With `item_ids`, only the lines of those items are checked.
 
     Raises:
-        InvalidInputError: If a tolerance is not a non-negative Decimal, or `item_ids` holds
+        InvalidInputError: If a tolerance is not a non-negative Decimal, or `item_ids` contains
             anything but integer ids.
     """
     check_tolerance("short_pct", short_pct)
