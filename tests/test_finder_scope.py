@@ -319,6 +319,7 @@ async def test_empty_supplier_scope_runs_no_query() -> None:
         ([1, "2"], "Scope item_ids contains '2'"),
         ([True], "Scope item_ids contains True"),
         ([1.5], "Scope item_ids contains 1.5"),
+        ([2**63], f"Scope item_ids contains {2**63}"),
     ],
 )
 @pytest.mark.parametrize("name", sorted(ITEM_FINDERS))

@@ -190,17 +190,22 @@ def check_tolerance(name: str, value: Decimal | None, *, optional: bool = False)
         raise InvalidInputError(f"Tolerance {name}={value!r} is invalid; pass a Decimal of 0 or more, such as Decimal('5').")
 
 
+_MIN_ID = -(2**63)
+_MAX_ID = 2**63 - 1
+
+
 def check_scope(name: str, ids: Collection[int] | None) -> list[int] | None:
     """Return a finder's scope as sorted distinct ids, or None for an unscoped run.
 
     Raises:
-        InvalidInputError: If `ids` is a string or mapping, or contains anything but integers.
+        InvalidInputError: If `ids` is a string or mapping, or contains anything but 64-bit integers.
     """
     if ids is None:
         return None
     if isinstance(ids, str | bytes | dict) or not isinstance(ids, Collection):
         raise InvalidInputError(f"Scope {name}={ids!r} is invalid; pass a list or set of ids, or None for every record.")
     for value in ids:
-        if isinstance(value, bool) or not isinstance(value, int):
+        # Ids are 64-bit integers on both backends, and PostgreSQL rejects a larger value in the array.
+        if isinstance(value, bool) or not isinstance(value, int) or not _MIN_ID <= value <= _MAX_ID:
             raise InvalidInputError(f"Scope {name} contains {value!r}, which is not an integer id; pass integer ids such as [12, 40].")
     return sorted(set(ids))
