@@ -15,6 +15,7 @@ these rules:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -57,6 +58,26 @@ def needs_row_locks(session: AsyncSession) -> bool:
     side by side at READ COMMITTED.
     """
     return dialect_of(session) != SQLITE
+
+
+def in_ids_sql(dialect: str, column: str, parameter: str) -> str:
+    """Return a condition that `column` is one of the ids bound as `:parameter` (see `ids_parameter`).
+
+    A single bound value carries any number of ids, so tens of thousands stay
+    within SQLite's limit on bound parameters. SQLite reads a JSON array with
+    json_each and PostgreSQL an array with ANY. Both probe an index on `column`
+    once per id.
+    """
+    if dialect == POSTGRESQL:
+        return f"{column} = ANY(CAST(:{parameter} AS BIGINT[]))"
+    return f"{column} IN (SELECT value FROM json_each(:{parameter}))"
+
+
+def ids_parameter(dialect: str, ids: Sequence[int]) -> Any:
+    """Return the value to bind for an `in_ids_sql` condition: a list on PostgreSQL, JSON array text on SQLite."""
+    if dialect == POSTGRESQL:
+        return list(ids)
+    return json.dumps(list(ids))
 
 
 # One row per line of an open purchase_order draft. The payload is

@@ -14,6 +14,7 @@ from store.finders.delays import (
     business_date,
     find_supplier_delays,
     supplier_on_time_records,
+    suppliers_of_items,
 )
 from store.finders.findings import Finding
 from store.finders.low_stock import (
@@ -68,4 +69,5 @@ __all__ = [
     "refresh_exceptions",
     "suggest_order_quantity",
     "supplier_on_time_records",
+    "suppliers_of_items",
 ]

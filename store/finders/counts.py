@@ -13,6 +13,7 @@ snapshot, the finder reports drift when
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, Decimal
 from itertools import groupby
@@ -22,10 +23,12 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from store.dialect import dialect_of, ids_parameter, in_ids_sql
 from store.errors import InvalidInputError
 from store.finders.findings import (
     Finding,
     build_finding,
+    check_scope,
     check_tolerance,
     collection_paused,
     pick_owner,
@@ -48,6 +51,8 @@ HISTORY_DEPTH = 5
 # floating point, loosened by one part in 10^9 so no real finding is dropped;
 # the exact Decimal rule in Python then decides. Products of two millionths
 # columns would overflow 64 bits.
+# A run scoped to some items fills `{count_items}` with an `item_id IN`
+# condition, so phase one reads those items' counts through the same index.
 _DRIFT_SQL = """
 WITH ranked AS (
     SELECT c.item_id, c.location_id, c.counted_quantity - c.system_quantity AS variance, c.system_quantity,
@@ -55,7 +60,7 @@ WITH ranked AS (
                PARTITION BY c.item_id, c.location_id ORDER BY c.counted_at DESC, c.id DESC
            ) AS recency
     FROM count_result AS c
-    WHERE c.workspace_id = :workspace_id AND c.location_id IS NOT NULL AND c.system_quantity IS NOT NULL
+    WHERE c.workspace_id = :workspace_id AND c.location_id IS NOT NULL AND c.system_quantity IS NOT NULL{count_items}
 ),
 pair AS (
     SELECT item_id, location_id,
@@ -117,18 +122,26 @@ async def find_count_drift(
     pct_tol: Decimal,
     value_tol: Decimal | None,
     repeat: int,
+    item_ids: Collection[int] | None = None,
 ) -> list[Finding]:
     """Find (item, location) pairs whose latest count drifts beyond tolerance, or that drift repeatedly.
 
+    With `item_ids`, only the counts of those items are read, and each finding
+    is the one a run without `item_ids` returns.
+
     Raises:
-        InvalidInputError: For a negative or non-Decimal tolerance, or `repeat` of 1 or below 0.
+        InvalidInputError: For a negative or non-Decimal tolerance, `repeat` of 1 or below 0,
+            or `item_ids` containing anything but integer ids.
     """
     check_tolerance("abs_tol", abs_tol)
     check_tolerance("pct_tol", pct_tol)
     check_tolerance("value_tol", value_tol, optional=True)
     _check_repeat(repeat)
+    scope = check_scope("item_ids", item_ids)
+    if scope == []:
+        return []
     depth = max(HISTORY_DEPTH, repeat)
-    params = {
+    params: dict[str, Any] = {
         "workspace_id": workspace_id,
         "repeat": repeat,
         # Phase one needs at least the newest count, even with repeated drift off.
@@ -142,7 +155,13 @@ async def find_count_drift(
         "value_tol_squared": float(value_tol or 0) * SCALE * SCALE,
         "lower_margin": 1 - 1e-9,
     }
-    result = await session.execute(text(_DRIFT_SQL), params)
+    if scope is None:
+        count_items = ""
+    else:
+        dialect = dialect_of(session)
+        count_items = f" AND {in_ids_sql(dialect, 'c.item_id', 'item_ids')}"
+        params["item_ids"] = ids_parameter(dialect, scope)
+    result = await session.execute(text(_DRIFT_SQL.format(count_items=count_items)), params)
 
     texts = _ToleranceTexts(
         abs_tol=str(abs_tol),

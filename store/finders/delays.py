@@ -13,7 +13,7 @@ evidence says so.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -24,13 +24,20 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import Date, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from store.dialect import POSTGRESQL, dialect_of, local_date_sql
+from store.dialect import (
+    POSTGRESQL,
+    dialect_of,
+    ids_parameter,
+    in_ids_sql,
+    local_date_sql,
+)
 from store.errors import InvalidInputError
 from store.finders.findings import (
     Finding,
     QuantityMemo,
     build_finding,
     check_aware,
+    check_scope,
     collection_paused,
     pick_owner,
     text_or_none,
@@ -46,6 +53,9 @@ from store.models import OPEN_PO_STATUSES
 # line order in Python: they mostly arrive in that order, and an ORDER BY would
 # sort them all in a temporary B-tree.
 # The column order is fixed because the finder unpacks each row as a tuple.
+# A run scoped to some suppliers fills `{late_suppliers}` and the on-time
+# `{supplier_filter}` with a condition on the orders of those suppliers, so it
+# reads their lines alone, through the purchase_order supplier index.
 _LATE_LINES_SQL = """
 WITH late AS (
     SELECT l.id AS line_id, l.line_no, l.item_id, l.quantity_ordered, l.quantity_received,
@@ -68,7 +78,7 @@ WITH late AS (
     JOIN item AS i ON i.id = l.item_id
     LEFT JOIN location AS loc ON loc.id = l.destination_location_id
     WHERE l.workspace_id = :workspace_id AND p.workspace_id = :workspace_id
-      AND p.status IN :open_po_statuses
+      AND p.status IN :open_po_statuses{late_suppliers}
       AND l.quantity_received < l.quantity_ordered
       AND (COALESCE(l.expected_date, p.expected_date) < :today
            OR (l.expected_date IS NULL AND p.expected_date IS NULL AND p.issued_at IS NOT NULL))
@@ -175,26 +185,76 @@ async def supplier_on_time_records(
     }
 
 
+async def suppliers_of_items(session: AsyncSession, *, workspace_id: int, item_ids: Collection[int]) -> set[int]:
+    """Return the suppliers of every purchase order, whatever its status, with a line of one of `item_ids`.
+
+    Raises:
+        InvalidInputError: If `item_ids` contains anything but integer ids.
+    """
+    if item_ids is None:
+        raise InvalidInputError("item_ids is required; pass a list or set of item ids.")
+    scope = check_scope("item_ids", item_ids)
+    if not scope:
+        return set()
+    dialect = dialect_of(session)
+    statement = text(
+        "SELECT DISTINCT p.supplier_id FROM purchase_order_line AS l "
+        "JOIN purchase_order AS p ON p.id = l.purchase_order_id "
+        "WHERE l.workspace_id = :workspace_id AND p.workspace_id = :workspace_id "
+        f"AND {in_ids_sql(dialect, 'l.item_id', 'item_ids')}"
+    )
+    rows = await session.execute(statement, {"workspace_id": workspace_id, "item_ids": ids_parameter(dialect, scope)})
+    return set(rows.scalars().all())
+
+
 async def find_supplier_delays(
-    session: AsyncSession, *, workspace_id: int, timezone: str, now: datetime
+    session: AsyncSession,
+    *,
+    workspace_id: int,
+    timezone: str,
+    now: datetime,
+    supplier_ids: Collection[int] | None = None,
 ) -> list[Finding]:
     """Find open PO lines not fully received whose expected date is before today in `timezone`.
 
+    With `supplier_ids`, only the orders of those suppliers are checked. A
+    receipt changes its supplier's on-time rate, which every finding of that
+    supplier shows, so `suppliers_of_items` turns changed items into this scope.
+
     Raises:
-        InvalidInputError: If `now` is naive or `timezone` is unknown.
+        InvalidInputError: If `now` is naive, `timezone` is unknown, or `supplier_ids` contains
+            anything but integer ids.
     """
     today = business_date(now, timezone=timezone)
+    scope = check_scope("supplier_ids", supplier_ids)
+    if scope == []:
+        return []
     dialect = dialect_of(session)
-    # Every supplier's record is counted: the join keeps those of late lines, and
-    # a filter on the late suppliers made the statement slower.
-    ctes = _ON_TIME_CTES.format(supplier_filter="", local_date=local_date_sql(dialect, "last_received_at", timezone))
+    if scope is None:
+        # Every supplier's record is counted: the join keeps those of late lines, and
+        # a filter on the late suppliers made the statement slower.
+        late_suppliers = supplier_filter = ""
+    else:
+        # Naming the orders by id leads both planners to the supplier index, then
+        # to the lines by order. A condition on p.supplier_id alone scanned every line on SQLite.
+        orders = (
+            "l.purchase_order_id IN (SELECT o.id FROM purchase_order AS o WHERE o.workspace_id = :workspace_id "
+            f"AND {in_ids_sql(dialect, 'o.supplier_id', 'supplier_ids')})"
+        )
+        late_suppliers = f"\n      AND {orders}"
+        supplier_filter = f"AND {orders}"
+    ctes = _ON_TIME_CTES.format(
+        supplier_filter=supplier_filter, local_date=local_date_sql(dialect, "last_received_at", timezone)
+    )
     statement = (
-        text(_LATE_LINES_SQL.format(on_time_ctes=ctes))
+        text(_LATE_LINES_SQL.format(on_time_ctes=ctes, late_suppliers=late_suppliers))
         .bindparams(bindparam("open_po_statuses", expanding=True), bindparam("today", type_=Date))
     )
     params: dict[str, Any] = {"workspace_id": workspace_id, "open_po_statuses": list(OPEN_PO_STATUSES), "today": today}
     if dialect == POSTGRESQL:
         params["timezone"] = timezone
+    if scope is not None:
+        params["supplier_ids"] = ids_parameter(dialect, scope)
     result = await session.execute(statement, params)
 
     with collection_paused():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime
@@ -188,3 +188,24 @@ def check_tolerance(name: str, value: Decimal | None, *, optional: bool = False)
         return
     if not isinstance(value, Decimal) or not value.is_finite() or value < 0:
         raise InvalidInputError(f"Tolerance {name}={value!r} is invalid; pass a Decimal of 0 or more, such as Decimal('5').")
+
+
+_MIN_ID = -(2**63)
+_MAX_ID = 2**63 - 1
+
+
+def check_scope(name: str, ids: Collection[int] | None) -> list[int] | None:
+    """Return a finder's scope as sorted distinct ids, or None for an unscoped run.
+
+    Raises:
+        InvalidInputError: If `ids` is a string or mapping, or contains anything but 64-bit integers.
+    """
+    if ids is None:
+        return None
+    if isinstance(ids, str | bytes | dict) or not isinstance(ids, Collection):
+        raise InvalidInputError(f"Scope {name}={ids!r} is invalid; pass a list or set of ids, or None for every record.")
+    for value in ids:
+        # Ids are 64-bit integers on both backends, and PostgreSQL rejects a larger value in the array.
+        if isinstance(value, bool) or not isinstance(value, int) or not _MIN_ID <= value <= _MAX_ID:
+            raise InvalidInputError(f"Scope {name} contains {value!r}, which is not an integer id; pass integer ids such as [12, 40].")
+    return sorted(set(ids))

@@ -17,6 +17,7 @@ and to its minimum order quantity.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_CEILING, Decimal, InvalidOperation
@@ -25,11 +26,13 @@ from typing import Any
 from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from store.dialect import dialect_of, ids_parameter, in_ids_sql
 from store.finders.findings import (
     Finding,
     QuantityMemo,
     build_finding,
     check_aware,
+    check_scope,
     collection_paused,
     optional_quantity,
     pick_owner,
@@ -47,6 +50,8 @@ from store.models import OPEN_PO_STATUSES
 # The supplier item is picked per low rule: the rule's preferred supplier,
 # else the item marked preferred, else the cheapest, then the lowest id.
 # The column order is fixed because the finder unpacks each row as a tuple.
+# A run scoped to some items adds `item_id IN` conditions to every table read
+# (the `*_items` slots), so it reads those items' rows through the item indexes.
 _ZERO = Decimal(0)
 
 _LOW_STOCK_SQL = """
@@ -56,17 +61,17 @@ WITH place AS MATERIALIZED (
     FROM (
         SELECT item_id, location_id, on_hand, 0 AS reserved, 0 AS on_order
         FROM stock_level
-        WHERE workspace_id = :workspace_id {stock_location}
+        WHERE workspace_id = :workspace_id {stock_location}{stock_items}
         UNION ALL
         SELECT item_id, location_id, 0, quantity, 0
         FROM reservation
-        WHERE workspace_id = :workspace_id AND status = 'active' {stock_location}
+        WHERE workspace_id = :workspace_id AND status = 'active' {stock_location}{stock_items}
         UNION ALL
         SELECT l.item_id, l.destination_location_id, 0, 0, l.quantity_ordered - l.quantity_received
         FROM purchase_order_line AS l
         JOIN purchase_order AS p ON p.id = l.purchase_order_id
         WHERE l.workspace_id = :workspace_id AND p.status IN :open_po_statuses
-          AND l.quantity_received < l.quantity_ordered {order_location}
+          AND l.quantity_received < l.quantity_ordered {order_location}{order_items}
     ) AS place_line
     GROUP BY item_id, location_id
 ),
@@ -78,7 +83,7 @@ WITH place AS MATERIALIZED (
     FROM reorder_rule AS r
     JOIN item AS i ON i.id = r.item_id
     LEFT JOIN place AS t ON t.item_id = r.item_id AND t.location_id = r.location_id
-    WHERE r.workspace_id = :workspace_id AND i.active AND r.location_id IS NOT NULL {rule_location}
+    WHERE r.workspace_id = :workspace_id AND i.active AND r.location_id IS NOT NULL {rule_location}{rule_items}
       AND COALESCE(t.on_hand, 0) - COALESCE(t.reserved, 0) + COALESCE(t.on_order, 0) <= r.reorder_point
     {workspace_rules}
 ),
@@ -122,7 +127,7 @@ _WORKSPACE_POSITION_SQL = """workspace_position AS MATERIALIZED (
                        AND l.quantity_received < l.quantity_ordered), 0) AS on_order
     FROM reorder_rule AS r
     JOIN item AS i ON i.id = r.item_id
-    WHERE r.workspace_id = :workspace_id AND i.active AND r.location_id IS NULL
+    WHERE r.workspace_id = :workspace_id AND i.active AND r.location_id IS NULL{rule_items}
 ),
 """
 
@@ -200,23 +205,43 @@ def suggest_order_quantity(*, need: Decimal, pack_size: Decimal | None, min_orde
 
 
 async def find_low_stock(
-    session: AsyncSession, *, workspace_id: int, location_id: int | None = None, now: datetime
+    session: AsyncSession,
+    *,
+    workspace_id: int,
+    location_id: int | None = None,
+    now: datetime,
+    item_ids: Collection[int] | None = None,
 ) -> list[Finding]:
     """Find reorder rules whose stock position is at or below the reorder point.
 
     With `location_id`, only rules at that location are checked and workspace-wide
-    rules are left out. `now` is recorded in the evidence as the time of the check.
+    rules are left out. With `item_ids`, only the rules of those items are
+    checked, workspace-wide ones included, and each finding is the one a run
+    without `item_ids` returns. `now` is recorded in the evidence as the time of
+    the check.
 
     Raises:
-        InvalidInputError: If `now` has no timezone.
+        InvalidInputError: If `now` has no timezone or `item_ids` contains anything but integer ids.
     """
     check_aware(now)
+    scope = check_scope("item_ids", item_ids)
+    if scope == []:
+        return []
+    if scope is None:
+        item_clauses = {"stock_items": "", "order_items": "", "rule_items": ""}
+    else:
+        dialect = dialect_of(session)
+        item_clauses = {
+            "stock_items": f" AND {in_ids_sql(dialect, 'item_id', 'item_ids')}",
+            "order_items": f" AND {in_ids_sql(dialect, 'l.item_id', 'item_ids')}",
+            "rule_items": f" AND {in_ids_sql(dialect, 'r.item_id', 'item_ids')}",
+        }
     if location_id is None:
         clauses = {
             "stock_location": "",
             "order_location": "",
             "rule_location": "",
-            "workspace_position": _WORKSPACE_POSITION_SQL,
+            "workspace_position": _WORKSPACE_POSITION_SQL.format(rule_items=item_clauses["rule_items"]),
             "workspace_rules": _WORKSPACE_RULES_SQL,
         }
     else:
@@ -227,10 +252,14 @@ async def find_low_stock(
             "workspace_position": "",
             "workspace_rules": "",
         }
-    statement = text(_LOW_STOCK_SQL.format(**clauses)).bindparams(bindparam("open_po_statuses", expanding=True))
+    statement = text(_LOW_STOCK_SQL.format(**clauses, **item_clauses)).bindparams(
+        bindparam("open_po_statuses", expanding=True)
+    )
     params: dict[str, Any] = {"workspace_id": workspace_id, "open_po_statuses": list(OPEN_PO_STATUSES)}
     if location_id is not None:
         params["location_id"] = location_id
+    if scope is not None:
+        params["item_ids"] = ids_parameter(dialect_of(session), scope)
     result = await session.execute(statement, params)
     drafts = await open_draft_quantities(session, workspace_id=workspace_id)
 

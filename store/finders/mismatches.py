@@ -19,7 +19,7 @@ their findings with `measurement_finding`, so one problem keeps one fingerprint.
 from __future__ import annotations
 
 import decimal
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_FLOOR, Decimal
@@ -28,9 +28,11 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from store.dialect import dialect_of, ids_parameter, in_ids_sql
 from store.finders.findings import (
     Finding,
     check_aware,
+    check_scope,
     check_tolerance,
     collection_paused,
     pick_owner,
@@ -56,6 +58,8 @@ _EXACT = decimal.Context(prec=60)
 # Measured once on a 2-core Xeon VM with SQLite 3.40, on a generated workspace of
 # 100,000 items × 5 locations with 500,000 current snapshots (plus an older batch)
 # and 61,000 mismatches: 1.2 to 2 s in SQL, 2.7 to 4.5 s for the whole finder.
+# A run scoped to some items fills `{snapshot_items}` with an `item_id IN`
+# condition, which reads the snapshots through ix_snapshot_item instead.
 _MISMATCH_SQL = """
 WITH measured AS MATERIALIZED (
     SELECT s.id AS snapshot_id, s.source, s.record_kind, s.external_id, s.batch_id, s.received_at,
@@ -73,7 +77,7 @@ WITH measured AS MATERIALIZED (
            ELSE 0 END AS reserved
     FROM external_snapshot AS s
     WHERE s.workspace_id = :workspace_id AND s.is_current = :current
-      AND s.record_kind IN ('channel_quantity', 'accounting_value')
+      AND s.record_kind IN ('channel_quantity', 'accounting_value'){snapshot_items}
 )
 SELECT m.snapshot_id, m.source, m.record_kind, m.external_id, m.batch_id, m.received_at,
        m.item_id, m.location_id, m.quantity, m.value, m.currency, m.on_hand, m.reserved,
@@ -209,20 +213,31 @@ def measurement_finding(measurement: Measurement, *, qty_tol: Decimal, value_tol
 
 
 async def find_mismatches(
-    session: AsyncSession, *, workspace_id: int, qty_tol: Decimal, value_tol: Decimal, now: datetime
+    session: AsyncSession,
+    *,
+    workspace_id: int,
+    qty_tol: Decimal,
+    value_tol: Decimal,
+    now: datetime,
+    item_ids: Collection[int] | None = None,
 ) -> list[Finding]:
     """Compare the newest stored snapshot per (source, kind, item, location) with current figures.
 
     Snapshots in a currency other than the item's current currency are skipped,
-    because their value cannot be compared without an exchange rate.
+    because their value cannot be compared without an exchange rate. With
+    `item_ids`, only the snapshots of those items are compared.
 
     Raises:
-        InvalidInputError: For a negative or non-Decimal tolerance, or a naive `now`.
+        InvalidInputError: For a negative or non-Decimal tolerance, a naive `now`, or `item_ids`
+            holding anything but integer ids.
     """
     check_tolerance("qty_tol", qty_tol)
     check_tolerance("value_tol", value_tol)
     check_aware(now)
-    params = {
+    scope = check_scope("item_ids", item_ids)
+    if scope == []:
+        return []
+    params: dict[str, Any] = {
         "workspace_id": workspace_id,
         "current": True,
         # Rounded down to whole millionths, which only loosens the pre-filter.
@@ -230,7 +245,13 @@ async def find_mismatches(
         # Snapshot values scaled by 10^6 and on hand × unit cost are both in 10^-12 units.
         "value_tol_e12": float(value_tol) * SCALE * SCALE,
     }
-    statement = text(_MISMATCH_SQL).columns(received_at=UTCDateTime)
+    if scope is None:
+        snapshot_items = ""
+    else:
+        dialect = dialect_of(session)
+        snapshot_items = f"\n      AND {in_ids_sql(dialect, 's.item_id', 'item_ids')}"
+        params["item_ids"] = ids_parameter(dialect, scope)
+    statement = text(_MISMATCH_SQL.format(snapshot_items=snapshot_items)).columns(received_at=UTCDateTime)
     result = await session.execute(statement, params)
 
     with collection_paused():

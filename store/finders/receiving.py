@@ -12,6 +12,7 @@ from short to over resolves one record and opens another.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from decimal import Decimal
 from operator import itemgetter
 from typing import Any
@@ -19,10 +20,12 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from store.dialect import dialect_of, ids_parameter, in_ids_sql
 from store.finders.findings import (
     Finding,
     QuantityMemo,
     build_finding,
+    check_scope,
     check_tolerance,
     collection_paused,
     pick_owner,
@@ -37,6 +40,8 @@ from store.finders.findings import (
 # 10^9 toward inclusion, so it keeps every real finding. The exact Decimal test
 # in Python then decides. Integer millionths times a percentage could overflow
 # 64 bits for large quantities.
+# A run scoped to some items fills `{line_items}` with an `item_id IN`
+# condition, so the lines are read through the (workspace, item) index.
 _VARIANCE_LINES_SQL = """
 SELECT l.id AS line_id, l.line_no, l.item_id, l.quantity_ordered, l.quantity_received,
        p.id AS purchase_order_id, p.number AS purchase_order_number, p.status AS purchase_order_status,
@@ -55,7 +60,7 @@ WHERE l.workspace_id = :workspace_id AND p.workspace_id = :workspace_id
   AND p.status IN ('received', 'closed')
   AND l.quantity_received <> l.quantity_ordered
   AND (CAST(l.quantity_received AS DOUBLE PRECISION) < CAST(l.quantity_ordered AS DOUBLE PRECISION) * :short_factor
-       OR CAST(l.quantity_received AS DOUBLE PRECISION) > CAST(l.quantity_ordered AS DOUBLE PRECISION) * :over_factor)
+       OR CAST(l.quantity_received AS DOUBLE PRECISION) > CAST(l.quantity_ordered AS DOUBLE PRECISION) * :over_factor){line_items}
 """
 
 _MARGIN = 1e-9
@@ -71,21 +76,38 @@ def receiving_variance(*, ordered: Decimal, received: Decimal, short_pct: Decima
 
 
 async def find_receiving_variances(
-    session: AsyncSession, *, workspace_id: int, short_pct: Decimal, over_pct: Decimal
+    session: AsyncSession,
+    *,
+    workspace_id: int,
+    short_pct: Decimal,
+    over_pct: Decimal,
+    item_ids: Collection[int] | None = None,
 ) -> list[Finding]:
     """Find lines of received or closed POs whose received quantity is outside the tolerances.
 
+    With `item_ids`, only the lines of those items are checked.
+
     Raises:
-        InvalidInputError: If a tolerance is not a non-negative Decimal.
+        InvalidInputError: If a tolerance is not a non-negative Decimal, or `item_ids` contains
+            anything but integer ids.
     """
     check_tolerance("short_pct", short_pct)
     check_tolerance("over_pct", over_pct)
-    params = {
+    scope = check_scope("item_ids", item_ids)
+    if scope == []:
+        return []
+    params: dict[str, Any] = {
         "workspace_id": workspace_id,
         "short_factor": float(1 - short_pct / 100) * (1 + _MARGIN),
         "over_factor": float(1 + over_pct / 100) * (1 - _MARGIN),
     }
-    result = await session.execute(text(_VARIANCE_LINES_SQL), params)
+    if scope is None:
+        line_items = ""
+    else:
+        dialect = dialect_of(session)
+        line_items = f"\n  AND {in_ids_sql(dialect, 'l.item_id', 'item_ids')}"
+        params["item_ids"] = ids_parameter(dialect, scope)
+    result = await session.execute(text(_VARIANCE_LINES_SQL.format(line_items=line_items)), params)
 
     # The same Decimal products receiving_variance() forms, with the factors worked out once.
     short_factor = 1 - short_pct / 100

@@ -84,6 +84,8 @@ class ExternalSnapshot(SQLModel, table=True):
         Index("ix_snapshot_record", "workspace_id", "source", "record_kind", "external_id", "id"),
         Index("ix_snapshot_current", "workspace_id", "is_current", "record_kind", "source", "item_id", "location_key"),
         Index("ix_snapshot_batch", "workspace_id", "source", "batch_id"),
+        # Serves mismatch runs scoped to a few items.
+        Index("ix_snapshot_item", "workspace_id", "item_id", "is_current"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
