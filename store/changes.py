@@ -137,8 +137,8 @@ async def changed_items_since(
 async def prune_change_log(session: AsyncSession, *, workspace_id: int, through_version: int) -> int:
     """Delete the workspace's change_log rows up to and including `through_version` and return how many were deleted.
 
-    NOTE: nothing calls this yet, so the log grows by one row per write until
-    the refresh that reads it prunes the versions every kind has consumed.
+    A finder refresh calls it with the oldest version every kind has read, so
+    the log holds only the writes some kind has yet to catch up with.
     """
     result = await session.execute(
         delete(_LOG).where(_LOG.c.workspace_id == workspace_id, _LOG.c.version <= through_version)

@@ -16,7 +16,7 @@ import hashlib
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.changes import log_change
@@ -36,7 +36,13 @@ def _bump_statement(dialect: str) -> Any:
 
 _BUMPS = {dialect: _bump_statement(dialect) for dialect in (SQLITE, POSTGRESQL)}
 _READ_COUNTER = select(_COUNTERS.c.version).where(_COUNTERS.c.workspace_id == bindparam("workspace_id"))
-_READ_RUN = select(_RUNS.c.change_version, _RUNS.c.business_date, _RUNS.c.refreshed_at, _RUNS.c.policy_fingerprint).where(
+_READ_RUN = select(
+    _RUNS.c.change_version,
+    _RUNS.c.business_date,
+    func.coalesce(_RUNS.c.whole_refreshed_at, _RUNS.c.refreshed_at),
+    _RUNS.c.policy_fingerprint,
+    _RUNS.c.refreshed_at,
+).where(
     _RUNS.c.workspace_id == bindparam("workspace_id"), _RUNS.c.kind == bindparam("kind")
 )
 
@@ -59,7 +65,11 @@ async def change_version(session: AsyncSession, *, workspace_id: int) -> int:
 
 
 async def read_run(session: AsyncSession, *, workspace_id: int, kind: str) -> tuple[Any, ...] | None:
-    """Return the last refresh of `kind` as (change version, business date, refreshed at, policy fingerprint), or None."""
+    """Return the last refresh of `kind`, or None if it never ran.
+
+    The tuple is (change version, business date, time of the last whole run,
+    policy fingerprint, time of the last run of any kind).
+    """
     row = (await session.execute(_READ_RUN, {"workspace_id": workspace_id, "kind": kind})).first()
     return None if row is None else tuple(row)
 
@@ -96,7 +106,7 @@ async def is_stale(
     run = (await session.execute(_READ_RUN, {"workspace_id": workspace_id, "kind": kind})).first()
     if run is None:
         return True
-    seen_version, seen_date, refreshed_at, seen_policy = run
+    seen_version, seen_date, refreshed_at, seen_policy, _ = run
     return (
         seen_version != version
         or seen_date != business_date
@@ -122,12 +132,22 @@ async def mark_refreshed(
     business_date: date,
     now: datetime,
     policy_fingerprint: str,
+    whole: bool = True,
 ) -> None:
-    """Record that `kind` was recomputed at `now` against change counter `version`."""
+    """Record that `kind` was recomputed at `now` against change counter `version`.
+
+    A run over the items changed since the last one (`whole=False`) brings the
+    records up to `version` but keeps the time of the last whole run, from
+    which the maximum age counts, so a whole run still happens now and then
+    and picks up changes written outside Order3.
+    """
+    values: dict[str, Any] = {
+        "change_version": version, "business_date": business_date, "policy_fingerprint": policy_fingerprint, "refreshed_at": now,
+    }
+    if whole:
+        values["whole_refreshed_at"] = now
     changed = await session.execute(
-        update(_RUNS)
-        .where(_RUNS.c.workspace_id == workspace_id, _RUNS.c.kind == kind)
-        .values(change_version=version, business_date=business_date, refreshed_at=now, policy_fingerprint=policy_fingerprint)
+        update(_RUNS).where(_RUNS.c.workspace_id == workspace_id, _RUNS.c.kind == kind).values(**values)
     )
     if changed.rowcount == 0:
         await session.execute(
@@ -137,6 +157,16 @@ async def mark_refreshed(
                 change_version=version,
                 business_date=business_date,
                 refreshed_at=now,
+                whole_refreshed_at=now,
                 policy_fingerprint=policy_fingerprint,
             )
         )
+
+
+async def oldest_run_version(session: AsyncSession, *, workspace_id: int, kinds: tuple[str, ...]) -> int:
+    """Return the lowest change version any of `kinds` was refreshed against (0 if one never ran)."""
+    rows = await session.execute(
+        select(_RUNS.c.change_version).where(_RUNS.c.workspace_id == workspace_id, _RUNS.c.kind.in_(kinds))
+    )
+    versions = list(rows.scalars().all())
+    return min(versions) if len(versions) == len(kinds) else 0

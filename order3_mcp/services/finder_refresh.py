@@ -31,7 +31,7 @@ from order3_mcp.services.drafts import expire_due_drafts
 from order3_mcp.services.policy_routing import active_policy
 from order3_mcp.services.progress import ProgressCallback
 from policies import Tolerances
-from store import finders, freshness
+from store import changes, finders, freshness
 from store.errors import InvalidInputError
 from store.finders.records import RecordScope, RefreshPlan, apply_refresh, plan_refresh
 from store.models import LIVE_EXCEPTION_STATUSES, ExceptionRecord
@@ -48,6 +48,14 @@ REFRESHABLE_KINDS = ("low_stock", "supplier_delay", "short_receiving", "count_dr
 # How many times a refresh is planned again when another refresh was applied while it was planned.
 PLAN_ATTEMPTS = 3
 
+# A refresh reruns only the items written since the last run when there are at most this many;
+# past that a whole run is cheaper.
+MAX_SCOPED_ITEMS = 10_000
+
+# Change log rows kept behind the counter for a kind that has not run for a while;
+# a kind further behind gets a whole run.
+CHANGE_LOG_KEPT = 10_000
+
 
 async def compute_findings(
     session: AsyncSession,
@@ -60,17 +68,23 @@ async def compute_findings(
 ) -> list[finders.Finding]:
     """Run the finder of `kind` (over `scope` only, when given) and add each finding's item context."""
     workspace_id = caller.workspace_id
+    if scope is not None and scope.column != ("supplier_id" if kind == "supplier_delay" else "item_id"):
+        raise InvalidInputError(f"A {kind} refresh cannot be limited by {scope.column}; see `refresh_scope`.")
+    ids = scope.ids if scope is not None else None
     finder: Callable[[], Awaitable[list[finders.Finding]]]
     if kind == "low_stock":
-        finder = lambda: finders.find_low_stock(session, workspace_id=workspace_id, now=now)
+        finder = lambda: finders.find_low_stock(session, workspace_id=workspace_id, now=now, item_ids=ids)
     elif kind == "supplier_delay":
-        finder = lambda: finders.find_supplier_delays(session, workspace_id=workspace_id, timezone=caller.timezone, now=now)
+        finder = lambda: finders.find_supplier_delays(
+            session, workspace_id=workspace_id, timezone=caller.timezone, now=now, supplier_ids=ids
+        )
     elif kind == "short_receiving":
         finder = lambda: finders.find_receiving_variances(
             session,
             workspace_id=workspace_id,
             short_pct=tolerances.receiving_short_pct,
             over_pct=tolerances.receiving_over_pct,
+            item_ids=ids,
         )
     elif kind == "count_drift":
         finder = lambda: finders.find_count_drift(
@@ -80,6 +94,7 @@ async def compute_findings(
             pct_tol=tolerances.count_drift_pct,
             value_tol=tolerances.count_drift_value,
             repeat=tolerances.count_drift_repeat,
+            item_ids=ids,
         )
     elif kind == "mismatch":
         finder = lambda: finders.find_mismatches(
@@ -88,25 +103,42 @@ async def compute_findings(
             qty_tol=tolerances.mismatch_qty_abs,
             value_tol=tolerances.mismatch_value_abs,
             now=now,
+            item_ids=ids,
         )
     else:
         raise InvalidInputError(f"Exception kind {kind!r} is not computed by a finder; use one of {', '.join(REFRESHABLE_KINDS)}.")
     found = await finder()
-    if scope is not None:
-        found = [finding for finding in found if scope.covers(finding)]
     return await finders.add_item_context(session, workspace_id=workspace_id, findings=found)
 
 
-async def refresh_kind(app: Order3, caller: Caller, session: AsyncSession, kind: str) -> int:
-    """Recompute one kind of exception and persist it in the caller's write transaction; return the number found.
+async def refresh_scope(session: AsyncSession, *, workspace_id: int, kind: str, item_ids: frozenset[int]) -> RecordScope:
+    """Return the records a refresh of `kind` must cover after the finder inputs of `item_ids` changed.
 
-    For actions that must settle exceptions in the same transaction as their
-    own writes (executing a draft, submitting a count).
+    Supplier delays are scoped by supplier: a receipt changes its supplier's
+    on-time rate, which every delay finding of that supplier shows.
+    """
+    if kind == "supplier_delay":
+        suppliers = await finders.suppliers_of_items(session, workspace_id=workspace_id, item_ids=item_ids) if item_ids else set()
+        return RecordScope("supplier_id", frozenset(suppliers))
+    return RecordScope("item_id", item_ids)
+
+
+async def refresh_kind(app: Order3, caller: Caller, session: AsyncSession, kind: str) -> int:
+    """Recompute one kind of exception in the caller's write transaction; return the number found in the part rerun.
+
+    For actions that settle exceptions in the same transaction as their own
+    writes (executing a draft, submitting a count). Only the items this
+    transaction has touched so far are rerun, unless it may have changed
+    everything.
     """
     now = app.clock()
     tolerances = (await active_policy(app, session, workspace_id=caller.workspace_id)).tolerances
-    findings = await compute_findings(session, caller=caller, kind=kind, tolerances=tolerances, now=now)
-    plan = await plan_refresh(session, workspace_id=caller.workspace_id, kind=kind, findings=findings)
+    declared = changes.touched(session)
+    scope = None
+    if not declared.everything and len(declared.item_ids) <= MAX_SCOPED_ITEMS:
+        scope = await refresh_scope(session, workspace_id=caller.workspace_id, kind=kind, item_ids=frozenset(declared.item_ids))
+    findings = await compute_findings(session, caller=caller, kind=kind, tolerances=tolerances, now=now, scope=scope)
+    plan = await plan_refresh(session, workspace_id=caller.workspace_id, kind=kind, findings=findings, scope=scope)
     await apply_refresh(session, plan, now=now)
     return len(findings)
 
@@ -210,21 +242,65 @@ async def refresh_due(
 
 @dataclass(frozen=True)
 class PlannedRefresh:
-    """A refresh worked out on one snapshot: what it saw, what to write (None when the kind was not due), and the count found."""
+    """A refresh worked out on one snapshot.
+
+    `plan` is None when the kind was no longer due (`found` then counts its
+    live records), or when a whole run is needed and the caller asked to run
+    those elsewhere (`whole_needed`).
+    """
 
     snapshot: _Snapshot
     plan: RefreshPlan | None
     found: int
+    whole_needed: bool = False
+
+    @property
+    def whole(self) -> bool:
+        """Return True when the plan covers every record of the kind."""
+        return self.plan is not None and self.plan.scope is None
+
+
+async def _changed_scope(
+    session: AsyncSession, caller: Caller, kind: str, snapshot: _Snapshot, now: datetime
+) -> RecordScope | None:
+    """Return the records to rerun when only writes logged item by item happened since the last whole run, else None."""
+    if snapshot.run is None:
+        return None
+    run_version, run_date, refreshed_at, run_policy, _ = snapshot.run
+    if run_date != snapshot.today or run_policy != snapshot.policy or not timedelta(0) <= now - refreshed_at <= FINDER_MAX_AGE:
+        return None
+    items = await changes.changed_items_since(
+        session, workspace_id=caller.workspace_id, after_version=run_version, through_version=snapshot.version
+    )
+    if items is None or len(items) > MAX_SCOPED_ITEMS:
+        return None
+    return await refresh_scope(session, workspace_id=caller.workspace_id, kind=kind, item_ids=items)
 
 
 async def plan_kind(
-    app: Order3, caller: Caller, kind: str, *, now: datetime, check_due: bool, scope: RecordScope | None = None
+    app: Order3,
+    caller: Caller,
+    kind: str,
+    *,
+    now: datetime,
+    check_due: bool,
+    whole: bool = False,
+    whole_elsewhere: bool = False,
 ) -> PlannedRefresh:
-    """Plan a refresh of `kind` on a read-only snapshot; with `check_due`, plan nothing if it is no longer due."""
+    """Plan a refresh of `kind` on a read-only snapshot.
+
+    With `check_due`, nothing is planned if the kind is no longer due. Unless
+    `whole` is set, only the items written since the last run are rerun when the
+    change log names them all; with `whole_elsewhere`, a whole run is not
+    planned here but reported as `whole_needed`.
+    """
     async with app.database.read_only() as session:
         snapshot, tolerances = await _snapshot(app, caller, session, kind, now)
         if check_due and not await _is_due(session, app, caller, kind, snapshot, now):
             return PlannedRefresh(snapshot, None, await _live_count(session, caller, kind))
+        scope = None if whole else await _changed_scope(session, caller, kind, snapshot, now)
+        if scope is None and whole_elsewhere:
+            return PlannedRefresh(snapshot, None, 0, whole_needed=True)
         findings = await compute_findings(session, caller=caller, kind=kind, tolerances=tolerances, now=now, scope=scope)
         plan = await plan_refresh(session, workspace_id=caller.workspace_id, kind=kind, findings=findings, scope=scope)
     return PlannedRefresh(snapshot, plan, len(findings))
@@ -233,24 +309,24 @@ async def plan_kind(
 async def _refresh_one(app: Order3, caller: Caller, kind: str, *, force: bool) -> int:
     """Plan one kind's refresh on a snapshot and apply it; plan again if another refresh got there first.
 
-    With scan workers (`order3 serve --http`), the whole-workspace plan runs in
+    With scan workers (`order3 serve --http`), a whole-workspace plan runs in
     a worker process, so the serving event loop stays free for other callers.
+    A plan over the few items written since the last run stays in process.
     """
     workers = app.scan_workers
     for attempt in range(1, PLAN_ATTEMPTS + 1):
         now = app.clock()
         check_due = attempt > 1 and not force
-        if workers is not None:
+        planned = await plan_kind(app, caller, kind, now=now, check_due=check_due, whole=force, whole_elsewhere=workers is not None)
+        if planned.whole_needed and workers is not None:
             planned = await workers.plan(app, caller, kind, now=now, check_due=check_due)
-        else:
-            planned = await plan_kind(app, caller, kind, now=now, check_due=check_due)
         if planned.plan is None:
             # The refresh applied by someone else is current; use its records.
             return planned.found
-        if await app.database.run_write(_applier(caller, kind, planned.plan, planned.snapshot, now)):
+        if await app.database.run_write(_applier(caller, kind, planned, now)):
             logger.debug(
-                "refreshed %s of workspace %d: %d found, %d records written",
-                kind, caller.workspace_id, planned.found, planned.plan.writes,
+                "refreshed %s of workspace %d (%s): %d found, %d records written",
+                kind, caller.workspace_id, "whole" if planned.whole else "changed items", planned.found, planned.plan.writes,
             )
             return planned.found
         logger.info("another refresh of %s was applied while this one was planned; planning again", kind)
@@ -258,10 +334,10 @@ async def _refresh_one(app: Order3, caller: Caller, kind: str, *, force: bool) -
         return await _live_count(session, caller, kind)
 
 
-def _applier(
-    caller: Caller, kind: str, plan: RefreshPlan, snapshot: _Snapshot, now: datetime
-) -> Callable[[AsyncSession], Awaitable[bool]]:
+def _applier(caller: Caller, kind: str, planned: PlannedRefresh, now: datetime) -> Callable[[AsyncSession], Awaitable[bool]]:
     """Return the write step of a planned refresh; it returns False, writing nothing, if another refresh came first."""
+    snapshot, plan = planned.snapshot, planned.plan
+    assert plan is not None
 
     async def apply(session: AsyncSession) -> bool:
         await freshness.lock_refresh(session, workspace_id=caller.workspace_id, kind=kind)
@@ -276,6 +352,12 @@ def _applier(
             business_date=snapshot.today,
             now=now,
             policy_fingerprint=snapshot.policy,
+            whole=planned.whole,
+        )
+        # Log rows every kind has read are no longer needed, nor rows far behind the counter.
+        consumed = await freshness.oldest_run_version(session, workspace_id=caller.workspace_id, kinds=REFRESHABLE_KINDS)
+        await changes.prune_change_log(
+            session, workspace_id=caller.workspace_id, through_version=max(consumed, snapshot.version - CHANGE_LOG_KEPT)
         )
         return True
 

@@ -35,7 +35,7 @@ def _plan_in_worker(url: str, policy: Policy, caller: Caller, kind: str, now: da
         database = Database(url)
         try:
             app = Order3(database, policy=policy, clock=lambda: now)
-            return await plan_kind(app, caller, kind, now=now, check_due=check_due)
+            return await plan_kind(app, caller, kind, now=now, check_due=check_due, whole=True)
         finally:
             await database.dispose()
 

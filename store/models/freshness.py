@@ -45,4 +45,7 @@ class FinderRun(SQLModel, table=True):
     business_date: date
     #: The policy fingerprint whose tolerances the run used; another policy reruns the kind.
     policy_fingerprint: str = Field(default="", max_length=120)
+    #: When the kind last ran, over every item or over the items changed since.
     refreshed_at: datetime = time_field()
+    #: When the kind last ran over every item; the maximum age counts from here.
+    whole_refreshed_at: datetime | None = time_field(nullable=True, now=False)
