@@ -1,0 +1,120 @@
+"""After item-scoped writes a finder reruns over those items only, and the result equals a whole run."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from mcp import Client
+from sqlalchemy import func, select
+
+from order3_mcp.app import Order3
+from order3_mcp.server import build_server
+from order3_mcp.services.admin import check_stock_ledger
+from order3_mcp.services.finder_refresh import FINDER_MAX_AGE
+from order3_mcp.services.rates import set_rate
+from store.models import ChangeLogEntry, ExceptionRecord
+from tests.factory import small_workspace
+from tests.test_exception_lifecycle import add_reorder_rule, set_reorder_point
+from tests.test_finder_freshness import Clock, low_stock, run_of
+
+START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+async def draft_widget(client: Client, sku: str = "WIDGET-1", quantity: int = 60) -> None:
+    drafted = await client.call_tool(
+        "draft_purchase_order",
+        {"lines": [{"sku": sku, "quantity": quantity, "location": "WH1"}], "rationale": f"{sku} is below its reorder point."},
+    )
+    assert not drafted.is_error, drafted.content
+
+
+async def test_a_draft_reruns_its_item_only_and_matches_a_whole_run(database):
+    tokens = await small_workspace(database)
+    await add_reorder_rule(database, reorder_point="20", max_level="60")
+    clock = Clock(START)
+    app = Order3(database, clock=clock)
+    async with Client(build_server(app, tokens.agent)) as client:
+        [exception] = (await low_stock(client))["exceptions"]
+        clock.now += timedelta(seconds=30)
+        await draft_widget(client)
+        clock.now += timedelta(seconds=30)
+        after = await low_stock(client)
+
+    run = await run_of(database, "low_stock")
+    report = await check_stock_ledger(app, tokens.admin)
+    async with database.read() as session:
+        record = await session.get(ExceptionRecord, exception["exception_id"])
+    # 5 available + the 60-unit draft clears the reorder point of 20.
+    assert after["exceptions"] == []
+    assert record.status == "resolved"
+    assert after["refreshed_at"] == {"low_stock": "2026-03-02T09:01:00+00:00"}
+    assert run.refreshed_at == START + timedelta(minutes=1)
+    assert run.whole_refreshed_at == START
+    assert report.findings_differences == []
+    assert "low_stock" in report.findings_checked
+
+
+async def test_a_change_outside_order3_waits_for_the_next_whole_run(database):
+    tokens = await small_workspace(database)
+    await add_reorder_rule(database, reorder_point="20", max_level="60")
+    clock = Clock(START)
+    app = Order3(database, clock=clock)
+    async with Client(build_server(app, tokens.agent)) as client:
+        [exception] = (await low_stock(client))["exceptions"]
+        # Written straight into the database: no change is logged for WIDGET-1.
+        await set_reorder_point(database, "1")
+        clock.now += timedelta(seconds=30)
+        # A count task draft changes no finder input until it is counted, so the rerun covers no item.
+        drafted = await client.call_tool(
+            "draft_count_task",
+            {"location": "WH1", "lines": [{"sku": "GADGET-2"}], "rationale": "GADGET-2 was last counted a year ago."},
+        )
+        assert not drafted.is_error, drafted.content
+        scoped = await low_stock(client)
+        clock.now += FINDER_MAX_AGE
+        whole = await low_stock(client)
+
+    assert [found["exception_id"] for found in scoped["exceptions"]] == [exception["exception_id"]]
+    assert whole["exceptions"] == []
+    assert (await run_of(database, "low_stock")).whole_refreshed_at == START + timedelta(seconds=30) + FINDER_MAX_AGE
+
+
+async def test_a_write_that_may_touch_any_item_reruns_everything(database):
+    tokens = await small_workspace(database)
+    await add_reorder_rule(database, reorder_point="20", max_level="60")
+    clock = Clock(START)
+    app = Order3(database, clock=clock)
+    async with Client(build_server(app, tokens.agent)) as client:
+        await low_stock(client)
+        await set_reorder_point(database, "1")
+        clock.now += timedelta(seconds=30)
+        await set_rate(app, tokens.admin, currency="EUR", rate="1.1")
+        after = await low_stock(client)
+
+    assert after["exceptions"] == []
+    assert (await run_of(database, "low_stock")).whole_refreshed_at == START + timedelta(seconds=30)
+
+
+async def test_the_change_log_keeps_only_what_a_kind_has_yet_to_read(database):
+    tokens = await small_workspace(database)
+    await add_reorder_rule(database, reorder_point="20", max_level="60")
+    clock = Clock(START)
+    app = Order3(database, clock=clock)
+    async with Client(build_server(app, tokens.agent)) as client:
+        await client.call_tool("find_exceptions", {})
+        for _ in range(3):
+            clock.now += timedelta(seconds=10)
+            await draft_widget(client, quantity=20)
+        async with database.read() as session:
+            logged = (await session.execute(select(func.count()).select_from(ChangeLogEntry))).scalar_one()
+        # Only low stock catches up; the other kinds still need the log.
+        await low_stock(client)
+        async with database.read() as session:
+            kept = (await session.execute(select(func.count()).select_from(ChangeLogEntry))).scalar_one()
+        await client.call_tool("find_exceptions", {})
+        async with database.read() as session:
+            pruned = (await session.execute(select(func.count()).select_from(ChangeLogEntry))).scalar_one()
+
+    assert logged == 3
+    assert kept == 3
+    assert pruned == 0
