@@ -1,10 +1,10 @@
 """Keep the stored exceptions current: rerun a finder when its inputs may have changed, without holding the write lock.
 
-A refresh of one kind reads a single snapshot (the change counter, the
-business date, the policy, the finder's findings and the stored records) on a
-read-only transaction, works out which records change, and then applies only
-those changes in a short write transaction. The write lock is therefore held
-for the writes alone, not for the seconds a finder can take on a large
+A refresh of one kind reads a single snapshot on a read-only transaction: the
+change counter, the business date, the policy, the finder's findings and the
+stored records. It works out which records change, and then writes only those
+changes in a short write transaction. The write lock is therefore held for
+the writes alone, not for the seconds a finder can take on a large
 workspace, and other callers keep reading and writing meanwhile.
 
 The applying transaction checks that no other refresh of the kind was applied
@@ -145,7 +145,7 @@ async def refresh_kind(app: Order3, caller: Caller, session: AsyncSession, kind:
 
 @dataclass(frozen=True)
 class _Snapshot:
-    """What a refresh saw at its start: the counter, business date, policy and the kind's last run."""
+    """The state a refresh starts from: the counter, business date, policy and the kind's last run."""
 
     version: int
     today: Any
