@@ -21,9 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from policies import Policy, default_policy_path, load_policy, required_scope
 from store.activity import append_event, canonical_json
+from store.changes import item_scoped
 from store.db import SQLITE_BUSY_TIMEOUT_MS, Database
 from store.errors import ConflictError, Order3Error, PermissionDeniedError
-from store.changes import item_scoped
 from store.freshness import note_change
 from store.idempotency import (
     KeyInProgressError,
@@ -75,13 +75,6 @@ DEAD_TOKEN_RECORD_INTERVAL = timedelta(minutes=1)
 
 # Keyed writes of one Order3 between purges of expired key records; the first keyed write purges too.
 PURGE_KEYS_EVERY = 100
-
-# Write actions declared item-scoped here because their services cannot declare it themselves.
-# dismiss_exception (services/exceptions.py) writes only its exception record, which is no finder input.
-# A read action that takes the write path (one sent with an idempotency key) is item-scoped too,
-# because its work writes no finder input.
-_ITEM_SCOPED_ELSEWHERE = frozenset({"dismiss_exception"})
-
 
 @dataclass(frozen=True)
 class Caller:
@@ -349,7 +342,8 @@ class Order3:
                         _mark_on_commit(session, action)
                         return result, None
 
-                if scope == "read" or action in _ITEM_SCOPED_ELSEWHERE:
+                if scope == "read":
+                    # A read sent with an idempotency key takes this path, and writes no finder input.
                     item_scoped(session)
                 outcome = await work(session)
                 if scope != "read":

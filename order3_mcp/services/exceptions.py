@@ -16,7 +16,7 @@ from order3_mcp.pagination import check_limit, decode_cursor, render_page
 from order3_mcp.schemas import ExceptionOut, ExceptionPage
 from order3_mcp.services.finder_refresh import REFRESHABLE_KINDS, refresh_due
 from order3_mcp.services.progress import ProgressCallback
-from store import catalog, finders, freshness
+from store import catalog, changes, finders, freshness
 from store.activity import canonical_json
 from store.errors import ConflictError, InvalidInputError
 from store.finders.records import confirmed_evidence
@@ -205,6 +205,8 @@ async def dismiss_exception(
     """Dismiss a live exception with a reason; a person with the approve scope decides this, never an agent."""
 
     async def work(session: AsyncSession) -> Outcome:
+        # A dismissal writes only its exception record, which no finder reads as input.
+        changes.item_scoped(session)
         clean = reason.strip()
         if len(clean) < 10:
             raise InvalidInputError(
