@@ -502,7 +502,7 @@ def check_writes(db: Path, reports: list[ClientReport]) -> dict[str, Any]:
 
 
 def order3_check(db: Path, admin: str, *command: str) -> dict[str, Any]:
-    """Run an `order3` check command and return its exit code and last output line."""
+    """Run an `order3` check command and return its exit code and output lines (at most 20)."""
     environment = dict(os.environ, ORDER3_DB=str(db), ORDER3_TOKEN=admin)
     started = time.perf_counter()
     done = subprocess.run(
@@ -510,7 +510,7 @@ def order3_check(db: Path, admin: str, *command: str) -> dict[str, Any]:
         capture_output=True, text=True, timeout=1800,
     )
     lines = (done.stdout.strip() or done.stderr.strip()).splitlines()
-    return {"command": "order3 " + " ".join(command), "exit_code": done.returncode, "output": lines[-1] if lines else "",
+    return {"command": "order3 " + " ".join(command), "exit_code": done.returncode, "output": lines[:20],
             "seconds": round(time.perf_counter() - started, 1)}
 
 

@@ -74,6 +74,14 @@ async def read_run(session: AsyncSession, *, workspace_id: int, kind: str) -> tu
     return None if row is None else tuple(row)
 
 
+async def read_runs(session: AsyncSession, *, workspace_id: int, kinds: tuple[str, ...]) -> dict[str, tuple[Any, ...]]:
+    """Return the last refresh of each of `kinds` that ran, as `read_run` gives it, in one statement."""
+    rows = await session.execute(
+        select(_RUNS.c.kind, *_READ_RUN.selected_columns).where(_RUNS.c.workspace_id == workspace_id, _RUNS.c.kind.in_(kinds))
+    )
+    return {kind: tuple(rest) for kind, *rest in rows.all()}
+
+
 _ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:lock_id)")
 
 

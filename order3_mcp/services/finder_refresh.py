@@ -20,10 +20,9 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order3_mcp.app import Caller, Order3
@@ -34,7 +33,6 @@ from policies import Tolerances
 from store import changes, finders, freshness
 from store.errors import InvalidInputError
 from store.finders.records import RecordScope, RefreshPlan, apply_refresh, plan_refresh
-from store.models import LIVE_EXCEPTION_STATUSES, ExceptionRecord
 
 logger = logging.getLogger(__name__)
 
@@ -148,9 +146,21 @@ class _Snapshot:
     """The state a refresh starts from: the counter, business date, policy and the kind's last run."""
 
     version: int
-    today: Any
+    today: date
     policy: str
     run: tuple[Any, ...] | None
+
+    def is_due(self, now: datetime) -> bool:
+        """Return True when the kind never ran, or its counter, business date, policy or age is out of date."""
+        if self.run is None:
+            return True
+        run_version, run_date, whole_at, run_policy, _ = self.run
+        return (
+            run_version != self.version
+            or run_date != self.today
+            or run_policy != self.policy
+            or not timedelta(0) <= now - whole_at <= FINDER_MAX_AGE
+        )
 
 
 class RefreshTurns:
@@ -178,75 +188,23 @@ def _turns(app: Order3) -> RefreshTurns:
     return turns
 
 
-async def _is_due(session: AsyncSession, app: Order3, caller: Caller, kind: str, snapshot: _Snapshot, now: datetime) -> bool:
-    return await freshness.is_stale(
-        session,
-        workspace_id=caller.workspace_id,
-        kind=kind,
-        version=snapshot.version,
-        business_date=snapshot.today,
-        now=now,
-        max_age=FINDER_MAX_AGE,
-        policy_fingerprint=snapshot.policy,
-    )
-
-
-async def _snapshot(app: Order3, caller: Caller, session: AsyncSession, kind: str, now: datetime) -> tuple[_Snapshot, Tolerances]:
+async def _read_state(
+    app: Order3, caller: Caller, session: AsyncSession, kinds: tuple[str, ...], now: datetime
+) -> tuple[dict[str, _Snapshot], Tolerances]:
+    """Read what a refresh of `kinds` starts from, in four statements whatever the number of kinds."""
     policy = await active_policy(app, session, workspace_id=caller.workspace_id)
-    snapshot = _Snapshot(
-        version=await freshness.change_version(session, workspace_id=caller.workspace_id),
-        today=finders.business_date(now, timezone=caller.timezone),
-        policy=policy.fingerprint,
-        run=await freshness.read_run(session, workspace_id=caller.workspace_id, kind=kind),
-    )
-    return snapshot, policy.tolerances
-
-
-async def refresh_due(
-    app: Order3,
-    caller: Caller,
-    kinds: tuple[str, ...],
-    *,
-    force: bool = False,
-    progress: ProgressCallback | None = None,
-) -> dict[str, int]:
-    """Rerun the finders of `kinds` whose inputs may have changed (all of them with `force`); return the counts found.
-
-    A kind reruns when something was written since its last run, the business
-    date turned, the policy changed, or its last run is older than
-    FINDER_MAX_AGE. Overdue drafts are expired first, since they stop holding
-    back the exceptions they answered. `progress` is called before the reruns
-    and after each one.
-    """
-    wanted = tuple(kind for kind in kinds if kind in REFRESHABLE_KINDS)
-    found: dict[str, int] = {}
-    if not wanted:
-        return found
-    async with _turns(app).lock(caller.workspace_id):
-        await expire_due_drafts(app, caller)
-        now = app.clock()
-        async with app.database.read_only() as session:
-            due = []
-            for kind in wanted:
-                snapshot, _ = await _snapshot(app, caller, session, kind, now)
-                if force or await _is_due(session, app, caller, kind, snapshot, now):
-                    due.append(kind)
-        if progress is not None and due:
-            await progress(0, len(due), f"Rerunning the finders for {', '.join(due)}.")
-        for done, kind in enumerate(due, start=1):
-            found[kind] = await _refresh_one(app, caller, kind, force=force)
-            if progress is not None:
-                await progress(done, len(due), f"Reran the {kind} finder: {found[kind]} found.")
-    return found
+    version = await freshness.change_version(session, workspace_id=caller.workspace_id)
+    today = finders.business_date(now, timezone=caller.timezone)
+    runs = await freshness.read_runs(session, workspace_id=caller.workspace_id, kinds=kinds)
+    return {kind: _Snapshot(version, today, policy.fingerprint, runs.get(kind)) for kind in kinds}, policy.tolerances
 
 
 @dataclass(frozen=True)
 class PlannedRefresh:
-    """A refresh worked out on one snapshot.
+    """A refresh of one kind worked out on one snapshot.
 
-    `plan` is None when the kind was no longer due (`found` then counts its
-    live records), or when a whole run is needed and the caller asked to run
-    those elsewhere (`whole_needed`).
+    `plan` is None when a whole run is needed and the caller asked to run those
+    elsewhere (`whole_needed`).
     """
 
     snapshot: _Snapshot
@@ -261,120 +219,175 @@ class PlannedRefresh:
 
 
 async def _changed_scope(
-    session: AsyncSession, caller: Caller, kind: str, snapshot: _Snapshot, now: datetime
+    session: AsyncSession,
+    caller: Caller,
+    kind: str,
+    snapshot: _Snapshot,
+    now: datetime,
+    changed: dict[int, frozenset[int] | None],
 ) -> RecordScope | None:
-    """Return the records to rerun when only writes logged item by item happened since the last whole run, else None."""
+    """Return the records to rerun when only writes logged item by item happened since the last run, else None.
+
+    `changed` keeps the items read from the change log per starting version,
+    since the kinds of one refresh usually last ran against the same version.
+    """
     if snapshot.run is None:
         return None
-    run_version, run_date, refreshed_at, run_policy, _ = snapshot.run
-    if run_date != snapshot.today or run_policy != snapshot.policy or not timedelta(0) <= now - refreshed_at <= FINDER_MAX_AGE:
+    run_version, run_date, whole_at, run_policy, _ = snapshot.run
+    if run_date != snapshot.today or run_policy != snapshot.policy or not timedelta(0) <= now - whole_at <= FINDER_MAX_AGE:
         return None
-    items = await changes.changed_items_since(
-        session, workspace_id=caller.workspace_id, after_version=run_version, through_version=snapshot.version
-    )
+    if run_version not in changed:
+        changed[run_version] = await changes.changed_items_since(
+            session, workspace_id=caller.workspace_id, after_version=run_version, through_version=snapshot.version
+        )
+    items = changed[run_version]
     if items is None or len(items) > MAX_SCOPED_ITEMS:
         return None
     return await refresh_scope(session, workspace_id=caller.workspace_id, kind=kind, item_ids=items)
 
 
-async def plan_kind(
+async def plan_kinds(
     app: Order3,
     caller: Caller,
-    kind: str,
+    kinds: tuple[str, ...],
     *,
     now: datetime,
-    check_due: bool,
-    whole: bool = False,
+    force: bool = False,
     whole_elsewhere: bool = False,
-) -> PlannedRefresh:
-    """Plan a refresh of `kind` on a read-only snapshot.
+    progress: Callable[[str, int | None], Awaitable[None]] | None = None,
+) -> dict[str, PlannedRefresh]:
+    """Plan a refresh of each due kind among `kinds` (every one with `force`) on one read-only snapshot.
 
-    With `check_due`, nothing is planned if the kind is no longer due. Unless
-    `whole` is set, only the items written since the last run are rerun when the
-    change log names them all; with `whole_elsewhere`, a whole run is not
-    planned here but reported as `whole_needed`.
+    Unless `force` is set, a kind reruns only the items written since its
+    last run when the change log names them all. With `whole_elsewhere`, a
+    whole run is not planned here but marked `whole_needed`. `progress` is
+    awaited with each kind and its number of findings, or None for a kind
+    that is not due.
     """
+    planned: dict[str, PlannedRefresh] = {}
+    changed: dict[int, frozenset[int] | None] = {}
     async with app.database.read_only() as session:
-        snapshot, tolerances = await _snapshot(app, caller, session, kind, now)
-        if check_due and not await _is_due(session, app, caller, kind, snapshot, now):
-            return PlannedRefresh(snapshot, None, await _live_count(session, caller, kind))
-        scope = None if whole else await _changed_scope(session, caller, kind, snapshot, now)
-        if scope is None and whole_elsewhere:
-            return PlannedRefresh(snapshot, None, 0, whole_needed=True)
-        findings = await compute_findings(session, caller=caller, kind=kind, tolerances=tolerances, now=now, scope=scope)
-        plan = await plan_refresh(session, workspace_id=caller.workspace_id, kind=kind, findings=findings, scope=scope)
-    return PlannedRefresh(snapshot, plan, len(findings))
+        snapshots, tolerances = await _read_state(app, caller, session, kinds, now)
+        for kind in kinds:
+            snapshot = snapshots[kind]
+            if not force and not snapshot.is_due(now):
+                if progress is not None:
+                    await progress(kind, None)
+                continue
+            scope = None if force else await _changed_scope(session, caller, kind, snapshot, now, changed)
+            if scope is None and whole_elsewhere:
+                planned[kind] = PlannedRefresh(snapshot, None, 0, whole_needed=True)
+                continue
+            findings = await compute_findings(session, caller=caller, kind=kind, tolerances=tolerances, now=now, scope=scope)
+            plan = await plan_refresh(session, workspace_id=caller.workspace_id, kind=kind, findings=findings, scope=scope)
+            planned[kind] = PlannedRefresh(snapshot, plan, len(findings))
+            if progress is not None:
+                await progress(kind, len(findings))
+    return planned
 
 
-async def _refresh_one(app: Order3, caller: Caller, kind: str, *, force: bool) -> int:
-    """Plan one kind's refresh on a snapshot and apply it; plan again if another refresh got there first.
+async def refresh_due(
+    app: Order3,
+    caller: Caller,
+    kinds: tuple[str, ...],
+    *,
+    force: bool = False,
+    progress: ProgressCallback | None = None,
+) -> dict[str, int]:
+    """Rerun the finders of `kinds` whose inputs may have changed (all of them with `force`); return the counts found.
 
-    With scan workers (`order3 serve --http`), a whole-workspace plan runs in
-    a worker process, so the serving event loop stays free for other callers.
-    A plan over the few items written since the last run stays in process.
+    A kind reruns when something was written since its last run, the business
+    date turned, the policy changed, or its last whole run is older than
+    FINDER_MAX_AGE. Overdue drafts are expired first, since they stop holding
+    back the exceptions they answered. The due kinds are planned on one
+    snapshot and written in one short transaction. With scan workers
+    (`order3 serve --http`), a whole run is planned in a worker process, so
+    the serving event loop stays free for other callers. `progress` is called
+    before the reruns and after each one.
     """
-    workers = app.scan_workers
-    for attempt in range(1, PLAN_ATTEMPTS + 1):
-        now = app.clock()
-        check_due = attempt > 1 and not force
-        planned = await plan_kind(app, caller, kind, now=now, check_due=check_due, whole=force, whole_elsewhere=workers is not None)
-        if planned.whole_needed and workers is not None:
-            planned = await workers.plan(app, caller, kind, now=now, check_due=check_due)
-        if planned.plan is None:
-            # The refresh applied by someone else is current; use its records.
-            return planned.found
-        if await app.database.run_write(_applier(caller, kind, planned, now)):
+    wanted = tuple(kind for kind in kinds if kind in REFRESHABLE_KINDS)
+    found: dict[str, int] = {}
+    if not wanted:
+        return found
+    async with _turns(app).lock(caller.workspace_id):
+        await expire_due_drafts(app, caller)
+        pending, force_now = wanted, force
+        counted = {"done": 0, "total": len(wanted)}
+
+        async def report(kind: str, count: int | None) -> None:
+            counted["done"] += 1
+            if progress is None:
+                return
+            if count is None:
+                message = f"Kept the {kind} findings: nothing they depend on changed since the last run."
+            else:
+                message = f"Reran the {kind} finder: {count} found."
+            await progress(counted["done"], counted["total"], message)
+
+        for attempt in range(1, PLAN_ATTEMPTS + 1):
+            now = app.clock()
+            if progress is not None and attempt == 1:
+                await progress(0, len(pending), f"Checking the finders for {', '.join(pending)}.")
+            planned = await plan_kinds(
+                app, caller, pending, now=now, force=force_now, whole_elsewhere=app.scan_workers is not None, progress=report,
+            )
+            for kind, entry in list(planned.items()):
+                if entry.whole_needed and app.scan_workers is not None:
+                    planned[kind] = await app.scan_workers.plan(app, caller, kind, now=now)
+                    await report(kind, planned[kind].found)
+            applied = await app.database.run_write(_applier(caller, planned, now)) if planned else set()
+            found.update({kind: planned[kind].found for kind in applied})
+            # A kind another refresh wrote since this snapshot is planned again; it may no longer be due.
+            pending = tuple(kind for kind in planned if kind not in applied)
+            counted["total"] += len(pending)
+            if not pending:
+                break
+            logger.info("another refresh of %s was written while this one was planned; planning again", ", ".join(pending))
+            force_now = False
+    return found
+
+
+def _applier(
+    caller: Caller, planned: dict[str, PlannedRefresh], now: datetime
+) -> Callable[[AsyncSession], Awaitable[set[str]]]:
+    """Return the write step of planned refreshes; it returns the kinds written, leaving out those another refresh wrote first."""
+
+    async def apply(session: AsyncSession) -> set[str]:
+        kinds = tuple(kind for kind, entry in planned.items() if entry.plan is not None)
+        for kind in kinds:
+            await freshness.lock_refresh(session, workspace_id=caller.workspace_id, kind=kind)
+        runs = await freshness.read_runs(session, workspace_id=caller.workspace_id, kinds=kinds)
+        applied: set[str] = set()
+        for kind in kinds:
+            entry = planned[kind]
+            if runs.get(kind) != entry.snapshot.run:
+                continue
+            await apply_refresh(session, entry.plan, now=now)  # type: ignore[arg-type]
+            await freshness.mark_refreshed(
+                session,
+                workspace_id=caller.workspace_id,
+                kind=kind,
+                version=entry.snapshot.version,
+                business_date=entry.snapshot.today,
+                now=now,
+                policy_fingerprint=entry.snapshot.policy,
+                whole=entry.whole,
+            )
+            applied.add(kind)
             logger.debug(
                 "refreshed %s of workspace %d (%s): %d found, %d records written",
-                kind, caller.workspace_id, "whole" if planned.whole else "changed items", planned.found, planned.plan.writes,
+                kind, caller.workspace_id, "whole" if entry.whole else "changed items", entry.found, entry.plan.writes,  # type: ignore[union-attr]
             )
-            return planned.found
-        logger.info("another refresh of %s was applied while this one was planned; planning again", kind)
-    async with app.database.read_only() as session:
-        return await _live_count(session, caller, kind)
-
-
-def _applier(caller: Caller, kind: str, planned: PlannedRefresh, now: datetime) -> Callable[[AsyncSession], Awaitable[bool]]:
-    """Return the write step of a planned refresh; it returns False, writing nothing, if another refresh came first."""
-    snapshot, plan = planned.snapshot, planned.plan
-    assert plan is not None
-
-    async def apply(session: AsyncSession) -> bool:
-        await freshness.lock_refresh(session, workspace_id=caller.workspace_id, kind=kind)
-        if await freshness.read_run(session, workspace_id=caller.workspace_id, kind=kind) != snapshot.run:
-            return False
-        await apply_refresh(session, plan, now=now)
-        await freshness.mark_refreshed(
-            session,
-            workspace_id=caller.workspace_id,
-            kind=kind,
-            version=snapshot.version,
-            business_date=snapshot.today,
-            now=now,
-            policy_fingerprint=snapshot.policy,
-            whole=planned.whole,
-        )
-        # Log rows every kind has read are no longer needed, nor rows far behind the counter.
-        consumed = await freshness.oldest_run_version(session, workspace_id=caller.workspace_id, kinds=REFRESHABLE_KINDS)
-        await changes.prune_change_log(
-            session, workspace_id=caller.workspace_id, through_version=max(consumed, snapshot.version - CHANGE_LOG_KEPT)
-        )
-        return True
+        if applied:
+            # Log rows every kind has read are no longer needed, nor rows far behind the counter.
+            consumed = await freshness.oldest_run_version(session, workspace_id=caller.workspace_id, kinds=REFRESHABLE_KINDS)
+            newest = max(planned[kind].snapshot.version for kind in applied)
+            await changes.prune_change_log(
+                session, workspace_id=caller.workspace_id, through_version=max(consumed, newest - CHANGE_LOG_KEPT)
+            )
+        return applied
 
     return apply
-
-
-async def _live_count(session: AsyncSession, caller: Caller, kind: str) -> int:
-    counted = await session.execute(
-        select(func.count())
-        .select_from(ExceptionRecord)
-        .where(
-            ExceptionRecord.workspace_id == caller.workspace_id,
-            ExceptionRecord.kind == kind,
-            ExceptionRecord.status.in_(LIVE_EXCEPTION_STATUSES),
-        )
-    )
-    return int(counted.scalar_one())
 
 
 @dataclass(frozen=True)
@@ -403,18 +416,11 @@ async def check_stored_findings(app: Order3, caller: Caller, session: AsyncSessi
     checked: dict[str, int] = {}
     skipped: list[str] = []
     differences: list[str] = []
+    snapshots, tolerances = await _read_state(app, caller, session, REFRESHABLE_KINDS, now)
     for kind in REFRESHABLE_KINDS:
-        snapshot, tolerances = await _snapshot(app, caller, session, kind, now)
-        if snapshot.run is None or await freshness.is_stale(
-            session,
-            workspace_id=caller.workspace_id,
-            kind=kind,
-            version=snapshot.version,
-            business_date=snapshot.today,
-            now=now,
-            max_age=timedelta.max,
-            policy_fingerprint=snapshot.policy,
-        ):
+        snapshot = snapshots[kind]
+        run = snapshot.run
+        if run is None or (run[0], run[1], run[3]) != (snapshot.version, snapshot.today, snapshot.policy):
             skipped.append(kind)
             continue
         findings = await compute_findings(session, caller=caller, kind=kind, tolerances=tolerances, now=now)

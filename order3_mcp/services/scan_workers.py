@@ -21,21 +21,22 @@ from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime
 
 from order3_mcp.app import Caller, Order3
-from order3_mcp.services.finder_refresh import PlannedRefresh, plan_kind
+from order3_mcp.services.finder_refresh import PlannedRefresh, plan_kinds
 from policies import Policy
 from store.db import Database
 
 logger = logging.getLogger(__name__)
 
 
-def _plan_in_worker(url: str, policy: Policy, caller: Caller, kind: str, now: datetime, check_due: bool) -> PlannedRefresh:
+def _plan_in_worker(url: str, policy: Policy, caller: Caller, kind: str, now: datetime) -> PlannedRefresh:
     """Run in a worker process: plan one refresh against the database at `url`."""
 
     async def plan() -> PlannedRefresh:
         database = Database(url)
         try:
             app = Order3(database, policy=policy, clock=lambda: now)
-            return await plan_kind(app, caller, kind, now=now, check_due=check_due, whole=True)
+            planned = await plan_kinds(app, caller, (kind,), now=now, force=True)
+            return planned[kind]
         finally:
             await database.dispose()
 
@@ -61,9 +62,9 @@ class ScanWorkers:
         for _ in range(self.workers):
             self._pool.submit(_warm_up)
 
-    async def plan(self, app: Order3, caller: Caller, kind: str, *, now: datetime, check_due: bool) -> PlannedRefresh:
-        """Plan a whole-workspace refresh of `kind` in a worker; see `finder_refresh.plan_kind`."""
-        future = self._pool.submit(_plan_in_worker, self.url, app.policy, caller, kind, now, check_due)
+    async def plan(self, app: Order3, caller: Caller, kind: str, *, now: datetime) -> PlannedRefresh:
+        """Plan a refresh of `kind` over every item in a worker; see `finder_refresh.plan_kinds`."""
+        future = self._pool.submit(_plan_in_worker, self.url, app.policy, caller, kind, now)
         return await asyncio.wrap_future(future)
 
     def close(self) -> None:
