@@ -154,6 +154,7 @@ async def mark_refreshed(
     }
     if whole:
         values["whole_refreshed_at"] = now
+        values["whole_claimed_until"] = None
     changed = await session.execute(
         update(_RUNS).where(_RUNS.c.workspace_id == workspace_id, _RUNS.c.kind == kind).values(**values)
     )
@@ -178,3 +179,28 @@ async def oldest_run_version(session: AsyncSession, *, workspace_id: int, kinds:
     )
     versions = list(rows.scalars().all())
     return min(versions) if len(versions) == len(kinds) else 0
+
+
+async def claim_whole_runs(
+    session: AsyncSession, *, workspace_id: int, kinds: tuple[str, ...], now: datetime, until: datetime
+) -> set[str]:
+    """Claim the next run over every item of each of `kinds` until `until`; return the kinds claimed.
+
+    A kind already claimed by someone else until after `now` is not claimed
+    again. The claim ends when the run is recorded (`mark_refreshed` with
+    `whole`), or at `until` if its process stopped first.
+    """
+    claimed: set[str] = set()
+    for kind in kinds:
+        changed = await session.execute(
+            update(_RUNS)
+            .where(
+                _RUNS.c.workspace_id == workspace_id,
+                _RUNS.c.kind == kind,
+                (_RUNS.c.whole_claimed_until.is_(None)) | (_RUNS.c.whole_claimed_until <= now),
+            )
+            .values(whole_claimed_until=until)
+        )
+        if changed.rowcount:
+            claimed.add(kind)
+    return claimed

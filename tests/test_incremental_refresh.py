@@ -10,8 +10,9 @@ from sqlalchemy import func, select
 from order3_mcp.app import Order3
 from order3_mcp.server import build_server
 from order3_mcp.services.admin import check_stock_ledger
-from order3_mcp.services.finder_refresh import FINDER_MAX_AGE
+from order3_mcp.services.finder_refresh import FINDER_MAX_AGE, WHOLE_RUN_CLAIM
 from order3_mcp.services.rates import set_rate
+from store import freshness
 from store.models import ChangeLogEntry, ExceptionRecord
 from tests.factory import small_workspace
 from tests.test_exception_lifecycle import add_reorder_rule, set_reorder_point
@@ -118,3 +119,33 @@ async def test_the_change_log_keeps_only_what_a_kind_has_yet_to_read(database):
     assert logged == 3
     assert kept == 3
     assert pruned == 0
+
+
+async def test_a_whole_run_claimed_elsewhere_leaves_changed_items_to_this_process(database):
+    tokens = await small_workspace(database)
+    await add_reorder_rule(database, reorder_point="20", max_level="60")
+    clock = Clock(START)
+    app = Order3(database, clock=clock)
+    async with Client(build_server(app, tokens.agent)) as client:
+        await low_stock(client)
+        clock.now += FINDER_MAX_AGE + timedelta(seconds=1)
+        # Another server process claims the whole run that the maximum age now calls for.
+        async with database.write() as session:
+            claimed = await freshness.claim_whole_runs(
+                session, workspace_id=tokens.agent.workspace_id, kinds=("low_stock",), now=clock.now,
+                until=clock.now + WHOLE_RUN_CLAIM,
+            )
+        await draft_widget(client)
+        scoped = await low_stock(client)
+        scoped_run = await run_of(database, "low_stock")
+        clock.now += WHOLE_RUN_CLAIM
+        await low_stock(client)
+        whole_run = await run_of(database, "low_stock")
+
+    assert claimed == {"low_stock"}
+    assert scoped["exceptions"] == []
+    assert scoped_run.whole_refreshed_at == START
+    assert scoped_run.refreshed_at == START + FINDER_MAX_AGE + timedelta(seconds=1)
+    # The claim ran out without a whole run, so this process claims and runs it.
+    assert whole_run.whole_refreshed_at == clock.now
+    assert whole_run.whole_claimed_until is None

@@ -50,6 +50,9 @@ PLAN_ATTEMPTS = 3
 # past that a whole run is cheaper.
 MAX_SCOPED_ITEMS = 10_000
 
+# How long a process's claim on a kind's next whole run lasts if the process stops before recording it.
+WHOLE_RUN_CLAIM = timedelta(minutes=2)
+
 # Change log rows kept behind the counter for a kind that has not run for a while;
 # a kind further behind gets a whole run.
 CHANGE_LOG_KEPT = 10_000
@@ -225,16 +228,22 @@ async def _changed_scope(
     snapshot: _Snapshot,
     now: datetime,
     changed: dict[int, frozenset[int] | None],
+    *,
+    aged_ok: bool = False,
 ) -> RecordScope | None:
     """Return the records to rerun when only writes logged item by item happened since the last run, else None.
 
     `changed` keeps the items read from the change log per starting version,
     since the kinds of one refresh usually last ran against the same version.
+    With `aged_ok`, a last whole run past the maximum age does not by itself
+    call for a whole run, because another process has claimed it.
     """
     if snapshot.run is None:
         return None
     run_version, run_date, whole_at, run_policy, _ = snapshot.run
-    if run_date != snapshot.today or run_policy != snapshot.policy or not timedelta(0) <= now - whole_at <= FINDER_MAX_AGE:
+    if run_date != snapshot.today or run_policy != snapshot.policy:
+        return None
+    if not aged_ok and not timedelta(0) <= now - whole_at <= FINDER_MAX_AGE:
         return None
     if run_version not in changed:
         changed[run_version] = await changes.changed_items_since(
@@ -254,13 +263,16 @@ async def plan_kinds(
     now: datetime,
     force: bool = False,
     whole_elsewhere: bool = False,
+    aged_ok: frozenset[str] = frozenset(),
     progress: Callable[[str, int | None], Awaitable[None]] | None = None,
 ) -> dict[str, PlannedRefresh]:
     """Plan a refresh of each due kind among `kinds` (every one with `force`) on one read-only snapshot.
 
     Unless `force` is set, a kind reruns only the items written since its
     last run when the change log names them all. With `whole_elsewhere`, a
-    whole run is not planned here but marked `whole_needed`. `progress` is
+    whole run is not planned here but marked `whole_needed`. The kinds in
+    `aged_ok` rerun changed items only even past the maximum age, because
+    another process has claimed their whole run. `progress` is
     awaited with each kind and its number of findings, or None for a kind
     that is not due.
     """
@@ -274,7 +286,9 @@ async def plan_kinds(
                 if progress is not None:
                     await progress(kind, None)
                 continue
-            scope = None if force else await _changed_scope(session, caller, kind, snapshot, now, changed)
+            scope = None
+            if not force:
+                scope = await _changed_scope(session, caller, kind, snapshot, now, changed, aged_ok=kind in aged_ok)
             if scope is None and whole_elsewhere:
                 planned[kind] = PlannedRefresh(snapshot, None, 0, whole_needed=True)
                 continue
@@ -324,12 +338,14 @@ async def refresh_due(
                 message = f"Reran the {kind} finder: {count} found."
             await progress(counted["done"], counted["total"], message)
 
+        aged_ok = frozenset() if force else await _whole_runs_claimed_elsewhere(app, caller, wanted)
         for attempt in range(1, PLAN_ATTEMPTS + 1):
             now = app.clock()
             if progress is not None and attempt == 1:
                 await progress(0, len(pending), f"Checking the finders for {', '.join(pending)}.")
             planned = await plan_kinds(
-                app, caller, pending, now=now, force=force_now, whole_elsewhere=app.scan_workers is not None, progress=report,
+                app, caller, pending, now=now, force=force_now, whole_elsewhere=app.scan_workers is not None,
+                aged_ok=aged_ok, progress=report,
             )
             for kind, entry in list(planned.items()):
                 if entry.whole_needed and app.scan_workers is not None:
@@ -345,6 +361,29 @@ async def refresh_due(
             logger.info("another refresh of %s was written while this one was planned; planning again", ", ".join(pending))
             force_now = False
     return found
+
+
+async def _whole_runs_claimed_elsewhere(app: Order3, caller: Caller, kinds: tuple[str, ...]) -> frozenset[str]:
+    """Claim the whole runs that only the maximum age calls for; return the kinds another process claimed first.
+
+    Several server processes on one database would otherwise all start the
+    same whole run of several seconds at once. The one that claims it runs
+    it, and the others rerun changed items only until it is recorded.
+    """
+    now = app.clock()
+    async with app.database.read_only() as session:
+        runs = await freshness.read_runs(session, workspace_id=caller.workspace_id, kinds=kinds)
+    aged = tuple(kind for kind, run in runs.items() if not timedelta(0) <= now - run[2] <= FINDER_MAX_AGE)
+    if not aged:
+        return frozenset()
+
+    async def claim(session: AsyncSession) -> set[str]:
+        return await freshness.claim_whole_runs(
+            session, workspace_id=caller.workspace_id, kinds=aged, now=now, until=now + WHOLE_RUN_CLAIM
+        )
+
+    claimed = await app.database.run_write(claim)
+    return frozenset(aged) - claimed
 
 
 def _applier(

@@ -49,3 +49,5 @@ class FinderRun(SQLModel, table=True):
     refreshed_at: datetime = time_field()
     #: When the kind last ran over every item; the maximum age counts from here.
     whole_refreshed_at: datetime | None = time_field(nullable=True, now=False)
+    #: Until when one server process has claimed the next run over every item, so the others wait for it.
+    whole_claimed_until: datetime | None = time_field(nullable=True, now=False)
