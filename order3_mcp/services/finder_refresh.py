@@ -342,7 +342,8 @@ async def refresh_due(
         for attempt in range(1, PLAN_ATTEMPTS + 1):
             now = app.clock()
             if progress is not None and attempt == 1:
-                await progress(0, len(pending), f"Checking the finders for {', '.join(pending)}.")
+                reason = "." if force else " whose inputs may have changed."
+                await progress(0, len(pending), f"Rerunning the finders for {', '.join(pending)}{reason}")
             planned = await plan_kinds(
                 app, caller, pending, now=now, force=force_now, whole_elsewhere=app.scan_workers is not None,
                 aged_ok=aged_ok, progress=report,
