@@ -264,7 +264,7 @@ async def plan_kinds(
     force: bool = False,
     whole_elsewhere: bool = False,
     aged_ok: frozenset[str] = frozenset(),
-    progress: Callable[[str, int | None], Awaitable[None]] | None = None,
+    progress: Callable[[str, int], Awaitable[None]] | None = None,
 ) -> dict[str, PlannedRefresh]:
     """Plan a refresh of each due kind among `kinds` (every one with `force`) on one read-only snapshot.
 
@@ -272,9 +272,8 @@ async def plan_kinds(
     last run when the change log names them all. With `whole_elsewhere`, a
     whole run is not planned here but marked `whole_needed`. The kinds in
     `aged_ok` rerun changed items only even past the maximum age, because
-    another process has claimed their whole run. `progress` is
-    awaited with each kind and its number of findings, or None for a kind
-    that is not due.
+    another process has claimed their whole run. `progress` is awaited with
+    each kind planned and its number of findings.
     """
     planned: dict[str, PlannedRefresh] = {}
     changed: dict[int, frozenset[int] | None] = {}
@@ -283,8 +282,6 @@ async def plan_kinds(
         for kind in kinds:
             snapshot = snapshots[kind]
             if not force and not snapshot.is_due(now):
-                if progress is not None:
-                    await progress(kind, None)
                 continue
             scope = None
             if not force:
@@ -325,25 +322,25 @@ async def refresh_due(
         return found
     async with _turns(app).lock(caller.workspace_id):
         await expire_due_drafts(app, caller)
-        pending, force_now = wanted, force
-        counted = {"done": 0, "total": len(wanted)}
+        now = app.clock()
+        async with app.database.read_only() as session:
+            snapshots, _ = await _read_state(app, caller, session, wanted, now)
+        due = tuple(kind for kind in wanted if force or snapshots[kind].is_due(now))
+        if not due:
+            return found
+        aged_ok = frozenset() if force else await _whole_runs_claimed_elsewhere(app, caller, snapshots, due, now)
+        counted = {"done": 0, "total": len(due)}
 
-        async def report(kind: str, count: int | None) -> None:
+        async def report(kind: str, count: int) -> None:
             counted["done"] += 1
-            if progress is None:
-                return
-            if count is None:
-                message = f"Kept the {kind} findings: nothing they depend on changed since the last run."
-            else:
-                message = f"Reran the {kind} finder: {count} found."
-            await progress(counted["done"], counted["total"], message)
+            if progress is not None:
+                await progress(counted["done"], counted["total"], f"Reran the {kind} finder: {count} found.")
 
-        aged_ok = frozenset() if force else await _whole_runs_claimed_elsewhere(app, caller, wanted)
-        for attempt in range(1, PLAN_ATTEMPTS + 1):
+        if progress is not None:
+            await progress(0, len(due), f"Rerunning the finders for {', '.join(due)}.")
+        pending, force_now = due, force
+        for _attempt in range(PLAN_ATTEMPTS):
             now = app.clock()
-            if progress is not None and attempt == 1:
-                reason = "." if force else " whose inputs may have changed."
-                await progress(0, len(pending), f"Rerunning the finders for {', '.join(pending)}{reason}")
             planned = await plan_kinds(
                 app, caller, pending, now=now, force=force_now, whole_elsewhere=app.scan_workers is not None,
                 aged_ok=aged_ok, progress=report,
@@ -364,17 +361,19 @@ async def refresh_due(
     return found
 
 
-async def _whole_runs_claimed_elsewhere(app: Order3, caller: Caller, kinds: tuple[str, ...]) -> frozenset[str]:
+async def _whole_runs_claimed_elsewhere(
+    app: Order3, caller: Caller, snapshots: dict[str, _Snapshot], due: tuple[str, ...], now: datetime
+) -> frozenset[str]:
     """Claim the whole runs that only the maximum age calls for; return the kinds another process claimed first.
 
     Several server processes on one database would otherwise all start the
     same whole run of several seconds at once. The one that claims it runs
     it, and the others rerun changed items only until it is recorded.
     """
-    now = app.clock()
-    async with app.database.read_only() as session:
-        runs = await freshness.read_runs(session, workspace_id=caller.workspace_id, kinds=kinds)
-    aged = tuple(kind for kind, run in runs.items() if not timedelta(0) <= now - run[2] <= FINDER_MAX_AGE)
+    aged = tuple(
+        kind for kind in due
+        if snapshots[kind].run is not None and not timedelta(0) <= now - snapshots[kind].run[2] <= FINDER_MAX_AGE  # type: ignore[index]
+    )
     if not aged:
         return frozenset()
 
