@@ -21,8 +21,9 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from order3_mcp.app import Order3, Outcome
+from order3_mcp.app import Caller, Order3, Outcome
 from order3_mcp.services.admin import ReportLines, apply_reorder_settings
+from order3_mcp.services.finder_refresh import REFRESHABLE_KINDS, compute_findings
 from order3_mcp.services.sync import ingest_external_snapshot
 from order3_mcp.services.tokens import create_token
 from policies import default_policy_path, load_policy
@@ -70,28 +71,14 @@ FindingKey = tuple[str, str]
 # Findings before and after a write.
 
 
-async def all_findings(session: AsyncSession, *, workspace_id: int, timezone: str, now: datetime) -> dict[FindingKey, finders.Finding]:
-    """Run the five finders in full, with the default policy's tolerances, as `refresh_kind` does."""
+async def all_findings(session: AsyncSession, *, caller: Caller, now: datetime) -> dict[FindingKey, finders.Finding]:
+    """Run the five finders in full, with the default policy's tolerances, as a whole refresh does."""
     tolerances = load_policy(default_policy_path()).tolerances
     found = [
-        *await finders.find_low_stock(session, workspace_id=workspace_id, now=now),
-        *await finders.find_supplier_delays(session, workspace_id=workspace_id, timezone=timezone, now=now),
-        *await finders.find_receiving_variances(
-            session, workspace_id=workspace_id, short_pct=tolerances.receiving_short_pct, over_pct=tolerances.receiving_over_pct
-        ),
-        *await finders.find_count_drift(
-            session,
-            workspace_id=workspace_id,
-            abs_tol=tolerances.count_drift_abs,
-            pct_tol=tolerances.count_drift_pct,
-            value_tol=tolerances.count_drift_value,
-            repeat=tolerances.count_drift_repeat,
-        ),
-        *await finders.find_mismatches(
-            session, workspace_id=workspace_id, qty_tol=tolerances.mismatch_qty_abs, value_tol=tolerances.mismatch_value_abs, now=now
-        ),
+        finding
+        for kind in REFRESHABLE_KINDS
+        for finding in await compute_findings(session, caller=caller, kind=kind, tolerances=tolerances, now=now)
     ]
-    found = await finders.add_item_context(session, workspace_id=workspace_id, findings=found)
     return {(finding.kind, finding.fingerprint): finding for finding in found}
 
 
@@ -125,7 +112,7 @@ def state(workspace: Workspace, now: datetime) -> tuple[int, dict[FindingKey, fi
 
     async def load(session: AsyncSession) -> tuple[int, dict[FindingKey, finders.Finding]]:
         version = await change_version(session, workspace_id=caller.workspace_id)
-        return version, await all_findings(session, workspace_id=caller.workspace_id, timezone=caller.timezone, now=now)
+        return version, await all_findings(session, caller=caller, now=now)
 
     return read(workspace.db, load)
 
