@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -30,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 # Seconds a tool call may run before it is stopped and its transaction rolled back.
 DEFAULT_TOOL_TIMEOUT = 30.0
+# Seconds a timed-out call waits for its activity event to be written before it answers.
+EVENT_GRACE = 0.5
 
 INSTRUCTIONS = """\
 Order3 gives read access to a workspace's inventory (items, locations, stock,
@@ -56,6 +59,8 @@ class Order3Server(MCPServer):
         self.caller = caller
         self.tool_timeout = tool_timeout
         self._allowed = allowed_actions(caller.scopes)
+        # Events still being written after their call answered; kept so they are not garbage collected.
+        self._background: set[asyncio.Future[None]] = set()
         register_all(self, app, caller)
         self.client_log = register_surface(self, app, caller)
 
@@ -126,10 +131,9 @@ class Order3Server(MCPServer):
                 ) from None
             message = (
                 f"{name} timed out after {self.tool_timeout:g} s, the server's tool deadline, so it was stopped and "
-                "nothing it did was written. Retry later, ask for less (a smaller limit, no refresh), or ask the "
-                "operator to raise `order3 serve --tool-timeout`."
+                "nothing it did was written. Retry later, or ask the operator to raise `order3 serve --tool-timeout`."
             )
-            await self._record_refusal(name, arguments, message, outcome="error")
+            await self._record_soon(name, arguments, message)
             activity_recorded.set(True)
             raise ToolError(message) from None
         except anyio.get_cancelled_exc_class():
@@ -147,6 +151,21 @@ class Order3Server(MCPServer):
                     outcome="cancelled",
                 )
             raise
+
+    async def _record_soon(self, name: str, arguments: dict[str, Any], message: str) -> None:
+        """Record a timed-out call, waiting at most EVENT_GRACE seconds before answering the client.
+
+        A call usually times out because another process holds SQLite's write
+        lock, which the event needs too. Past the grace period the event is
+        written in the background as soon as the lock is free, so the client
+        gets its error at the deadline rather than when the lock is released.
+        """
+        recording = asyncio.ensure_future(self._record_refusal(name, arguments, message, outcome="error"))
+        done, _ = await asyncio.wait({recording}, timeout=EVENT_GRACE)
+        if not done:
+            logger.info("the timeout of %s by %s will be recorded once the database is free", name, self.caller.principal)
+            self._background.add(recording)
+            recording.add_done_callback(self._background.discard)
 
     async def _record_refusal(
         self, name: str, arguments: dict[str, Any], message: str, *, outcome: str = "invalid"

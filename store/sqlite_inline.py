@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -110,15 +111,18 @@ class InlineCursor:
                 raise
         finally:
             connection.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
-        waiting = asyncio.ensure_future(asyncio.to_thread(self._begin_polling))
+        stop = threading.Event()
+        waiting = asyncio.ensure_future(asyncio.to_thread(self._begin_polling, stop))
         try:
             await asyncio.shield(waiting)
         except asyncio.CancelledError:
-            # The thread may still take the lock; let it finish, then give the lock back.
-            # Until it has finished the connection must not be touched from this
-            # thread: two threads in one sqlite3 connection crash the process.
-            # anyio cancel scopes cancel again at every await, so the wait is
-            # shielded from them and repeated after a plain asyncio cancel.
+            # The thread stops at its next attempt; it may still take the lock first,
+            # so let it finish, then give the lock back. Until it has finished the
+            # connection must not be touched from this thread: two threads in one
+            # sqlite3 connection crash the process. anyio cancel scopes cancel again
+            # at every await, so the wait is shielded from them and repeated after a
+            # plain asyncio cancel.
+            stop.set()
             with anyio.CancelScope(shield=True):
                 while not waiting.done():
                     with contextlib.suppress(asyncio.CancelledError):
@@ -129,13 +133,14 @@ class InlineCursor:
                 connection.rollback()
             raise
 
-    def _begin_polling(self) -> None:
-        """Take the write lock on a worker thread, trying again after short sleeps until the busy timeout.
+    def _begin_polling(self, stop: threading.Event) -> None:
+        """Take the write lock on a worker thread, trying again after short sleeps until the busy timeout or `stop`.
 
         SQLite's own busy handler sleeps 1, 2, 5, 10 ... up to 100 ms between
         attempts. When other processes each hold the lock for one short
         transaction, most of that sleep is spent after the lock came free; these
-        sleeps start at 0.2 ms and double up to 5 ms.
+        sleeps start at 0.2 ms and double up to 5 ms. A cancelled call sets
+        `stop`, so its deadline or its client's cancellation ends the wait.
         """
         connection = self._cursor.connection
         connection.execute("PRAGMA busy_timeout = 0")
@@ -147,9 +152,9 @@ class InlineCursor:
                     self._cursor.execute(BEGIN_IMMEDIATE)
                     return
                 except sqlite3.OperationalError as exc:
-                    if not is_busy(exc) or time.monotonic() >= deadline:
+                    if not is_busy(exc) or time.monotonic() >= deadline or stop.is_set():
                         raise
-                time.sleep(delay)
+                stop.wait(delay)
                 delay = min(delay * 2, LONGEST_RETRY_SECONDS)
         finally:
             connection.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")

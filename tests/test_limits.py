@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -118,15 +119,21 @@ async def test_tool_past_deadline_returns_error_and_writes_nothing(database):
     server = build_server(make_app(database), tokens.agent, tool_timeout=0.2)
 
     async with Client(server, mode="legacy") as client:
-        with write_lock_held(database_path(database), seconds=1.0):
+        with write_lock_held(database_path(database), seconds=10.0) as release:
+            started = time.monotonic()
             with anyio.fail_after(20):
                 result = await client.call_tool("draft_purchase_order", DRAFT)
+            answered = time.monotonic() - started
+            release.set()
+        # The event is written once the lock is free.
+        event = await wait_for_outcome(database, "error")
 
     assert result.is_error
+    # The lock was held for 10 s: the answer came at the deadline, not at the release.
+    assert answered < 5
     assert "timed out after 0.2 s" in error_text(result)
     assert "--tool-timeout" in error_text(result)
     assert await row_count(database, Draft) == 0
-    event = await last_event(database)
     assert event.action == "draft_purchase_order"
     assert event.outcome == "error"
     assert "timed out" in event.summary

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import pytest
 from mcp import Client
 from sqlalchemy import select
 
@@ -12,6 +20,7 @@ from order3_mcp.server import build_server
 from order3_mcp.services.scan_workers import ScanWorkers
 from store.models import ExceptionRecord
 from tests.factory import small_workspace
+from tests.http_support import order3
 from tests.test_exception_lifecycle import add_reorder_rule, set_reorder_point
 from tests.test_finder_freshness import Clock
 
@@ -77,3 +86,72 @@ async def test_in_process_and_worker_runs_agree(database, db_location_factory):
     finally:
         workers.close()
     assert await _records(database) == in_process
+
+
+async def test_a_killed_worker_is_replaced(database):
+    tokens = await small_workspace(database)
+    await add_reorder_rule(database, reorder_point="20", max_level="60")
+    clock = Clock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
+    app = Order3(database, clock=clock)
+    workers = ScanWorkers(database, workers=1)
+    app.scan_workers = workers
+    try:
+        async with Client(build_server(app, tokens.agent)) as client:
+            first = await client.call_tool("find_low_stock", {"refresh": True})
+            [worker] = workers._pool._processes.values()
+            os.kill(worker.pid, signal.SIGKILL)
+            worker.join(10)
+            clock.now += timedelta(minutes=1)
+            again = await client.call_tool("find_low_stock", {"refresh": True})
+    finally:
+        workers.close()
+
+    assert not first.is_error, first.content
+    assert not again.is_error, again.content
+    assert [e["sku"] for e in again.structured_content["exceptions"]] == ["WIDGET-1"]
+    assert again.structured_content["refreshed_at"] == {"low_stock": "2026-03-02T09:01:00+00:00"}
+
+
+def _children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found |= {int(child) for child in (task / "children").read_text().split()}
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads child processes from /proc")
+def test_workers_stop_when_the_server_is_terminated(tmp_path):
+    db = tmp_path / "order3.db"
+    order3(db, "init", "--workspace", "main", "--admin", "root")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "order3_mcp.cli", "--db", str(db), "serve", "--http", "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        workers: set[int] = set()
+        while time.monotonic() < deadline and not workers:
+            time.sleep(0.2)
+            workers = _children(server.pid)
+        assert workers, "the server started no worker process"
+        server.send_signal(signal.SIGTERM)
+        server.wait(30)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and any(_alive(pid) for pid in workers):
+            time.sleep(0.2)
+        assert not any(_alive(pid) for pid in workers)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait(10)

@@ -107,4 +107,4 @@ def test_cli_verify_fails_on_a_difference(db: str, admin_token: str) -> None:  #
     assert tampered.exit_code == 1
     assert "Differences: 1" in tampered.stdout
     assert "low_stock: record 1 differs from what is found now" in tampered.stdout
-    assert "refresh=true" in tampered.stderr
+    assert "order3 exceptions list --refresh" in tampered.stderr

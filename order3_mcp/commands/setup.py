@@ -80,7 +80,10 @@ def verify(ctx: typer.Context) -> None:
     compared = ", ".join(f"{kind} ({count} found)" for kind, count in report.findings_checked.items()) or "none"
     say(f"Stored exceptions compared with a recomputation: {compared}")
     if report.findings_skipped:
-        say(f"Not compared, because a rerun is due after writes: {', '.join(report.findings_skipped)}")
+        say(
+            f"Not compared, because they are due for a rerun (never run, or written to, a new business date or "
+            f"another policy since): {', '.join(report.findings_skipped)}. `order3 exceptions list` reruns them."
+        )
     say(f"Differences: {len(report.findings_differences)}")
     for line in report.findings_differences:
         say(f"  {line}", style="red")
@@ -89,6 +92,7 @@ def verify(ctx: typer.Context) -> None:
     if report.findings_differences:
         raise fail(
             "The stored exceptions differ from what the finders find now; see the differences above. "
-            "Rerun the finders with `find_exceptions` and refresh=true, and report the differences if they persist.",
+            "Rerun the finders over every item with `order3 exceptions list --refresh`, and report the differences "
+            "if they persist.",
             exit_code=CHECK_FAILED_EXIT,
         )

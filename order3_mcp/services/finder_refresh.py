@@ -66,8 +66,9 @@ async def compute_findings(
     tolerances: Tolerances,
     now: datetime,
     scope: RecordScope | None = None,
+    context: bool = True,
 ) -> list[finders.Finding]:
-    """Run the finder of `kind` (over `scope` only, when given) and add each finding's item context."""
+    """Run the finder of `kind` (over `scope` only, when given) and, with `context`, add each finding's item context."""
     workspace_id = caller.workspace_id
     if scope is not None and scope.column != ("supplier_id" if kind == "supplier_delay" else "item_id"):
         raise InvalidInputError(f"A {kind} refresh cannot be limited by {scope.column}; see `refresh_scope`.")
@@ -109,6 +110,8 @@ async def compute_findings(
     else:
         raise InvalidInputError(f"Exception kind {kind!r} is not computed by a finder; use one of {', '.join(REFRESHABLE_KINDS)}.")
     found = await finder()
+    if not context:
+        return found
     return await finders.add_item_context(session, workspace_id=workspace_id, findings=found)
 
 
@@ -279,6 +282,7 @@ async def plan_kinds(
     changed: dict[int, frozenset[int] | None] = {}
     async with app.database.read_only() as session:
         snapshots, tolerances = await _read_state(app, caller, session, kinds, now)
+        computed: dict[str, tuple[RecordScope | None, list[finders.Finding]]] = {}
         for kind in kinds:
             snapshot = snapshots[kind]
             if not force and not snapshot.is_due(now):
@@ -289,9 +293,21 @@ async def plan_kinds(
             if scope is None and whole_elsewhere:
                 planned[kind] = PlannedRefresh(snapshot, None, 0, whole_needed=True)
                 continue
-            findings = await compute_findings(session, caller=caller, kind=kind, tolerances=tolerances, now=now, scope=scope)
+            found = await compute_findings(
+                session, caller=caller, kind=kind, tolerances=tolerances, now=now, scope=scope, context=False
+            )
+            computed[kind] = (scope, found)
+        # One pass over the recent counts and reservations serves every kind: a whole run of
+        # several kinds would otherwise read them once per kind.
+        everything = await finders.add_item_context(
+            session, workspace_id=caller.workspace_id, findings=[finding for _, found in computed.values() for finding in found]
+        )
+        start = 0
+        for kind, (scope, found) in computed.items():
+            findings = everything[start : start + len(found)]
+            start += len(found)
             plan = await plan_refresh(session, workspace_id=caller.workspace_id, kind=kind, findings=findings, scope=scope)
-            planned[kind] = PlannedRefresh(snapshot, plan, len(findings))
+            planned[kind] = PlannedRefresh(snapshots[kind], plan, len(findings))
             if progress is not None:
                 await progress(kind, len(findings))
     return planned
@@ -345,9 +361,10 @@ async def refresh_due(
                 app, caller, pending, now=now, force=force_now, whole_elsewhere=app.scan_workers is not None,
                 aged_ok=aged_ok, progress=report,
             )
-            for kind, entry in list(planned.items()):
-                if entry.whole_needed and app.scan_workers is not None:
-                    planned[kind] = await app.scan_workers.plan(app, caller, kind, now=now)
+            elsewhere = tuple(kind for kind, entry in planned.items() if entry.whole_needed)
+            if elsewhere and app.scan_workers is not None:
+                planned.update(await app.scan_workers.plan(app, caller, elsewhere, now=now))
+                for kind in elsewhere:
                     await report(kind, planned[kind].found)
             applied = await app.database.run_write(_applier(caller, planned, now)) if planned else set()
             found.update({kind: planned[kind].found for kind in applied})

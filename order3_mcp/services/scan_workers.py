@@ -17,7 +17,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime
 
 from order3_mcp.app import Caller, Order3
@@ -28,19 +32,37 @@ from store.db import Database
 logger = logging.getLogger(__name__)
 
 
-def _plan_in_worker(url: str, policy: Policy, caller: Caller, kind: str, now: datetime) -> PlannedRefresh:
+def _plan_in_worker(url: str, policy: Policy, caller: Caller, kinds: tuple[str, ...], now: datetime) -> dict[str, PlannedRefresh]:
     """Run in a worker process: plan one refresh against the database at `url`."""
 
-    async def plan() -> PlannedRefresh:
+    async def plan() -> dict[str, PlannedRefresh]:
         database = Database(url)
         try:
             app = Order3(database, policy=policy, clock=lambda: now)
-            planned = await plan_kinds(app, caller, (kind,), now=now, force=True)
-            return planned[kind]
+            return await plan_kinds(app, caller, kinds, now=now, force=True)
         finally:
             await database.dispose()
 
     return asyncio.run(plan())
+
+
+# Seconds between a worker's checks that the server that started it is still running.
+PARENT_CHECK_SECONDS = 1.0
+
+
+def _stop_with_parent(parent: int) -> None:
+    """Run in a worker process at start: exit as soon as the server process that started it is gone.
+
+    A server stopped by SIGTERM exits without running its clean-up, and its
+    workers would otherwise keep running with no one to serve.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_SECONDS)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="order3-parent-watch", daemon=True).start()
 
 
 def _warm_up() -> None:
@@ -48,25 +70,50 @@ def _warm_up() -> None:
 
 
 class ScanWorkers:
-    """A pool of worker processes (spawned, not forked) that plan finder runs for one database."""
+    """A pool of worker processes (spawned, not forked) that plan finder runs for one database.
+
+    A pool whose worker died (killed, out of memory) is replaced by a new one
+    on the next plan. If the new pool fails too, that plan runs in the server
+    process, so finders keep answering.
+    """
 
     def __init__(self, database: Database, *, workers: int = 1) -> None:
         if workers < 1:
             raise ValueError(f"A scan worker pool needs at least 1 worker, not {workers}.")
         self.url = database.url
         self.workers = workers
-        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_stop_with_parent,
+            initargs=(os.getpid(),),
+        )
 
     def start(self) -> None:
         """Start the workers now rather than at the first plan."""
         for _ in range(self.workers):
             self._pool.submit(_warm_up)
 
-    async def plan(self, app: Order3, caller: Caller, kind: str, *, now: datetime) -> PlannedRefresh:
-        """Plan a refresh of `kind` over every item in a worker; see `finder_refresh.plan_kinds`."""
-        future = self._pool.submit(_plan_in_worker, self.url, app.policy, caller, kind, now)
-        return await asyncio.wrap_future(future)
+    async def plan(self, app: Order3, caller: Caller, kinds: tuple[str, ...], *, now: datetime) -> dict[str, PlannedRefresh]:
+        """Plan a refresh of each of `kinds` over every item in a worker; see `finder_refresh.plan_kinds`."""
+        for attempt in (1, 2):
+            try:
+                future = self._pool.submit(_plan_in_worker, self.url, app.policy, caller, kinds, now)
+                return await asyncio.wrap_future(future)
+            except BrokenProcessPool as exc:
+                logger.error("scan worker pool of %s stopped (%s); starting a new one (attempt %d)", self.url, exc, attempt)
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = self._new_pool()
+        logger.error("scan workers failed twice; planning %s in the server process", ", ".join(kinds))
+        return await plan_kinds(app, caller, kinds, now=now, force=True)
 
     def close(self) -> None:
-        """Stop the workers; a plan still running is dropped."""
+        """Stop the workers at once; a plan still running is dropped."""
+        processes = list((getattr(self._pool, "_processes", None) or {}).values())
         self._pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            if process.is_alive():
+                process.terminate()

@@ -34,6 +34,9 @@ class ExceptionRecord(SQLModel, table=True):
     __table_args__ = (
         Index("ix_exception_fingerprint", "workspace_id", "fingerprint", "status"),
         Index("ix_exception_kind", "workspace_id", "kind", "status", "id"),
+        # A rerun over a few items or suppliers reads and writes only their records.
+        Index("ix_exception_item", "workspace_id", "item_id", "kind"),
+        Index("ix_exception_supplier", "workspace_id", "supplier_id", "kind"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
