@@ -207,21 +207,16 @@ async def _read_state(
 
 @dataclass(frozen=True)
 class PlannedRefresh:
-    """A refresh of one kind worked out on one snapshot.
-
-    `plan` is None when a whole run is needed and the caller asked to run those
-    elsewhere (`whole_needed`).
-    """
+    """A refresh of one kind worked out on one snapshot: what it saw, what to write, and the number found."""
 
     snapshot: _Snapshot
-    plan: RefreshPlan | None
+    plan: RefreshPlan
     found: int
-    whole_needed: bool = False
 
     @property
     def whole(self) -> bool:
         """Return True when the plan covers every record of the kind."""
-        return self.plan is not None and self.plan.scope is None
+        return self.plan.scope is None
 
 
 async def _changed_scope(
@@ -265,15 +260,13 @@ async def plan_kinds(
     *,
     now: datetime,
     force: bool = False,
-    whole_elsewhere: bool = False,
     aged_ok: frozenset[str] = frozenset(),
     progress: Callable[[str, int], Awaitable[None]] | None = None,
 ) -> dict[str, PlannedRefresh]:
     """Plan a refresh of each due kind among `kinds` (every one with `force`) on one read-only snapshot.
 
     Unless `force` is set, a kind reruns only the items written since its
-    last run when the change log names them all. With `whole_elsewhere`, a
-    whole run is not planned here but marked `whole_needed`. The kinds in
+    last run when the change log names them all. The kinds in
     `aged_ok` rerun changed items only even past the maximum age, because
     another process has claimed their whole run. `progress` is awaited with
     each kind planned and its number of findings.
@@ -290,9 +283,6 @@ async def plan_kinds(
             scope = None
             if not force:
                 scope = await _changed_scope(session, caller, kind, snapshot, now, changed, aged_ok=kind in aged_ok)
-            if scope is None and whole_elsewhere:
-                planned[kind] = PlannedRefresh(snapshot, None, 0, whole_needed=True)
-                continue
             found = await compute_findings(
                 session, caller=caller, kind=kind, tolerances=tolerances, now=now, scope=scope, context=False
             )
@@ -328,8 +318,8 @@ async def refresh_due(
     FINDER_MAX_AGE. Overdue drafts are expired first, since they stop holding
     back the exceptions they answered. The due kinds are planned on one
     snapshot and written in one short transaction. With scan workers
-    (`order3 serve --http`), a whole run is planned in a worker process, so
-    the serving event loop stays free for other callers. `progress` is called
+    (`order3 serve --http`), the plans are made in a worker process, so the
+    serving event loop stays free for other callers. `progress` is called
     before the reruns and after each one.
     """
     wanted = tuple(kind for kind in kinds if kind in REFRESHABLE_KINDS)
@@ -357,15 +347,13 @@ async def refresh_due(
         pending, force_now = due, force
         for _attempt in range(PLAN_ATTEMPTS):
             now = app.clock()
-            planned = await plan_kinds(
-                app, caller, pending, now=now, force=force_now, whole_elsewhere=app.scan_workers is not None,
-                aged_ok=aged_ok, progress=report,
-            )
-            elsewhere = tuple(kind for kind, entry in planned.items() if entry.whole_needed)
-            if elsewhere and app.scan_workers is not None:
-                planned.update(await app.scan_workers.plan(app, caller, elsewhere, now=now))
-                for kind in elsewhere:
-                    await report(kind, planned[kind].found)
+            if app.scan_workers is not None:
+                # Every finder statement runs in the worker; the serving loop only writes the plans.
+                planned = await app.scan_workers.plan(app, caller, pending, now=now, force=force_now, aged_ok=aged_ok)
+                for kind, entry in planned.items():
+                    await report(kind, entry.found)
+            else:
+                planned = await plan_kinds(app, caller, pending, now=now, force=force_now, aged_ok=aged_ok, progress=report)
             applied = await app.database.run_write(_applier(caller, planned, now)) if planned else set()
             found.update({kind: planned[kind].found for kind in applied})
             # A kind another refresh wrote since this snapshot is planned again; it may no longer be due.
@@ -409,7 +397,7 @@ def _applier(
     """Return the write step of planned refreshes; it returns the kinds written, leaving out those another refresh wrote first."""
 
     async def apply(session: AsyncSession) -> set[str]:
-        kinds = tuple(kind for kind, entry in planned.items() if entry.plan is not None)
+        kinds = tuple(planned)
         for kind in kinds:
             await freshness.lock_refresh(session, workspace_id=caller.workspace_id, kind=kind)
         runs = await freshness.read_runs(session, workspace_id=caller.workspace_id, kinds=kinds)
@@ -418,7 +406,7 @@ def _applier(
             entry = planned[kind]
             if runs.get(kind) != entry.snapshot.run:
                 continue
-            await apply_refresh(session, entry.plan, now=now)  # type: ignore[arg-type]
+            await apply_refresh(session, entry.plan, now=now)
             await freshness.mark_refreshed(
                 session,
                 workspace_id=caller.workspace_id,
@@ -432,7 +420,7 @@ def _applier(
             applied.add(kind)
             logger.debug(
                 "refreshed %s of workspace %d (%s): %d found, %d records written",
-                kind, caller.workspace_id, "whole" if entry.whole else "changed items", entry.found, entry.plan.writes,  # type: ignore[union-attr]
+                kind, caller.workspace_id, "whole" if entry.whole else "changed items", entry.found, entry.plan.writes,
             )
         if applied:
             # Log rows every kind has read are no longer needed, nor rows far behind the counter.

@@ -1,4 +1,4 @@
-"""Worker processes that plan whole-workspace finder runs, so a long scan never blocks the serving event loop.
+"""Worker processes that plan finder runs, so a long scan never blocks the serving event loop.
 
 The SQLite driver runs each statement in the calling task, which is the
 fastest way to serve short calls but blocks the event loop while a statement
@@ -32,14 +32,16 @@ from store.db import Database
 logger = logging.getLogger(__name__)
 
 
-def _plan_in_worker(url: str, policy: Policy, caller: Caller, kinds: tuple[str, ...], now: datetime) -> dict[str, PlannedRefresh]:
-    """Run in a worker process: plan one refresh against the database at `url`."""
+def _plan_in_worker(
+    url: str, policy: Policy, caller: Caller, kinds: tuple[str, ...], now: datetime, force: bool, aged_ok: frozenset[str]
+) -> dict[str, PlannedRefresh]:
+    """Run in a worker process: plan the refresh of `kinds` against the database at `url`."""
 
     async def plan() -> dict[str, PlannedRefresh]:
         database = Database(url)
         try:
             app = Order3(database, policy=policy, clock=lambda: now)
-            return await plan_kinds(app, caller, kinds, now=now, force=True)
+            return await plan_kinds(app, caller, kinds, now=now, force=force, aged_ok=aged_ok)
         finally:
             await database.dispose()
 
@@ -97,18 +99,27 @@ class ScanWorkers:
         for _ in range(self.workers):
             self._pool.submit(_warm_up)
 
-    async def plan(self, app: Order3, caller: Caller, kinds: tuple[str, ...], *, now: datetime) -> dict[str, PlannedRefresh]:
-        """Plan a refresh of each of `kinds` over every item in a worker; see `finder_refresh.plan_kinds`."""
+    async def plan(
+        self,
+        app: Order3,
+        caller: Caller,
+        kinds: tuple[str, ...],
+        *,
+        now: datetime,
+        force: bool = False,
+        aged_ok: frozenset[str] = frozenset(),
+    ) -> dict[str, PlannedRefresh]:
+        """Plan the refresh of the due kinds among `kinds` in a worker; see `finder_refresh.plan_kinds`."""
         for attempt in (1, 2):
             try:
-                future = self._pool.submit(_plan_in_worker, self.url, app.policy, caller, kinds, now)
+                future = self._pool.submit(_plan_in_worker, self.url, app.policy, caller, kinds, now, force, aged_ok)
                 return await asyncio.wrap_future(future)
             except BrokenProcessPool as exc:
                 logger.error("scan worker pool of %s stopped (%s); starting a new one (attempt %d)", self.url, exc, attempt)
                 self._pool.shutdown(wait=False, cancel_futures=True)
                 self._pool = self._new_pool()
         logger.error("scan workers failed twice; planning %s in the server process", ", ".join(kinds))
-        return await plan_kinds(app, caller, kinds, now=now, force=True)
+        return await plan_kinds(app, caller, kinds, now=now, force=force, aged_ok=aged_ok)
 
     def close(self) -> None:
         """Stop the workers at once; a plan still running is dropped."""
