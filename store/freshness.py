@@ -90,7 +90,7 @@ async def lock_refresh(session: AsyncSession, *, workspace_id: int, kind: str) -
 
     A refresh is planned on a snapshot and applied later, so the applying
     transaction checks with `read_run` that no other refresh was applied in
-    between; this lock makes that check and the write one step on PostgreSQL.
+    between. On PostgreSQL this lock makes that check and the write one step.
     SQLite's BEGIN IMMEDIATE serialises writers already.
     """
     if not needs_row_locks(session):
@@ -145,9 +145,9 @@ async def mark_refreshed(
     """Record that `kind` was recomputed at `now` against change counter `version`.
 
     A run over the items changed since the last one (`whole=False`) brings the
-    records up to `version` but keeps the time of the last whole run, from
-    which the maximum age counts, so a whole run still happens now and then
-    and picks up changes written outside Order3.
+    records up to `version` but keeps the time of the last whole run. The
+    maximum age counts from that time, so a whole run still happens now and
+    then and picks up changes written outside Order3.
     """
     values: dict[str, Any] = {
         "change_version": version, "business_date": business_date, "policy_fingerprint": policy_fingerprint, "refreshed_at": now,

@@ -29,7 +29,7 @@ async def draft_widget(client: Client, sku: str = "WIDGET-1", quantity: int = 60
     assert not drafted.is_error, drafted.content
 
 
-async def test_a_draft_reruns_its_item_only_and_matches_a_whole_run(database):
+async def test_draft_reruns_its_item_only(database):
     tokens = await small_workspace(database)
     await add_reorder_rule(database, reorder_point="20", max_level="60")
     clock = Clock(START)
@@ -55,7 +55,7 @@ async def test_a_draft_reruns_its_item_only_and_matches_a_whole_run(database):
     assert "low_stock" in report.findings_checked
 
 
-async def test_a_change_outside_order3_waits_for_the_next_whole_run(database):
+async def test_outside_change_waits_for_whole_run(database):
     tokens = await small_workspace(database)
     await add_reorder_rule(database, reorder_point="20", max_level="60")
     clock = Clock(START)
@@ -80,7 +80,7 @@ async def test_a_change_outside_order3_waits_for_the_next_whole_run(database):
     assert (await run_of(database, "low_stock")).whole_refreshed_at == START + timedelta(seconds=30) + FINDER_MAX_AGE
 
 
-async def test_a_write_that_may_touch_any_item_reruns_everything(database):
+async def test_unscoped_write_reruns_every_item(database):
     tokens = await small_workspace(database)
     await add_reorder_rule(database, reorder_point="20", max_level="60")
     clock = Clock(START)
@@ -96,7 +96,7 @@ async def test_a_write_that_may_touch_any_item_reruns_everything(database):
     assert (await run_of(database, "low_stock")).whole_refreshed_at == START + timedelta(seconds=30)
 
 
-async def test_the_change_log_keeps_only_what_a_kind_has_yet_to_read(database):
+async def test_change_log_pruned_once_read(database):
     tokens = await small_workspace(database)
     await add_reorder_rule(database, reorder_point="20", max_level="60")
     clock = Clock(START)
@@ -121,7 +121,7 @@ async def test_the_change_log_keeps_only_what_a_kind_has_yet_to_read(database):
     assert pruned == 0
 
 
-async def test_a_whole_run_claimed_elsewhere_leaves_changed_items_to_this_process(database):
+async def test_claimed_whole_run_leaves_scoped_rerun(database):
     tokens = await small_workspace(database)
     await add_reorder_rule(database, reorder_point="20", max_level="60")
     clock = Clock(START)

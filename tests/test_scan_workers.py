@@ -36,7 +36,7 @@ async def _records(database) -> list[tuple]:
         return [tuple(row) for row in rows.all()]
 
 
-async def test_worker_plans_the_same_records_as_the_server_process(database):
+async def test_worker_plan_matches_server_records(database):
     tokens = await small_workspace(database)
     await add_reorder_rule(database, reorder_point="20", max_level="60")
     clock = Clock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
@@ -88,7 +88,7 @@ async def test_in_process_and_worker_runs_agree(database, db_location_factory):
     assert await _records(database) == in_process
 
 
-async def test_a_killed_worker_is_replaced(database):
+async def test_worker_killed_is_replaced(database):
     tokens = await small_workspace(database)
     await add_reorder_rule(database, reorder_point="20", max_level="60")
     clock = Clock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))

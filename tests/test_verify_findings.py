@@ -39,7 +39,7 @@ async def test_current_kinds_match_their_recomputation(database):
     assert report.findings_differences == []
 
 
-async def test_a_changed_or_missing_record_is_a_difference(database):
+async def test_verify_reports_changed_or_missing_record(database):
     tokens = await small_workspace(database)
     await add_reorder_rule(database, reorder_point="20", max_level="60")
     clock = Clock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
@@ -57,7 +57,7 @@ async def test_a_changed_or_missing_record_is_a_difference(database):
     assert deleted.findings_differences == ["low_stock: low_stock:item=1:location=1 is found but has no live record"]
 
 
-async def test_a_record_the_finder_no_longer_finds_is_a_difference(database):
+async def test_verify_reports_record_no_longer_found(database):
     tokens = await small_workspace(database)
     await add_reorder_rule(database, reorder_point="20", max_level="60")
     app = Order3(database, clock=Clock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC)))

@@ -74,7 +74,7 @@ class RecordScope:
 
 @dataclass
 class RefreshPlan:
-    """What applying one refresh writes, worked out from a read of the stored records.
+    """The writes of one refresh, worked out from a read of the stored records.
 
     Each update and resolution names the record version it was planned
     against, so a record that changed in the meantime (dismissed, drafted) is
