@@ -2,11 +2,11 @@
 
 Every write action bumps the workspace's change counter in its own
 transaction (`note_change`), which also logs the items that write touched
-(`store.changes`). A refresh records the counter, the business date
-and the time it ran (`mark_refreshed`). A later call recomputes a kind only
-when the counter moved, the business date turned, the policy whose
-tolerances it used was replaced, or the last run is older than the maximum
-age. The age limit also bounds how long a change made
+(`store.changes`). A refresh records the counter, the business date, the
+policy and the time it ran (`mark_refreshed`). A later call recomputes a kind
+only when the counter moved, the business date turned, the policy whose
+tolerances it used was replaced, or the last whole run is older than the
+maximum age (`RunState`). The age limit also bounds how long a change made
 outside Order3 (a script writing to the database directly) can go unseen.
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -36,15 +36,38 @@ def _bump_statement(dialect: str) -> Any:
 
 _BUMPS = {dialect: _bump_statement(dialect) for dialect in (SQLITE, POSTGRESQL)}
 _READ_COUNTER = select(_COUNTERS.c.version).where(_COUNTERS.c.workspace_id == bindparam("workspace_id"))
-_READ_RUN = select(
+_RUN_COLUMNS = (
+    _RUNS.c.kind,
     _RUNS.c.change_version,
     _RUNS.c.business_date,
     func.coalesce(_RUNS.c.whole_refreshed_at, _RUNS.c.refreshed_at),
     _RUNS.c.policy_fingerprint,
     _RUNS.c.refreshed_at,
-).where(
-    _RUNS.c.workspace_id == bindparam("workspace_id"), _RUNS.c.kind == bindparam("kind")
 )
+
+
+class RunState(NamedTuple):
+    """The last refresh of one exception kind, as the freshness checks read it."""
+
+    change_version: int
+    business_date: date
+    #: When the kind last ran over every item; the maximum age counts from here.
+    whole_refreshed_at: datetime
+    policy_fingerprint: str
+    #: When the kind last ran, over every item or over the items changed since.
+    refreshed_at: datetime
+
+    def matches(self, *, version: int, business_date: date, policy_fingerprint: str) -> bool:
+        """Return True when the run saw this change counter, business date and policy."""
+        return (self.change_version, self.business_date, self.policy_fingerprint) == (
+            version,
+            business_date,
+            policy_fingerprint,
+        )
+
+    def is_aged(self, now: datetime, max_age: timedelta) -> bool:
+        """Return True when the last whole run is older than `max_age` (or in the future of `now`)."""
+        return not timedelta(0) <= now - self.whole_refreshed_at <= max_age
 
 
 async def note_change(session: AsyncSession, *, workspace_id: int) -> None:
@@ -64,22 +87,12 @@ async def change_version(session: AsyncSession, *, workspace_id: int) -> int:
     return (await session.execute(_READ_COUNTER, {"workspace_id": workspace_id})).scalar_one_or_none() or 0
 
 
-async def read_run(session: AsyncSession, *, workspace_id: int, kind: str) -> tuple[Any, ...] | None:
-    """Return the last refresh of `kind`, or None if it never ran.
-
-    The tuple is (change version, business date, time of the last whole run,
-    policy fingerprint, time of the last run of any kind).
-    """
-    row = (await session.execute(_READ_RUN, {"workspace_id": workspace_id, "kind": kind})).first()
-    return None if row is None else tuple(row)
-
-
-async def read_runs(session: AsyncSession, *, workspace_id: int, kinds: tuple[str, ...]) -> dict[str, tuple[Any, ...]]:
-    """Return the last refresh of each of `kinds` that ran, as `read_run` gives it, in one statement."""
+async def read_runs(session: AsyncSession, *, workspace_id: int, kinds: tuple[str, ...]) -> dict[str, RunState]:
+    """Return the last refresh of each of `kinds` that ran, in one statement."""
     rows = await session.execute(
-        select(_RUNS.c.kind, *_READ_RUN.selected_columns).where(_RUNS.c.workspace_id == workspace_id, _RUNS.c.kind.in_(kinds))
+        select(*_RUN_COLUMNS).where(_RUNS.c.workspace_id == workspace_id, _RUNS.c.kind.in_(kinds))
     )
-    return {kind: tuple(rest) for kind, *rest in rows.all()}
+    return {kind: RunState(*rest) for kind, *rest in rows.all()}
 
 
 _ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:lock_id)")
@@ -89,7 +102,7 @@ async def lock_refresh(session: AsyncSession, *, workspace_id: int, kind: str) -
     """Let one write transaction at a time apply a refresh of `kind` in the workspace.
 
     A refresh is planned on a snapshot and applied later, so the applying
-    transaction checks with `read_run` that no other refresh was applied in
+    transaction checks with `read_runs` that no other refresh was applied in
     between. On PostgreSQL this lock makes that check and the write one step.
     SQLite's BEGIN IMMEDIATE serialises writers already.
     """
@@ -97,30 +110,6 @@ async def lock_refresh(session: AsyncSession, *, workspace_id: int, kind: str) -
         return
     digest = hashlib.sha256(f"finder-run:{workspace_id}:{kind}".encode()).digest()
     await session.execute(_ADVISORY_LOCK, {"lock_id": int.from_bytes(digest[:8], "big", signed=True)})
-
-
-async def is_stale(
-    session: AsyncSession,
-    *,
-    workspace_id: int,
-    kind: str,
-    version: int,
-    business_date: date,
-    now: datetime,
-    max_age: timedelta,
-    policy_fingerprint: str,
-) -> bool:
-    """Return True when `kind` has never run, or its counter, business date, policy or age is out of date."""
-    run = (await session.execute(_READ_RUN, {"workspace_id": workspace_id, "kind": kind})).first()
-    if run is None:
-        return True
-    seen_version, seen_date, refreshed_at, seen_policy, _ = run
-    return (
-        seen_version != version
-        or seen_date != business_date
-        or seen_policy != policy_fingerprint
-        or not (timedelta(0) <= now - refreshed_at <= max_age)
-    )
 
 
 async def last_refreshed(session: AsyncSession, *, workspace_id: int, kinds: tuple[str, ...]) -> dict[str, datetime]:

@@ -8,8 +8,8 @@ the writes alone, not for the seconds a finder can take on a large
 workspace, and other callers keep reading and writing meanwhile.
 
 The applying transaction checks that no other refresh of the kind was applied
-since the snapshot (another process, or another task of this one): if one was,
-the plan is dropped, because the other refresh saw data at least as new.
+since the snapshot, by another process or another task of this one. If one
+was, the plan is dropped and the kind is planned again from a new snapshot.
 Within one process, refreshes of a workspace take turns, so callers that ask
 at the same moment share one run instead of each starting their own.
 """
@@ -21,7 +21,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -154,19 +153,21 @@ class _Snapshot:
     version: int
     today: date
     policy: str
-    run: tuple[Any, ...] | None
+    run: freshness.RunState | None
+
+    def is_current(self) -> bool:
+        """Return True when the kind's last run saw this counter, business date and policy, whatever its age."""
+        return self.run is not None and self.run.matches(
+            version=self.version, business_date=self.today, policy_fingerprint=self.policy
+        )
+
+    def is_aged(self, now: datetime) -> bool:
+        """Return True when the kind ran, but its last whole run is past the maximum age."""
+        return self.run is not None and self.run.is_aged(now, FINDER_MAX_AGE)
 
     def is_due(self, now: datetime) -> bool:
         """Return True when the kind never ran, or its counter, business date, policy or age is out of date."""
-        if self.run is None:
-            return True
-        run_version, run_date, whole_at, run_policy, _ = self.run
-        return (
-            run_version != self.version
-            or run_date != self.today
-            or run_policy != self.policy
-            or not timedelta(0) <= now - whole_at <= FINDER_MAX_AGE
-        )
+        return not self.is_current() or self.is_aged(now)
 
 
 class RefreshTurns:
@@ -236,13 +237,12 @@ async def _changed_scope(
     With `aged_ok`, a last whole run past the maximum age does not by itself
     call for a whole run, because another process has claimed it.
     """
-    if snapshot.run is None:
+    run = snapshot.run
+    if run is None or run.business_date != snapshot.today or run.policy_fingerprint != snapshot.policy:
         return None
-    run_version, run_date, whole_at, run_policy, _ = snapshot.run
-    if run_date != snapshot.today or run_policy != snapshot.policy:
+    if not aged_ok and snapshot.is_aged(now):
         return None
-    if not aged_ok and not timedelta(0) <= now - whole_at <= FINDER_MAX_AGE:
-        return None
+    run_version = run.change_version
     if run_version not in changed:
         changed[run_version] = await changes.changed_items_since(
             session, workspace_id=caller.workspace_id, after_version=run_version, through_version=snapshot.version
@@ -315,8 +315,8 @@ async def refresh_due(
 
     A kind reruns when something was written since its last run, the business
     date turned, the policy changed, or its last whole run is older than
-    FINDER_MAX_AGE. Overdue drafts are expired first, since they stop holding
-    back the exceptions they answered. The due kinds are planned on one
+    FINDER_MAX_AGE. Overdue drafts are expired first, because an expired draft
+    no longer hides the exceptions linked to it. The due kinds are planned on one
     snapshot and written in one short transaction. With scan workers
     (`order3 serve --http`), the plans are made in a worker process, so the
     serving event loop stays free for other callers. `progress` is called
@@ -375,10 +375,7 @@ async def _whole_runs_claimed_elsewhere(
     same whole run of several seconds at once. The one that claims it runs
     it, and the others rerun changed items only until it is recorded.
     """
-    aged = tuple(
-        kind for kind in due
-        if snapshots[kind].run is not None and not timedelta(0) <= now - snapshots[kind].run[2] <= FINDER_MAX_AGE  # type: ignore[index]
-    )
+    aged = tuple(kind for kind in due if snapshots[kind].is_aged(now))
     if not aged:
         return frozenset()
 
@@ -436,7 +433,7 @@ def _applier(
 
 @dataclass(frozen=True)
 class StoredFindingsCheck:
-    """How the stored exceptions of the finder kinds compare with a recomputation on the same snapshot."""
+    """The result of comparing the stored exceptions of the finder kinds with a recomputation on the same snapshot."""
 
     #: Kinds compared, with the number of findings the recomputation found.
     checked: dict[str, int]
@@ -452,8 +449,8 @@ async def check_stored_findings(app: Order3, caller: Caller, session: AsyncSessi
     A kind is current when nothing was written since its last run, on the same
     business date and policy. Its stored records must then be exactly what a
     full run finds now: no finding without a live record (unless a dismissal
-    holds it back), no live record the run does not find (unless a draft still
-    answers it), and the same reason and evidence. Incremental refreshes must
+    suppresses it), no live record the run does not find (unless an open draft
+    is linked to it), and the same reason and evidence. Incremental refreshes must
     keep this true.
     """
     now = app.clock()
@@ -463,8 +460,7 @@ async def check_stored_findings(app: Order3, caller: Caller, session: AsyncSessi
     snapshots, tolerances = await _read_state(app, caller, session, REFRESHABLE_KINDS, now)
     for kind in REFRESHABLE_KINDS:
         snapshot = snapshots[kind]
-        run = snapshot.run
-        if run is None or (run[0], run[1], run[3]) != (snapshot.version, snapshot.today, snapshot.policy):
+        if not snapshot.is_current():
             skipped.append(kind)
             continue
         findings = await compute_findings(session, caller=caller, kind=kind, tolerances=tolerances, now=now)

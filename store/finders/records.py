@@ -41,8 +41,8 @@ _IS_LIVE: ColumnElement[bool] = or_(*(_table.c.status == status for status in LI
 class RefreshResult:
     """The record ids one refresh opened, updated and resolved, and the live record id of every current finding.
 
-    `updated` holds the records whose description changed, and drafted records
-    found again; a record found again unchanged only has its last_seen moved.
+    `updated` contains the records whose description changed, and the drafted
+    records found again. A record found again unchanged only has its last_seen moved.
     """
 
     kind: str
@@ -90,7 +90,7 @@ class RefreshPlan:
     inserts: list[Finding]
     #: (record id, version read) of live records not found again and not waiting for a draft.
     stale: list[tuple[int, int]]
-    #: Live records not found again but kept because a draft still answers them.
+    #: Live records not found again but left live because an open draft is linked to them.
     waiting: list[int]
     #: Records whose description differs from the finding's (a subset of `updates`).
     changed: list[int]
@@ -190,9 +190,9 @@ async def _write_suppression(session: AsyncSession, *, touched: list[int], relea
 
 _DESCRIBED_COLUMNS = tuple(_described(Finding(kind="", fingerprint="", reason="", suggested_draft_kind="")))
 _EVIDENCE_AT = _DESCRIBED_COLUMNS.index("evidence")
-# Evidence keys that only say when the figures were computed. A record whose
-# other columns are unchanged keeps its stored evidence, and the record's
-# last_seen says when the figures were last confirmed (see `confirmed_evidence`).
+# Evidence keys that only record when the figures were computed. A record whose
+# other columns are unchanged keeps its stored evidence, and its last_seen
+# gives the time the figures were last confirmed (see `confirmed_evidence`).
 VOLATILE_EVIDENCE = ("as_of",)
 
 
@@ -226,7 +226,7 @@ async def plan_refresh(
     findings: Sequence[Finding],
     scope: RecordScope | None = None,
 ) -> RefreshPlan:
-    """Compare the current findings of one kind with its stored records, and say what must change.
+    """Compare the current findings of one kind with its stored records and return the changes to write.
 
     Only reads, so it can run on a snapshot without the write lock. With a
     `scope`, only the records in it are compared, and `findings` must all
@@ -416,7 +416,6 @@ async def refresh_exceptions(
         InvalidInputError: For an unknown kind, a finding of another kind or
             outside the scope, a fingerprint given twice, or a naive `now`.
     """
-    check_aware(now)
     plan = await plan_refresh(session, workspace_id=workspace_id, kind=kind, findings=findings, scope=scope)
     return await apply_refresh(session, plan, now=now)
 
