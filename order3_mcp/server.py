@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 # Seconds a tool call may run before it is stopped and its transaction rolled back.
 DEFAULT_TOOL_TIMEOUT = 30.0
-# Seconds a timed-out call waits for its activity event to be written before it answers.
+# Seconds a timed-out call waits for its activity event to be written before it returns its error.
 EVENT_GRACE = 0.5
 
 INSTRUCTIONS = """\
@@ -59,7 +59,7 @@ class Order3Server(MCPServer):
         self.caller = caller
         self.tool_timeout = tool_timeout
         self._allowed = allowed_actions(caller.scopes)
-        # Events still being written after their call answered; kept so they are not garbage collected.
+        # Events still being written after their call returned; referenced here so they are not garbage collected.
         self._background: set[asyncio.Future[None]] = set()
         register_all(self, app, caller)
         self.client_log = register_surface(self, app, caller)
@@ -153,7 +153,7 @@ class Order3Server(MCPServer):
             raise
 
     async def _record_soon(self, name: str, arguments: dict[str, Any], message: str) -> None:
-        """Record a timed-out call, waiting at most EVENT_GRACE seconds before answering the client.
+        """Record a timed-out call, waiting at most EVENT_GRACE seconds before the error is returned to the client.
 
         A call usually times out because another process holds SQLite's write
         lock, which the event needs too. Past the grace period the event is

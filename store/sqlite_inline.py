@@ -138,8 +138,8 @@ class InlineCursor:
 
         SQLite's own busy handler sleeps 1, 2, 5, 10 ... up to 100 ms between
         attempts. When other processes each hold the lock for one short
-        transaction, most of that sleep is spent after the lock came free; these
-        sleeps start at 0.2 ms and double up to 5 ms. A cancelled call sets
+        transaction, most of that sleep is spent after the lock came free, so
+        these sleeps start at 0.2 ms and double up to 5 ms. A cancelled call sets
         `stop`, so its deadline or its client's cancellation ends the wait.
         """
         connection = self._cursor.connection

@@ -129,7 +129,7 @@ async def test_tool_past_deadline_returns_error_and_writes_nothing(database):
         event = await wait_for_outcome(database, "error")
 
     assert result.is_error
-    # The lock was held for 10 s: the answer came at the deadline, not at the release.
+    # The lock was held for 10 s, so the error came at the deadline, not at the release.
     assert answered < 5
     assert "timed out after 0.2 s" in error_text(result)
     assert "--tool-timeout" in error_text(result)

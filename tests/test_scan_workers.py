@@ -72,16 +72,16 @@ async def test_in_process_and_worker_runs_agree(database, db_location_factory):
     tokens = await small_workspace(database)
     await add_reorder_rule(database, reorder_point="20", max_level="60")
     clock = Clock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
-    here = Order3(database, clock=clock)
-    async with Client(build_server(here, tokens.agent)) as client:
+    server_app = Order3(database, clock=clock)
+    async with Client(build_server(server_app, tokens.agent)) as client:
         await client.call_tool("find_exceptions", {"refresh": True})
     in_process = await _records(database)
 
     workers = ScanWorkers(database, workers=1)
-    there = Order3(database, clock=clock)
-    there.scan_workers = workers
+    worker_app = Order3(database, clock=clock)
+    worker_app.scan_workers = workers
     try:
-        async with Client(build_server(there, tokens.agent)) as client:
+        async with Client(build_server(worker_app, tokens.agent)) as client:
             await client.call_tool("find_exceptions", {"refresh": True})
     finally:
         workers.close()

@@ -29,7 +29,7 @@ from store.models import (
 
 
 def evidence_of(record: ExceptionRecord) -> dict[str, Any]:
-    """Return a record's evidence; a finder's record says its figures are as of when they were last confirmed."""
+    """Return a record's evidence, with a finder record's `as_of` set to when its figures were last confirmed."""
     return confirmed_evidence(record) if record.kind in REFRESHABLE_KINDS else record.evidence
 
 

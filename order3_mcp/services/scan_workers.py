@@ -76,7 +76,7 @@ class ScanWorkers:
 
     A pool whose worker died (killed, out of memory) is replaced by a new one
     on the next plan. If the new pool fails too, that plan runs in the server
-    process, so finders keep answering.
+    process, so finder calls still succeed.
     """
 
     def __init__(self, database: Database, *, workers: int = 1) -> None:
