@@ -5,7 +5,10 @@ A write transaction collects what it changed in `session.info`:
 - `touch_items` names items whose finder inputs (stock, reservations,
   purchase order lines, open purchase-order drafts, counts, snapshots, reorder
   rules, supplier items, the item record, receipts) changed. Store functions
-  that write those rows call it, so no caller can forget.
+  that write those rows call it, so no caller can forget. A write whose rows
+  feed some finders only names them (`kinds`): open purchase-order drafts
+  feed low stock alone and external snapshots feed mismatches alone, so a
+  draft or a sync batch reruns those finders and no other.
 - `touch_everything` marks the write as one that may change the findings of any item
   (suppliers, locations, policies, exchange rates).
 - `item_scoped` is the action's promise that every finder input it changes is
@@ -18,13 +21,17 @@ A write transaction collects what it changed in `session.info`:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from store.errors import InvalidInputError
 from store.models import ChangeLogEntry, Item, PurchaseOrder, PurchaseOrderLine
+
+# The exception kinds a finder computes, each of which can be named by `touch_items`.
+FINDER_KINDS = frozenset({"low_stock", "supplier_delay", "short_receiving", "count_drift", "mismatch"})
 
 _LOG = ChangeLogEntry.__table__
 _INFO_KEY = "order3.changes"
@@ -34,9 +41,16 @@ _INFO_KEY = "order3.changes"
 class TouchedItems:
     """The declarations one write transaction has made so far about the finder inputs it changed."""
 
+    #: Items whose inputs to every finder may have changed.
     item_ids: set[int] = field(default_factory=set)
+    #: Per finder kind, items whose inputs to that finder alone changed.
+    kind_item_ids: dict[str, set[int]] = field(default_factory=dict)
     everything: bool = False
     item_scoped: bool = False
+
+    def for_kind(self, kind: str) -> frozenset[int]:
+        """Return the items whose inputs to the finder of `kind` this transaction changed."""
+        return frozenset(self.item_ids | self.kind_item_ids.get(kind, set()))
 
 
 def touched(session: AsyncSession) -> TouchedItems:
@@ -52,9 +66,29 @@ def touched(session: AsyncSession) -> TouchedItems:
     return declared
 
 
-def touch_items(session: AsyncSession, item_ids: Iterable[int | None]) -> None:
-    """Record that this transaction changed finder inputs of `item_ids` (None entries are skipped)."""
-    touched(session).item_ids.update(item_id for item_id in item_ids if item_id is not None)
+def touch_items(session: AsyncSession, item_ids: Iterable[int | None], *, kinds: Collection[str] | None = None) -> None:
+    """Record that this transaction changed finder inputs of `item_ids` (None entries are skipped).
+
+    With `kinds`, the rows changed feed only the finders of those exception
+    kinds, and the others need not rerun these items. Without it, every
+    finder may have to.
+
+    Raises:
+        InvalidInputError: If `kinds` is empty or names a kind no finder computes.
+    """
+    ids = {item_id for item_id in item_ids if item_id is not None}
+    declared = touched(session)
+    if kinds is None:
+        declared.item_ids.update(ids)
+        return
+    unknown = sorted(set(kinds) - FINDER_KINDS)
+    if unknown or not kinds:
+        raise InvalidInputError(
+            f"Invalid finder kinds {sorted(kinds)!r} for touch_items: name one or more of {sorted(FINDER_KINDS)}, "
+            "or pass kinds=None when the rows feed every finder."
+        )
+    for kind in kinds:
+        declared.kind_item_ids.setdefault(kind, set()).update(ids)
 
 
 def touch_everything(session: AsyncSession) -> None:
@@ -98,26 +132,44 @@ async def log_change(session: AsyncSession, *, workspace_id: int, version: int) 
             workspace_id=workspace_id,
             version=version,
             item_ids=sorted(declared.item_ids),
+            kind_item_ids={
+                kind: sorted(ids - declared.item_ids)
+                for kind, ids in sorted(declared.kind_item_ids.items())
+                if ids - declared.item_ids
+            },
             everything=declared.everything or not declared.item_scoped,
         )
     )
 
 
-async def changed_items_since(
+@dataclass(frozen=True)
+class LoggedChanges:
+    """The items a run of writes touched, for every finder and per finder kind."""
+
+    item_ids: frozenset[int]
+    kind_item_ids: Mapping[str, frozenset[int]]
+
+    def for_kind(self, kind: str | None) -> frozenset[int]:
+        """Return the items whose inputs to the finder of `kind` changed, or to any finder when `kind` is None."""
+        if kind is None:
+            return self.item_ids.union(*self.kind_item_ids.values())
+        return self.item_ids | self.kind_item_ids.get(kind, frozenset())
+
+
+async def logged_changes_since(
     session: AsyncSession, *, workspace_id: int, after_version: int, through_version: int
-) -> frozenset[int] | None:
-    """Return the items touched by the writes that produced counter values after_version+1 .. through_version.
+) -> LoggedChanges | None:
+    """Return what the writes that produced counter values after_version+1 .. through_version touched.
 
     Returns None when any of those writes may have changed everything, or when
     a value in the range has no row: it was pruned, or an older release wrote
-    it. The caller must then refresh every item. An empty range returns an
-    empty set.
+    it. The caller must then refresh every item. An empty range touched nothing.
     """
     if through_version <= after_version:
-        return frozenset()
+        return LoggedChanges(frozenset(), {})
     rows = (
         await session.execute(
-            select(_LOG.c.version, _LOG.c.item_ids, _LOG.c.everything).where(
+            select(_LOG.c.version, _LOG.c.item_ids, _LOG.c.kind_item_ids, _LOG.c.everything).where(
                 _LOG.c.workspace_id == workspace_id,
                 _LOG.c.version > after_version,
                 _LOG.c.version <= through_version,
@@ -127,11 +179,29 @@ async def changed_items_since(
     if len(rows) != through_version - after_version:
         return None
     item_ids: set[int] = set()
-    for _version, logged_ids, everything in rows:
+    kind_item_ids: dict[str, set[int]] = {}
+    for _version, logged_ids, logged_kinds, everything in rows:
         if everything:
             return None
         item_ids.update(int(item_id) for item_id in logged_ids)
-    return frozenset(item_ids)
+        for kind, ids in (logged_kinds or {}).items():
+            kind_item_ids.setdefault(kind, set()).update(int(item_id) for item_id in ids)
+    return LoggedChanges(frozenset(item_ids), {kind: frozenset(ids) for kind, ids in kind_item_ids.items()})
+
+
+async def changed_items_since(
+    session: AsyncSession, *, workspace_id: int, after_version: int, through_version: int, kind: str | None = None
+) -> frozenset[int] | None:
+    """Return the items touched by the writes that produced counter values after_version+1 .. through_version.
+
+    With `kind`, only the items whose inputs to that kind's finder changed.
+    Returns None when the caller must refresh every item (see
+    `logged_changes_since`). An empty range returns an empty set.
+    """
+    logged = await logged_changes_since(
+        session, workspace_id=workspace_id, after_version=after_version, through_version=through_version
+    )
+    return None if logged is None else logged.for_kind(kind)
 
 
 async def prune_change_log(session: AsyncSession, *, workspace_id: int, through_version: int) -> int:

@@ -109,15 +109,16 @@ async def create_draft(
 async def touch_draft_items(session: AsyncSession, draft: Draft) -> None:
     """Record a change to the open-draft quantities of a purchase_order draft's items.
 
-    Only purchase_order drafts count toward findings (low stock subtracts their
-    quantities while they are pending approval or approved), so other kinds
-    touch nothing.
+    Only purchase_order drafts count toward findings, and only toward low
+    stock, which adds their quantities while they are pending approval or
+    approved. Other kinds of draft touch nothing.
     """
     # Imported here because store.finders imports this module.
     from store.finders.open_drafts import draft_item_ids
 
     if draft.kind == "purchase_order":
-        touch_items(session, await draft_item_ids(session, workspace_id=draft.workspace_id, payload=draft.payload))
+        item_ids = await draft_item_ids(session, workspace_id=draft.workspace_id, payload=draft.payload)
+        touch_items(session, item_ids, kinds=("low_stock",))
 
 
 async def get_draft(session: AsyncSession, *, workspace_id: int, draft_id: int) -> Draft:

@@ -3,9 +3,10 @@
 The invariant test drives each declared write action through the MCP tools,
 the CLI or the service functions they call, runs all five finders in full
 before and after, and checks that every finding that appeared, disappeared or
-changed belongs to an item the write recorded. A supplier_delay finding may
-also change when its supplier has a purchase order line of a recorded item,
-because a receipt changes that supplier's on-time record.
+changed belongs to an item the write recorded for that finding's kind. A
+supplier_delay finding may also change when its supplier has a purchase order
+line of an item recorded for supplier delays, because a receipt changes that
+supplier's on-time record.
 """
 
 from __future__ import annotations
@@ -29,13 +30,16 @@ from order3_mcp.services.tokens import create_token
 from policies import default_policy_path, load_policy
 from store import finders
 from store.changes import (
+    LoggedChanges,
     changed_items_since,
     item_scoped,
+    logged_changes_since,
     prune_change_log,
     touch_everything,
     touch_items,
 )
 from store.db import Database
+from store.errors import InvalidInputError
 from store.freshness import change_version, note_change
 from store.models import (
     ChangeLogEntry,
@@ -225,6 +229,8 @@ class Write:
     changes_findings: bool = True
     #: True when the write may change any item's findings and must be logged as everything.
     everything: bool = False
+    #: The only finder kinds whose inputs the write changes, when it names them; None for every kind.
+    only_kinds: frozenset[str] | None = None
 
     def __str__(self) -> str:
         return self.name
@@ -338,7 +344,7 @@ def count_lines(sku: str) -> dict[str, Any]:
 
 
 WRITES = [
-    Write("draft_purchase_order", agent_tool("draft_purchase_order", lambda _: purchase_order_lines())),
+    Write("draft_purchase_order", agent_tool("draft_purchase_order", lambda _: purchase_order_lines()), only_kinds=frozenset({"low_stock"})),
     Write("draft_count_task", agent_tool("draft_count_task", lambda _: count_lines("WIDGET-1")), changes_findings=False),
     Write(
         "draft_transfer",
@@ -375,6 +381,7 @@ WRITES = [
         lambda workspace, _context: ok(
             tool_call(workspace, workspace.integration, "ingest_external_snapshot", {"source": "shopify-eu", "batch_id": "b-9", "records": [channel_quantity("q-9", "WIDGET-1", "8")]})
         ),
+        only_kinds=frozenset({"mismatch"}),
     ),
     Write("receive", alice_cli("receive", "PO-000001", "1", "10")),
     Write("count submit", alice_cli("count", "submit", "1", "--line", "WIDGET-1=2"), prepare=open_count_task),
@@ -403,29 +410,36 @@ def test_write_records_every_item_whose_findings_change(tmp_path: Path, write_ac
     write_action.send(workspace, context)
     version_after, after = state(workspace, now)
 
-    async def recorded_and_suppliers(session: AsyncSession) -> tuple[frozenset[int] | None, set[int]]:
-        recorded = await changed_items_since(
+    async def recorded_and_suppliers(session: AsyncSession) -> tuple[LoggedChanges | None, set[int]]:
+        logged = await logged_changes_since(
             session, workspace_id=workspace.tokens.admin.workspace_id, after_version=version_before, through_version=version_after
         )
-        return recorded, await suppliers_of_items(session, recorded or frozenset())
+        delay_items = logged.for_kind("supplier_delay") if logged is not None else frozenset()
+        return logged, await suppliers_of_items(session, delay_items)
 
-    recorded, suppliers = read(workspace.db, recorded_and_suppliers)
+    logged, suppliers = read(workspace.db, recorded_and_suppliers)
     changed = changed_findings(before, after)
     assert version_after > version_before
     assert before, "the workspace has findings to lose"
     if write_action.everything:
-        assert recorded is None
+        assert logged is None
         return
-    assert recorded is not None, "an item-scoped write was logged as everything"
+    assert logged is not None, "an item-scoped write was logged as everything"
     if write_action.changes_findings:
         assert changed, "the write changed no finding, so this case proves nothing"
     else:
         assert changed == []
-        assert recorded == frozenset()
+        assert logged.for_kind(None) == frozenset()
+    if write_action.only_kinds is not None:
+        assert logged.item_ids == frozenset(), "the write touched its items for every finder"
+        assert set(logged.kind_item_ids) == write_action.only_kinds
     for finding in changed:
+        recorded = logged.for_kind(finding.kind)
         if finding.kind == "supplier_delay" and finding.supplier_id in suppliers:
             continue
-        assert finding.item_id in recorded, f"{finding.kind} {finding.fingerprint} changed, but item {finding.item_id} was not recorded"
+        assert finding.item_id in recorded, (
+            f"{finding.kind} {finding.fingerprint} changed, but item {finding.item_id} was not recorded for {finding.kind}"
+        )
 
 
 def test_busy_workspace_has_every_finding_kind(tmp_path: Path) -> None:
@@ -512,6 +526,46 @@ async def test_changed_items_since_unions_range(database: Database, workspace_id
     assert await since(database, workspace_id, first, third) == frozenset({2, 5})
     assert await since(database, workspace_id, first, first + 1) == frozenset()
     assert await since(database, workspace_id, third, third) == frozenset()
+
+
+async def test_kind_touches_logged_apart(database: Database, workspace_id: int) -> None:
+    def declare(session: AsyncSession) -> None:
+        scoped(1)(session)
+        touch_items(session, [1, 2], kinds=("low_stock",))
+        touch_items(session, [3], kinds=("low_stock", "mismatch"))
+
+    version = await logged_write(database, workspace_id, declare)
+
+    async with database.read() as session:
+        row = (await session.execute(select(ChangeLogEntry.item_ids, ChangeLogEntry.kind_item_ids))).one()
+    # Item 1 is touched for every finder already, so the low-stock list leaves it out.
+    assert (list(row.item_ids), row.kind_item_ids) == ([1], {"low_stock": [2, 3], "mismatch": [3]})
+    async with database.read() as session:
+        for kind, expected in [("low_stock", {1, 2, 3}), ("mismatch", {1, 3}), ("supplier_delay", {1}), (None, {1, 2, 3})]:
+            found = await changed_items_since(
+                session, workspace_id=workspace_id, after_version=version - 1, through_version=version, kind=kind
+            )
+            assert found == frozenset(expected), kind
+
+
+async def test_kind_touches_union_over_range(database: Database, workspace_id: int) -> None:
+    first = await logged_write(database, workspace_id, lambda session: (item_scoped(session), touch_items(session, [5], kinds=("mismatch",))))
+    second = await logged_write(database, workspace_id, lambda session: (item_scoped(session), touch_items(session, [6], kinds=("mismatch",))))
+    third = await logged_write(database, workspace_id, scoped(7))
+
+    async with database.read() as session:
+        logged = await logged_changes_since(session, workspace_id=workspace_id, after_version=first - 1, through_version=third)
+    assert logged is not None
+    assert logged.for_kind("mismatch") == frozenset({5, 6, 7})
+    assert logged.for_kind("low_stock") == frozenset({7})
+    assert second == first + 1
+
+
+@pytest.mark.parametrize("kinds", [(), ("sync_conflict",), ("low stock",)])
+async def test_touch_items_rejects_unknown_kinds(database: Database, workspace_id: int, kinds: tuple[str, ...]) -> None:
+    async with database.write() as session:
+        with pytest.raises(InvalidInputError, match="Invalid finder kinds"):
+            touch_items(session, [1], kinds=kinds)
 
 
 async def test_everything_in_range_returns_none(database: Database, workspace_id: int) -> None:

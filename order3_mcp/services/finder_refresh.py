@@ -138,8 +138,9 @@ async def refresh_kind(app: Order3, caller: Caller, session: AsyncSession, kind:
     tolerances = (await active_policy(app, session, workspace_id=caller.workspace_id)).tolerances
     declared = changes.touched(session)
     scope = None
-    if not declared.everything and len(declared.item_ids) <= MAX_SCOPED_ITEMS:
-        scope = await refresh_scope(session, workspace_id=caller.workspace_id, kind=kind, item_ids=frozenset(declared.item_ids))
+    item_ids = declared.for_kind(kind)
+    if not declared.everything and len(item_ids) <= MAX_SCOPED_ITEMS:
+        scope = await refresh_scope(session, workspace_id=caller.workspace_id, kind=kind, item_ids=item_ids)
     findings = await compute_findings(session, caller=caller, kind=kind, tolerances=tolerances, now=now, scope=scope)
     plan = await plan_refresh(session, workspace_id=caller.workspace_id, kind=kind, findings=findings, scope=scope)
     await apply_refresh(session, plan, now=now)
@@ -226,13 +227,13 @@ async def _changed_scope(
     kind: str,
     snapshot: _Snapshot,
     now: datetime,
-    changed: dict[int, frozenset[int] | None],
+    changed: dict[int, changes.LoggedChanges | None],
     *,
     aged_ok: bool = False,
 ) -> RecordScope | None:
     """Return the records to rerun when only writes logged item by item happened since the last run, else None.
 
-    `changed` keeps the items read from the change log per starting version,
+    `changed` keeps what the change log holds per starting version,
     since the kinds of one refresh usually last ran against the same version.
     With `aged_ok`, a last whole run past the maximum age does not by itself
     call for a whole run, because another process has claimed it.
@@ -244,11 +245,14 @@ async def _changed_scope(
         return None
     run_version = run.change_version
     if run_version not in changed:
-        changed[run_version] = await changes.changed_items_since(
+        changed[run_version] = await changes.logged_changes_since(
             session, workspace_id=caller.workspace_id, after_version=run_version, through_version=snapshot.version
         )
-    items = changed[run_version]
-    if items is None or len(items) > MAX_SCOPED_ITEMS:
+    logged = changed[run_version]
+    if logged is None:
+        return None
+    items = logged.for_kind(kind)
+    if len(items) > MAX_SCOPED_ITEMS:
         return None
     return await refresh_scope(session, workspace_id=caller.workspace_id, kind=kind, item_ids=items)
 
@@ -272,7 +276,7 @@ async def plan_kinds(
     each kind planned and its number of findings.
     """
     planned: dict[str, PlannedRefresh] = {}
-    changed: dict[int, frozenset[int] | None] = {}
+    changed: dict[int, changes.LoggedChanges | None] = {}
     async with app.database.read_only() as session:
         snapshots, tolerances = await _read_state(app, caller, session, kinds, now)
         computed: dict[str, tuple[RecordScope | None, list[finders.Finding]]] = {}

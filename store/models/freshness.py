@@ -28,7 +28,9 @@ class ChangeLogEntry(SQLModel, table=True):
     version: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
     #: Item ids in ascending order; empty when the write changed no finder input.
     item_ids: list[int] = json_field(default_factory=list)
-    #: True when the write may change the findings of any item, in which case `item_ids` is incomplete.
+    #: Per finder kind, further item ids in ascending order whose inputs to that finder alone changed.
+    kind_item_ids: dict[str, list[int]] = json_field(default_factory=dict)
+    #: True when the write may change the findings of any item, in which case the item ids are incomplete.
     everything: bool = Field(default=False)
 
 

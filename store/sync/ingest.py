@@ -567,6 +567,6 @@ async def _write_snapshots(
                 "exception_id": entry.exception_id,
             }
         )
-    # Snapshots feed the mismatch finder, and the ones made not current above share these items.
-    touch_items(session, (row["item_id"] for row in rows))
+    # Snapshots feed the mismatch finder alone, and the ones made not current above share these items.
+    touch_items(session, (row["item_id"] for row in rows), kinds=("mismatch",))
     await session.execute(insert(_snapshots), rows)
