@@ -110,7 +110,12 @@ class PurchaseLine(BaseModel):
     sku: str = Field(description="SKU of the item to order.", min_length=1, max_length=100)
     quantity: Quantity
     location: str = Field(
-        default="", max_length=60, description="Destination location code; empty to leave it to the receiver."
+        default="",
+        max_length=60,
+        description=(
+            "Destination location code. When empty, the line goes to the location of the linked low-stock "
+            "exception for this item, or, without one, is left to the receiver."
+        ),
     )
 
 

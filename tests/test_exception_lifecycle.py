@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from mcp import Client
@@ -9,7 +10,8 @@ from sqlalchemy import select
 
 from order3_mcp.server import build_server
 from order3_mcp.services import approvals
-from store.models import ExceptionRecord, Location, ReorderRule
+from store import finders
+from store.models import Draft, ExceptionRecord, Location, ReorderRule
 from tests.factory import make_app, small_workspace
 
 
@@ -171,3 +173,66 @@ async def test_exception_answered_by_open_draft_cannot_be_linked_again(database)
     assert not first.is_error
     assert second.is_error
     assert f"already answered by open draft {first.structured_content['draft_id']}" in second.content[0].text
+
+
+async def low_stock_at(database, code: str) -> list[str]:
+    """Return the locations at which the low-stock finder reports WIDGET-1 now, computed afresh."""
+    async with database.read() as session:
+        found = await finders.find_low_stock(session, workspace_id=1, now=datetime.now(UTC))
+    return [finding.location_code for finding in found if finding.sku == "WIDGET-1" and finding.location_code == code]
+
+
+async def test_unplaced_line_goes_to_exception_location(database):
+    tokens = await small_workspace(database)
+    await add_reorder_rule(database, reorder_point="20", max_level="60")
+    async with Client(build_server(make_app(database), tokens.agent)) as client:
+        [exception] = (await client.call_tool("find_low_stock", {})).structured_content["exceptions"]
+        assert await low_stock_at(database, "WH1") == ["WH1"]
+        drafted = await client.call_tool(
+            "draft_purchase_order",
+            {
+                "lines": [{"sku": "WIDGET-1", "quantity": 60}],
+                "rationale": "WIDGET-1 has 5 available at WH1 against a reorder point of 20.",
+                "exception_ids": [exception["exception_id"]],
+            },
+        )
+
+    assert not drafted.is_error, drafted.content[0].text
+    async with database.read() as session:
+        draft = (await session.execute(select(Draft))).scalar_one()
+    assert [line["location_code"] for line in draft.payload["lines"]] == ["WH1"]
+    # The draft's 60 units count toward WH1, so the finder no longer reports it.
+    assert await low_stock_at(database, "WH1") == []
+
+
+async def test_unplaced_line_low_twice_rejected(database):
+    tokens = await small_workspace(database)
+    await add_reorder_rule(database, reorder_point="20", max_level="60")
+    async with database.write() as session:
+        wh1 = (await session.execute(select(Location).where(Location.code == "WH1"))).scalar_one()
+        wh2 = Location(workspace_id=wh1.workspace_id, code="WH2", name="Second warehouse")
+        session.add(wh2)
+        await session.flush()
+        session.add(
+            ReorderRule(
+                workspace_id=wh1.workspace_id, item_id=1, location_id=wh2.id, location_key=wh2.id,
+                reorder_point=Decimal("5"), max_level=Decimal("10"),
+            )
+        )
+    async with Client(build_server(make_app(database), tokens.agent)) as client:
+        found = (await client.call_tool("find_low_stock", {})).structured_content["exceptions"]
+        refused = await client.call_tool(
+            "draft_purchase_order",
+            {
+                "lines": [{"sku": "WIDGET-1", "quantity": 60}],
+                "rationale": "WIDGET-1 is low at both warehouses.",
+                "exception_ids": [exception["exception_id"] for exception in found],
+            },
+        )
+
+    assert sorted(exception["location"] for exception in found) == ["WH1", "WH2"]
+    assert refused.is_error
+    assert "Item WIDGET-1 is low at WH1, WH2 in the linked exceptions" in refused.content[0].text
+    async with database.read() as session:
+        assert (await session.execute(select(Draft))).first() is None
+    assert [status for _id, status in await statuses(database)] == ["open", "open"]

@@ -142,7 +142,21 @@ async def _live_exceptions(
     supplier_id: int | None,
     verb: str = "order",
 ) -> list[int]:
-    """Check that each linked exception is live and concerns this draft.
+    """Check that each linked exception is live and concerns this draft, and return their ids (see `_live_records`)."""
+    records = await _live_records(session, caller, exception_ids, item_ids=item_ids, supplier_id=supplier_id, verb=verb)
+    return [record.id for record in records]  # type: ignore[misc]
+
+
+async def _live_records(
+    session: AsyncSession,
+    caller: Caller,
+    exception_ids: list[int],
+    *,
+    item_ids: set[int],
+    supplier_id: int | None,
+    verb: str = "order",
+) -> list[ExceptionRecord]:
+    """Check that each linked exception is live and concerns this draft, and return the records.
 
     An exception about an item must name one of the draft's items; one without
     an item (a supplier-level problem) must name the draft's supplier, so a draft
@@ -161,8 +175,47 @@ async def _live_exceptions(
         subject = f"item {record.sku}" if record.item_id is not None else f"supplier {record.supplier_code or '-'}"
         return f"is about {subject}, which this draft does not {verb}"
 
-    records = await load_linkable(session, caller, exception_ids, unrelated=unrelated)
-    return [record.id for record in records]  # type: ignore[misc]
+    return await load_linkable(session, caller, exception_ids, unrelated=unrelated)
+
+
+def _low_stock_destinations(records: list[ExceptionRecord]) -> dict[int, set[str]]:
+    """Return, per item, the location codes of the linked low-stock exceptions raised at one location."""
+    destinations: dict[int, set[str]] = {}
+    for record in records:
+        if record.kind == "low_stock" and record.item_id is not None and record.location_code:
+            destinations.setdefault(record.item_id, set()).add(record.location_code)
+    return destinations
+
+
+def _line_destinations(lines: list[PurchaseLine], items: list[Item], low_at: dict[int, set[str]]) -> list[str]:
+    """Return each line's destination code: its own, else the location of its linked low-stock exception.
+
+    A line without a location whose item has linked low-stock exceptions at
+    one location goes there, so the draft counts toward that location's stock
+    position and the finder does not suggest the same order again.
+
+    Raises:
+        InvalidInputError: If a line without a location answers low-stock exceptions at several
+            locations, or two lines order one item for the same destination.
+    """
+    destinations: list[str] = []
+    seen: set[tuple[int, str]] = set()
+    for line, item in zip(lines, items, strict=True):
+        destination = line.location.strip()
+        if not destination and item.id in low_at:
+            places = sorted(low_at[item.id])  # type: ignore[index]
+            if len(places) > 1:
+                raise InvalidInputError(
+                    f"Item {item.sku} is low at {', '.join(places)} in the linked exceptions, and its line names no "
+                    "location; give the line a location, or draft one line per location."
+                )
+            destination = places[0]
+        key = (item.id, destination.casefold())
+        if key in seen:
+            raise InvalidInputError(f"Item {item.sku} appears twice for the same destination; merge the lines into one.")
+        seen.add(key)
+        destinations.append(destination)
+    return destinations
 
 
 def _policy_fields(app: Order3, rule: Rule | None, caller: Caller, *, policy: Policy | None = None) -> dict[str, Any]:
@@ -220,12 +273,7 @@ async def draft_purchase_order(
             raise InvalidInputError(f"{len(lines)} lines is too many for one draft; split it into drafts of at most {MAX_LINES}.")
 
         items = [await catalog.get_item_by_sku(session, workspace_id=caller.workspace_id, sku=line.sku) for line in lines]
-        seen: set[tuple[int, str]] = set()
-        for line, item in zip(lines, items, strict=True):
-            key = (item.id, line.location.strip().casefold())  # type: ignore[arg-type]
-            if key in seen:
-                raise InvalidInputError(f"Item {item.sku} appears twice for the same destination; merge the lines into one.")
-            seen.add(key)
+        for item in items:
             if not item.active:
                 raise InvalidInputError(f"Item {item.sku} is inactive and cannot be ordered; reactivate it or remove the line.")
 
@@ -239,9 +287,11 @@ async def draft_purchase_order(
         if not chosen.active:
             raise InvalidInputError(f"Supplier {chosen.code} is inactive; choose another supplier.")
 
-        linked = await _live_exceptions(
+        linked_records = await _live_records(
             session, caller, exception_ids, item_ids={item.id for item in items}, supplier_id=chosen.id  # type: ignore[misc]
         )
+        linked = [record.id for record in linked_records]
+        destinations = _line_destinations(lines, items, _low_stock_destinations(linked_records))
 
         payload_lines: list[dict[str, Any]] = []
         total = Decimal(0)
@@ -250,7 +300,7 @@ async def draft_purchase_order(
         order_currency = ""
         rates: dict[str, store_rates.RateInUse] | None = None
         rates_used: dict[str, store_rates.RateInUse] = {}
-        for line, item in zip(lines, items, strict=True):
+        for line, item, destination in zip(lines, items, destinations, strict=True):
             offers = await catalog.supplier_items_for_item(session, workspace_id=caller.workspace_id, item_id=item.id)  # type: ignore[arg-type]
             match = [offer for offer, offer_supplier in offers if offer_supplier.id == chosen.id]
             if not match:
@@ -277,8 +327,8 @@ async def draft_purchase_order(
                 )
             location_id = None
             location_code = ""
-            if line.location.strip():
-                place = await catalog.get_location_by_code(session, workspace_id=caller.workspace_id, code=line.location)
+            if destination:
+                place = await catalog.get_location_by_code(session, workspace_id=caller.workspace_id, code=destination)
                 if place.kind == "transit":
                     raise InvalidInputError(
                         f"Location {place.code} holds stock in transit between locations; deliver {item.sku} to a "
