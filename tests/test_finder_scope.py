@@ -19,6 +19,7 @@ from store import finders
 from store.db import Database, open_database
 from store.errors import InvalidInputError
 from store.finders import Finding
+from store.finders.records import RecordScope, apply_refresh, plan_refresh
 from store.importers.inventree import import_inventree
 from store.models import Item, PurchaseOrder, PurchaseOrderLine, Supplier
 from store.workspaces import create_workspace
@@ -304,6 +305,18 @@ class NoQuerySession:
 async def test_empty_item_scope_runs_no_query(name: str) -> None:
     findings = await ITEM_FINDERS[name](NoQuerySession(), workspace_id=1, timezone="UTC", item_ids=[])
     assert findings == []
+
+
+@pytest.mark.parametrize("column", ["item_id", "supplier_id"])
+async def test_empty_scope_plans_and_writes_nothing(column: str) -> None:
+    scope = RecordScope(column, frozenset())
+
+    plan = await plan_refresh(NoQuerySession(), workspace_id=1, kind="low_stock", findings=[], scope=scope)  # type: ignore[arg-type]
+    result = await apply_refresh(NoQuerySession(), plan, now=datetime.now(UTC))  # type: ignore[arg-type]
+
+    assert plan.writes == 0
+    assert plan.updates == []
+    assert (result.opened, result.updated, result.resolved) == ((), (), ())
 
 
 async def test_empty_supplier_scope_runs_no_query() -> None:

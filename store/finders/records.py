@@ -71,6 +71,11 @@ class RecordScope:
         """Return True when `finding` belongs to the scope."""
         return getattr(finding, self.column) in self.ids
 
+    @property
+    def empty(self) -> bool:
+        """Return True when the scope covers no record."""
+        return not self.ids
+
 
 @dataclass
 class RefreshPlan:
@@ -244,6 +249,13 @@ async def plan_refresh(
                 f"Finding {outside.fingerprint!r} has {scope.column} {getattr(outside, scope.column)!r}, outside the "
                 "refresh scope; run the finder with the same scope."
             )
+    if scope is not None and scope.empty:
+        # Nothing to compare. SQLite does not see that an empty IN list matches no
+        # row, so the statements below would read every record of the kind.
+        return RefreshPlan(
+            workspace_id=workspace_id, kind=kind, scope=scope, updates=[], changed=[], inserts=[], stale=[],
+            waiting=[], held_found=[], held_released=[], ids_by_fingerprint={},
+        )
 
     # A drafted record whose draft is still open waits for that draft: the draft's
     # own quantities hide the problem from the finder, so "not found" does not
@@ -377,6 +389,8 @@ async def apply_refresh(session: AsyncSession, plan: RefreshPlan, *, now: dateti
             .execution_options(synchronize_session=False),
             [{"b_id": record_id, "b_version": version, "b_resolved_at": now} for record_id, version in plan.stale],
         )
+    if plan.scope is not None and plan.scope.empty:
+        return RefreshResult(kind=kind, opened=(), updated=tuple(updated), resolved=(), ids_by_fingerprint={})
     # Every other live record in scope was found again unchanged.
     seen_again = update(_table).where(
         _table.c.workspace_id == plan.workspace_id,
