@@ -258,11 +258,15 @@ def send(process: subprocess.Popen[bytes], message: dict) -> None:
     process.stdin.flush()
 
 
-def draft_then_hang_up(parameters: StdioServerParameters, release: threading.Event) -> int:
-    """Start a stdio server, send a draft call, close its stdin as a dying client would, and return its exit code."""
+def draft_then_hang_up(parameters: StdioServerParameters, release: threading.Event, *, dies: bool = False) -> int:
+    """Start a stdio server, send a draft call, close its stdin, and return its exit code.
+
+    With `dies`, the client also closes the server's stdout, as a client process that was killed does,
+    so the server's reply meets a closed pipe.
+    """
     process = subprocess.Popen(
         [parameters.command, *parameters.args], env=parameters.env, cwd=parameters.cwd,
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
     try:
         send(process, {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
@@ -274,8 +278,13 @@ def draft_then_hang_up(parameters: StdioServerParameters, release: threading.Eve
                        "params": {"name": "draft_purchase_order", "arguments": DRAFT}})
         assert process.stdin is not None
         process.stdin.close()
+        if dies:
+            process.stdout.close()
         release.set()
-        return process.wait(timeout=60)
+        exit_code = process.wait(timeout=60)
+        assert process.stderr is not None
+        print(process.stderr.read().decode(errors="replace"))
+        return exit_code
     finally:
         if process.poll() is None:
             process.kill()
@@ -284,15 +293,16 @@ def draft_then_hang_up(parameters: StdioServerParameters, release: threading.Eve
 
 # The call is made slow by holding SQLite's write lock from a second connection.
 @sqlite_only
-async def test_stdio_hang_up_mid_call_leaves_no_partial_write(database):
-    """A stdio server whose client closes stdin either commits or cancels the call in progress, then exits."""
+@pytest.mark.parametrize("dies", [False, True], ids=["hangs up", "dies"])
+async def test_stdio_hang_up_mid_call_leaves_no_partial_write(database, dies):
+    """A stdio server whose client goes away either commits or cancels the call in progress, then exits cleanly."""
     tokens = await small_workspace(database)
     path = database_path(database)
     parameters = stdio_server(path, tokens.agent_secret)
 
     # The client goes away while the draft waits for the write lock.
     with write_lock_held(path, seconds=10.0) as release:
-        exit_code = draft_then_hang_up(parameters, release)
+        exit_code = draft_then_hang_up(parameters, release, dies=dies)
 
     assert exit_code == 0
     event = await last_event(database)

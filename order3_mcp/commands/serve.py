@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
+import os
 import sys
 from typing import Annotated
 
@@ -46,6 +47,13 @@ def check_loopback(host: str) -> str:
             "machine, put a TLS-terminating reverse proxy on this machine in front of it; see docs/http.md."
         )
     return host
+
+
+def _detach_stdout() -> None:
+    """Point stdout at the null device, so flushing it at exit does not fail again on the closed pipe."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _start_scan_workers(database: Database, workers: int) -> ScanWorkers | None:
@@ -140,7 +148,13 @@ def serve(
             caller = await app.authenticate(secret, channel="mcp")
             server = build_server(app, caller, tool_timeout=tool_timeout)
             logger.info("serving workspace %s as %s over stdio", caller.workspace, caller.describe())
-            await server.run_stdio_async()
+            try:
+                await server.run_stdio_async()
+            except* (BrokenPipeError, ConnectionResetError) as group:
+                # A client process that exits or is killed closes the pipe the reply goes to.
+                # That ends the session as closing stdin does, so the server stops cleanly.
+                logger.info("client closed stdout before a reply was written (%s); stopping", group.exceptions[0])
+                _detach_stdout()
         finally:
             if app.scan_workers is not None:
                 app.scan_workers.close()
