@@ -32,6 +32,7 @@ from store.finders.findings import (
     scaled_text,
     utc_text,
 )
+from store.finders.records import RecordScope
 from store.models import (
     CountResult,
     Draft,
@@ -1025,6 +1026,31 @@ async def test_refresh_twice_creates_no_duplicate(database: Database) -> None:
     assert records[0].owner == "buyer-bo"
     assert records[0].item_id == item
     assert records[0].version == 2
+
+
+async def test_scoped_refresh_moves_last_seen_in_scope_only(database: Database) -> None:
+    workspace, item, _ = await _low_stock_workspace(database)
+    [record_id] = (await _refresh_low_stock(database, workspace=workspace, now=NOW)).opened
+
+    async def rerun(item_ids: set[int], now: datetime) -> Any:
+        async with database.write() as session:
+            findings = await find_low_stock(session, workspace_id=workspace.id, now=now, item_ids=item_ids)
+            return await refresh_exceptions(
+                session, workspace_id=workspace.id, kind="low_stock", findings=findings, now=now,
+                scope=RecordScope("item_id", frozenset(item_ids)),
+            )
+
+    later = NOW + timedelta(hours=1)
+    in_scope = await rerun({item.id}, later)  # type: ignore[arg-type]
+    out_of_scope = await rerun({item.id + 1000}, later + timedelta(hours=1))  # type: ignore[operator]
+
+    async with database.read() as session:
+        [record] = await list_exceptions(session, workspace_id=workspace.id, statuses=None)
+    assert (in_scope.opened, in_scope.updated, in_scope.resolved) == ((), (), ())
+    assert (out_of_scope.opened, out_of_scope.updated, out_of_scope.resolved) == ((), (), ())
+    assert record.id == record_id
+    assert record.last_seen == later
+    assert record.version == 1
 
 
 async def test_resolved_problem_that_recurs_opens_new_record(database: Database) -> None:

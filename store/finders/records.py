@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import ColumnElement, bindparam, insert, or_, select, union_all, update
@@ -103,6 +104,8 @@ class RefreshPlan:
     held_found: list[int]
     held_released: list[int]
     ids_by_fingerprint: dict[str, int]
+    #: Open records found again unchanged, whose last_seen alone moves.
+    unchanged: list[int] = field(default_factory=list)
 
     @property
     def writes(self) -> int:
@@ -193,6 +196,9 @@ async def _write_suppression(session: AsyncSession, *, touched: list[int], relea
         )
 
 
+# Record ids named in one UPDATE, well under SQLite's 32,766 bound parameters.
+_IDS_PER_STATEMENT = 5_000
+
 _DESCRIBED_COLUMNS = tuple(_described(Finding(kind="", fingerprint="", reason="", suggested_draft_kind="")))
 _EVIDENCE_AT = _DESCRIBED_COLUMNS.index("evidence")
 # Evidence keys that only record when the figures were computed. A record whose
@@ -254,7 +260,7 @@ async def plan_refresh(
         # row, so the statements below would read every record of the kind.
         return RefreshPlan(
             workspace_id=workspace_id, kind=kind, scope=scope, updates=[], changed=[], inserts=[], stale=[],
-            waiting=[], held_found=[], held_released=[], ids_by_fingerprint={},
+            waiting=[], held_found=[], held_released=[], ids_by_fingerprint={}, unchanged=[],
         )
 
     # A drafted record whose draft is still open waits for that draft: the draft's
@@ -271,9 +277,12 @@ async def plan_refresh(
             _table.c.kind == kind,
             _table.c.status.in_(LIVE_EXCEPTION_STATUSES),
         )
-        .order_by(_table.c.id)
     )
-    if scope is not None:
+    if scope is None:
+        statement = statement.order_by(_table.c.id)
+    else:
+        # Ordered by id, SQLite reads every record of the workspace in id order rather than
+        # the few of the scope through the item or supplier index, so the rows are sorted here.
         statement = statement.where(scope.clause())
     by_fingerprint = {finding.fingerprint: finding for finding in findings}
     found = set(by_fingerprint)
@@ -283,7 +292,11 @@ async def plan_refresh(
     stale: list[tuple[int, int]] = []
     waiting: list[int] = []
     ids_by_fingerprint: dict[str, int] = {}
-    for record_id, fingerprint, version, status, is_waiting, *stored in (await session.execute(statement)).all():
+    unchanged: list[int] = []
+    rows = (await session.execute(statement)).all()
+    if scope is not None:
+        rows.sort(key=itemgetter(0))
+    for record_id, fingerprint, version, status, is_waiting, *stored in rows:
         live.add(fingerprint)
         finding = by_fingerprint.get(fingerprint)
         if finding is None:
@@ -299,6 +312,8 @@ async def plan_refresh(
             changed.append(record_id)
         if status != "open" or not same:
             updates.append((record_id, version, described))
+        else:
+            unchanged.append(record_id)
 
     # A dismissed problem that is still there opens no new record.
     held = await suppressed_fingerprints(session, workspace_id=workspace_id, kind=kind, scope=scope)
@@ -317,6 +332,7 @@ async def plan_refresh(
         held_found=held_found,
         held_released=held_released,
         ids_by_fingerprint=ids_by_fingerprint,
+        unchanged=unchanged,
     )
 
 
@@ -389,20 +405,28 @@ async def apply_refresh(session: AsyncSession, plan: RefreshPlan, *, now: dateti
             .execution_options(synchronize_session=False),
             [{"b_id": record_id, "b_version": version, "b_resolved_at": now} for record_id, version in plan.stale],
         )
-    if plan.scope is not None and plan.scope.empty:
-        return RefreshResult(kind=kind, opened=(), updated=tuple(updated), resolved=(), ids_by_fingerprint={})
-    # Every other live record in scope was found again unchanged.
-    seen_again = update(_table).where(
-        _table.c.workspace_id == plan.workspace_id,
-        _table.c.kind == kind,
-        _table.c.status == "open",
-        _table.c.last_seen < now,
-    )
-    if plan.scope is not None:
-        seen_again = seen_again.where(plan.scope.clause())
-    if plan.waiting:
-        seen_again = seen_again.where(_table.c.id.not_in(plan.waiting))
-    await session.execute(seen_again.values(last_seen=now).execution_options(synchronize_session=False))
+    if plan.scope is None:
+        # Every other live record was found again unchanged.
+        seen_again = update(_table).where(
+            _table.c.workspace_id == plan.workspace_id,
+            _table.c.kind == kind,
+            _table.c.status == "open",
+            _table.c.last_seen < now,
+        )
+        if plan.waiting:
+            seen_again = seen_again.where(_table.c.id.not_in(plan.waiting))
+        await session.execute(seen_again.values(last_seen=now).execution_options(synchronize_session=False))
+    else:
+        # A rerun of a few items names its records: a condition on the scope led SQLite
+        # to the kind index and a read of every open record of the kind.
+        for start in range(0, len(plan.unchanged), _IDS_PER_STATEMENT):
+            chunk = plan.unchanged[start : start + _IDS_PER_STATEMENT]
+            await session.execute(
+                update(_table)
+                .where(_table.c.id.in_(chunk), _table.c.status == "open", _table.c.last_seen < now)
+                .values(last_seen=now)
+                .execution_options(synchronize_session=False)
+            )
 
     return RefreshResult(
         kind=kind,
