@@ -196,7 +196,7 @@ async def _write_suppression(session: AsyncSession, *, touched: list[int], relea
         )
 
 
-# Record ids named in one UPDATE, well under SQLite's 32,766 bound parameters.
+# Record ids named in one UPDATE, because SQLite limits the bound parameters of a statement.
 _IDS_PER_STATEMENT = 5_000
 
 _DESCRIBED_COLUMNS = tuple(_described(Finding(kind="", fingerprint="", reason="", suggested_draft_kind="")))
