@@ -30,6 +30,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections import Counter
@@ -239,8 +240,13 @@ class LoadClient:
         self.report.receipts.append(delivery)
 
 
-async def run_client(plan: ClientPlan) -> ClientReport:
-    """Open the plan's connections, run its turns until the bound, and report."""
+async def run_client(plan: ClientPlan, start_together: Any = None) -> ClientReport:
+    """Open the plan's connections, wait for the other clients to open theirs, run the turns until the bound, and report.
+
+    `start_together` is a barrier shared by the clients of one run, so no
+    client's calls are timed while the others are still starting their
+    processes and servers.
+    """
     from contextlib import AsyncExitStack
 
     import httpx2
@@ -278,6 +284,12 @@ async def run_client(plan: ClientPlan) -> ClientReport:
                     Client(parameters, mode="legacy", read_timeout_seconds=600)
                 )
 
+        if start_together is not None:
+            try:
+                await asyncio.to_thread(start_together.wait, STARTUP_SECONDS)
+            except threading.BrokenBarrierError:
+                # A client that failed to start reports that itself; the others run without it.
+                pass
         started = time.perf_counter()
         deadline = started + plan.seconds
         turns = 0
@@ -290,15 +302,18 @@ async def run_client(plan: ClientPlan) -> ClientReport:
     return caller.report
 
 
-def client_main(plan: ClientPlan, results: Any) -> None:
+def client_main(plan: ClientPlan, results: Any, start_together: Any = None) -> None:
     """Entry point of a client process: run the plan and send its report back.
 
     A client that cannot start (its stdio server could not open the database,
     say) reports that as an error instead of leaving the coordinator waiting.
     """
     try:
-        report = asyncio.run(run_client(plan))
+        report = asyncio.run(run_client(plan, start_together))
     except BaseException as exc:  # noqa: BLE001 - a failed start is a figure of the run
+        if start_together is not None:
+            # Release the clients waiting for this one.
+            start_together.abort()
         report = ClientReport()
         report.errors[f"client start: {error_kind(describe_failure(exc))}"] += 1
     results.put((plan.index, report))
@@ -418,7 +433,8 @@ def run_phase(plans: list[ClientPlan]) -> tuple[list[ClientReport], float]:
     """Run one client process per plan at once and return their reports and the wall time."""
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
-    processes = [context.Process(target=client_main, args=(plan, results)) for plan in plans]
+    start_together = context.Barrier(len(plans))
+    processes = [context.Process(target=client_main, args=(plan, results, start_together)) for plan in plans]
     started = time.perf_counter()
     for process in processes:
         process.start()

@@ -112,6 +112,33 @@ async def test_worker_killed_is_replaced(database):
     assert again.structured_content["refreshed_at"] == {"low_stock": "2026-03-02T09:01:00+00:00"}
 
 
+async def test_started_workers_report_ready(database):
+    workers = ScanWorkers(database, workers=2)
+    try:
+        assert await workers.ready(timeout=1) is True  # nothing started yet, so nothing to wait for
+        workers.start()
+        ready = await workers.ready(timeout=60)
+        started = [process for process in workers._pool._processes.values() if process.is_alive()]
+    finally:
+        workers.close()
+
+    assert ready is True
+    assert started
+
+
+async def test_worker_dead_at_start_not_ready(database):
+    workers = ScanWorkers(database, workers=1)
+    try:
+        workers.start()
+        [worker] = workers._pool._processes.values()
+        os.kill(worker.pid, signal.SIGKILL)
+        ready = await workers.ready(timeout=60)
+    finally:
+        workers.close()
+
+    assert ready is False
+
+
 def _children(pid: int) -> set[int]:
     found: set[int] = set()
     for task in Path(f"/proc/{pid}/task").iterdir():

@@ -56,6 +56,10 @@ def _detach_stdout() -> None:
     os.close(devnull)
 
 
+# How long `serve --http` waits for its scan workers to start before it listens anyway.
+SCAN_WORKER_START_SECONDS = 30.0
+
+
 def _start_scan_workers(database: Database, workers: int) -> ScanWorkers | None:
     if workers == 0:
         return None
@@ -115,6 +119,9 @@ def serve(
         app = Order3(database, clock=clock)
         app.scan_workers = _start_scan_workers(database, 1 if scan_workers is None else scan_workers)
         try:
+            if app.scan_workers is not None:
+                # Listening only once the workers can plan keeps their start-up out of the first finder calls.
+                await app.scan_workers.ready(timeout=SCAN_WORKER_START_SECONDS)
             transport = HttpTransport(
                 app, host=host, port=port, rate=rate_limit, burst=rate_burst, tool_timeout=tool_timeout,
             )

@@ -20,7 +20,7 @@ import multiprocessing
 import os
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime
 
@@ -85,6 +85,7 @@ class ScanWorkers:
         self.url = database.url
         self.workers = workers
         self._pool = self._new_pool()
+        self._warming: list[Future[None]] = []
 
     def _new_pool(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
@@ -96,8 +97,25 @@ class ScanWorkers:
 
     def start(self) -> None:
         """Start the workers now rather than at the first plan."""
-        for _ in range(self.workers):
-            self._pool.submit(_warm_up)
+        self._warming = [self._pool.submit(_warm_up) for _ in range(self.workers)]
+
+    async def ready(self, *, timeout: float) -> bool:
+        """Wait until the workers started by `start` have imported the planning code; return False past `timeout` seconds.
+
+        A worker that is not ready in time is not an error: the first plans
+        then wait for it, or run in the server process if it failed.
+        """
+        warming = [asyncio.wrap_future(future) for future in self._warming]
+        if not warming:
+            return True
+        try:
+            await asyncio.wait_for(asyncio.gather(*warming), timeout)
+        except (TimeoutError, BrokenProcessPool) as exc:
+            logger.warning(
+                "scan workers of %s did not start within %.0f s (%s); serving anyway", self.url, timeout, exc or "timed out"
+            )
+            return False
+        return True
 
     async def plan(
         self,
