@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from order3_mcp.app import Order3
 from order3_mcp.server import build_server
 from order3_mcp.services.admin import check_stock_ledger
-from order3_mcp.services.finder_refresh import FINDER_MAX_AGE, WHOLE_RUN_CLAIM
+from order3_mcp.services.finder_refresh import FINDER_MAX_AGE, WHOLE_RUN_CLAIM, _applier, plan_kinds, refresh_due
 from order3_mcp.services.rates import set_rate
 from store import freshness
 from store.models import ChangeLogEntry, ExceptionRecord
@@ -149,3 +149,48 @@ async def test_claimed_whole_run_leaves_scoped_rerun(database):
     # The claim ran out without a whole run, so this process claims and runs it.
     assert whole_run.whole_refreshed_at == clock.now
     assert whole_run.whole_claimed_until is None
+
+
+async def test_rerun_covered_elsewhere_not_replanned(database):
+    tokens = await small_workspace(database)
+    await add_reorder_rule(database, reorder_point="20", max_level="60")
+    clock = Clock(START)
+    app = Order3(database, clock=clock)
+    await refresh_due(app, tokens.agent, ("low_stock",))
+    async with Client(build_server(app, tokens.agent)) as client:
+        await draft_widget(client)
+    clock.now += timedelta(seconds=30)
+
+    # Two callers plan the same rerun on one snapshot; the first to write settles it for both.
+    first = await plan_kinds(app, tokens.agent, ("low_stock",), now=clock.now)
+    second = await plan_kinds(app, tokens.agent, ("low_stock",), now=clock.now)
+    written = await database.run_write(_applier(tokens.agent, first, clock.now))
+    async with database.read() as session:
+        records_after_first = (await session.execute(select(ExceptionRecord.id, ExceptionRecord.version))).all()
+    settled = await database.run_write(_applier(tokens.agent, second, clock.now + timedelta(seconds=1)))
+    async with database.read() as session:
+        records_after_second = (await session.execute(select(ExceptionRecord.id, ExceptionRecord.version))).all()
+    run = await run_of(database, "low_stock")
+
+    assert written == {"low_stock"}
+    assert settled == {"low_stock"}
+    assert records_after_second == records_after_first
+    assert run.refreshed_at == clock.now
+
+
+async def test_rerun_behind_other_write_replanned(database):
+    tokens = await small_workspace(database)
+    await add_reorder_rule(database, reorder_point="20", max_level="60")
+    clock = Clock(START)
+    app = Order3(database, clock=clock)
+    await refresh_due(app, tokens.agent, ("low_stock",))
+    async with Client(build_server(app, tokens.agent)) as client:
+        await draft_widget(client, quantity=20)
+        clock.now += timedelta(seconds=30)
+        older = await plan_kinds(app, tokens.agent, ("low_stock",), now=clock.now)
+        await draft_widget(client, quantity=30)
+        newer = await plan_kinds(app, tokens.agent, ("low_stock",), now=clock.now)
+
+    # The newer plan saw a later write, so the older plan's writer does not cover it.
+    assert await database.run_write(_applier(tokens.agent, older, clock.now)) == {"low_stock"}
+    assert await database.run_write(_applier(tokens.agent, newer, clock.now)) == set()

@@ -170,6 +170,19 @@ class _Snapshot:
         """Return True when the kind never ran, or its counter, business date, policy or age is out of date."""
         return not self.is_current() or self.is_aged(now)
 
+    def covered_by(self, run: freshness.RunState | None, *, whole: bool) -> bool:
+        """Return True when `run`, written by another refresh, saw at least what a refresh planned on this snapshot saw.
+
+        A whole plan is covered only by a whole run written since this snapshot's.
+        """
+        if run is None or run.business_date != self.today or run.policy_fingerprint != self.policy:
+            return False
+        if run.change_version < self.version:
+            return False
+        if whole:
+            return self.run is None or run.whole_refreshed_at > self.run.whole_refreshed_at
+        return True
+
 
 class RefreshTurns:
     """One lock per (event loop, workspace), so a process refreshes a workspace's findings one run at a time."""
@@ -395,7 +408,11 @@ async def _whole_runs_claimed_elsewhere(
 def _applier(
     caller: Caller, planned: dict[str, PlannedRefresh], now: datetime
 ) -> Callable[[AsyncSession], Awaitable[set[str]]]:
-    """Return the write step of planned refreshes; it returns the kinds written, leaving out those another refresh wrote first."""
+    """Return the write step of planned refreshes.
+
+    The step returns the kinds that are settled: written by it, or covered by
+    a refresh another caller wrote since the snapshot. The others are planned again.
+    """
 
     async def apply(session: AsyncSession) -> set[str]:
         kinds = tuple(planned)
@@ -406,6 +423,9 @@ def _applier(
         for kind in kinds:
             entry = planned[kind]
             if runs.get(kind) != entry.snapshot.run:
+                if entry.snapshot.covered_by(runs.get(kind), whole=entry.whole):
+                    # Another refresh wrote what this plan would: there is nothing left to do.
+                    applied.add(kind)
                 continue
             await apply_refresh(session, entry.plan, now=now)
             await freshness.mark_refreshed(
