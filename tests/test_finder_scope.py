@@ -307,6 +307,14 @@ async def test_empty_item_scope_runs_no_query(name: str) -> None:
     assert findings == []
 
 
+async def test_scoped_plan_cannot_leave_records_out() -> None:
+    scope = RecordScope("item_id", frozenset())
+    plan = await plan_refresh(NoQuerySession(), workspace_id=1, kind="low_stock", findings=[], scope=scope)  # type: ignore[arg-type]
+
+    with pytest.raises(InvalidInputError, match="Only a whole plan can leave records out"):
+        plan.without(RecordScope("item_id", frozenset({1})))
+
+
 @pytest.mark.parametrize("column", ["item_id", "supplier_id"])
 async def test_empty_scope_plans_and_writes_nothing(column: str) -> None:
     scope = RecordScope(column, frozenset())

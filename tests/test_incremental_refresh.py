@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 from mcp import Client
 from sqlalchemy import func, select
@@ -13,7 +14,8 @@ from order3_mcp.services.admin import check_stock_ledger
 from order3_mcp.services.finder_refresh import FINDER_MAX_AGE, WHOLE_RUN_CLAIM, _applier, plan_kinds, refresh_due
 from order3_mcp.services.rates import set_rate
 from store import freshness
-from store.models import ChangeLogEntry, ExceptionRecord
+from store.changes import item_scoped, touch_items
+from store.models import ChangeLogEntry, ExceptionRecord, Item, Location, ReorderRule
 from tests.factory import small_workspace
 from tests.test_exception_lifecycle import add_reorder_rule, set_reorder_point
 from tests.test_finder_freshness import Clock, low_stock, run_of
@@ -194,3 +196,49 @@ async def test_rerun_behind_other_write_replanned(database):
     # The newer plan saw a later write, so the older plan's writer does not cover it.
     assert await database.run_write(_applier(tokens.agent, older, clock.now)) == {"low_stock"}
     assert await database.run_write(_applier(tokens.agent, newer, clock.now)) == set()
+
+
+async def test_whole_plan_applied_around_newer_reruns(database):
+    tokens = await small_workspace(database)
+    await add_reorder_rule(database, reorder_point="20", max_level="60")
+    clock = Clock(START)
+    app = Order3(database, clock=clock)
+    await refresh_due(app, tokens.agent, ("low_stock",))
+    clock.now += FINDER_MAX_AGE + timedelta(seconds=1)
+    async with database.write() as session:
+        # Written straight into the database, so only a whole run finds GADGET-2's new rule.
+        gadget = (await session.execute(select(Item).where(Item.sku == "GADGET-2"))).scalar_one()
+        wh1 = (await session.execute(select(Location).where(Location.code == "WH1"))).scalar_one()
+        session.add(
+            ReorderRule(
+                workspace_id=wh1.workspace_id, item_id=gadget.id, location_id=wh1.id, location_key=wh1.id,
+                reorder_point=Decimal("50"), max_level=Decimal("80"),
+            )
+        )
+    whole = await plan_kinds(app, tokens.agent, ("low_stock",), now=clock.now, force=True)
+
+    # Meanwhile a logged write to GADGET-2 is rerun and written first, as another server would.
+    async with database.write() as session:
+        item_scoped(session)
+        touch_items(session, [gadget.id])
+        await freshness.note_change(session, workspace_id=gadget.workspace_id)
+    rerun = await plan_kinds(app, tokens.agent, ("low_stock",), now=clock.now, aged_ok=frozenset({"low_stock"}))
+    assert not rerun["low_stock"].whole
+    assert await database.run_write(_applier(tokens.agent, rerun, clock.now)) == {"low_stock"}
+    rerun_run = await run_of(database, "low_stock")
+    settled = await database.run_write(_applier(tokens.agent, whole, clock.now + timedelta(seconds=1)))
+
+    async with database.read() as session:
+        live = (
+            await session.execute(
+                select(ExceptionRecord.sku).where(ExceptionRecord.status.in_(("open", "drafted"))).order_by(ExceptionRecord.sku)
+            )
+        ).scalars().all()
+    run = await run_of(database, "low_stock")
+    report = await check_stock_ledger(app, tokens.admin)
+    assert settled == {"low_stock"}
+    # One record for GADGET-2: the rerun's. The whole plan's insert of it was left out.
+    assert live == ["GADGET-2", "WIDGET-1"]
+    assert run.whole_refreshed_at == clock.now + timedelta(seconds=1)
+    assert run.change_version == rerun_run.change_version
+    assert report.findings_differences == []

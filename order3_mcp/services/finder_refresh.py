@@ -422,17 +422,23 @@ def _applier(
         applied: set[str] = set()
         for kind in kinds:
             entry = planned[kind]
-            if runs.get(kind) != entry.snapshot.run:
-                if entry.snapshot.covered_by(runs.get(kind), whole=entry.whole):
+            plan, version = entry.plan, entry.snapshot.version
+            current = runs.get(kind)
+            if current != entry.snapshot.run:
+                if entry.snapshot.covered_by(current, whole=entry.whole):
                     # Another refresh wrote what this plan would: there is nothing left to do.
                     applied.add(kind)
-                continue
-            await apply_refresh(session, entry.plan, now=now)
+                    continue
+                merged = await _whole_plan_after_reruns(session, caller, kind, entry, current) if entry.whole else None
+                if merged is None:
+                    continue
+                plan, version = merged
+            await apply_refresh(session, plan, now=now)
             await freshness.mark_refreshed(
                 session,
                 workspace_id=caller.workspace_id,
                 kind=kind,
-                version=entry.snapshot.version,
+                version=version,
                 business_date=entry.snapshot.today,
                 now=now,
                 policy_fingerprint=entry.snapshot.policy,
@@ -441,7 +447,7 @@ def _applier(
             applied.add(kind)
             logger.debug(
                 "refreshed %s of workspace %d (%s): %d found, %d records written",
-                kind, caller.workspace_id, "whole" if entry.whole else "changed items", entry.found, entry.plan.writes,
+                kind, caller.workspace_id, "whole" if entry.whole else "changed items", entry.found, plan.writes,
             )
         if applied:
             # Log rows every kind has read are no longer needed, nor rows far behind the counter.
@@ -453,6 +459,39 @@ def _applier(
         return applied
 
     return apply
+
+
+async def _whole_plan_after_reruns(
+    session: AsyncSession, caller: Caller, kind: str, entry: PlannedRefresh, current: freshness.RunState | None
+) -> tuple[RefreshPlan, int] | None:
+    """Return a whole plan cut down to fit after the reruns of changed items written since its snapshot, or None.
+
+    Under steady writes, other callers keep rerunning the changed items while a
+    whole run of several seconds is planned, so the whole plan would always be
+    planned again. Those reruns only covered items written since the run the
+    plan started from, so the plan stays right for every other item. It is
+    applied to the other items, and the kind's counter stays at the reruns'
+    value, so the next call reruns whatever was written after them.
+    Returns None when that cannot be shown: another whole run, another date or
+    policy, or a write logged as everything.
+    """
+    read = entry.snapshot.run
+    if read is None or current is None:
+        return None
+    if (current.business_date, current.policy_fingerprint, current.whole_refreshed_at) != (
+        read.business_date,
+        read.policy_fingerprint,
+        read.whole_refreshed_at,
+    ):
+        return None
+    latest = await freshness.change_version(session, workspace_id=caller.workspace_id)
+    items = await changes.changed_items_since(
+        session, workspace_id=caller.workspace_id, after_version=read.change_version, through_version=latest, kind=kind
+    )
+    if items is None or len(items) > MAX_SCOPED_ITEMS:
+        return None
+    excluded = await refresh_scope(session, workspace_id=caller.workspace_id, kind=kind, item_ids=items)
+    return entry.plan.without(excluded), current.change_version
 
 
 @dataclass(frozen=True)

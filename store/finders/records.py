@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from operator import itemgetter
 from typing import Any
@@ -77,6 +77,15 @@ class RecordScope:
         """Return True when the scope covers no record."""
         return not self.ids
 
+    def covers_record(self, item_id: int | None, supplier_id: int | None) -> bool:
+        """Return True when a record with this item and supplier belongs to the scope."""
+        return (item_id if self.column == "item_id" else supplier_id) in self.ids
+
+    def exclusion(self) -> ColumnElement[bool]:
+        """Return the condition that selects the records outside the scope, those without the column's value included."""
+        column = _table.c[self.column]
+        return or_(column.is_(None), column.not_in(sorted(self.ids)))
+
 
 @dataclass
 class RefreshPlan:
@@ -106,11 +115,44 @@ class RefreshPlan:
     ids_by_fingerprint: dict[str, int]
     #: Open records found again unchanged, whose last_seen alone moves.
     unchanged: list[int] = field(default_factory=list)
+    #: (item id, supplier id) of each record in `stale`.
+    stale_keys: dict[int, tuple[int | None, int | None]] = field(default_factory=dict)
+    #: Records a whole plan leaves alone because reruns written after its snapshot cover them (see `without`).
+    excluded: RecordScope | None = None
 
     @property
     def writes(self) -> int:
         """Return how many records applying the plan changes, besides moving last_seen."""
         return len(self.updates) + len(self.inserts) + len(self.stale) + len(self.held_released)
+
+    def without(self, excluded: RecordScope) -> RefreshPlan:
+        """Return this whole plan without its writes to the records of `excluded`.
+
+        For a whole plan that reruns of changed items overtook: they wrote the
+        records of those items from newer data, so the whole plan must not
+        overwrite them. Releases of dismissed records are left out too, since
+        they are not tied to an item here, and the next whole run makes them.
+
+        Raises:
+            InvalidInputError: If the plan covers a scope rather than every item.
+        """
+        if self.scope is not None:
+            raise InvalidInputError("Only a whole plan can leave records out; this plan already covers a scope.")
+
+        def kept(item_id: int | None, supplier_id: int | None) -> bool:
+            return not excluded.covers_record(item_id, supplier_id)
+
+        updates = [update for update in self.updates if kept(update[2]["item_id"], update[2]["supplier_id"])]
+        updated_ids = {record_id for record_id, _version, _described in updates}
+        return replace(
+            self,
+            updates=updates,
+            changed=[record_id for record_id in self.changed if record_id in updated_ids],
+            inserts=[finding for finding in self.inserts if not excluded.covers(finding)],
+            stale=[entry for entry in self.stale if kept(*self.stale_keys[entry[0]])],
+            held_released=[],
+            excluded=excluded,
+        )
 
 
 def _check_findings(kind: str, findings: Sequence[Finding]) -> None:
@@ -201,6 +243,8 @@ _IDS_PER_STATEMENT = 5_000
 
 _DESCRIBED_COLUMNS = tuple(_described(Finding(kind="", fingerprint="", reason="", suggested_draft_kind="")))
 _EVIDENCE_AT = _DESCRIBED_COLUMNS.index("evidence")
+_ITEM_AT = _DESCRIBED_COLUMNS.index("item_id")
+_SUPPLIER_AT = _DESCRIBED_COLUMNS.index("supplier_id")
 # Evidence keys that only record when the figures were computed. A record whose
 # other columns are unchanged keeps its stored evidence, and its last_seen
 # gives the time the figures were last confirmed (see `confirmed_evidence`).
@@ -293,6 +337,7 @@ async def plan_refresh(
     waiting: list[int] = []
     ids_by_fingerprint: dict[str, int] = {}
     unchanged: list[int] = []
+    stale_keys: dict[int, tuple[int | None, int | None]] = {}
     rows = (await session.execute(statement)).all()
     if scope is not None:
         rows.sort(key=itemgetter(0))
@@ -304,6 +349,7 @@ async def plan_refresh(
                 waiting.append(record_id)
             else:
                 stale.append((record_id, version))
+                stale_keys[record_id] = (stored[_ITEM_AT], stored[_SUPPLIER_AT])
             continue
         ids_by_fingerprint.setdefault(fingerprint, record_id)
         described = _described(finding)
@@ -333,6 +379,7 @@ async def plan_refresh(
         held_released=held_released,
         ids_by_fingerprint=ids_by_fingerprint,
         unchanged=unchanged,
+        stale_keys=stale_keys,
     )
 
 
@@ -415,6 +462,8 @@ async def apply_refresh(session: AsyncSession, plan: RefreshPlan, *, now: dateti
         )
         if plan.waiting:
             seen_again = seen_again.where(_table.c.id.not_in(plan.waiting))
+        if plan.excluded is not None:
+            seen_again = seen_again.where(plan.excluded.exclusion())
         await session.execute(seen_again.values(last_seen=now).execution_options(synchronize_session=False))
     else:
         # A rerun of a few items names its records: a condition on the scope led SQLite
