@@ -40,6 +40,7 @@ from store.tokens import DeadTokenError, find_token, needs_use_noted, note_token
 from store.types import utc_now
 
 if TYPE_CHECKING:
+    from order3_mcp.services.background_runs import BackgroundRuns
     from order3_mcp.services.scan_workers import ScanWorkers
 
 logger = logging.getLogger(__name__)
@@ -178,6 +179,9 @@ class Order3:
         self._dead_token_recorded: dict[int, datetime] = {}
         #: Worker processes that plan whole-workspace finder runs off the event loop; None plans them in process.
         self.scan_workers: ScanWorkers | None = None
+        #: Whole finder reruns that only their age calls for, run beside the calls of a server;
+        #: None reruns them in the call that finds them due.
+        self.background_runs: BackgroundRuns | None = None
         #: Test hook awaited with the action name after a write's work, before its commit.
         self.before_commit: Callable[[str], Awaitable[None]] | None = None
 

@@ -207,6 +207,8 @@ async def _update_order_status(session: AsyncSession, *, order: PurchaseOrder, n
     )
     if changed.rowcount != 1:
         raise ConflictError(f"Purchase order {order.number} changed while this receipt ran; check it and retry.")
-    # The order's status and completion time feed the findings of every line, not only the one received.
-    touch_items(session, (line.item_id for line in lines))
+    if status != order.status:
+        # The order's status and completion time feed the findings of every line, not only the one received,
+        # whose item the receipt's movement touches anyway.
+        touch_items(session, (line.item_id for line in lines))
     await session.refresh(order)

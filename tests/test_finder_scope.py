@@ -61,6 +61,9 @@ ITEM_FINDERS: dict[str, ItemFinder] = {
     "mismatches": lambda session, *, workspace_id, timezone, **scope: finders.find_mismatches(
         session, workspace_id=workspace_id, qty_tol=Decimal(0), value_tol=Decimal("0.01"), now=NOW, **scope
     ),
+    "supplier_delays": lambda session, *, workspace_id, timezone, **scope: finders.find_supplier_delays(
+        session, workspace_id=workspace_id, timezone=timezone, now=NOW, **scope
+    ),
 }
 
 
@@ -349,6 +352,11 @@ async def test_invalid_item_scope_rejected(name: str, scope: Any, message: str) 
         await ITEM_FINDERS[name](NoQuerySession(), workspace_id=1, timezone="UTC", item_ids=scope)
 
 
+async def test_delays_reject_both_scopes() -> None:
+    with pytest.raises(InvalidInputError, match="Pass supplier_ids or item_ids to find_supplier_delays, not both"):
+        await find_delays(NoQuerySession(), workspace_id=1, timezone="UTC", supplier_ids=[1], item_ids=[1])  # type: ignore[arg-type]
+
+
 async def test_invalid_supplier_scope_rejected() -> None:
     with pytest.raises(InvalidInputError, match="Scope supplier_ids contains 'ACME'"):
         await find_delays(NoQuerySession(), workspace_id=1, timezone="UTC", supplier_ids=["ACME"])  # type: ignore[arg-type]
@@ -403,7 +411,7 @@ def test_scope_parameters_are_keyword_only() -> None:
         "find_count_drift": ("item_ids",),
         "find_receiving_variances": ("item_ids",),
         "find_mismatches": ("item_ids",),
-        "find_supplier_delays": ("supplier_ids",),
+        "find_supplier_delays": ("supplier_ids", "item_ids"),
     }
     for function_name, parameters in scoped.items():
         signature = inspect.signature(getattr(finders, function_name))

@@ -11,11 +11,14 @@ from sqlalchemy import func, select
 from order3_mcp.app import Order3
 from order3_mcp.server import build_server
 from order3_mcp.services.admin import check_stock_ledger
-from order3_mcp.services.finder_refresh import FINDER_MAX_AGE, WHOLE_RUN_CLAIM, _applier, plan_kinds, refresh_due
+from order3_mcp.services.background_runs import BackgroundRuns
+from order3_mcp.services.finder_refresh import FINDER_MAX_AGE, WHOLE_RUN_CLAIM, applier, plan_kinds, refresh_due
+from order3_mcp.services import receiving
 from order3_mcp.services.rates import set_rate
 from store import freshness
 from store.changes import item_scoped, touch_items
-from store.models import ChangeLogEntry, ExceptionRecord, Item, Location, ReorderRule
+from store.models import ChangeLogEntry, ExceptionRecord, Item, Location, ReorderRule, Supplier
+from store.purchasing import NewLine, issue_purchase_order
 from tests.factory import small_workspace
 from tests.test_exception_lifecycle import add_reorder_rule, set_reorder_point
 from tests.test_finder_freshness import Clock, low_stock, run_of
@@ -166,10 +169,10 @@ async def test_rerun_covered_elsewhere_not_replanned(database):
     # Two callers plan the same rerun on one snapshot; the first to write settles it for both.
     first = await plan_kinds(app, tokens.agent, ("low_stock",), now=clock.now)
     second = await plan_kinds(app, tokens.agent, ("low_stock",), now=clock.now)
-    written = await database.run_write(_applier(tokens.agent, first, clock.now))
+    written = await database.run_write(applier(tokens.agent, first, clock.now))
     async with database.read() as session:
         records_after_first = (await session.execute(select(ExceptionRecord.id, ExceptionRecord.version))).all()
-    settled = await database.run_write(_applier(tokens.agent, second, clock.now + timedelta(seconds=1)))
+    settled = await database.run_write(applier(tokens.agent, second, clock.now + timedelta(seconds=1)))
     async with database.read() as session:
         records_after_second = (await session.execute(select(ExceptionRecord.id, ExceptionRecord.version))).all()
     run = await run_of(database, "low_stock")
@@ -194,8 +197,8 @@ async def test_rerun_behind_other_write_replanned(database):
         newer = await plan_kinds(app, tokens.agent, ("low_stock",), now=clock.now)
 
     # The newer plan saw a later write, so the older plan's writer does not cover it.
-    assert await database.run_write(_applier(tokens.agent, older, clock.now)) == {"low_stock"}
-    assert await database.run_write(_applier(tokens.agent, newer, clock.now)) == set()
+    assert await database.run_write(applier(tokens.agent, older, clock.now)) == {"low_stock"}
+    assert await database.run_write(applier(tokens.agent, newer, clock.now)) == set()
 
 
 async def test_whole_plan_applied_around_newer_reruns(database):
@@ -224,9 +227,9 @@ async def test_whole_plan_applied_around_newer_reruns(database):
         await freshness.note_change(session, workspace_id=gadget.workspace_id)
     rerun = await plan_kinds(app, tokens.agent, ("low_stock",), now=clock.now, aged_ok=frozenset({"low_stock"}))
     assert not rerun["low_stock"].whole
-    assert await database.run_write(_applier(tokens.agent, rerun, clock.now)) == {"low_stock"}
+    assert await database.run_write(applier(tokens.agent, rerun, clock.now)) == {"low_stock"}
     rerun_run = await run_of(database, "low_stock")
-    settled = await database.run_write(_applier(tokens.agent, whole, clock.now + timedelta(seconds=1)))
+    settled = await database.run_write(applier(tokens.agent, whole, clock.now + timedelta(seconds=1)))
 
     async with database.read() as session:
         live = (
@@ -242,3 +245,130 @@ async def test_whole_plan_applied_around_newer_reruns(database):
     assert run.whole_refreshed_at == clock.now + timedelta(seconds=1)
     assert run.change_version == rerun_run.change_version
     assert report.findings_differences == []
+
+
+async def late_orders(database, tokens) -> dict[str, str]:
+    """Issue two late ACME orders: PO A with WIDGET-1 and GADGET-2 lines, PO B with one GADGET-2 line; return their numbers."""
+    workspace_id = tokens.agent.workspace_id
+    late = START.date() - timedelta(days=10)
+    async with database.write() as session:
+        items = {sku: item_id for sku, item_id in (await session.execute(select(Item.sku, Item.id))).all()}
+        acme = (await session.execute(select(Supplier.id).where(Supplier.code == "ACME"))).scalar_one()
+        wh1 = (await session.execute(select(Location.id).where(Location.code == "WH1"))).scalar_one()
+
+        def line(sku: str, quantity: int) -> NewLine:
+            return NewLine(
+                item_id=items[sku], supplier_item_id=None, quantity=Decimal(quantity), unit_price=Decimal(2),
+                destination_location_id=wh1, expected_date=None,
+            )
+
+        numbers = {}
+        for name, lines in (("A", [line("WIDGET-1", 10), line("GADGET-2", 10)]), ("B", [line("GADGET-2", 5)])):
+            order, _ = await issue_purchase_order(
+                session, workspace_id=workspace_id, supplier_id=acme, currency="USD", lines=lines,
+                expected_date=late, owner="alice", description=f"Late order {name}",
+            )
+            numbers[name] = order.number
+        return numbers
+
+
+async def delay_records(database) -> dict[tuple[str, str], ExceptionRecord]:
+    async with database.read() as session:
+        records = (
+            await session.execute(
+                select(ExceptionRecord).where(ExceptionRecord.kind == "supplier_delay", ExceptionRecord.status == "open")
+            )
+        ).scalars().all()
+    return {(record.purchase_order_number, record.sku): record for record in records}
+
+
+async def test_completed_line_reruns_its_suppliers_delays(database):
+    tokens = await small_workspace(database)
+    orders = await late_orders(database, tokens)
+    clock = Clock(START)
+    app = Order3(database, clock=clock)
+    await refresh_due(app, tokens.agent, ("supplier_delay",))
+    before = await delay_records(database)
+    clock.now += timedelta(seconds=30)
+
+    # Receiving all of PO B's line gives ACME its first fully received line.
+    await receiving.receive(app, tokens.admin, purchase_order=orders["B"], line_no=1, quantity="5", delivery="DN-B")
+    clock.now += timedelta(seconds=30)
+    await refresh_due(app, tokens.agent, ("supplier_delay",))
+    after = await delay_records(database)
+    report = await check_stock_ledger(app, tokens.admin)
+
+    assert sorted(before) == [(orders["A"], "GADGET-2"), (orders["A"], "WIDGET-1"), (orders["B"], "GADGET-2")]
+    assert sorted(after) == [(orders["A"], "GADGET-2"), (orders["A"], "WIDGET-1")]
+    # WIDGET-1 was not written, but its delay shows ACME's new on-time record.
+    widget = after[(orders["A"], "WIDGET-1")]
+    assert before[(orders["A"], "WIDGET-1")].evidence["supplier_received_lines"] == 0
+    assert widget.evidence["supplier_received_lines"] == 1
+    assert widget.version == 2
+    assert report.findings_differences == []
+
+
+async def test_partial_receipt_reruns_its_item_only(database):
+    tokens = await small_workspace(database)
+    orders = await late_orders(database, tokens)
+    clock = Clock(START)
+    app = Order3(database, clock=clock)
+    # A first unit makes PO A partially received, a status every line's delay shows.
+    await receiving.receive(app, tokens.admin, purchase_order=orders["A"], line_no=2, quantity="1", delivery="DN-A0")
+    await refresh_due(app, tokens.agent, ("supplier_delay",))
+    clock.now += timedelta(seconds=30)
+
+    # One more unit of PO A's GADGET-2 line: ACME still has no fully received line.
+    await receiving.receive(app, tokens.admin, purchase_order=orders["A"], line_no=2, quantity="1", delivery="DN-A1")
+    clock.now += timedelta(seconds=30)
+    await refresh_due(app, tokens.agent, ("supplier_delay",))
+    after = await delay_records(database)
+    report = await check_stock_ledger(app, tokens.admin)
+
+    assert after[(orders["A"], "GADGET-2")].evidence["quantity_received"] == "2"
+    # The WIDGET-1 delay of the same supplier was outside the rerun: not even its last_seen moved.
+    assert after[(orders["A"], "WIDGET-1")].last_seen == START
+    assert after[(orders["B"], "GADGET-2")].last_seen == START + timedelta(minutes=1)
+    assert report.findings_differences == []
+
+
+async def test_aged_whole_run_left_to_background(database):
+    tokens = await small_workspace(database)
+    await add_reorder_rule(database, reorder_point="20", max_level="60")
+    clock = Clock(START)
+    app = Order3(database, clock=clock)
+    app.background_runs = BackgroundRuns(database)
+    try:
+        async with Client(build_server(app, tokens.agent)) as client:
+            [exception] = (await low_stock(client))["exceptions"]
+            # Written straight into the database: only a whole run finds that WIDGET-1 is no longer low.
+            await set_reorder_point(database, "1")
+            clock.now += FINDER_MAX_AGE + timedelta(seconds=1)
+            answered = await low_stock(client)
+            run_at_answer = await run_of(database, "low_stock")
+            await app.background_runs.wait()
+            after = await low_stock(client)
+    finally:
+        app.background_runs.close()
+
+    # The call answered from a rerun of the changed items (none), and the background run caught the change.
+    assert [found["exception_id"] for found in answered["exceptions"]] == [exception["exception_id"]]
+    assert run_at_answer.whole_refreshed_at == START
+    assert after["exceptions"] == []
+    assert (await run_of(database, "low_stock")).whole_refreshed_at == clock.now
+
+
+async def test_first_run_not_left_to_background(database):
+    tokens = await small_workspace(database)
+    await add_reorder_rule(database, reorder_point="20", max_level="60")
+    app = Order3(database, clock=Clock(START))
+    app.background_runs = BackgroundRuns(database)
+    try:
+        async with Client(build_server(app, tokens.agent)) as client:
+            first = await low_stock(client)
+        started = len(app.background_runs._tasks)
+    finally:
+        app.background_runs.close()
+
+    assert [found["sku"] for found in first["exceptions"]] == ["WIDGET-1"]
+    assert started == 0

@@ -13,6 +13,7 @@ import typer
 import uvicorn
 
 from order3_mcp.app import Order3
+from order3_mcp.services.background_runs import BackgroundRuns
 from order3_mcp.commands._runtime import connect, execute, settings_of
 from order3_mcp.http_server.app import HttpTransport
 from order3_mcp.http_server.rate_limit import DEFAULT_BURST, DEFAULT_RATE
@@ -118,6 +119,7 @@ def serve(
         database = await connect(settings.db)
         app = Order3(database, clock=clock)
         app.scan_workers = _start_scan_workers(database, 1 if scan_workers is None else scan_workers)
+        app.background_runs = BackgroundRuns(database)
         try:
             if app.scan_workers is not None:
                 # Listening only once the workers can plan keeps their start-up out of the first finder calls.
@@ -136,6 +138,7 @@ def serve(
             with contextlib.redirect_stdout(sys.stderr):
                 await uvicorn.Server(config).serve()
         finally:
+            app.background_runs.close()
             if app.scan_workers is not None:
                 app.scan_workers.close()
             await database.dispose()
@@ -151,6 +154,7 @@ def serve(
         database = await connect(settings.db)
         app = Order3(database, clock=clock)
         app.scan_workers = _start_scan_workers(database, scan_workers or 0)
+        app.background_runs = BackgroundRuns(database)
         try:
             caller = await app.authenticate(secret, channel="mcp")
             server = build_server(app, caller, tool_timeout=tool_timeout)
@@ -163,6 +167,7 @@ def serve(
                 logger.info("client closed stdout before a reply was written (%s); stopping", group.exceptions[0])
                 _detach_stdout()
         finally:
+            app.background_runs.close()
             if app.scan_workers is not None:
                 app.scan_workers.close()
             await database.dispose()

@@ -69,15 +69,21 @@ async def compute_findings(
 ) -> list[finders.Finding]:
     """Run the finder of `kind` (over `scope` only, when given) and, with `context`, add each finding's item context."""
     workspace_id = caller.workspace_id
-    if scope is not None and scope.column != ("supplier_id" if kind == "supplier_delay" else "item_id"):
+    if scope is not None and scope.column != "item_id" and kind != "supplier_delay":
         raise InvalidInputError(f"A {kind} refresh cannot be limited by {scope.column}; see `refresh_scope`.")
     ids = scope.ids if scope is not None else None
+    by_supplier = scope is not None and scope.column == "supplier_id"
     finder: Callable[[], Awaitable[list[finders.Finding]]]
     if kind == "low_stock":
         finder = lambda: finders.find_low_stock(session, workspace_id=workspace_id, now=now, item_ids=ids)
     elif kind == "supplier_delay":
         finder = lambda: finders.find_supplier_delays(
-            session, workspace_id=workspace_id, timezone=caller.timezone, now=now, supplier_ids=ids
+            session,
+            workspace_id=workspace_id,
+            timezone=caller.timezone,
+            now=now,
+            supplier_ids=ids if by_supplier else None,
+            item_ids=None if by_supplier else ids,
         )
     elif kind == "short_receiving":
         finder = lambda: finders.find_receiving_variances(
@@ -114,16 +120,33 @@ async def compute_findings(
     return await finders.add_item_context(session, workspace_id=workspace_id, findings=found)
 
 
-async def refresh_scope(session: AsyncSession, *, workspace_id: int, kind: str, item_ids: frozenset[int]) -> RecordScope:
+async def refresh_scope(
+    session: AsyncSession, *, workspace_id: int, kind: str, item_ids: frozenset[int], timezone: str
+) -> RecordScope:
     """Return the records a refresh of `kind` must cover after the finder inputs of `item_ids` changed.
 
-    Supplier delays are scoped by supplier: a receipt changes its supplier's
-    on-time rate, which every delay finding of that supplier shows.
+    Supplier delays also cover every line of a supplier whose on-time record
+    changed (a receipt completed one of its lines, say), because every delay
+    finding of that supplier shows the record. The fresh records of the
+    suppliers of `item_ids` are compared with what their stored findings show.
     """
-    if kind == "supplier_delay":
-        suppliers = await finders.suppliers_of_items(session, workspace_id=workspace_id, item_ids=item_ids) if item_ids else set()
-        return RecordScope("supplier_id", frozenset(suppliers))
-    return RecordScope("item_id", item_ids)
+    if kind != "supplier_delay" or not item_ids:
+        return RecordScope("item_id", item_ids)
+    suppliers = await finders.suppliers_of_items(session, workspace_id=workspace_id, item_ids=item_ids)
+    fresh = await finders.supplier_on_time_records(
+        session, workspace_id=workspace_id, supplier_ids=suppliers, timezone=timezone
+    )
+    stored = await finders.stored_on_time_records(session, workspace_id=workspace_id, supplier_ids=suppliers)
+    blank = finders.OnTimeRecord(0, 0)
+    changed = {
+        supplier_id
+        for supplier_id, shown in stored.items()
+        if shown != {(fresh.get(supplier_id, blank).on_time_lines, fresh.get(supplier_id, blank).received_lines)}
+    }
+    if not changed:
+        return RecordScope("item_id", item_ids)
+    extra = await finders.delay_items_of_suppliers(session, workspace_id=workspace_id, supplier_ids=changed)
+    return RecordScope("item_id", item_ids | frozenset(extra))
 
 
 async def refresh_kind(app: Order3, caller: Caller, session: AsyncSession, kind: str) -> int:
@@ -140,7 +163,9 @@ async def refresh_kind(app: Order3, caller: Caller, session: AsyncSession, kind:
     scope = None
     item_ids = declared.for_kind(kind)
     if not declared.everything and len(item_ids) <= MAX_SCOPED_ITEMS:
-        scope = await refresh_scope(session, workspace_id=caller.workspace_id, kind=kind, item_ids=item_ids)
+        scope = await refresh_scope(
+            session, workspace_id=caller.workspace_id, kind=kind, item_ids=item_ids, timezone=caller.timezone
+        )
     findings = await compute_findings(session, caller=caller, kind=kind, tolerances=tolerances, now=now, scope=scope)
     plan = await plan_refresh(session, workspace_id=caller.workspace_id, kind=kind, findings=findings, scope=scope)
     await apply_refresh(session, plan, now=now)
@@ -267,7 +292,9 @@ async def _changed_scope(
     items = logged.for_kind(kind)
     if len(items) > MAX_SCOPED_ITEMS:
         return None
-    return await refresh_scope(session, workspace_id=caller.workspace_id, kind=kind, item_ids=items)
+    return await refresh_scope(
+        session, workspace_id=caller.workspace_id, kind=kind, item_ids=items, timezone=caller.timezone
+    )
 
 
 async def plan_kinds(
@@ -352,6 +379,12 @@ async def refresh_due(
         if not due:
             return found
         aged_ok = frozenset() if force else await _whole_runs_claimed_elsewhere(app, caller, snapshots, due, now)
+        # A server reruns the changed items now and leaves the whole rerun that only
+        # the maximum age calls for to a background run, which this process has claimed.
+        background: frozenset[str] = frozenset()
+        if not force and app.background_runs is not None:
+            background = frozenset(kind for kind in due if snapshots[kind].is_aged(now)) - aged_ok
+            aged_ok |= background
         counted = {"done": 0, "total": len(due)}
 
         async def report(kind: str, count: int) -> None:
@@ -371,8 +404,10 @@ async def refresh_due(
                     await report(kind, entry.found)
             else:
                 planned = await plan_kinds(app, caller, pending, now=now, force=force_now, aged_ok=aged_ok, progress=report)
-            applied = await app.database.run_write(_applier(caller, planned, now)) if planned else set()
+            applied = await app.database.run_write(applier(caller, planned, now)) if planned else set()
             found.update({kind: planned[kind].found for kind in applied})
+            # A kind that needed a whole rerun anyway (a write logged as everything, say) has had it.
+            background -= {kind for kind in applied if planned[kind].whole}
             # A kind another refresh wrote since this snapshot is planned again; it may no longer be due.
             pending = tuple(kind for kind in planned if kind not in applied)
             counted["total"] += len(pending)
@@ -380,6 +415,8 @@ async def refresh_due(
                 break
             logger.info("another refresh of %s was written while this one was planned; planning again", ", ".join(pending))
             force_now = False
+    if background and app.background_runs is not None:
+        app.background_runs.start(app, caller, tuple(sorted(background)))
     return found
 
 
@@ -405,7 +442,7 @@ async def _whole_runs_claimed_elsewhere(
     return frozenset(aged) - claimed
 
 
-def _applier(
+def applier(
     caller: Caller, planned: dict[str, PlannedRefresh], now: datetime
 ) -> Callable[[AsyncSession], Awaitable[set[str]]]:
     """Return the write step of planned refreshes.
@@ -490,7 +527,13 @@ async def _whole_plan_after_reruns(
     )
     if items is None or len(items) > MAX_SCOPED_ITEMS:
         return None
-    excluded = await refresh_scope(session, workspace_id=caller.workspace_id, kind=kind, item_ids=items)
+    if kind == "supplier_delay":
+        # Every delay of the suppliers of those items is left out: a rerun may have
+        # covered all of a supplier's lines when its on-time record changed.
+        suppliers = await finders.suppliers_of_items(session, workspace_id=caller.workspace_id, item_ids=items)
+        excluded = RecordScope("supplier_id", frozenset(suppliers))
+    else:
+        excluded = RecordScope("item_id", items)
     return entry.plan.without(excluded), current.change_version
 
 

@@ -12,7 +12,9 @@ from store.finders.counts import find_count_drift
 from store.finders.delays import (
     OnTimeRecord,
     business_date,
+    delay_items_of_suppliers,
     find_supplier_delays,
+    stored_on_time_records,
     supplier_on_time_records,
     suppliers_of_items,
 )
@@ -60,6 +62,8 @@ __all__ = [
     "find_mismatches",
     "find_receiving_variances",
     "find_supplier_delays",
+    "delay_items_of_suppliers",
+    "stored_on_time_records",
     "get_exception",
     "list_exceptions",
     "measurement_finding",

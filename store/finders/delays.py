@@ -21,7 +21,7 @@ from operator import itemgetter
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import Date, bindparam, text
+from sqlalchemy import Date, bindparam, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.dialect import (
@@ -44,7 +44,13 @@ from store.finders.findings import (
     utc_text,
     utc_time,
 )
-from store.models import OPEN_PO_STATUSES
+from store.models import (
+    LIVE_EXCEPTION_STATUSES,
+    OPEN_PO_STATUSES,
+    ExceptionRecord,
+    PurchaseOrder,
+    PurchaseOrderLine,
+)
 
 # Open lines that are late or may be: lines without an expected date are kept
 # when their order was issued, and Python adds the lead time to the business
@@ -207,6 +213,69 @@ async def suppliers_of_items(session: AsyncSession, *, workspace_id: int, item_i
     return set(rows.scalars().all())
 
 
+async def stored_on_time_records(
+    session: AsyncSession, *, workspace_id: int, supplier_ids: Collection[int]
+) -> dict[int, set[tuple[int, int]]]:
+    """Return, per supplier, the (on-time lines, received lines) pairs in the evidence of its live supplier-delay records.
+
+    A supplier whose records agree has one pair. A supplier without a live
+    delay record is absent.
+    """
+    ids = check_scope("supplier_ids", supplier_ids)
+    if not ids:
+        return {}
+    evidence = ExceptionRecord.evidence
+    rows = await session.execute(
+        select(
+            ExceptionRecord.supplier_id,
+            evidence["supplier_on_time_lines"].as_integer(),
+            evidence["supplier_received_lines"].as_integer(),
+        )
+        .where(
+            ExceptionRecord.workspace_id == workspace_id,
+            ExceptionRecord.kind == "supplier_delay",
+            ExceptionRecord.status.in_(LIVE_EXCEPTION_STATUSES),
+            ExceptionRecord.supplier_id.in_(ids),
+        )
+        .distinct()
+    )
+    stored: dict[int, set[tuple[int, int]]] = {}
+    for supplier_id, on_time, received in rows.all():
+        stored.setdefault(supplier_id, set()).add((on_time or 0, received or 0))
+    return stored
+
+
+async def delay_items_of_suppliers(session: AsyncSession, *, workspace_id: int, supplier_ids: Collection[int]) -> set[int]:
+    """Return the items of the open order lines of `supplier_ids` and of their live supplier-delay records.
+
+    These are the items a rerun must cover when those suppliers' on-time
+    records changed, because every delay finding of a supplier shows it.
+    """
+    ids = check_scope("supplier_ids", supplier_ids)
+    if not ids:
+        return set()
+    lines = await session.execute(
+        select(PurchaseOrderLine.item_id)
+        .join(PurchaseOrder, PurchaseOrder.id == PurchaseOrderLine.purchase_order_id)
+        .where(
+            PurchaseOrder.workspace_id == workspace_id,
+            PurchaseOrder.supplier_id.in_(ids),
+            PurchaseOrder.status.in_(OPEN_PO_STATUSES),
+        )
+    )
+    records = await session.execute(
+        select(ExceptionRecord.item_id).where(
+            ExceptionRecord.workspace_id == workspace_id,
+            ExceptionRecord.kind == "supplier_delay",
+            ExceptionRecord.status.in_(LIVE_EXCEPTION_STATUSES),
+            ExceptionRecord.supplier_id.in_(ids),
+        )
+    )
+    found = set(lines.scalars().all()) | set(records.scalars().all())
+    found.discard(None)
+    return found  # type: ignore[return-value]
+
+
 async def find_supplier_delays(
     session: AsyncSession,
     *,
@@ -214,23 +283,39 @@ async def find_supplier_delays(
     timezone: str,
     now: datetime,
     supplier_ids: Collection[int] | None = None,
+    item_ids: Collection[int] | None = None,
 ) -> list[Finding]:
     """Find open PO lines not fully received whose expected date is before today in `timezone`.
 
-    With `supplier_ids`, only the orders of those suppliers are checked. A
-    receipt changes its supplier's on-time rate, which every finding of that
-    supplier shows, so `suppliers_of_items` turns changed items into this scope.
+    With `supplier_ids`, only the orders of those suppliers are checked. With
+    `item_ids`, only the lines of those items are, each with its supplier's
+    whole on-time record. A receipt that completes a line changes its
+    supplier's on-time rate, which every finding of that supplier shows;
+    `finder_refresh.refresh_scope` adds the items of such suppliers' lines.
 
     Raises:
-        InvalidInputError: If `now` is naive, `timezone` is unknown, or `supplier_ids` contains
-            anything but integer ids.
+        InvalidInputError: If `now` is naive, `timezone` is unknown, a scope contains anything
+            but integer ids, or both scopes are given.
     """
     today = business_date(now, timezone=timezone)
+    if supplier_ids is not None and item_ids is not None:
+        raise InvalidInputError("Pass supplier_ids or item_ids to find_supplier_delays, not both.")
     scope = check_scope("supplier_ids", supplier_ids)
-    if scope == []:
+    items = check_scope("item_ids", item_ids)
+    if scope == [] or items == []:
         return []
     dialect = dialect_of(session)
-    if scope is None:
+    if items is not None:
+        # The lines of the items, through the line item index. Their suppliers' on-time
+        # records count every line of those suppliers, read by order as below.
+        late_suppliers = f"\n      AND {in_ids_sql(dialect, 'l.item_id', 'item_ids')}"
+        supplier_filter = (
+            "AND l.purchase_order_id IN (SELECT o.id FROM purchase_order AS o WHERE o.workspace_id = :workspace_id "
+            "AND o.supplier_id IN (SELECT po.supplier_id FROM purchase_order_line AS il "
+            "JOIN purchase_order AS po ON po.id = il.purchase_order_id "
+            f"WHERE il.workspace_id = :workspace_id AND {in_ids_sql(dialect, 'il.item_id', 'item_ids')}))"
+        )
+    elif scope is None:
         # Every supplier's record is counted: the join keeps those of late lines, and
         # a filter on the late suppliers made the statement slower.
         late_suppliers = supplier_filter = ""
@@ -255,6 +340,8 @@ async def find_supplier_delays(
         params["timezone"] = timezone
     if scope is not None:
         params["supplier_ids"] = ids_parameter(dialect, scope)
+    if items is not None:
+        params["item_ids"] = ids_parameter(dialect, items)
     result = await session.execute(statement, params)
 
     with collection_paused():
