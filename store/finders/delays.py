@@ -175,13 +175,14 @@ async def supplier_on_time_records(
     if not supplier_ids:
         return {}
     dialect = dialect_of(session)
-    ctes = _ON_TIME_CTES.format(
-        supplier_filter="AND p.supplier_id IN :supplier_ids", local_date=local_date_sql(dialect, "last_received_at", timezone)
+    # Named by order id, as in find_supplier_delays: a condition on p.supplier_id alone scanned every line on SQLite.
+    orders = (
+        "AND l.purchase_order_id IN (SELECT o.id FROM purchase_order AS o WHERE o.workspace_id = :workspace_id "
+        f"AND {in_ids_sql(dialect, 'o.supplier_id', 'supplier_ids')})"
     )
-    statement = text(
-        f"WITH {ctes} SELECT supplier_id, on_time_lines, received_lines FROM on_time"
-    ).bindparams(bindparam("supplier_ids", expanding=True))
-    params: dict[str, Any] = {"workspace_id": workspace_id, "supplier_ids": sorted(supplier_ids)}
+    ctes = _ON_TIME_CTES.format(supplier_filter=orders, local_date=local_date_sql(dialect, "last_received_at", timezone))
+    statement = text(f"WITH {ctes} SELECT supplier_id, on_time_lines, received_lines FROM on_time")
+    params: dict[str, Any] = {"workspace_id": workspace_id, "supplier_ids": ids_parameter(dialect, sorted(supplier_ids))}
     if dialect == POSTGRESQL:
         params["timezone"] = timezone
     rows = await session.execute(statement, params)
