@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -12,7 +13,7 @@ from order3_mcp.app import Order3
 from order3_mcp.server import build_server
 from order3_mcp.services.admin import check_stock_ledger
 from order3_mcp.services.background_runs import BackgroundRuns
-from order3_mcp.services.finder_refresh import FINDER_MAX_AGE, WHOLE_RUN_CLAIM, applier, plan_kinds, refresh_due
+from order3_mcp.services.finder_refresh import FINDER_MAX_AGE, WHOLE_RUN_CLAIM, _turns, applier, plan_kinds, refresh_due
 from order3_mcp.services import receiving
 from order3_mcp.services.rates import set_rate
 from store import freshness
@@ -372,3 +373,60 @@ async def test_first_run_not_left_to_background(database):
 
     assert [found["sku"] for found in first["exceptions"]] == ["WIDGET-1"]
     assert started == 0
+
+
+async def logged_touch(database, item_id: int, workspace_id: int) -> None:
+    async with database.write() as session:
+        item_scoped(session)
+        touch_items(session, [item_id])
+        await freshness.note_change(session, workspace_id=workspace_id)
+
+
+async def test_waiting_call_served_by_covering_rerun(database):
+    tokens = await small_workspace(database)
+    await add_reorder_rule(database, reorder_point="20", max_level="60")
+    clock = Clock(START)
+    app = Order3(database, clock=clock)
+    workspace_id = tokens.agent.workspace_id
+    await refresh_due(app, tokens.agent, ("low_stock",))
+    await logged_touch(database, 1, workspace_id)
+    clock.now += timedelta(seconds=30)
+
+    async with _turns(app).lock(workspace_id):
+        # This call asks now and waits for its turn while another rerun runs.
+        waiting = asyncio.create_task(refresh_due(app, tokens.agent, ("low_stock",)))
+        await asyncio.sleep(0.2)
+        covering = await plan_kinds(app, tokens.agent, ("low_stock",), now=clock.now)
+        assert await database.run_write(applier(tokens.agent, covering, clock.now)) == {"low_stock"}
+        covered_version = (await run_of(database, "low_stock")).change_version
+        # A write after the call asked: the call need not wait for a rerun of it.
+        await logged_touch(database, 1, workspace_id)
+    found = await waiting
+
+    assert found == {}
+    assert (await run_of(database, "low_stock")).change_version == covered_version
+
+
+async def test_waiting_call_reruns_uncovered_writes(database):
+    tokens = await small_workspace(database)
+    await add_reorder_rule(database, reorder_point="20", max_level="60")
+    clock = Clock(START)
+    app = Order3(database, clock=clock)
+    workspace_id = tokens.agent.workspace_id
+    await refresh_due(app, tokens.agent, ("low_stock",))
+    await logged_touch(database, 1, workspace_id)
+    clock.now += timedelta(seconds=30)
+
+    async with _turns(app).lock(workspace_id):
+        waiting = asyncio.create_task(refresh_due(app, tokens.agent, ("low_stock",)))
+        await asyncio.sleep(0.2)
+    found = await waiting
+    version = await change_version_of(database, workspace_id)
+
+    assert list(found) == ["low_stock"]
+    assert (await run_of(database, "low_stock")).change_version == version
+
+
+async def change_version_of(database, workspace_id: int) -> int:
+    async with database.read() as session:
+        return await freshness.change_version(session, workspace_id=workspace_id)

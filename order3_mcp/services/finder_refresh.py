@@ -191,8 +191,22 @@ class _Snapshot:
         """Return True when the kind ran, but its last whole run is past the maximum age."""
         return self.run is not None and self.run.is_aged(now, FINDER_MAX_AGE)
 
-    def is_due(self, now: datetime) -> bool:
-        """Return True when the kind never ran, or its counter, business date, policy or age is out of date."""
+    def is_due(self, now: datetime, *, arrival: int | None = None) -> bool:
+        """Return True when the kind never ran, or its counter, business date, policy or age is out of date.
+
+        With `arrival`, the change counter when the caller asked, a last run that
+        saw that value or a later one is not out of date for this caller, even
+        if writes came after it: they came after the caller asked.
+        """
+        run = self.run
+        if (
+            arrival is not None
+            and run is not None
+            and run.change_version >= arrival
+            and (run.business_date, run.policy_fingerprint) == (self.today, self.policy)
+            and not self.is_aged(now)
+        ):
+            return False
         return not self.is_current() or self.is_aged(now)
 
     def covered_by(self, run: freshness.RunState | None, *, whole: bool) -> bool:
@@ -357,9 +371,9 @@ async def refresh_due(
 ) -> dict[str, int]:
     """Rerun the finders of `kinds` whose inputs may have changed (all of them with `force`); return the counts found.
 
-    A kind reruns when something was written since its last run, the business
-    date turned, the policy changed, or its last whole run is older than
-    FINDER_MAX_AGE. Overdue drafts are expired first, because an expired draft
+    A kind reruns when something was written since its last run and before
+    this call, the business date turned, the policy changed, or its last whole
+    run is older than FINDER_MAX_AGE. Overdue drafts are expired first, because an expired draft
     no longer hides the exceptions linked to it. The due kinds are planned on one
     snapshot and written in one short transaction. With scan workers
     (`order3 serve --http`), the plans are made in a worker process, so the
@@ -370,12 +384,17 @@ async def refresh_due(
     found: dict[str, int] = {}
     if not wanted:
         return found
+    await expire_due_drafts(app, caller)
+    # Callers that wait for their turn while another rerun runs are served by any
+    # rerun that saw every write made before they asked, so a queue of finder
+    # calls under steady writes plans once rather than once per call.
+    async with app.database.read_only() as session:
+        arrival = await freshness.change_version(session, workspace_id=caller.workspace_id)
     async with _turns(app).lock(caller.workspace_id):
-        await expire_due_drafts(app, caller)
         now = app.clock()
         async with app.database.read_only() as session:
             snapshots, _ = await _read_state(app, caller, session, wanted, now)
-        due = tuple(kind for kind in wanted if force or snapshots[kind].is_due(now))
+        due = tuple(kind for kind in wanted if force or snapshots[kind].is_due(now, arrival=arrival))
         if not due:
             return found
         aged_ok = frozenset() if force else await _whole_runs_claimed_elsewhere(app, caller, snapshots, due, now)
