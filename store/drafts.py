@@ -11,7 +11,7 @@ from sqlalchemy import CompoundSelect, Select, bindparam, select, union, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.activity import canonical_json
-from store.changes import touch_items
+from store.changes import FINDER_KINDS, touch_everything, touch_items
 from store.errors import ConflictError, NotFoundError
 from store.freshness import note_change
 from store.models import (
@@ -307,8 +307,12 @@ def answered_by_open_drafts(*, excluding_draft_id: int | None = None) -> Compoun
 async def reopen_unanswered(
     session: AsyncSession, *, linked: Select[Any] | list[int], excluding_draft_id: int | None = None
 ) -> None:
-    """Move drafted exceptions among `linked` back to open unless another open draft still answers them."""
-    await session.execute(
+    """Move drafted exceptions among `linked` back to open unless another open draft still answers them.
+
+    A drafted record waits for its draft even when its finder no longer finds
+    the problem. Reopened, it must be rerun, so its item is touched for its kind.
+    """
+    reopened = await session.execute(
         update(ExceptionRecord)
         .where(
             ExceptionRecord.id.in_(linked),
@@ -316,5 +320,13 @@ async def reopen_unanswered(
             ExceptionRecord.status == "drafted",
         )
         .values(status="open", version=ExceptionRecord.version + 1)
+        .returning(ExceptionRecord.kind, ExceptionRecord.item_id)
         .execution_options(synchronize_session=False)
     )
+    for kind, item_id in reopened.all():
+        if kind not in FINDER_KINDS:
+            continue
+        if item_id is None:
+            touch_everything(session)
+        else:
+            touch_items(session, [item_id], kinds=(kind,))

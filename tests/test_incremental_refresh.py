@@ -14,7 +14,9 @@ from order3_mcp.server import build_server
 from order3_mcp.services.admin import check_stock_ledger
 from order3_mcp.services.background_runs import BackgroundRuns
 from order3_mcp.services.finder_refresh import FINDER_MAX_AGE, WHOLE_RUN_CLAIM, _turns, applier, plan_kinds, refresh_due
-from order3_mcp.services import receiving
+from order3_mcp.inputs import PurchaseLine
+from order3_mcp.services import approvals, receiving
+from order3_mcp.services import drafts as drafts_service
 from order3_mcp.services.rates import set_rate
 from store import freshness
 from store.changes import item_scoped, touch_items
@@ -430,3 +432,34 @@ async def test_waiting_call_reruns_uncovered_writes(database):
 async def change_version_of(database, workspace_id: int) -> int:
     async with database.read() as session:
         return await freshness.change_version(session, workspace_id=workspace_id)
+
+
+async def test_withdrawn_draft_reruns_reopened_delay(database):
+    tokens = await small_workspace(database)
+    orders = await late_orders(database, tokens)
+    clock = Clock(START)
+    app = Order3(database, clock=clock)
+    await refresh_due(app, tokens.agent, ("supplier_delay",))
+    delay = (await delay_records(database))[(orders["A"], "WIDGET-1")]
+    drafted = await drafts_service.draft_purchase_order(
+        app, tokens.agent, supplier="ACME", lines=[PurchaseLine(sku="WIDGET-1", quantity=Decimal(20), location="WH1")],
+        rationale="PO A is late; order from stock elsewhere.", title="", exception_ids=[delay.id], idempotency_key=None,
+    )
+    # The late line arrives in full while the draft still answers its delay.
+    await receiving.receive(app, tokens.admin, purchase_order=orders["A"], line_no=1, quantity="10", delivery="DN-A")
+    clock.now += timedelta(seconds=30)
+    await refresh_due(app, tokens.agent, ("supplier_delay",))
+    async with database.read() as session:
+        waiting = await session.get(ExceptionRecord, delay.id)
+
+    await approvals.withdraw_draft(app, tokens.agent, draft_id=drafted.draft_id, reason="The goods arrived.")
+    clock.now += timedelta(seconds=30)
+    await refresh_due(app, tokens.agent, ("supplier_delay",))
+    async with database.read() as session:
+        after = await session.get(ExceptionRecord, delay.id)
+    report = await check_stock_ledger(app, tokens.admin)
+
+    assert waiting.status == "drafted"
+    # Reopened by the withdrawal, the delay is rerun and resolves: its line was received in full.
+    assert after.status == "resolved"
+    assert report.findings_differences == []
