@@ -207,18 +207,7 @@ async def test_unplaced_line_goes_to_exception_location(database):
 
 async def test_unplaced_line_low_twice_rejected(database):
     tokens = await small_workspace(database)
-    await add_reorder_rule(database, reorder_point="20", max_level="60")
-    async with database.write() as session:
-        wh1 = (await session.execute(select(Location).where(Location.code == "WH1"))).scalar_one()
-        wh2 = Location(workspace_id=wh1.workspace_id, code="WH2", name="Second warehouse")
-        session.add(wh2)
-        await session.flush()
-        session.add(
-            ReorderRule(
-                workspace_id=wh1.workspace_id, item_id=1, location_id=wh2.id, location_key=wh2.id,
-                reorder_point=Decimal("5"), max_level=Decimal("10"),
-            )
-        )
+    await two_low_locations(database)
     async with Client(build_server(make_app(database), tokens.agent)) as client:
         found = (await client.call_tool("find_low_stock", {})).structured_content["exceptions"]
         refused = await client.call_tool(
@@ -236,3 +225,57 @@ async def test_unplaced_line_low_twice_rejected(database):
     async with database.read() as session:
         assert (await session.execute(select(Draft))).first() is None
     assert [status for _id, status in await statuses(database)] == ["open", "open"]
+
+
+async def two_low_locations(database) -> None:
+    """Make WIDGET-1 low at WH1 (point 20) and at a new WH2 (point 5)."""
+    await add_reorder_rule(database, reorder_point="20", max_level="60")
+    async with database.write() as session:
+        wh1 = (await session.execute(select(Location).where(Location.code == "WH1"))).scalar_one()
+        wh2 = Location(workspace_id=wh1.workspace_id, code="WH2", name="Second warehouse")
+        session.add(wh2)
+        await session.flush()
+        session.add(
+            ReorderRule(
+                workspace_id=wh1.workspace_id, item_id=1, location_id=wh2.id, location_key=wh2.id,
+                reorder_point=Decimal("5"), max_level=Decimal("10"),
+            )
+        )
+
+
+async def test_unplaced_line_takes_location_left_over(database):
+    tokens = await small_workspace(database)
+    await two_low_locations(database)
+    async with Client(build_server(make_app(database), tokens.agent)) as client:
+        found = (await client.call_tool("find_low_stock", {})).structured_content["exceptions"]
+        drafted = await client.call_tool(
+            "draft_purchase_order",
+            {
+                "lines": [{"sku": "WIDGET-1", "quantity": 20, "location": "WH2"}, {"sku": "WIDGET-1", "quantity": 60}],
+                "rationale": "WIDGET-1 is low at both warehouses.",
+                "exception_ids": [exception["exception_id"] for exception in found],
+            },
+        )
+
+    assert not drafted.is_error, drafted.content[0].text
+    async with database.read() as session:
+        draft = (await session.execute(select(Draft))).scalar_one()
+    assert [line["location_code"] for line in draft.payload["lines"]] == ["WH2", "WH1"]
+
+
+async def test_two_unplaced_lines_name_their_destination(database):
+    tokens = await small_workspace(database)
+    await add_reorder_rule(database, reorder_point="20", max_level="60")
+    async with Client(build_server(make_app(database), tokens.agent)) as client:
+        [exception] = (await client.call_tool("find_low_stock", {})).structured_content["exceptions"]
+        refused = await client.call_tool(
+            "draft_purchase_order",
+            {
+                "lines": [{"sku": "WIDGET-1", "quantity": 20}, {"sku": "WIDGET-1", "quantity": 40}],
+                "rationale": "WIDGET-1 has 5 available at WH1 against a reorder point of 20.",
+                "exception_ids": [exception["exception_id"]],
+            },
+        )
+
+    assert refused.is_error
+    assert "Item WIDGET-1 appears twice for destination WH1 (taken from its linked low-stock exception)" in refused.content[0].text

@@ -190,30 +190,40 @@ def _low_stock_destinations(records: list[ExceptionRecord]) -> dict[int, set[str
 def _line_destinations(lines: list[PurchaseLine], items: list[Item], low_at: dict[int, set[str]]) -> list[str]:
     """Return each line's destination code: its own, else the location of its linked low-stock exception.
 
-    A line without a location whose item has linked low-stock exceptions at
-    one location goes there, so the draft counts toward that location's stock
-    position and the finder does not suggest the same order again.
+    A line without a location goes to the location of its item's linked
+    low-stock exception, leaving out locations that other lines of the item
+    name. The draft then counts toward that location's stock position, and
+    the finder does not suggest the same order again.
 
     Raises:
-        InvalidInputError: If a line without a location answers low-stock exceptions at several
-            locations, or two lines order one item for the same destination.
+        InvalidInputError: If a line without a location could go to several such locations,
+            or two lines order one item for the same destination.
     """
+    named: dict[int, set[str]] = {}
+    for line, item in zip(lines, items, strict=True):
+        if line.location.strip():
+            named.setdefault(item.id, set()).add(line.location.strip().casefold())  # type: ignore[arg-type]
     destinations: list[str] = []
     seen: set[tuple[int, str]] = set()
     for line, item in zip(lines, items, strict=True):
         destination = line.location.strip()
+        taken_from_exception = False
         if not destination and item.id in low_at:
-            places = sorted(low_at[item.id])  # type: ignore[index]
+            taken = named.get(item.id, set())  # type: ignore[arg-type]
+            places = sorted(place for place in low_at[item.id] if place.casefold() not in taken)  # type: ignore[index]
             if len(places) > 1:
                 raise InvalidInputError(
-                    f"Item {item.sku} is low at {', '.join(places)} in the linked exceptions, and its line names no "
-                    "location; give the line a location, or draft one line per location."
+                    f"Item {item.sku} is low at {', '.join(places)} in the linked exceptions, and a line of it "
+                    "names no location; give that line a location, or draft one line per location."
                 )
-            destination = places[0]
+            if places:
+                destination, taken_from_exception = places[0], True
         key = (item.id, destination.casefold())
         if key in seen:
-            raise InvalidInputError(f"Item {item.sku} appears twice for the same destination; merge the lines into one.")
-        seen.add(key)
+            where = f"destination {destination}" if destination else "no destination"
+            source = " (taken from its linked low-stock exception)" if taken_from_exception else ""
+            raise InvalidInputError(f"Item {item.sku} appears twice for {where}{source}; merge the lines into one.")
+        seen.add(key)  # type: ignore[arg-type]
         destinations.append(destination)
     return destinations
 
