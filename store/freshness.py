@@ -193,3 +193,15 @@ async def claim_whole_runs(
         if changed.rowcount:
             claimed.add(kind)
     return claimed
+
+
+async def release_whole_claims(session: AsyncSession, *, workspace_id: int, kinds: tuple[str, ...], until: datetime) -> None:
+    """End the claims on `kinds` made until `until`, so the next caller can run the whole runs they were for.
+
+    A claim another process made since (with another `until`) is left alone.
+    """
+    await session.execute(
+        update(_RUNS)
+        .where(_RUNS.c.workspace_id == workspace_id, _RUNS.c.kind.in_(kinds), _RUNS.c.whole_claimed_until == until)
+        .values(whole_claimed_until=None)
+    )

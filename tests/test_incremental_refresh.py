@@ -463,3 +463,33 @@ async def test_withdrawn_draft_reruns_reopened_delay(database):
     # Reopened by the withdrawal, the delay is rerun and resolves: its line was received in full.
     assert after.status == "resolved"
     assert report.findings_differences == []
+
+
+async def test_released_claim_can_be_claimed_again(database):
+    tokens = await small_workspace(database)
+    await add_reorder_rule(database, reorder_point="20", max_level="60")
+    app = Order3(database, clock=Clock(START))
+    await refresh_due(app, tokens.agent, ("low_stock",))
+    workspace_id = tokens.agent.workspace_id
+    now = START + FINDER_MAX_AGE
+    first_until = now + WHOLE_RUN_CLAIM
+
+    async def claim(until):
+        async def work(session):
+            return await freshness.claim_whole_runs(session, workspace_id=workspace_id, kinds=("low_stock",), now=now, until=until)
+
+        return await database.run_write(work)
+
+    async def release(until):
+        async def work(session):
+            await freshness.release_whole_claims(session, workspace_id=workspace_id, kinds=("low_stock",), until=until)
+
+        await database.run_write(work)
+
+    assert await claim(first_until) == {"low_stock"}
+    assert await claim(first_until + timedelta(seconds=1)) == set()
+    # Another claim's end leaves this one in place.
+    await release(first_until + timedelta(seconds=1))
+    assert await claim(first_until + timedelta(seconds=2)) == set()
+    await release(first_until)
+    assert await claim(first_until + timedelta(seconds=3)) == {"low_stock"}

@@ -13,10 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from order3_mcp.app import Caller, Order3
 from order3_mcp.services.finder_refresh import applier
 from order3_mcp.services.scan_workers import ScanWorkers
+from store import freshness
 from store.db import Database
 
 logger = logging.getLogger(__name__)
@@ -31,14 +35,18 @@ class BackgroundRuns:
         self._tasks: set[asyncio.Task[None]] = set()
         self._running: set[tuple[int, str]] = set()
 
-    def start(self, app: Order3, caller: Caller, kinds: tuple[str, ...]) -> None:
-        """Start a whole rerun of `kinds` for the caller's workspace, leaving out kinds whose rerun is still running."""
+    def start(self, app: Order3, caller: Caller, kinds: tuple[str, ...], *, claimed_until: datetime) -> None:
+        """Start a whole rerun of `kinds` for the caller's workspace, leaving out kinds whose rerun is still running.
+
+        `claimed_until` is the end of this process's claim on those runs; a
+        rerun that is dropped or fails ends the claim early.
+        """
         wanted = tuple(kind for kind in kinds if (caller.workspace_id, kind) not in self._running)
         if not wanted:
             return
         keys = {(caller.workspace_id, kind) for kind in wanted}
         self._running |= keys
-        task = asyncio.get_running_loop().create_task(self._run(app, caller, wanted))
+        task = asyncio.get_running_loop().create_task(self._run(app, caller, wanted, claimed_until))
         self._tasks.add(task)
 
         def finished(done: asyncio.Task[None]) -> None:
@@ -47,7 +55,8 @@ class BackgroundRuns:
 
         task.add_done_callback(finished)
 
-    async def _run(self, app: Order3, caller: Caller, kinds: tuple[str, ...]) -> None:
+    async def _run(self, app: Order3, caller: Caller, kinds: tuple[str, ...], claimed_until: datetime) -> None:
+        settled: set[str] = set()
         try:
             if self._workers is None:
                 # Started on first use: most servers stop before a whole run ages.
@@ -62,13 +71,32 @@ class BackgroundRuns:
                     self._workers.close()
                     self._workers = None
             settled = await app.database.run_write(applier(caller, planned, now)) if planned else set()
-            logger.info(
-                "background whole rerun of %s for workspace %d: %s settled",
-                ", ".join(kinds), caller.workspace_id, ", ".join(sorted(settled)) or "none",
-            )
         except Exception:
-            # The claim on the run lapses, so a later call starts it again.
             logger.exception("background whole rerun of %s for workspace %d failed", ", ".join(kinds), caller.workspace_id)
+        dropped = tuple(kind for kind in kinds if kind not in settled)
+        if settled:
+            logger.info("background whole rerun of %s for workspace %d written", ", ".join(sorted(settled)), caller.workspace_id)
+        if dropped:
+            # Another rerun changed the kind in a way this plan cannot be written around
+            # (a write logged as everything, say), or the run failed. Ending the claim
+            # lets the next finder call start the whole rerun again.
+            logger.warning(
+                "background whole rerun of %s for workspace %d dropped; the next finder call starts it again",
+                ", ".join(dropped), caller.workspace_id,
+            )
+
+            async def release(session: AsyncSession) -> None:
+                await freshness.release_whole_claims(
+                    session, workspace_id=caller.workspace_id, kinds=dropped, until=claimed_until
+                )
+
+            try:
+                await app.database.run_write(release)
+            except Exception:
+                logger.exception(
+                    "could not end the claim on %s for workspace %d; it lapses at %s",
+                    ", ".join(dropped), caller.workspace_id, claimed_until,
+                )
 
     async def wait(self) -> None:
         """Wait until the background reruns started so far have finished."""

@@ -397,7 +397,8 @@ async def refresh_due(
         due = tuple(kind for kind in wanted if force or snapshots[kind].is_due(now, arrival=arrival))
         if not due:
             return found
-        aged_ok = frozenset() if force else await _whole_runs_claimed_elsewhere(app, caller, snapshots, due, now)
+        claim_until = now + WHOLE_RUN_CLAIM
+        aged_ok = frozenset() if force else await _whole_runs_claimed_elsewhere(app, caller, snapshots, due, now, claim_until)
         # A server reruns the changed items now and leaves the whole rerun that only
         # the maximum age calls for to a background run, which this process has claimed.
         background: frozenset[str] = frozenset()
@@ -435,12 +436,12 @@ async def refresh_due(
             logger.info("another refresh of %s was written while this one was planned; planning again", ", ".join(pending))
             force_now = False
     if background and app.background_runs is not None:
-        app.background_runs.start(app, caller, tuple(sorted(background)))
+        app.background_runs.start(app, caller, tuple(sorted(background)), claimed_until=claim_until)
     return found
 
 
 async def _whole_runs_claimed_elsewhere(
-    app: Order3, caller: Caller, snapshots: dict[str, _Snapshot], due: tuple[str, ...], now: datetime
+    app: Order3, caller: Caller, snapshots: dict[str, _Snapshot], due: tuple[str, ...], now: datetime, until: datetime
 ) -> frozenset[str]:
     """Claim the whole runs that only the maximum age calls for; return the kinds another process claimed first.
 
@@ -454,7 +455,7 @@ async def _whole_runs_claimed_elsewhere(
 
     async def claim(session: AsyncSession) -> set[str]:
         return await freshness.claim_whole_runs(
-            session, workspace_id=caller.workspace_id, kinds=aged, now=now, until=now + WHOLE_RUN_CLAIM
+            session, workspace_id=caller.workspace_id, kinds=aged, now=now, until=until
         )
 
     claimed = await app.database.run_write(claim)
