@@ -161,9 +161,10 @@ def test_workers_stop_when_the_server_is_terminated(tmp_path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    log = tmp_path / "serve.log"
     server = subprocess.Popen(
-        [sys.executable, "-m", "order3_mcp.cli", "--db", str(db), "serve", "--http", "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [sys.executable, "-m", "order3_mcp.cli", "--db", str(db), "serve", "--http", "--port", str(port), "--log-level", "info"],
+        stdout=subprocess.DEVNULL, stderr=log.open("wb"),
     )
     try:
         deadline = time.monotonic() + 30
@@ -172,12 +173,23 @@ def test_workers_stop_when_the_server_is_terminated(tmp_path):
             time.sleep(0.2)
             workers = _children(server.pid)
         assert workers, "the server started no worker process"
+        # Stopped once it serves: before that, uvicorn has not taken over SIGTERM yet.
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.2)
         server.send_signal(signal.SIGTERM)
-        server.wait(30)
+        exit_code = server.wait(30)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and any(_alive(pid) for pid in workers):
             time.sleep(0.2)
         assert not any(_alive(pid) for pid in workers)
+        # A graceful stop runs the clean-up: the workers' pool is closed, so nothing is reported leaked.
+        assert exit_code == 0
+        stderr = log.read_text()
+        assert "server stopped" in stderr
+        assert "leaked" not in stderr
     finally:
         if server.poll() is None:
             server.kill()

@@ -7,6 +7,7 @@ import ipaddress
 import logging
 import os
 import sys
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -48,6 +49,21 @@ def check_loopback(host: str) -> str:
             "machine, put a TLS-terminating reverse proxy on this machine in front of it; see docs/http.md."
         )
     return host
+
+
+class _StoppingServer(uvicorn.Server):
+    """uvicorn's server, except that SIGTERM or SIGINT makes `serve` return after the graceful shutdown.
+
+    uvicorn raises the signal again once it has shut down, which ends the
+    process before the caller's clean-up runs: the scan workers would be left
+    to notice on their own, and the resource tracker reports their pool's
+    semaphores as leaked.
+    """
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        # uvicorn keeps the signals it will raise again in this list (uvicorn/server.py, capture_signals).
+        self._captured_signals.clear()
 
 
 def _detach_stdout() -> None:
@@ -136,7 +152,7 @@ def serve(
             # uvicorn points its access log at sys.stdout when it configures logging;
             # redirecting stdout while it starts sends those lines to stderr too.
             with contextlib.redirect_stdout(sys.stderr):
-                await uvicorn.Server(config).serve()
+                await _StoppingServer(config).serve()
         finally:
             app.background_runs.close()
             if app.scan_workers is not None:
@@ -164,7 +180,7 @@ def serve(
             except* (BrokenPipeError, ConnectionResetError) as group:
                 # A client process that exits or is killed closes the pipe the reply goes to.
                 # That ends the session as closing stdin does, so the server stops cleanly.
-                logger.info("client closed stdout before a reply was written (%s); stopping", group.exceptions[0])
+                logger.warning("client closed stdout before a reply was written (%s); stopping", group.exceptions[0])
                 _detach_stdout()
         finally:
             app.background_runs.close()

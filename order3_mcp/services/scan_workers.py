@@ -48,6 +48,9 @@ def _plan_in_worker(
     return asyncio.run(plan())
 
 
+# Seconds `close` waits for each terminated worker to exit.
+CLOSE_JOIN_SECONDS = 5.0
+
 # Seconds between a worker's checks that the server that started it is still running.
 PARENT_CHECK_SECONDS = 1.0
 
@@ -146,3 +149,8 @@ class ScanWorkers:
         for process in processes:
             if process.is_alive():
                 process.terminate()
+        for process in processes:
+            process.join(CLOSE_JOIN_SECONDS)
+        # Joining the pool's manager thread closes its queues, whose semaphores the
+        # resource tracker would otherwise report as leaked when the server exits.
+        self._pool.shutdown(wait=True)
