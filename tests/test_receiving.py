@@ -137,13 +137,14 @@ def test_partial_then_rest_receives_order(shop: Shop) -> None:
     assert first.exit_code == 0, first.stderr
     assert "Received 15 WIDGET-1 on PO-000001 line 1 at WH1 (receiving event 1, movement 2)." in first.stdout
     assert "Line 1: 15 of 40 received, 25 outstanding. PO-000001 is partially_received." in first.stdout
-    assert "On hand of WIDGET-1 at WH1: 20." in first.stdout
+    assert "On hand of WIDGET-1 at WH1 outside its bins: 20." in first.stdout
     assert after_first["received"] == [Decimal(15), Decimal(0)]
     assert after_first["status"] == "partially_received"
     assert rest.exit_code == 0, rest.stderr
     assert "Line 1: 40 of 40 received, 0 outstanding. PO-000001 is partially_received." in rest.stdout
     assert gadgets.exit_code == 0, gadgets.stderr
     assert "PO-000001 is received." in gadgets.stdout
+    assert "On hand of GADGET-2 at WH1 bin B1: 10." in gadgets.stdout
     final = state(shop.db)
     assert final["received"] == [Decimal(40), Decimal(10)]
     assert final["status"] == "received"
