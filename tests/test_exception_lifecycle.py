@@ -279,3 +279,50 @@ async def test_two_unplaced_lines_name_their_destination(database):
 
     assert refused.is_error
     assert "Item WIDGET-1 appears twice for destination WH1 (taken from its linked low-stock exception)" in refused.content[0].text
+
+
+async def test_unplaced_line_with_no_location_left_rejected(database):
+    tokens = await small_workspace(database)
+    await add_reorder_rule(database, reorder_point="20", max_level="60")
+    async with Client(build_server(make_app(database), tokens.agent)) as client:
+        [exception] = (await client.call_tool("find_low_stock", {})).structured_content["exceptions"]
+        refused = await client.call_tool(
+            "draft_purchase_order",
+            {
+                "lines": [{"sku": "WIDGET-1", "quantity": 20, "location": "WH1"}, {"sku": "WIDGET-1", "quantity": 40}],
+                "rationale": "WIDGET-1 has 5 available at WH1 against a reorder point of 20.",
+                "exception_ids": [exception["exception_id"]],
+            },
+        )
+
+    assert refused.is_error
+    assert "Item WIDGET-1 is low at WH1 in the linked exceptions, which other lines already name" in refused.content[0].text
+    async with database.read() as session:
+        assert (await session.execute(select(Draft))).first() is None
+
+
+async def test_unplaced_line_allowed_beside_workspace_wide_low(database):
+    tokens = await small_workspace(database)
+    await add_reorder_rule(database, reorder_point="20", max_level="60")
+    async with database.write() as session:
+        wh1 = (await session.execute(select(Location).where(Location.code == "WH1"))).scalar_one()
+        session.add(
+            ReorderRule(workspace_id=wh1.workspace_id, item_id=1, location_id=None, location_key=0, reorder_point=Decimal("20"))
+        )
+    async with Client(build_server(make_app(database), tokens.agent)) as client:
+        found = (await client.call_tool("find_low_stock", {})).structured_content["exceptions"]
+        drafted = await client.call_tool(
+            "draft_purchase_order",
+            {
+                "lines": [{"sku": "WIDGET-1", "quantity": 20, "location": "WH1"}, {"sku": "WIDGET-1", "quantity": 40}],
+                "rationale": "WIDGET-1 is low at WH1 and across the workspace.",
+                "exception_ids": [exception["exception_id"] for exception in found],
+            },
+        )
+
+    assert len(found) == 2
+    assert not drafted.is_error, drafted.content[0].text
+    async with database.read() as session:
+        draft = (await session.execute(select(Draft))).scalar_one()
+    # The workspace-wide exception counts the unplaced line too, so it may stay unplaced.
+    assert [line["location_code"] for line in draft.payload["lines"]] == ["WH1", ""]

@@ -34,6 +34,8 @@ class BackgroundRuns:
         self._workers: ScanWorkers | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._running: set[tuple[int, str]] = set()
+        # Reruns planning in the worker right now; the worker stops when none is.
+        self._planning = 0
 
     def start(self, app: Order3, caller: Caller, kinds: tuple[str, ...], *, claimed_until: datetime) -> None:
         """Start a whole rerun of `kinds` for the caller's workspace, leaving out kinds whose rerun is still running.
@@ -62,12 +64,14 @@ class BackgroundRuns:
                 # Started on first use: most servers stop before a whole run ages.
                 self._workers = ScanWorkers(self.database, workers=1)
             now = app.clock()
+            self._planning += 1
             try:
                 planned = await self._workers.plan(app, caller, kinds, now=now, force=True)
             finally:
-                if not self._tasks - {asyncio.current_task()}:
+                self._planning -= 1
+                if self._planning == 0 and self._workers is not None:
                     # A plan over every item leaves a large heap in its worker. The
-                    # worker stops when no other rerun needs it, which returns that memory.
+                    # worker stops when no other rerun is planning, which returns that memory.
                     self._workers.close()
                     self._workers = None
             settled = await app.database.run_write(applier(caller, planned, now)) if planned else set()

@@ -179,10 +179,10 @@ async def _live_records(
 
 
 def _low_stock_destinations(records: list[ExceptionRecord]) -> dict[int, set[str]]:
-    """Return, per item, the location codes of the linked low-stock exceptions raised at one location."""
+    """Return, per item, the location codes of its linked low-stock exceptions; "" stands for a workspace-wide one."""
     destinations: dict[int, set[str]] = {}
     for record in records:
-        if record.kind == "low_stock" and record.item_id is not None and record.location_code:
+        if record.kind == "low_stock" and record.item_id is not None:
             destinations.setdefault(record.item_id, set()).add(record.location_code)
     return destinations
 
@@ -193,11 +193,14 @@ def _line_destinations(lines: list[PurchaseLine], items: list[Item], low_at: dic
     A line without a location goes to the location of its item's linked
     low-stock exception, leaving out locations that other lines of the item
     name. The draft then counts toward that location's stock position, and
-    the finder does not suggest the same order again.
+    the finder does not suggest the same order again. When other lines name
+    every such location, the line may stay unplaced only if the item also
+    has a linked workspace-wide low-stock exception, which counts lines
+    wherever they go.
 
     Raises:
-        InvalidInputError: If a line without a location could go to several such locations,
-            or two lines order one item for the same destination.
+        InvalidInputError: If a line without a location could go to several such locations
+            or to none, or two lines order one item for the same destination.
     """
     named: dict[int, set[str]] = {}
     for line, item in zip(lines, items, strict=True):
@@ -208,9 +211,11 @@ def _line_destinations(lines: list[PurchaseLine], items: list[Item], low_at: dic
     for line, item in zip(lines, items, strict=True):
         destination = line.location.strip()
         taken_from_exception = False
-        if not destination and item.id in low_at:
+        linked = low_at.get(item.id, set())  # type: ignore[arg-type]
+        linked_places = sorted(place for place in linked if place)
+        if not destination and linked_places:
             taken = named.get(item.id, set())  # type: ignore[arg-type]
-            places = sorted(place for place in low_at[item.id] if place.casefold() not in taken)  # type: ignore[index]
+            places = [place for place in linked_places if place.casefold() not in taken]
             if len(places) > 1:
                 raise InvalidInputError(
                     f"Item {item.sku} is low at {', '.join(places)} in the linked exceptions, and a line of it "
@@ -218,6 +223,12 @@ def _line_destinations(lines: list[PurchaseLine], items: list[Item], low_at: dic
                 )
             if places:
                 destination, taken_from_exception = places[0], True
+            elif "" not in linked:
+                raise InvalidInputError(
+                    f"Item {item.sku} is low at {', '.join(linked_places)} in the linked exceptions, which other "
+                    "lines already name, and another line of it names no location; give that line a location, "
+                    "or merge it into the line for the same location."
+                )
         key = (item.id, destination.casefold())
         if key in seen:
             where = f"destination {destination}" if destination else "no destination"
