@@ -307,7 +307,7 @@ def answered_by_open_drafts(*, excluding_draft_id: int | None = None) -> Compoun
 async def reopen_unanswered(
     session: AsyncSession, *, linked: Select[Any] | list[int], excluding_draft_id: int | None = None
 ) -> None:
-    """Move drafted exceptions among `linked` back to open unless another open draft still answers them.
+    """Move drafted exceptions among `linked` back to open unless another open draft is still linked to them.
 
     A drafted record waits for its draft even when its finder no longer finds
     the problem. Reopened, it must be rerun, so its item is touched for its kind.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 from mcp import Client
 from sqlalchemy import select
@@ -208,16 +209,12 @@ async def test_unplaced_line_goes_to_exception_location(database):
 async def test_unplaced_line_low_twice_rejected(database):
     tokens = await small_workspace(database)
     await two_low_locations(database)
-    async with Client(build_server(make_app(database), tokens.agent)) as client:
-        found = (await client.call_tool("find_low_stock", {})).structured_content["exceptions"]
-        refused = await client.call_tool(
-            "draft_purchase_order",
-            {
-                "lines": [{"sku": "WIDGET-1", "quantity": 60}],
-                "rationale": "WIDGET-1 is low at both warehouses.",
-                "exception_ids": [exception["exception_id"] for exception in found],
-            },
-        )
+    found, refused = await draft_for_low_stock(
+        database,
+        tokens,
+        [{"sku": "WIDGET-1", "quantity": 60}],
+        "WIDGET-1 is low at both warehouses.",
+    )
 
     assert sorted(exception["location"] for exception in found) == ["WH1", "WH2"]
     assert refused.is_error
@@ -246,16 +243,12 @@ async def two_low_locations(database) -> None:
 async def test_unplaced_line_takes_location_left_over(database):
     tokens = await small_workspace(database)
     await two_low_locations(database)
-    async with Client(build_server(make_app(database), tokens.agent)) as client:
-        found = (await client.call_tool("find_low_stock", {})).structured_content["exceptions"]
-        drafted = await client.call_tool(
-            "draft_purchase_order",
-            {
-                "lines": [{"sku": "WIDGET-1", "quantity": 20, "location": "WH2"}, {"sku": "WIDGET-1", "quantity": 60}],
-                "rationale": "WIDGET-1 is low at both warehouses.",
-                "exception_ids": [exception["exception_id"] for exception in found],
-            },
-        )
+    _found, drafted = await draft_for_low_stock(
+        database,
+        tokens,
+        [{"sku": "WIDGET-1", "quantity": 20, "location": "WH2"}, {"sku": "WIDGET-1", "quantity": 60}],
+        "WIDGET-1 is low at both warehouses.",
+    )
 
     assert not drafted.is_error, drafted.content[0].text
     async with database.read() as session:
@@ -266,16 +259,12 @@ async def test_unplaced_line_takes_location_left_over(database):
 async def test_two_unplaced_lines_name_their_destination(database):
     tokens = await small_workspace(database)
     await add_reorder_rule(database, reorder_point="20", max_level="60")
-    async with Client(build_server(make_app(database), tokens.agent)) as client:
-        [exception] = (await client.call_tool("find_low_stock", {})).structured_content["exceptions"]
-        refused = await client.call_tool(
-            "draft_purchase_order",
-            {
-                "lines": [{"sku": "WIDGET-1", "quantity": 20}, {"sku": "WIDGET-1", "quantity": 40}],
-                "rationale": "WIDGET-1 has 5 available at WH1 against a reorder point of 20.",
-                "exception_ids": [exception["exception_id"]],
-            },
-        )
+    [_exception], refused = await draft_for_low_stock(
+        database,
+        tokens,
+        [{"sku": "WIDGET-1", "quantity": 20}, {"sku": "WIDGET-1", "quantity": 40}],
+        "WIDGET-1 has 5 available at WH1 against a reorder point of 20.",
+    )
 
     assert refused.is_error
     assert "Item WIDGET-1 appears twice for destination WH1 (taken from its linked low-stock exception)" in refused.content[0].text
@@ -284,16 +273,12 @@ async def test_two_unplaced_lines_name_their_destination(database):
 async def test_unplaced_line_with_no_location_left_rejected(database):
     tokens = await small_workspace(database)
     await add_reorder_rule(database, reorder_point="20", max_level="60")
-    async with Client(build_server(make_app(database), tokens.agent)) as client:
-        [exception] = (await client.call_tool("find_low_stock", {})).structured_content["exceptions"]
-        refused = await client.call_tool(
-            "draft_purchase_order",
-            {
-                "lines": [{"sku": "WIDGET-1", "quantity": 20, "location": "WH1"}, {"sku": "WIDGET-1", "quantity": 40}],
-                "rationale": "WIDGET-1 has 5 available at WH1 against a reorder point of 20.",
-                "exception_ids": [exception["exception_id"]],
-            },
-        )
+    [_exception], refused = await draft_for_low_stock(
+        database,
+        tokens,
+        [{"sku": "WIDGET-1", "quantity": 20, "location": "WH1"}, {"sku": "WIDGET-1", "quantity": 40}],
+        "WIDGET-1 has 5 available at WH1 against a reorder point of 20.",
+    )
 
     assert refused.is_error
     assert "Item WIDGET-1 is low at WH1 in the linked exceptions, which other lines already name" in refused.content[0].text
@@ -309,16 +294,12 @@ async def test_unplaced_line_allowed_beside_workspace_wide_low(database):
         session.add(
             ReorderRule(workspace_id=wh1.workspace_id, item_id=1, location_id=None, location_key=0, reorder_point=Decimal("20"))
         )
-    async with Client(build_server(make_app(database), tokens.agent)) as client:
-        found = (await client.call_tool("find_low_stock", {})).structured_content["exceptions"]
-        drafted = await client.call_tool(
-            "draft_purchase_order",
-            {
-                "lines": [{"sku": "WIDGET-1", "quantity": 20, "location": "WH1"}, {"sku": "WIDGET-1", "quantity": 40}],
-                "rationale": "WIDGET-1 is low at WH1 and across the workspace.",
-                "exception_ids": [exception["exception_id"] for exception in found],
-            },
-        )
+    found, drafted = await draft_for_low_stock(
+        database,
+        tokens,
+        [{"sku": "WIDGET-1", "quantity": 20, "location": "WH1"}, {"sku": "WIDGET-1", "quantity": 40}],
+        "WIDGET-1 is low at WH1 and across the workspace.",
+    )
 
     assert len(found) == 2
     assert not drafted.is_error, drafted.content[0].text
@@ -326,3 +307,14 @@ async def test_unplaced_line_allowed_beside_workspace_wide_low(database):
         draft = (await session.execute(select(Draft))).scalar_one()
     # The workspace-wide exception counts the unplaced line too, so it may stay unplaced.
     assert [line["location_code"] for line in draft.payload["lines"]] == ["WH1", ""]
+
+
+async def draft_for_low_stock(database, tokens, lines: list[dict], rationale: str) -> tuple[list[dict], Any]:
+    """Find low stock as the agent, then draft a purchase order of `lines` linked to every exception found."""
+    async with Client(build_server(make_app(database), tokens.agent)) as client:
+        found = (await client.call_tool("find_low_stock", {})).structured_content["exceptions"]
+        drafted = await client.call_tool(
+            "draft_purchase_order",
+            {"lines": lines, "rationale": rationale, "exception_ids": [exception["exception_id"] for exception in found]},
+        )
+    return found, drafted

@@ -10,17 +10,31 @@ from mcp import Client
 from sqlalchemy import func, select
 
 from order3_mcp.app import Order3
-from order3_mcp.server import build_server
-from order3_mcp.services.admin import check_stock_ledger
-from order3_mcp.services.background_runs import BackgroundRuns
-from order3_mcp.services.finder_refresh import FINDER_MAX_AGE, WHOLE_RUN_CLAIM, _turns, applier, plan_kinds, refresh_due
 from order3_mcp.inputs import PurchaseLine
+from order3_mcp.server import build_server
 from order3_mcp.services import approvals, receiving
 from order3_mcp.services import drafts as drafts_service
+from order3_mcp.services.admin import check_stock_ledger
+from order3_mcp.services.background_runs import BackgroundRuns
+from order3_mcp.services.finder_refresh import (
+    FINDER_MAX_AGE,
+    WHOLE_RUN_CLAIM,
+    _turns,
+    applier,
+    plan_kinds,
+    refresh_due,
+)
 from order3_mcp.services.rates import set_rate
 from store import freshness
 from store.changes import item_scoped, touch_items
-from store.models import ChangeLogEntry, ExceptionRecord, Item, Location, ReorderRule, Supplier
+from store.models import (
+    ChangeLogEntry,
+    ExceptionRecord,
+    Item,
+    Location,
+    ReorderRule,
+    Supplier,
+)
 from store.purchasing import NewLine, issue_purchase_order
 from tests.factory import small_workspace
 from tests.test_exception_lifecycle import add_reorder_rule, set_reorder_point
@@ -224,10 +238,7 @@ async def test_whole_plan_applied_around_newer_reruns(database):
     whole = await plan_kinds(app, tokens.agent, ("low_stock",), now=clock.now, force=True)
 
     # Meanwhile a logged write to GADGET-2 is rerun and written first, as another server would.
-    async with database.write() as session:
-        item_scoped(session)
-        touch_items(session, [gadget.id])
-        await freshness.note_change(session, workspace_id=gadget.workspace_id)
+    await logged_touch(database, gadget.id, gadget.workspace_id)
     rerun = await plan_kinds(app, tokens.agent, ("low_stock",), now=clock.now, aged_ok=frozenset({"low_stock"}))
     assert not rerun["low_stock"].whole
     assert await database.run_write(applier(tokens.agent, rerun, clock.now)) == {"low_stock"}
@@ -354,7 +365,7 @@ async def test_aged_whole_run_left_to_background(database):
     finally:
         app.background_runs.close()
 
-    # The call answered from a rerun of the changed items (none), and the background run caught the change.
+    # The call returned after a rerun of the changed items (none), and the background run caught the change.
     assert [found["exception_id"] for found in answered["exceptions"]] == [exception["exception_id"]]
     assert run_at_answer.whole_refreshed_at == START
     assert after["exceptions"] == []
@@ -384,7 +395,8 @@ async def logged_touch(database, item_id: int, workspace_id: int) -> None:
         await freshness.note_change(session, workspace_id=workspace_id)
 
 
-async def test_waiting_call_served_by_covering_rerun(database):
+async def written_since_last_run(database):
+    """Return tokens, clock, app and workspace id of a workspace whose low-stock run is one logged write behind."""
     tokens = await small_workspace(database)
     await add_reorder_rule(database, reorder_point="20", max_level="60")
     clock = Clock(START)
@@ -393,15 +405,20 @@ async def test_waiting_call_served_by_covering_rerun(database):
     await refresh_due(app, tokens.agent, ("low_stock",))
     await logged_touch(database, 1, workspace_id)
     clock.now += timedelta(seconds=30)
+    return tokens, clock, app, workspace_id
+
+
+async def test_waiting_call_served_by_covering_rerun(database):
+    tokens, clock, app, workspace_id = await written_since_last_run(database)
 
     async with _turns(app).lock(workspace_id):
-        # This call asks now and waits for its turn while another rerun runs.
+        # This call starts now and waits for its turn while another rerun runs.
         waiting = asyncio.create_task(refresh_due(app, tokens.agent, ("low_stock",)))
         await asyncio.sleep(0.2)
         covering = await plan_kinds(app, tokens.agent, ("low_stock",), now=clock.now)
         assert await database.run_write(applier(tokens.agent, covering, clock.now)) == {"low_stock"}
         covered_version = (await run_of(database, "low_stock")).change_version
-        # A write after the call asked: the call need not wait for a rerun of it.
+        # A write after the call started: the call need not wait for a rerun of it.
         await logged_touch(database, 1, workspace_id)
     found = await waiting
 
@@ -410,14 +427,7 @@ async def test_waiting_call_served_by_covering_rerun(database):
 
 
 async def test_waiting_call_reruns_uncovered_writes(database):
-    tokens = await small_workspace(database)
-    await add_reorder_rule(database, reorder_point="20", max_level="60")
-    clock = Clock(START)
-    app = Order3(database, clock=clock)
-    workspace_id = tokens.agent.workspace_id
-    await refresh_due(app, tokens.agent, ("low_stock",))
-    await logged_touch(database, 1, workspace_id)
-    clock.now += timedelta(seconds=30)
+    tokens, _clock, app, workspace_id = await written_since_last_run(database)
 
     async with _turns(app).lock(workspace_id):
         waiting = asyncio.create_task(refresh_due(app, tokens.agent, ("low_stock",)))
@@ -445,7 +455,7 @@ async def test_withdrawn_draft_reruns_reopened_delay(database):
         app, tokens.agent, supplier="ACME", lines=[PurchaseLine(sku="WIDGET-1", quantity=Decimal(20), location="WH1")],
         rationale="PO A is late; order from stock elsewhere.", title="", exception_ids=[delay.id], idempotency_key=None,
     )
-    # The late line arrives in full while the draft still answers its delay.
+    # The late line arrives in full while the draft linked to its delay is still open.
     await receiving.receive(app, tokens.admin, purchase_order=orders["A"], line_no=1, quantity="10", delivery="DN-A")
     clock.now += timedelta(seconds=30)
     await refresh_due(app, tokens.agent, ("supplier_delay",))

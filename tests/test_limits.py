@@ -294,7 +294,7 @@ def draft_then_hang_up(parameters: StdioServerParameters, release: threading.Eve
 # The call is made slow by holding SQLite's write lock from a second connection.
 @sqlite_only
 @pytest.mark.parametrize("dies", [False, True], ids=["hangs up", "dies"])
-async def test_stdio_hang_up_mid_call_leaves_no_partial_write(database, dies):
+async def test_stdio_hang_up_writes_nothing_partial(database, dies):
     """A stdio server whose client goes away either commits or cancels the call in progress, then exits cleanly."""
     tokens = await small_workspace(database)
     path = database_path(database)

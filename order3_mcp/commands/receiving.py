@@ -63,7 +63,7 @@ def receive(
         f"Line {receipt.line_no}: {receipt.received_total} of {receipt.ordered} received, {receipt.outstanding} outstanding. "
         f"{receipt.purchase_order} is {receipt.purchase_order_status}."
     )
-    # Without a bin the figure leaves out the stock in the location's bins, so the line says so.
+    # Without a bin the figure leaves out the stock in the location's bins, so the line names that.
     place = where if receipt.bin else f"{receipt.location} outside its bins"
     say(f"On hand of {receipt.sku} at {place}: {receipt.on_hand}.")
 

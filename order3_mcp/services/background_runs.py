@@ -43,12 +43,12 @@ class BackgroundRuns:
         `claimed_until` is the end of this process's claim on those runs; a
         rerun that is dropped or fails ends the claim early.
         """
-        wanted = tuple(kind for kind in kinds if (caller.workspace_id, kind) not in self._running)
-        if not wanted:
+        idle = tuple(kind for kind in kinds if (caller.workspace_id, kind) not in self._running)
+        if not idle:
             return
-        keys = {(caller.workspace_id, kind) for kind in wanted}
+        keys = {(caller.workspace_id, kind) for kind in idle}
         self._running |= keys
-        task = asyncio.get_running_loop().create_task(self._run(app, caller, wanted, claimed_until))
+        task = asyncio.get_running_loop().create_task(self._run(app, caller, idle, claimed_until))
         self._tasks.add(task)
 
         def finished(done: asyncio.Task[None]) -> None:

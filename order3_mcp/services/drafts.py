@@ -214,8 +214,8 @@ def _line_destinations(lines: list[PurchaseLine], items: list[Item], low_at: dic
         linked = low_at.get(item.id, set())  # type: ignore[arg-type]
         linked_places = sorted(place for place in linked if place)
         if not destination and linked_places:
-            taken = named.get(item.id, set())  # type: ignore[arg-type]
-            places = [place for place in linked_places if place.casefold() not in taken]
+            named_by_others = named.get(item.id, set())  # type: ignore[arg-type]
+            places = [place for place in linked_places if place.casefold() not in named_by_others]
             if len(places) > 1:
                 raise InvalidInputError(
                     f"Item {item.sku} is low at {', '.join(places)} in the linked exceptions, and a line of it "

@@ -140,8 +140,8 @@ async def refresh_scope(
     blank = finders.OnTimeRecord(0, 0)
     changed = {
         supplier_id
-        for supplier_id, shown in stored.items()
-        if shown != {(fresh.get(supplier_id, blank).on_time_lines, fresh.get(supplier_id, blank).received_lines)}
+        for supplier_id, stored_pairs in stored.items()
+        if stored_pairs != {(fresh.get(supplier_id, blank).on_time_lines, fresh.get(supplier_id, blank).received_lines)}
     }
     if not changed:
         return RecordScope("item_id", item_ids)
