@@ -730,3 +730,20 @@ async def test_refused_batch_logs_a_digest_not_the_records(database):
     [event] = await sync_events(database)
     assert event.outcome == "denied"
     assert len(json.dumps(event.arguments)) < 1000
+
+
+async def test_live_record_lookup_reads_through_the_fingerprint_index(database):
+    # Ordered by id, SQLite scanned every record of the workspace while the batch held the write lock.
+    if not database.is_sqlite:
+        pytest.skip("the query plan checked here is SQLite's")
+    from sqlalchemy import text
+    from sqlalchemy.dialects import sqlite
+
+    from store.sync.exception_writes import live_records_query
+
+    statement = live_records_query(workspace_id=1, fingerprints=["mismatch:a", "mismatch:b"])
+    sql = str(statement.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}))
+    async with database.read() as session:
+        plan = [row[3] for row in (await session.execute(text("EXPLAIN QUERY PLAN " + sql))).all()]
+    assert any("USING COVERING INDEX ix_exception_fingerprint" in step for step in plan), plan
+    assert not any("ix_exception_record_workspace_id" in step for step in plan), plan

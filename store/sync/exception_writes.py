@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, or_, select, update
+from sqlalchemy import Select, bindparam, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.drafts import answered_by_open_drafts
@@ -48,24 +48,31 @@ def _columns(finding: Finding) -> dict[str, Any]:
     }
 
 
+def live_records_query(*, workspace_id: int, fingerprints: Iterable[str]) -> Select[tuple[int, str, bool]]:
+    """Select (id, fingerprint, waiting for an open draft) of the live records with these fingerprints.
+
+    It has no ORDER BY: ordered by id, SQLite reads every record of the
+    workspace in id order (17 ms at 20,000 items) instead of the few wanted
+    through the fingerprint index (0.1 ms), while a sync batch holds the write
+    lock. Callers sort the rows.
+    """
+    awaiting_draft = _table.c.id.in_(answered_by_open_drafts())
+    return select(_table.c.id, _table.c.fingerprint, awaiting_draft).where(
+        _table.c.workspace_id == workspace_id,
+        _table.c.fingerprint.in_(sorted(set(fingerprints))),
+        _table.c.status.in_(LIVE_EXCEPTION_STATUSES),
+    )
+
+
 async def _live_records(
     session: AsyncSession, *, workspace_id: int, fingerprints: Iterable[str]
 ) -> list[tuple[int, str, bool]]:
-    """Return (id, fingerprint, waiting for an open draft) of the live records with these fingerprints."""
-    wanted = sorted(set(fingerprints))
+    """Return (id, fingerprint, waiting for an open draft) of the live records with these fingerprints, by id."""
+    wanted = set(fingerprints)
     if not wanted:
         return []
-    awaiting_draft = _table.c.id.in_(answered_by_open_drafts())
-    rows = await session.execute(
-        select(_table.c.id, _table.c.fingerprint, awaiting_draft)
-        .where(
-            _table.c.workspace_id == workspace_id,
-            _table.c.fingerprint.in_(wanted),
-            _table.c.status.in_(LIVE_EXCEPTION_STATUSES),
-        )
-        .order_by(_table.c.id)
-    )
-    return [(row[0], row[1], bool(row[2])) for row in rows.all()]
+    rows = await session.execute(live_records_query(workspace_id=workspace_id, fingerprints=wanted))
+    return sorted((row[0], row[1], bool(row[2])) for row in rows.all())
 
 
 async def upsert_findings(
