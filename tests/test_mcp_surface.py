@@ -623,3 +623,32 @@ async def test_surface_events_keep_the_chain_valid(database):
         report = await verify_chain(session, workspace_id=tokens.agent.workspace_id)
     assert report.ok
     assert report.events_checked == 3
+
+
+async def test_servers_of_two_callers_share_tool_schemas_but_act_as_their_own_caller(database):
+    # The second server copies the tool registrations the first one built, with its own closures.
+    app = make_app(database)
+    tokens = await small_workspace(database)
+    first, second = build_server(app, tokens.agent), build_server(app, tokens.buyer)
+
+    async with Client(first) as agent_client, Client(second) as buyer_client:
+        agent_tools = {tool.name: tool for tool in (await agent_client.list_tools()).tools}
+        buyer_tools = {tool.name: tool for tool in (await buyer_client.list_tools()).tools}
+        for name in agent_tools.keys() & buyer_tools.keys():
+            assert agent_tools[name].input_schema == buyer_tools[name].input_schema, name
+            assert agent_tools[name].output_schema == buyer_tools[name].output_schema, name
+        assert "get_item" in agent_tools and "get_item" in buyer_tools
+        await agent_client.call_tool("get_item", {"sku": "WIDGET-1"})
+        await buyer_client.call_tool("get_item", {"sku": "WIDGET-1"})
+        refused = await buyer_client.call_tool("get_item", {"sku": ""})
+
+    assert refused.is_error
+    async with database.read() as session:
+        events = (
+            await session.execute(select(ActivityEvent).where(ActivityEvent.action == "get_item").order_by(ActivityEvent.seq))
+        ).scalars().all()
+    assert [(event.actor, event.outcome) for event in events] == [
+        (tokens.agent.principal, "ok"),
+        (tokens.buyer.principal, "ok"),
+        (tokens.buyer.principal, "invalid"),
+    ]
