@@ -81,6 +81,7 @@ class ClientPlan:
     orderable: list[tuple[str, str, str]]
     open_lines: list[tuple[str, int]]
     tool_timeout: float
+    nice: int = 0
 
 
 @dataclass
@@ -94,6 +95,9 @@ class ClientReport:
     batches: list[tuple[str, int]] = field(default_factory=list)
     server_peak_kib: list[int] = field(default_factory=list)
     seconds: float = 0.0
+    #: CPU time of the client process and of its stdio servers while the turns ran.
+    client_cpu_seconds: float = 0.0
+    server_cpu_seconds: float = 0.0
 
 
 def error_kind(message: str) -> str:
@@ -118,6 +122,22 @@ def peak_memory_kib(pid: int) -> int:
     except OSError:
         return 0
     return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    """Return the user and system CPU time a process has used, in seconds, or 0 when it has gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # utime and stime are fields 14 and 15 of stat(5); fields[0] here is field 3.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """Return the CPU time of a process and of its running children (a server and its scan workers)."""
+    return cpu_seconds(pid) + sum(cpu_seconds(child) for child in child_pids(pid))
 
 
 def child_pids(parent: int) -> list[int]:
@@ -284,12 +304,18 @@ async def run_client(plan: ClientPlan, start_together: Any = None) -> ClientRepo
                     Client(parameters, mode="legacy", read_timeout_seconds=600)
                 )
 
+        if plan.nice:
+            # Only this process: its stdio servers started above keep their priority.
+            os.nice(plan.nice)
         if start_together is not None:
             try:
                 await asyncio.to_thread(start_together.wait, STARTUP_SECONDS)
             except threading.BrokenBarrierError:
                 # A client that failed to start reports that itself; the others run without it.
                 pass
+        servers = child_pids(os.getpid())
+        server_cpu = sum(tree_cpu_seconds(pid) for pid in servers)
+        client_cpu = time.process_time()
         started = time.perf_counter()
         deadline = started + plan.seconds
         turns = 0
@@ -297,6 +323,8 @@ async def run_client(plan: ClientPlan, start_together: Any = None) -> ClientRepo
             await caller.turn(plan.roles[turns % len(plan.roles)])
             turns += 1
         caller.report.seconds = time.perf_counter() - started
+        caller.report.client_cpu_seconds = time.process_time() - client_cpu
+        caller.report.server_cpu_seconds = sum(tree_cpu_seconds(pid) for pid in servers) - server_cpu
         # stdio servers are this process's children; their peak memory is read before they stop.
         caller.report.server_peak_kib = [peak_memory_kib(pid) for pid in child_pids(os.getpid())]
     return caller.report
@@ -455,8 +483,14 @@ def run_phase(plans: list[ClientPlan]) -> tuple[list[ClientReport], float]:
     return [reports[index] for index in sorted(reports)], time.perf_counter() - started
 
 
-def summarise(reports: list[ClientReport], *, server_peak_kib: int, wall_seconds: float) -> dict[str, Any]:
-    """Merge client reports into throughput, percentiles per tool, errors by kind and peak memory."""
+def summarise(
+    reports: list[ClientReport], *, server_peak_kib: int, wall_seconds: float, server_cpu_seconds: float = 0.0
+) -> dict[str, Any]:
+    """Merge client reports into throughput, percentiles per tool, errors by kind, CPU time and peak memory.
+
+    `server_cpu_seconds` is the CPU time of the shared HTTP server and its scan
+    workers during the run; stdio servers are counted by their clients.
+    """
     samples: dict[str, list[float]] = {}
     errors: Counter[str] = Counter()
     for report in reports:
@@ -485,6 +519,10 @@ def summarise(reports: list[ClientReport], *, server_peak_kib: int, wall_seconds
         "database_is_locked": sum(count for kind, count in errors.items() if kind.endswith("database is locked")),
         "server_peak_mib": round(max([server_peak_kib, *peaks]) / 1024, 1),
         "server_peak_mib_total": round((server_peak_kib + sum(peaks)) / 1024, 1),
+        "cpu_seconds": {
+            "servers": round(server_cpu_seconds + sum(report.server_cpu_seconds for report in reports), 1),
+            "clients": round(sum(report.client_cpu_seconds for report in reports), 1),
+        },
     }
 
 
@@ -541,7 +579,7 @@ def plans_for(
     common = {
         "transport": transport, "db": str(db), "url": url, "seconds": options.seconds, "items": workspace.items,
         "locations": workspace.locations, "orderable": workspace.orderable, "open_lines": lines,
-        "tool_timeout": options.tool_timeout,
+        "tool_timeout": options.tool_timeout, "nice": options.client_nice,
     }
     if alone:
         secrets = {"agent": principals.agents[0], "person": principals.person, "integration": principals.integration}
@@ -579,12 +617,15 @@ def run_transport(
                               lines=lines, alone=alone)
             print(f"{transport} {phase}: {len(plans)} client(s), load average {load_average()}", file=sys.stderr)
             before = load_average()
+            server_cpu = tree_cpu_seconds(server.pid) if server is not None else 0.0
             reports, wall = run_phase(plans)
             server_peak = peak_memory_kib(server.pid) if server is not None else 0
+            if server is not None:
+                server_cpu = tree_cpu_seconds(server.pid) - server_cpu
         finally:
             if server is not None:
                 stop(server)
-        summary = summarise(reports, server_peak_kib=server_peak, wall_seconds=wall)
+        summary = summarise(reports, server_peak_kib=server_peak, wall_seconds=wall, server_cpu_seconds=server_cpu)
         summary["load_average_before"] = before
         summary["load_average_after"] = load_average()
         summary["writes"] = check_writes(db, reports)
@@ -626,6 +667,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--transport", choices=("http", "stdio", "both"), default="both", help="Transports to measure.")
     parser.add_argument("--tool-timeout", type=float, default=30.0, help="The servers' tool deadline, in seconds.")
     parser.add_argument("--seed", type=int, default=42, help="Seed of the workspace and of the call mix.")
+    parser.add_argument(
+        "--client-nice", type=int, default=0,
+        help="Niceness added to each client process (0 to 19), not to the servers: higher gives the servers "
+        "the CPU first, as if the clients ran on other machines.",
+    )
     parser.add_argument("--keep", type=Path, help="Directory to keep the database in; by default a temporary one is deleted.")
     parser.add_argument("--json", type=Path, help="Also write the figures to this JSON file.")
     options = parser.parse_args(argv)
@@ -635,6 +681,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--seconds {options.seconds:g} is out of range; use 1 to 3600.")
     if options.calls < 1:
         parser.error(f"--calls {options.calls} is out of range; use 1 or more.")
+    if not 0 <= options.client_nice <= 19:
+        parser.error(f"--client-nice {options.client_nice} is out of range; use 0 to 19.")
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="order3-load-") as temporary:
