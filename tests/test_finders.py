@@ -32,7 +32,8 @@ from store.finders.findings import (
     scaled_text,
     utc_text,
 )
-from store.finders.records import RecordScope
+from store.finders import records as records_module
+from store.finders.records import RecordScope, apply_refresh, plan_refresh
 from store.models import (
     CountResult,
     Draft,
@@ -1051,6 +1052,46 @@ async def test_scoped_refresh_moves_last_seen_in_scope_only(database: Database) 
     assert record.id == record_id
     assert record.last_seen == later
     assert record.version == 1
+
+
+async def test_whole_refresh_can_move_last_seen_after_its_transaction(database: Database, monkeypatch) -> None:
+    # A whole refresh at 100,000 items would hold the write lock while it moves tens of
+    # thousands of last_seen values; the caller can run that move afterwards, a range at a time.
+    monkeypatch.setattr(records_module, "_SEEN_AGAIN_PER_STATEMENT", 2)
+    async with database.write() as session:
+        workspace = await add_workspace(session)
+        wh1 = await add_location(session, workspace=workspace, code="WH1")
+        for number in range(5):
+            item = await add_item(session, workspace=workspace, sku=f"R{number}")
+            await add_rule(session, item=item, location=wh1, reorder_point=D(10))
+    opened = (await _refresh_low_stock(database, workspace=workspace, now=NOW)).opened
+    later = NOW + timedelta(hours=1)
+
+    async with database.write() as session:
+        findings = await find_low_stock(session, workspace_id=workspace.id, now=later)
+        plan = await plan_refresh(session, workspace_id=workspace.id, kind="low_stock", findings=findings)
+        result = await apply_refresh(session, plan, now=later, defer_seen_again=True)
+    assert result.seen_again is not None
+    assert result.seen_again.ranges == ((opened[0], opened[1]), (opened[2], opened[3]), (opened[4], opened[4]))
+    async with database.read() as session:
+        before = await list_exceptions(session, workspace_id=workspace.id, statuses=None)
+    assert {record.last_seen for record in before} == {NOW}
+
+    # Meanwhile one record is dismissed and a later rerun confirms another.
+    async with database.write() as session:
+        await session.execute(update(ExceptionRecord).where(ExceptionRecord.id == opened[1]).values(status="dismissed"))
+        await session.execute(
+            update(ExceptionRecord).where(ExceptionRecord.id == opened[3]).values(last_seen=later + timedelta(hours=1))
+        )
+    for statement in result.seen_again.statements():
+        async with database.write() as session:
+            await session.execute(statement)
+
+    async with database.read() as session:
+        after = {record.id: record.last_seen for record in await list_exceptions(session, workspace_id=workspace.id, statuses=None)}
+    assert after == {
+        opened[0]: later, opened[1]: NOW, opened[2]: later, opened[3]: later + timedelta(hours=1), opened[4]: later,
+    }
 
 
 async def test_resolved_problem_that_recurs_opens_new_record(database: Database) -> None:

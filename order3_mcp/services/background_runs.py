@@ -18,7 +18,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order3_mcp.app import Caller, Order3
-from order3_mcp.services.finder_refresh import applier
+from order3_mcp.services.finder_refresh import apply_planned
 from order3_mcp.services.scan_workers import ScanWorkers
 from store import freshness
 from store.db import Database
@@ -74,7 +74,7 @@ class BackgroundRuns:
                     # worker stops when no other rerun is planning, which returns that memory.
                     self._workers.close()
                     self._workers = None
-            settled = await app.database.run_write(applier(caller, planned, now)) if planned else set()
+            settled = await apply_planned(app, caller, planned, now)
         except Exception:
             logger.exception("background whole rerun of %s for workspace %d failed", ", ".join(kinds), caller.workspace_id)
         dropped = tuple(kind for kind in kinds if kind not in settled)

@@ -21,6 +21,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -31,7 +32,13 @@ from order3_mcp.services.progress import ProgressCallback
 from policies import Tolerances
 from store import changes, finders, freshness
 from store.errors import InvalidInputError
-from store.finders.records import RecordScope, RefreshPlan, apply_refresh, plan_refresh
+from store.finders.records import (
+    RecordScope,
+    RefreshPlan,
+    SeenAgain,
+    apply_refresh,
+    plan_refresh,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -424,7 +431,7 @@ async def refresh_due(
                     await report(kind, entry.found)
             else:
                 planned = await plan_kinds(app, caller, pending, now=now, force=force_now, aged_ok=aged_ok, progress=report)
-            applied = await app.database.run_write(applier(caller, planned, now)) if planned else set()
+            applied = await apply_planned(app, caller, planned, now)
             found.update({kind: planned[kind].found for kind in applied})
             # A kind that needed a whole rerun anyway (a write logged as everything, say) has had it.
             background -= {kind for kind in applied if planned[kind].whole}
@@ -463,15 +470,20 @@ async def _whole_runs_claimed_elsewhere(
 
 
 def applier(
-    caller: Caller, planned: dict[str, PlannedRefresh], now: datetime
+    caller: Caller, planned: dict[str, PlannedRefresh], now: datetime, seen_again: list[SeenAgain] | None = None
 ) -> Callable[[AsyncSession], Awaitable[set[str]]]:
     """Return the write step of planned refreshes.
 
     The step returns the kinds that are settled: written by it, or covered by
     a refresh another caller wrote since the snapshot. The others are planned again.
+    With a `seen_again` list, whole plans leave the last_seen move of their
+    unchanged records there, for `move_last_seen` to run after the commit.
     """
 
     async def apply(session: AsyncSession) -> set[str]:
+        if seen_again is not None:
+            # A retried transaction starts the list again.
+            seen_again.clear()
         kinds = tuple(planned)
         for kind in kinds:
             await freshness.lock_refresh(session, workspace_id=caller.workspace_id, kind=kind)
@@ -490,7 +502,9 @@ def applier(
                 if merged is None:
                     continue
                 plan, version = merged
-            await apply_refresh(session, plan, now=now)
+            result = await apply_refresh(session, plan, now=now, defer_seen_again=seen_again is not None)
+            if result.seen_again is not None and seen_again is not None:
+                seen_again.append(result.seen_again)
             await freshness.mark_refreshed(
                 session,
                 workspace_id=caller.workspace_id,
@@ -516,6 +530,27 @@ def applier(
         return applied
 
     return apply
+
+
+async def apply_planned(app: Order3, caller: Caller, planned: dict[str, PlannedRefresh], now: datetime) -> set[str]:
+    """Write planned refreshes in one transaction, then move last_seen of whole plans' unchanged records; return the settled kinds."""
+    if not planned:
+        return set()
+    seen_again: list[SeenAgain] = []
+    applied = await app.database.run_write(applier(caller, planned, now, seen_again))
+    await move_last_seen(app, seen_again)
+    return applied
+
+
+async def move_last_seen(app: Order3, pending: list[SeenAgain]) -> None:
+    """Run the deferred last_seen moves, each statement in a short write transaction of its own."""
+    for entry in pending:
+        for statement in entry.statements():
+
+            async def move(session: AsyncSession, statement: Any = statement) -> None:
+                await session.execute(statement)
+
+            await app.database.run_write(move)
 
 
 async def _whole_plan_after_reruns(

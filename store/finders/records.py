@@ -51,6 +51,49 @@ class RefreshResult:
     updated: tuple[int, ...]
     resolved: tuple[int, ...]
     ids_by_fingerprint: dict[str, int]
+    #: The last_seen move of a whole plan's unchanged records, when the caller runs it after the transaction.
+    seen_again: SeenAgain | None = None
+
+
+@dataclass(frozen=True)
+class SeenAgain:
+    """Moving last_seen of the open records a whole refresh found again unchanged, in short statements.
+
+    A whole refresh at 100,000 items finds about 66,000 low-stock records
+    again, and moving all their last_seen in one statement held the write lock
+    for about 240 ms. last_seen only says when a finder last confirmed a
+    record, so the move can run after the refresh commits, one id range per
+    short transaction, and other writers get the lock in between. Each
+    statement skips records that changed status or were confirmed later since.
+    """
+
+    workspace_id: int
+    kind: str
+    now: datetime
+    waiting: tuple[int, ...]
+    excluded: RecordScope | None
+    #: Inclusive (first id, last id) ranges of the unchanged records, at most `_SEEN_AGAIN_PER_STATEMENT` each.
+    ranges: tuple[tuple[int, int], ...]
+
+    def statements(self) -> list[Any]:
+        """Return one UPDATE per id range."""
+        return [_seen_again(self, low, high) for low, high in self.ranges]
+
+
+def _seen_again(pending: SeenAgain, low: int | None = None, high: int | None = None) -> Any:
+    statement = update(_table).where(
+        _table.c.workspace_id == pending.workspace_id,
+        _table.c.kind == pending.kind,
+        _table.c.status == "open",
+        _table.c.last_seen < pending.now,
+    )
+    if low is not None:
+        statement = statement.where(_table.c.id.between(low, high))
+    if pending.waiting:
+        statement = statement.where(_table.c.id.not_in(pending.waiting))
+    if pending.excluded is not None:
+        statement = statement.where(pending.excluded.exclusion())
+    return statement.values(last_seen=pending.now).execution_options(synchronize_session=False)
 
 
 @dataclass(frozen=True)
@@ -240,6 +283,8 @@ async def _write_suppression(session: AsyncSession, *, touched: list[int], relea
 
 # Record ids named in one UPDATE, because SQLite limits the bound parameters of a statement.
 _IDS_PER_STATEMENT = 5_000
+# Records whose last_seen one deferred statement of a whole refresh moves: about 8 ms at 100,000 items.
+_SEEN_AGAIN_PER_STATEMENT = 2_000
 
 _DESCRIBED_COLUMNS = tuple(_described(Finding(kind="", fingerprint="", reason="", suggested_draft_kind="")))
 _EVIDENCE_AT = _DESCRIBED_COLUMNS.index("evidence")
@@ -383,13 +428,17 @@ async def plan_refresh(
     )
 
 
-async def apply_refresh(session: AsyncSession, plan: RefreshPlan, *, now: datetime) -> RefreshResult:
+async def apply_refresh(
+    session: AsyncSession, plan: RefreshPlan, *, now: datetime, defer_seen_again: bool = False
+) -> RefreshResult:
     """Write a refresh plan in the caller's write transaction.
 
     Changed records are updated, new findings inserted, and live records not
     found again resolved, each guarded by the version the plan read. The other
     live records in scope, found again unchanged, get last_seen = `now` in one
-    statement. On SQLite the write transaction's BEGIN IMMEDIATE keeps two
+    statement, or, for a whole plan with `defer_seen_again`, in the statements
+    of the returned `seen_again` for the caller to run after this transaction
+    commits. On SQLite the write transaction's BEGIN IMMEDIATE keeps two
     refreshes from both opening a record for one fingerprint; callers that
     plan outside the write transaction must check that no other refresh of the
     kind was applied in between (see `store.freshness`).
@@ -452,19 +501,24 @@ async def apply_refresh(session: AsyncSession, plan: RefreshPlan, *, now: dateti
             .execution_options(synchronize_session=False),
             [{"b_id": record_id, "b_version": version, "b_resolved_at": now} for record_id, version in plan.stale],
         )
+    seen_again: SeenAgain | None = None
     if plan.scope is None:
         # Every other live record was found again unchanged.
-        seen_again = update(_table).where(
-            _table.c.workspace_id == plan.workspace_id,
-            _table.c.kind == kind,
-            _table.c.status == "open",
-            _table.c.last_seen < now,
+        unchanged = sorted(plan.unchanged)
+        seen_again = SeenAgain(
+            workspace_id=plan.workspace_id,
+            kind=kind,
+            now=now,
+            waiting=tuple(plan.waiting),
+            excluded=plan.excluded,
+            ranges=tuple(
+                (unchanged[start], unchanged[min(start + _SEEN_AGAIN_PER_STATEMENT, len(unchanged)) - 1])
+                for start in range(0, len(unchanged), _SEEN_AGAIN_PER_STATEMENT)
+            ),
         )
-        if plan.waiting:
-            seen_again = seen_again.where(_table.c.id.not_in(plan.waiting))
-        if plan.excluded is not None:
-            seen_again = seen_again.where(plan.excluded.exclusion())
-        await session.execute(seen_again.values(last_seen=now).execution_options(synchronize_session=False))
+        if not defer_seen_again:
+            await session.execute(_seen_again(seen_again))
+            seen_again = None
     else:
         # A rerun of a few items names its records: a condition on the scope led SQLite
         # to the kind index and a read of every open record of the kind.
@@ -483,6 +537,7 @@ async def apply_refresh(session: AsyncSession, plan: RefreshPlan, *, now: dateti
         updated=tuple(updated),
         resolved=tuple(record_id for record_id, _ in plan.stale),
         ids_by_fingerprint=ids_by_fingerprint,
+        seen_again=seen_again,
     )
 
 
