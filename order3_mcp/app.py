@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
-from sqlalchemy import event, select
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from policies import Policy, default_policy_path, load_policy, required_scope
@@ -34,9 +34,13 @@ from store.idempotency import (
     remember,
     request_hash,
 )
-from store.models import Workspace
 from store.sqlite_inline import is_busy
-from store.tokens import DeadTokenError, find_token, needs_use_noted, note_token_use
+from store.tokens import (
+    DeadTokenError,
+    find_live_token,
+    needs_use_noted,
+    note_token_use,
+)
 from store.types import utc_now
 
 if TYPE_CHECKING:
@@ -201,8 +205,7 @@ class Order3:
         now = self.clock()
         try:
             async with self.database.read() as session:
-                token = await find_token(session, secret=secret, now=now)
-                workspace = (await session.execute(select(Workspace).where(Workspace.id == token.workspace_id))).scalar_one()
+                token = await find_live_token(session, secret=secret, now=now)
         except DeadTokenError as exc:
             logger.info("%s refused: token %s is %s", action, exc.token.id, exc.reason)
             await self._record_dead_token(exc, channel=channel, action=action, request_id=request_id, now=now)
@@ -217,10 +220,10 @@ class Order3:
         # approve or execute, whatever was stored.
         scopes = scopes_for(principal_kind=token.principal_kind, role=token.role) & frozenset(token.scopes)
         return Caller(
-            workspace_id=workspace.id,  # type: ignore[arg-type]
-            workspace=workspace.name,
-            base_currency=workspace.base_currency,
-            timezone=workspace.timezone,
+            workspace_id=token.workspace_id,
+            workspace=token.workspace,
+            base_currency=token.base_currency,
+            timezone=token.timezone,
             token_id=token.id,
             principal_kind=token.principal_kind,
             principal=token.principal,

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.errors import NotFoundError, PermissionDeniedError
-from store.models import Token
+from store.models import Token, Workspace
 from store.types import utc_now
 
 TOKEN_PREFIX = "o3_"
@@ -108,6 +109,54 @@ async def find_token(session: AsyncSession, *, secret: str, now: datetime | None
     return token
 
 
+@dataclass(frozen=True)
+class LiveToken:
+    """The columns of a live token that a caller is made of, with its workspace's name, currency and timezone."""
+
+    id: int
+    workspace_id: int
+    principal_kind: str
+    principal: str
+    role: str
+    scopes: list[str]
+    on_behalf_of: str
+    last_used_at: datetime | None
+    workspace: str
+    base_currency: str
+    timezone: str
+
+
+_LIVE_TOKEN = (
+    select(
+        Token.id, Token.workspace_id, Token.principal_kind, Token.principal, Token.role, Token.scopes,
+        Token.on_behalf_of, Token.last_used_at, Workspace.name, Workspace.base_currency, Workspace.timezone,
+        Token.expires_at,
+    )
+    .join(Workspace, Workspace.id == Token.workspace_id)
+    .where(Token.secret_hash == bindparam("secret_hash"), Token.revoked_at.is_(None))
+)
+
+
+async def find_live_token(session: AsyncSession, *, secret: str, now: datetime) -> LiveToken:
+    """Return the live token for `secret` with its workspace's columns, read in one Core statement.
+
+    Every HTTP request authenticates, so this skips building ORM objects. A
+    secret that matches no live token is looked up again with `find_token`,
+    which raises the error that names why.
+
+    Raises:
+        PermissionDeniedError: If the secret is unknown.
+        DeadTokenError: If the token was revoked or has expired.
+    """
+    connection = await session.connection()
+    row = (await connection.execute(_LIVE_TOKEN, {"secret_hash": hash_secret(secret.strip())})).first()
+    if row is None or (row.expires_at is not None and row.expires_at <= now):
+        await find_token(session, secret=secret, now=now)
+        # Not reached: both reads share one snapshot, so find_token raised.
+        raise PermissionDeniedError("The token is not valid; create one with `order3 token create`.")
+    return LiveToken(*row[:-1])
+
+
 async def note_token_use(session: AsyncSession, *, token_id: int, now: datetime) -> bool:
     """Set the token's last_used_at to `now` unless it was set less than LAST_USED_GRANULARITY ago.
 
@@ -126,7 +175,7 @@ async def note_token_use(session: AsyncSession, *, token_id: int, now: datetime)
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def needs_use_noted(token: Token, *, now: datetime) -> bool:
+def needs_use_noted(token: Token | LiveToken, *, now: datetime) -> bool:
     """Return True if `note_token_use` would write, judged from an already loaded row."""
     return token.last_used_at is None or token.last_used_at <= now - LAST_USED_GRANULARITY
 

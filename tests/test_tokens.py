@@ -179,6 +179,20 @@ async def test_authenticate_refuses_expired_token(database: Database) -> None:
     )
 
 
+async def test_authenticate_builds_caller_of_own_workspace(database: Database) -> None:
+    # Two workspaces in one file: the caller carries its own workspace's name, currency and timezone.
+    await small_workspace(database)
+    south = await small_workspace(database, timezone="Pacific/Auckland", name="south")
+    app = Order3(database)
+
+    agent = await app.authenticate(south.agent_secret, channel="mcp")
+    buyer = await app.authenticate(south.buyer_secret, channel="cli")
+
+    assert agent == south.agent
+    assert buyer == south.buyer
+    assert (agent.workspace, agent.timezone, agent.base_currency) == ("south", "Pacific/Auckland", "USD")
+
+
 async def test_token_expiring_mid_session_stops_acting(database: Database) -> None:
     workspace = await small_workspace(database)
     clock = Clock()
