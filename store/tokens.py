@@ -152,8 +152,8 @@ async def find_live_token(session: AsyncSession, *, secret: str, now: datetime) 
     row = (await connection.execute(_LIVE_TOKEN, {"secret_hash": hash_secret(secret.strip())})).first()
     if row is None or (row.expires_at is not None and row.expires_at <= now):
         await find_token(session, secret=secret, now=now)
-        # Not reached: both reads share one snapshot, so find_token raised.
-        raise PermissionDeniedError("The token is not valid; create one with `order3 token create`.")
+        # Reached only when the token was created between the two reads.
+        raise PermissionDeniedError("The token is not valid yet; send the request again.")
     return LiveToken(*row[:-1])
 
 
