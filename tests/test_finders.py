@@ -25,6 +25,7 @@ from store.finders import (
     suggest_order_quantity,
     supplier_on_time_records,
 )
+from store.finders import records as records_module
 from store.finders.findings import (
     QuantityMemo,
     build_finding,
@@ -32,7 +33,6 @@ from store.finders.findings import (
     scaled_text,
     utc_text,
 )
-from store.finders import records as records_module
 from store.finders.records import RecordScope, apply_refresh, plan_refresh
 from store.models import (
     CountResult,
@@ -50,6 +50,7 @@ from store.models import (
     Workspace,
 )
 from store.stock import Place, record_movement
+from store.sync.exception_writes import upsert_findings
 from store.types import from_scaled
 from store.workspaces import create_workspace, sku_key
 
@@ -1092,6 +1093,26 @@ async def test_whole_refresh_can_move_last_seen_after_its_transaction(database: 
     assert after == {
         opened[0]: later, opened[1]: NOW, opened[2]: later, opened[3]: later + timedelta(hours=1), opened[4]: later,
     }
+
+
+async def test_refresh_keeps_record_opened_after_its_snapshot(database: Database) -> None:
+    # A sync batch may open a record for a fingerprint between a plan's snapshot and its write.
+    workspace, _, _ = await _low_stock_workspace(database)
+    async with database.read() as session:
+        findings = await find_low_stock(session, workspace_id=workspace.id, now=NOW)
+        plan = await plan_refresh(session, workspace_id=workspace.id, kind="low_stock", findings=findings)
+    assert [finding.fingerprint for finding in plan.inserts] == [findings[0].fingerprint]
+
+    async with database.write() as session:
+        _, opened_elsewhere, _ = await upsert_findings(session, workspace_id=workspace.id, findings=findings, now=NOW)
+    async with database.write() as session:
+        result = await apply_refresh(session, plan, now=NOW + timedelta(minutes=1))
+
+    async with database.read() as session:
+        records = await list_exceptions(session, workspace_id=workspace.id, statuses=None)
+    assert [record.id for record in records] == opened_elsewhere
+    assert result.opened == ()
+    assert result.ids_by_fingerprint == {findings[0].fingerprint: opened_elsewhere[0]}
 
 
 async def test_resolved_problem_that_recurs_opens_new_record(database: Database) -> None:

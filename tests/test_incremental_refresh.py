@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import pytest
 from mcp import Client
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from order3_mcp.app import Order3
 from order3_mcp.inputs import PurchaseLine
@@ -503,3 +505,33 @@ async def test_released_claim_can_be_claimed_again(database):
     assert await claim(first_until + timedelta(seconds=2)) == set()
     await release(first_until)
     assert await claim(first_until + timedelta(seconds=3)) == {"low_stock"}
+
+
+async def test_failed_last_seen_move_leaves_rerun_written(database, caplog):
+    # A whole rerun commits first and moves last_seen afterwards; a move that fails must not fail the call.
+    if not database.is_sqlite:
+        pytest.skip("the failing move is made with a SQLite trigger")
+    tokens = await small_workspace(database)
+    await add_reorder_rule(database, reorder_point="20", max_level="60")
+    clock = Clock(START)
+    app = Order3(database, clock=clock)
+    await refresh_due(app, tokens.agent, ("low_stock",), force=True)
+    async with database.write() as session:
+        await session.execute(
+            text(
+                "CREATE TRIGGER hold_last_seen BEFORE UPDATE OF last_seen ON exception_record "
+                "BEGIN SELECT RAISE(ABORT, 'last_seen is held by the test'); END"
+            )
+        )
+
+    clock.now += timedelta(minutes=1)
+    with caplog.at_level(logging.WARNING, logger="order3_mcp.services.finder_refresh"):
+        found = await refresh_due(app, tokens.agent, ("low_stock",), force=True)
+
+    assert found == {"low_stock": 1}
+    assert (await run_of(database, "low_stock")).whole_refreshed_at == START + timedelta(minutes=1)
+    async with database.read() as session:
+        [record] = (await session.execute(select(ExceptionRecord).where(ExceptionRecord.kind == "low_stock"))).scalars()
+    assert record.last_seen == START
+    assert "could not move last_seen of the low_stock records" in caplog.text
+    assert "last_seen is held by the test" in caplog.text

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from order3_mcp.app import Caller, Order3
@@ -31,7 +32,7 @@ from order3_mcp.services.policy_routing import active_policy
 from order3_mcp.services.progress import ProgressCallback
 from policies import Tolerances
 from store import changes, finders, freshness
-from store.errors import InvalidInputError
+from store.errors import InvalidInputError, Order3Error
 from store.finders.records import (
     RecordScope,
     RefreshPlan,
@@ -533,24 +534,52 @@ def applier(
 
 
 async def apply_planned(app: Order3, caller: Caller, planned: dict[str, PlannedRefresh], now: datetime) -> set[str]:
-    """Write planned refreshes in one transaction, then move last_seen of whole plans' unchanged records; return the settled kinds."""
+    """Write planned refreshes in one transaction, then move last_seen of whole plans' unchanged records.
+
+    Returns the settled kinds. The move runs in a task of its own: the rerun is
+    committed by then, so a call cancelled or past its deadline meanwhile leaves
+    the move to finish rather than stopping it halfway.
+    """
     if not planned:
         return set()
     seen_again: list[SeenAgain] = []
     applied = await app.database.run_write(applier(caller, planned, now, seen_again))
-    await move_last_seen(app, seen_again)
+    if seen_again:
+        task = asyncio.ensure_future(move_last_seen(app, caller.workspace_id, seen_again))
+        _MOVES.add(task)
+        task.add_done_callback(_MOVES.discard)
+        await asyncio.shield(task)
     return applied
 
 
-async def move_last_seen(app: Order3, pending: list[SeenAgain]) -> None:
-    """Run the deferred last_seen moves, each statement in a short write transaction of its own."""
+# Deferred last_seen moves still running, referenced here so they are not garbage collected.
+_MOVES: set[asyncio.Future[None]] = set()
+
+
+async def move_last_seen(app: Order3, workspace_id: int, pending: list[SeenAgain]) -> None:
+    """Run the deferred last_seen moves, each statement in a short write transaction of its own.
+
+    last_seen only says when a finder last confirmed a record, so a move that
+    fails (the write lock stayed taken past the busy timeout, say) is logged
+    and stops. The records keep the last_seen of the run before until the
+    next whole rerun, and the rerun itself stays written.
+    """
     for entry in pending:
-        for statement in entry.statements():
+        statements = entry.statements()
+        for done, statement in enumerate(statements):
 
             async def move(session: AsyncSession, statement: Any = statement) -> None:
                 await session.execute(statement)
 
-            await app.database.run_write(move)
+            try:
+                await app.database.run_write(move)
+            except (Order3Error, DBAPIError) as exc:
+                logger.warning(
+                    "could not move last_seen of the %s records of workspace %d found again by a whole rerun "
+                    "(%d of %d statements done): %s; the next whole rerun moves them",
+                    entry.kind, workspace_id, done, len(statements), exc,
+                )
+                return
 
 
 async def _whole_plan_after_reruns(

@@ -428,13 +428,32 @@ async def plan_refresh(
     )
 
 
+async def _live_ids(session: AsyncSession, *, workspace_id: int, fingerprints: list[str]) -> dict[str, int]:
+    """Return the id of the live record of each fingerprint that has one (the oldest, should there be several)."""
+    found: dict[str, int] = {}
+    for start in range(0, len(fingerprints), _IDS_PER_STATEMENT):
+        # No ORDER BY, which would lead SQLite to the workspace index and every record of the workspace.
+        rows = await session.execute(
+            select(_table.c.id, _table.c.fingerprint).where(
+                _table.c.workspace_id == workspace_id,
+                _table.c.fingerprint.in_(fingerprints[start : start + _IDS_PER_STATEMENT]),
+                _table.c.status.in_(LIVE_EXCEPTION_STATUSES),
+            )
+        )
+        for record_id, fingerprint in rows.all():
+            found[fingerprint] = min(record_id, found.get(fingerprint, record_id))
+    return found
+
+
 async def apply_refresh(
     session: AsyncSession, plan: RefreshPlan, *, now: datetime, defer_seen_again: bool = False
 ) -> RefreshResult:
     """Write a refresh plan in the caller's write transaction.
 
     Changed records are updated, new findings inserted, and live records not
-    found again resolved, each guarded by the version the plan read. The other
+    found again resolved, each guarded by the version the plan read. A new
+    finding whose fingerprint got a live record since the plan's snapshot
+    (from a sync batch, say) keeps that record instead of opening another. The other
     live records in scope, found again unchanged, get last_seen = `now` in one
     statement, or, for a whole plan with `defer_seen_again`, in the statements
     of the returned `seen_again` for the caller to run after this transaction
@@ -466,7 +485,12 @@ async def apply_refresh(
         updated = [record_id for record_id, _, _ in plan.updates]
     ids_by_fingerprint = dict(plan.ids_by_fingerprint)
     opened: list[int] = []
-    if plan.inserts:
+    # A writer outside the finders (a sync batch, say) may have opened a record for one of
+    # these fingerprints since the plan's snapshot. That record stays the only live one.
+    opened_since = await _live_ids(session, workspace_id=plan.workspace_id, fingerprints=[f.fingerprint for f in plan.inserts])
+    ids_by_fingerprint.update(opened_since)
+    inserts = [finding for finding in plan.inserts if finding.fingerprint not in opened_since]
+    if inserts:
         returned = await session.execute(
             insert(_table).returning(_table.c.id, _table.c.fingerprint),
             [
@@ -483,7 +507,7 @@ async def apply_refresh(
                     "suppressing": False,
                     "version": 1,
                 }
-                for finding in plan.inserts
+                for finding in inserts
             ],
         )
         for record_id, fingerprint in returned.all():
