@@ -313,3 +313,52 @@ async def test_stdio_hang_up_writes_nothing_partial(database, dies):
     async with Client(parameters, mode="legacy") as client:
         after = await client.call_tool("get_item", {"sku": "WIDGET-1"})
     assert not after.is_error, error_text(after)
+
+
+def time_out_then_hang_up(parameters: StdioServerParameters, path: Path) -> tuple[bytes, int, str]:
+    """Start a stdio server with a 1 s deadline, make a draft time out on a held write lock, then close stdin.
+
+    Returns the call's reply, the server's exit code and its log.
+    """
+    process = subprocess.Popen(
+        [parameters.command, *parameters.args, "--tool-timeout", "1"], env=parameters.env, cwd=parameters.cwd,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        send(process, {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "leaving", "version": "1"}}})
+        assert process.stdout is not None
+        assert b'"id":1' in process.stdout.readline()
+        send(process, {"jsonrpc": "2.0", "method": "notifications/initialized"})
+        # The lock is taken once the server has started, so only the call waits for it.
+        with write_lock_held(path, seconds=20.0):
+            send(process, {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                           "params": {"name": "draft_purchase_order", "arguments": DRAFT}})
+            reply = process.stdout.readline()
+            while b'"id":2' not in reply and reply:
+                # Log notifications may come first.
+                reply = process.stdout.readline()
+            assert process.stdin is not None
+            process.stdin.close()
+            exit_code = process.wait(timeout=15)
+        assert process.stderr is not None
+        return reply, exit_code, process.stderr.read().decode(errors="replace")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+
+
+@sqlite_only
+async def test_stopped_server_logs_unrecorded_timeout(database):
+    """A timed-out call's event waits for the write lock; a server stopped first logs the call instead."""
+    tokens = await small_workspace(database)
+    path = database_path(database)
+
+    reply, exit_code, log = time_out_then_hang_up(stdio_server(path, tokens.agent_secret), path)
+
+    assert b"timed out after 1 s" in reply
+    assert exit_code == 0
+    assert "so this call is not in the activity history: draft_purchase_order by" in log
+    assert await row_count(database, Draft) == 0
+    assert await row_count(database, ActivityEvent) == 0

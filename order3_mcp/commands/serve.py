@@ -75,6 +75,9 @@ def _detach_stdout() -> None:
 
 # How long `serve --http` waits for its scan workers to start before it listens anyway.
 SCAN_WORKER_START_SECONDS = 30.0
+# Seconds a stopping stdio server waits for activity events still being written. The MCP
+# Python SDK's stdio client terminates its server 2 s after closing stdin.
+STOP_GRACE_SECONDS = 1.5
 
 
 def _start_scan_workers(database: Database, workers: int) -> ScanWorkers | None:
@@ -182,6 +185,8 @@ def serve(
                 # That ends the session as closing stdin does, so the server stops cleanly.
                 logger.warning("client closed stdout before a reply was written (%s); stopping", group.exceptions[0])
                 _detach_stdout()
+            # Events of timed-out calls may still wait for another process's write lock.
+            await server.finish_background(timeout=STOP_GRACE_SECONDS)
         finally:
             app.background_runs.close()
             if app.scan_workers is not None:
