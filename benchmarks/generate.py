@@ -436,3 +436,52 @@ def _snapshots(rows: _Rows, rng: random.Random, summary: Workspace, levels: dict
          "item_id", "location_id", "location_key", "quantity", "is_current", "currency", "key", "version"),
         snapshot_rows,
     )
+
+
+async def _admin_token(path: Path) -> str:
+    """Issue an admin token in the generated workspace through the product's token store."""
+    from store.tokens import issue_token
+
+    database = Database(resolve_url(path))
+    try:
+        async with database.write() as session:
+            _, secret = await issue_token(
+                session, workspace_id=1, principal_kind="user", principal="bench-admin", role="admin",
+                scopes=scopes_for(principal_kind="user", role="admin"), label="benchmark",
+            )
+        return secret
+    finally:
+        await database.dispose()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Generate a workspace from the command line and print an agent and an admin token for it."""
+    import argparse
+    import asyncio
+
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.generate",
+        description="Generate a seeded benchmark workspace in a new SQLite file and print an agent and an admin token.",
+    )
+    parser.add_argument("path", type=Path, help="The SQLite file to create; it must not exist.")
+    parser.add_argument("--items", type=int, default=20_000, help="Items in the workspace (1 or more).")
+    parser.add_argument("--locations", type=int, default=5, help="Locations in the workspace (1 or more).")
+    parser.add_argument("--seed", type=int, default=42, help="Seed of the generated data.")
+    options = parser.parse_args(argv)
+    if options.items < 1:
+        parser.error(f"--items {options.items} is out of range; use 1 or more.")
+    if options.locations < 1:
+        parser.error(f"--locations {options.locations} is out of range; use 1 or more.")
+    if options.path.exists():
+        parser.error(f"{options.path} exists; give the path of a new file.")
+
+    workspace = generate(options.path, items=options.items, locations=options.locations, seed=options.seed)
+    admin = asyncio.run(_admin_token(options.path))
+    print(f"Generated {options.items:,} items × {options.locations} locations in {options.path} ({workspace.seconds:.1f} s).")
+    print(f"Agent token: {AGENT_SECRET}")
+    print(f"Admin token: {admin}")
+    print(f"Try: ORDER3_DB={options.path} ORDER3_TOKEN={admin} order3 exceptions list")
+
+
+if __name__ == "__main__":
+    main()

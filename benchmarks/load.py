@@ -95,8 +95,9 @@ class ClientReport:
     batches: list[tuple[str, int]] = field(default_factory=list)
     server_peak_kib: list[int] = field(default_factory=list)
     seconds: float = 0.0
-    #: CPU time of the client process and of its stdio servers while the turns ran.
+    #: CPU time of the client process while its turns ran.
     client_cpu_seconds: float = 0.0
+    #: CPU time of the client's stdio servers, with their workers, while its turns ran.
     server_cpu_seconds: float = 0.0
 
 
@@ -124,20 +125,31 @@ def peak_memory_kib(pid: int) -> int:
     return 0
 
 
-def cpu_seconds(pid: int) -> float:
-    """Return the user and system CPU time a process has used, in seconds, or 0 when it has gone."""
+def cpu_seconds(pid: int, *, reaped_children: bool = False) -> float:
+    """Return the user and system CPU time a process has used, in seconds, or 0 when it has gone.
+
+    With `reaped_children`, the time of its children that exited and were waited for is added.
+    """
     try:
         with open(f"/proc/{pid}/stat") as stat:
             fields = stat.read().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
-    # utime and stime are fields 14 and 15 of stat(5); fields[0] here is field 3.
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    # utime, stime, cutime and cstime are fields 14 to 17 of proc_pid_stat(5); fields[0] here is field 3.
+    ticks = int(fields[11]) + int(fields[12])
+    if reaped_children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def tree_cpu_seconds(pid: int) -> float:
-    """Return the CPU time of a process and of its running children (a server and its scan workers)."""
-    return cpu_seconds(pid) + sum(cpu_seconds(child) for child in child_pids(pid))
+    """Return the CPU time of a server and its workers: running children, and those that exited and were waited for.
+
+    A worker that exits between two readings moves its time from the running
+    children to the server's reaped children, so the difference stays whole
+    (a worker not yet waited for is missed until it is).
+    """
+    return cpu_seconds(pid, reaped_children=True) + sum(cpu_seconds(child) for child in child_pids(pid))
 
 
 def child_pids(parent: int) -> list[int]:
@@ -670,7 +682,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--client-nice", type=int, default=0,
         help="Niceness added to each client process (0 to 19), not to the servers: higher gives the servers "
-        "the CPU first, as if the clients ran on other machines.",
+        "the CPU first, as if the clients ran on other machines. The person's receipts run in its client "
+        "process, so they get this niceness too.",
     )
     parser.add_argument("--keep", type=Path, help="Directory to keep the database in; by default a temporary one is deleted.")
     parser.add_argument("--json", type=Path, help="Also write the figures to this JSON file.")
@@ -681,6 +694,12 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--seconds {options.seconds:g} is out of range; use 1 to 3600.")
     if options.calls < 1:
         parser.error(f"--calls {options.calls} is out of range; use 1 or more.")
+    if options.items < 1:
+        parser.error(f"--items {options.items} is out of range; use 1 or more.")
+    if options.locations < 1:
+        parser.error(f"--locations {options.locations} is out of range; use 1 or more.")
+    if not 0 < options.tool_timeout <= 3600:
+        parser.error(f"--tool-timeout {options.tool_timeout:g} is out of range; use more than 0 and at most 3600 seconds.")
     if not 0 <= options.client_nice <= 19:
         parser.error(f"--client-nice {options.client_nice} is out of range; use 0 to 19.")
 
@@ -715,6 +734,15 @@ def main(argv: list[str] | None = None) -> None:
     print(json.dumps(figures, indent=2, default=str))
     if options.json:
         options.json.write_text(json.dumps(figures, indent=2, default=str))
+    failed_starts = sum(
+        count
+        for transport in ("http", "stdio") if transport in figures
+        for phase in ("alone", "concurrent")
+        for kind, count in figures[transport][phase]["errors"].items()
+        if kind.startswith("client start")
+    )
+    if failed_starts:
+        sys.exit(f"{failed_starts} client(s) could not start; their errors are in the figures above.")
 
 
 if __name__ == "__main__":
