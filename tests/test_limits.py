@@ -258,14 +258,10 @@ def send(process: subprocess.Popen[bytes], message: dict) -> None:
     process.stdin.flush()
 
 
-def draft_then_hang_up(parameters: StdioServerParameters, release: threading.Event, *, dies: bool = False) -> int:
-    """Start a stdio server, send a draft call, close its stdin, and return its exit code.
-
-    With `dies`, the client also closes the server's stdout, as a client process that was killed does,
-    so the server's reply meets a closed pipe.
-    """
+def start_session(parameters: StdioServerParameters, *options: str) -> subprocess.Popen[bytes]:
+    """Start a stdio server with extra `serve` options and complete its MCP handshake."""
     process = subprocess.Popen(
-        [parameters.command, *parameters.args], env=parameters.env, cwd=parameters.cwd,
+        [parameters.command, *parameters.args, *options], env=parameters.env, cwd=parameters.cwd,
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
     try:
@@ -274,6 +270,22 @@ def draft_then_hang_up(parameters: StdioServerParameters, release: threading.Eve
         assert process.stdout is not None
         assert b'"id":1' in process.stdout.readline()
         send(process, {"jsonrpc": "2.0", "method": "notifications/initialized"})
+    except BaseException:
+        process.kill()
+        process.wait(timeout=10)
+        raise
+    return process
+
+
+def draft_then_hang_up(parameters: StdioServerParameters, release: threading.Event, *, dies: bool = False) -> int:
+    """Start a stdio server, send a draft call, close its stdin, and return its exit code.
+
+    With `dies`, the client also closes the server's stdout, as a client process that was killed does,
+    so the server's reply meets a closed pipe.
+    """
+    process = start_session(parameters)
+    try:
+        assert process.stdout is not None
         send(process, {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
                        "params": {"name": "draft_purchase_order", "arguments": DRAFT}})
         assert process.stdin is not None
@@ -320,16 +332,9 @@ def time_out_then_hang_up(parameters: StdioServerParameters, path: Path) -> tupl
 
     Returns the call's reply, the server's exit code and its log.
     """
-    process = subprocess.Popen(
-        [parameters.command, *parameters.args, "--tool-timeout", "1"], env=parameters.env, cwd=parameters.cwd,
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )
+    process = start_session(parameters, "--tool-timeout", "1")
     try:
-        send(process, {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "leaving", "version": "1"}}})
         assert process.stdout is not None
-        assert b'"id":1' in process.stdout.readline()
-        send(process, {"jsonrpc": "2.0", "method": "notifications/initialized"})
         # The lock is taken once the server has started, so only the call waits for it.
         with write_lock_held(path, seconds=20.0):
             send(process, {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
