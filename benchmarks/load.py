@@ -698,8 +698,9 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--items {options.items} is out of range; use 1 or more.")
     if options.locations < 1:
         parser.error(f"--locations {options.locations} is out of range; use 1 or more.")
-    if not 0 < options.tool_timeout <= 3600:
-        parser.error(f"--tool-timeout {options.tool_timeout:g} is out of range; use more than 0 and at most 3600 seconds.")
+    if not 0.001 <= options.tool_timeout <= 3600:
+        # The range `order3 serve --tool-timeout` accepts.
+        parser.error(f"--tool-timeout {options.tool_timeout:g} is out of range; use 0.001 to 3600 seconds.")
     if not 0 <= options.client_nice <= 19:
         parser.error(f"--client-nice {options.client_nice} is out of range; use 0 to 19.")
 

@@ -534,4 +534,5 @@ async def test_failed_last_seen_move_leaves_rerun_written(database, caplog):
         [record] = (await session.execute(select(ExceptionRecord).where(ExceptionRecord.kind == "low_stock"))).scalars()
     assert record.last_seen == START
     assert "could not move last_seen of the low_stock records" in caplog.text
+    assert "nor of the later kinds (none)" in caplog.text
     assert "last_seen is held by the test" in caplog.text

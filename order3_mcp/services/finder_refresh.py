@@ -504,7 +504,7 @@ def applier(
                     continue
                 plan, version = merged
             result = await apply_refresh(session, plan, now=now, defer_seen_again=seen_again is not None)
-            if result.seen_again is not None and seen_again is not None:
+            if result.seen_again is not None and result.seen_again.ranges and seen_again is not None:
                 seen_again.append(result.seen_again)
             await freshness.mark_refreshed(
                 session,
@@ -561,10 +561,12 @@ async def move_last_seen(app: Order3, workspace_id: int, pending: list[SeenAgain
 
     last_seen only says when a finder last confirmed a record, so a move that
     fails (the write lock stayed taken past the busy timeout, say) is logged
-    and stops. The records keep the last_seen of the run before until the
-    next whole rerun, and the rerun itself stays written.
+    and the moves stop there, for this kind and the kinds after it: each
+    further attempt could wait as long again. Those records keep the
+    last_seen of the run before until the next whole rerun, and the rerun
+    itself stays written.
     """
-    for entry in pending:
+    for position, entry in enumerate(pending):
         statements = entry.statements()
         for done, statement in enumerate(statements):
 
@@ -574,10 +576,11 @@ async def move_last_seen(app: Order3, workspace_id: int, pending: list[SeenAgain
             try:
                 await app.database.run_write(move)
             except (Order3Error, DBAPIError) as exc:
+                left = ", ".join(later.kind for later in pending[position + 1 :]) or "none"
                 logger.warning(
                     "could not move last_seen of the %s records of workspace %d found again by a whole rerun "
-                    "(%d of %d statements done): %s; the next whole rerun moves them",
-                    entry.kind, workspace_id, done, len(statements), exc,
+                    "(%d of %d statements done), nor of the later kinds (%s): %s; the next whole rerun moves them",
+                    entry.kind, workspace_id, done, len(statements), left, exc,
                 )
                 return
 
