@@ -360,10 +360,13 @@ def client_main(plan: ClientPlan, results: Any, start_together: Any = None) -> N
 
 
 def describe_failure(exc: BaseException) -> str:
-    """Return the messages of an exception and of any exceptions grouped or chained inside it."""
-    parts = [f"{type(exc).__name__}: {exc}"]
-    for inner in getattr(exc, "exceptions", ()):
-        parts.append(describe_failure(inner))
+    """Return the messages of an exception and of any exceptions chained inside it.
+
+    A group (an anyio task group's, say) is described by the exceptions it
+    holds, which say what failed, rather than by its own generic message.
+    """
+    inner = getattr(exc, "exceptions", ())
+    parts = [describe_failure(grouped) for grouped in inner] if inner else [f"{type(exc).__name__}: {exc}"]
     if exc.__cause__ is not None:
         parts.append(describe_failure(exc.__cause__))
     return "; ".join(parts)
@@ -509,7 +512,10 @@ def summarise(
         for tool, values in report.samples.items():
             samples.setdefault(tool, []).extend(values)
         errors.update(report.errors)
-    calls = sum(len(values) for values in samples.values()) + sum(errors.values())
+    # A client that could not start made no call.
+    calls = sum(len(values) for values in samples.values()) + sum(
+        count for kind, count in errors.items() if not kind.startswith("client start")
+    )
     measured = max((report.seconds for report in reports), default=0.0)
 
     def percentile(values: list[float], share: float) -> float:
