@@ -135,7 +135,7 @@ def cpu_seconds(pid: int, *, reaped_children: bool = False) -> float:
             fields = stat.read().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
-    # utime, stime, cutime and cstime are fields 14 to 17 of proc_pid_stat(5); fields[0] here is field 3.
+    # utime, stime, cutime and cstime are fields 14 to 17 of proc_pid_stat(5), and fields[0] here is field 3.
     ticks = int(fields[11]) + int(fields[12])
     if reaped_children:
         ticks += int(fields[13]) + int(fields[14])
@@ -362,8 +362,8 @@ def client_main(plan: ClientPlan, results: Any, start_together: Any = None) -> N
 def describe_failure(exc: BaseException) -> str:
     """Return the messages of an exception and of any exceptions chained inside it.
 
-    A group (an anyio task group's, say) is described by the exceptions it
-    holds, which say what failed, rather than by its own generic message.
+    A group (an anyio task group's, for example) is described by the
+    exceptions it contains, which name the failure, not by its generic message.
     """
     inner = getattr(exc, "exceptions", ())
     parts = [describe_failure(grouped) for grouped in inner] if inner else [f"{type(exc).__name__}: {exc}"]

@@ -1055,9 +1055,9 @@ async def test_scoped_refresh_moves_last_seen_in_scope_only(database: Database) 
     assert record.version == 1
 
 
-async def test_whole_refresh_can_move_last_seen_after_its_transaction(database: Database, monkeypatch) -> None:
-    # A whole refresh at 100,000 items would hold the write lock while it moves tens of
-    # thousands of last_seen values; the caller can run that move afterwards, a range at a time.
+async def test_deferred_last_seen_move_by_range(database: Database, monkeypatch) -> None:
+    # A whole refresh can leave its last_seen move to the caller, who runs it after the commit.
+    # The move runs one id range at a time, so the write lock is released in between.
     monkeypatch.setattr(records_module, "_SEEN_AGAIN_PER_STATEMENT", 2)
     async with database.write() as session:
         workspace = await add_workspace(session)
@@ -1095,7 +1095,7 @@ async def test_whole_refresh_can_move_last_seen_after_its_transaction(database: 
     }
 
 
-async def test_refresh_keeps_record_opened_after_its_snapshot(database: Database) -> None:
+async def test_refresh_keeps_later_opened_record(database: Database) -> None:
     # A sync batch may open a record for a fingerprint between a plan's snapshot and its write.
     workspace, _, _ = await _low_stock_workspace(database)
     async with database.read() as session:

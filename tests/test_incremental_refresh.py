@@ -507,7 +507,7 @@ async def test_released_claim_can_be_claimed_again(database):
     assert await claim(first_until + timedelta(seconds=3)) == {"low_stock"}
 
 
-async def test_failed_last_seen_move_leaves_rerun_written(database, caplog):
+async def test_failed_last_seen_move_keeps_rerun(database, caplog):
     # A whole rerun commits first and moves last_seen afterwards; a move that fails must not fail the call.
     if not database.is_sqlite:
         pytest.skip("the failing move is made with a SQLite trigger")

@@ -625,7 +625,7 @@ async def test_surface_events_keep_the_chain_valid(database):
     assert report.events_checked == 3
 
 
-async def test_servers_of_two_callers_share_tool_schemas_but_act_as_their_own_caller(database):
+async def test_callers_share_tool_schemas(database):
     # The second server copies the tool registrations the first one built, with its own closures.
     app = make_app(database)
     tokens = await small_workspace(database)
@@ -637,12 +637,13 @@ async def test_servers_of_two_callers_share_tool_schemas_but_act_as_their_own_ca
         for name in agent_tools.keys() & buyer_tools.keys():
             assert agent_tools[name].input_schema == buyer_tools[name].input_schema, name
             assert agent_tools[name].output_schema == buyer_tools[name].output_schema, name
-        assert "get_item" in agent_tools and "get_item" in buyer_tools
+        assert "get_item" in agent_tools
+        assert "get_item" in buyer_tools
         await agent_client.call_tool("get_item", {"sku": "WIDGET-1"})
         await buyer_client.call_tool("get_item", {"sku": "WIDGET-1"})
-        refused = await buyer_client.call_tool("get_item", {"sku": ""})
+        invalid = await buyer_client.call_tool("get_item", {"sku": ""})
 
-    assert refused.is_error
+    assert invalid.is_error
     async with database.read() as session:
         events = (
             await session.execute(select(ActivityEvent).where(ActivityEvent.action == "get_item").order_by(ActivityEvent.seq))

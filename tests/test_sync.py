@@ -732,7 +732,7 @@ async def test_refused_batch_logs_a_digest_not_the_records(database):
     assert len(json.dumps(event.arguments)) < 1000
 
 
-async def test_live_record_lookup_reads_through_the_fingerprint_index(database):
+async def test_live_record_lookup_uses_fingerprint_index(database):
     # Ordered by id, SQLite scanned every record of the workspace while the batch held the write lock.
     if not database.is_sqlite:
         pytest.skip("the query plan checked here is SQLite's")

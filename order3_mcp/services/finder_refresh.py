@@ -559,11 +559,11 @@ _MOVES: set[asyncio.Future[None]] = set()
 async def move_last_seen(app: Order3, workspace_id: int, pending: list[SeenAgain]) -> None:
     """Run the deferred last_seen moves, each statement in a short write transaction of its own.
 
-    last_seen only says when a finder last confirmed a record, so a move that
-    fails (the write lock stayed taken past the busy timeout, say) is logged
-    and the moves stop there, for this kind and the kinds after it: each
+    last_seen only records when a finder last confirmed a record, so a failed
+    move (the write lock stayed taken past the busy timeout, say) is logged.
+    The moves of that kind and of the later kinds then stop, because each
     further attempt could wait as long again. Those records keep the
-    last_seen of the run before until the next whole rerun, and the rerun
+    last_seen of the previous run until the next whole rerun, and the rerun
     itself stays written.
     """
     for position, entry in enumerate(pending):

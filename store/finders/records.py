@@ -61,10 +61,10 @@ class SeenAgain:
 
     A whole refresh at 100,000 items finds about 66,000 low-stock records
     again, and moving all their last_seen in one statement held the write lock
-    for about 240 ms. last_seen only says when a finder last confirmed a
-    record, so the move can run after the refresh commits, one id range per
-    short transaction, and other writers get the lock in between. Each
-    statement skips records that changed status or were confirmed later since.
+    for about 240 ms. last_seen only records when a finder last confirmed a
+    record, so the move can run after the refresh commits. It runs one id
+    range per short transaction, and other writers get the lock in between.
+    Each statement skips records that changed status or were confirmed later.
     """
 
     workspace_id: int
