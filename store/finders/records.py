@@ -527,8 +527,8 @@ async def apply_refresh(
         )
     seen_again: SeenAgain | None = None
     if plan.scope is None:
-        # Every other live record was found again unchanged.
-        unchanged = sorted(plan.unchanged)
+        # Every other live record was found again unchanged. Only a deferred move needs the id ranges.
+        unchanged = sorted(plan.unchanged) if defer_seen_again else []
         seen_again = SeenAgain(
             workspace_id=plan.workspace_id,
             kind=kind,
