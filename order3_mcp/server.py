@@ -22,6 +22,7 @@ from order3_mcp.app import (
     Order3,
     activity_recorded,
     call_commits,
+    call_continuing,
     client_name,
     redact,
 )
@@ -116,6 +117,7 @@ class Order3Server(MCPServer):
         """
         reset = activity_recorded.set(False)
         reset_commits = call_commits.set([])
+        reset_continuing = call_continuing.set([])
         reset_client = client_name.set(client_name_of(context))
         try:
             result = await self._call_with_deadline(name, arguments, context)
@@ -133,6 +135,7 @@ class Order3Server(MCPServer):
         finally:
             activity_recorded.reset(reset)
             call_commits.reset(reset_commits)
+            call_continuing.reset(reset_continuing)
             client_name.reset(reset_client)
 
     async def get_prompt(
@@ -165,10 +168,17 @@ class Order3Server(MCPServer):
                     "the server's tool deadline. Repeat the call with the same idempotency key to get the stored "
                     "result, or read the record it changed."
                 ) from None
-            message = (
-                f"{name} timed out after {self.tool_timeout:g} s, the server's tool deadline, so it was stopped and "
-                "nothing it did was written. Retry later, or ask the operator to raise `order3 serve --tool-timeout`."
-            )
+            message = f"{name} timed out after {self.tool_timeout:g} s, the server's tool deadline, so it was stopped"
+            if continuing := call_continuing.get():
+                message += (
+                    f". Its {' and '.join(continuing)} goes on and is written when done; call {name} again in a "
+                    "minute to read the results. Nothing else it did was written."
+                )
+            else:
+                message += (
+                    " and nothing it did was written. Retry later, or ask the operator to raise "
+                    "`order3 serve --tool-timeout`."
+                )
             await self._record_soon(name, arguments, message)
             activity_recorded.set(True)
             raise ToolError(message) from None
@@ -182,10 +192,13 @@ class Order3Server(MCPServer):
             # that arrives during it is recorded as cancelled even if the server committed.
             # The shield lets the event be written inside the cancelled scope.
             with anyio.CancelScope(shield=True):
-                await self._record_refusal(
-                    name, arguments, f"The client cancelled {name} before it finished; nothing it did was written.",
-                    outcome="cancelled",
-                )
+                message = f"The client cancelled {name} before it finished; nothing it did was written."
+                if continuing := call_continuing.get():
+                    message = (
+                        f"The client cancelled {name} before it finished. Its {' and '.join(continuing)} goes on and "
+                        "is written when done; nothing else it did was written."
+                    )
+                await self._record_refusal(name, arguments, message, outcome="cancelled")
             raise
 
     async def _record_soon(self, name: str, arguments: dict[str, Any], message: str) -> None:

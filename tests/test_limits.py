@@ -21,11 +21,14 @@ from sqlalchemy import select
 from order3_mcp.app import Order3
 from order3_mcp.pagination import MAX_PAGE_SIZE
 from order3_mcp.server import build_server
+from order3_mcp.services.background_runs import BackgroundRuns
 from store.db import Database
 from store.models import ActivityEvent, Draft
 from tests.conftest import REPO_ROOT, sqlite_only
 from tests.factory import last_event, make_app, row_count, small_workspace
 from tests.http_support import create_token, mcp_client, order3, secret_in, serve_http
+from tests.test_exception_lifecycle import add_reorder_rule
+from tests.test_finder_freshness import run_of
 
 RATIONALE = "WIDGET-1 has 5 available against a reorder point of 20."
 DRAFT = {"lines": [{"sku": "WIDGET-1", "quantity": 40}], "rationale": RATIONALE}
@@ -137,6 +140,36 @@ async def test_tool_past_deadline_returns_error_and_writes_nothing(database):
     assert event.action == "draft_purchase_order"
     assert event.outcome == "error"
     assert "timed out" in event.summary
+
+
+# The rerun is planned on a read-only snapshot; only writing it waits for the held lock.
+@sqlite_only
+async def test_finder_rerun_outlives_call_past_deadline(database):
+    tokens = await small_workspace(database)
+    await add_reorder_rule(database, reorder_point="20", max_level="60")
+    app = make_app(database)
+    app.background_runs = BackgroundRuns(database)
+    try:
+        async with Client(build_server(app, tokens.agent, tool_timeout=0.2), mode="legacy") as client:
+            with write_lock_held(database_path(database), seconds=10.0) as release:
+                with anyio.fail_after(20):
+                    stopped = await client.call_tool("find_low_stock", {})
+                release.set()
+            await app.background_runs.wait()
+            run = await run_of(database, "low_stock")
+            with anyio.fail_after(20):
+                again = await client.call_tool("find_low_stock", {})
+        event = await wait_for_outcome(database, "error")
+    finally:
+        app.background_runs.close()
+
+    assert stopped.is_error
+    assert "rerun of the low_stock finder of workspace" in error_text(stopped)
+    assert "goes on and is written when done" in error_text(stopped)
+    assert "goes on and is written when done" in event.summary
+    # The next call found the rerun written and did not run it again.
+    assert [found["sku"] for found in again.structured_content["exceptions"]] == ["WIDGET-1"]
+    assert again.structured_content["refreshed_at"] == {"low_stock": run.refreshed_at.isoformat()}
 
 
 async def test_fast_call_unaffected_by_short_deadline(database):

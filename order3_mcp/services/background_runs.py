@@ -7,23 +7,30 @@ wait for it. In a server (`order3 serve`), that call reruns only the changed
 items before it returns, and the whole rerun is planned here in a worker
 process and written when done. A one-shot command has no background runs and
 reruns every item itself.
+
+A server's finder calls also run their reruns here (`outlive`), so a rerun
+whose call is stopped at its deadline or by its client is still written.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from datetime import datetime
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from order3_mcp.app import Caller, Order3
+from order3_mcp.app import Caller, Order3, call_continuing
 from order3_mcp.services.finder_refresh import apply_planned
 from order3_mcp.services.scan_workers import ScanWorkers
 from store import freshness
 from store.db import Database
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class BackgroundRuns:
@@ -102,6 +109,27 @@ class BackgroundRuns:
                     ", ".join(dropped), caller.workspace_id, claimed_until,
                 )
 
+    async def outlive(self, work: Coroutine[Any, Any, T], *, description: str) -> T:
+        """Await `work` in a task of its own that keeps running if the caller is stopped.
+
+        The stopped caller's call notes that `description` goes on (see
+        `call_continuing`), and the task's failure, if any, is logged. `close`
+        cancels the task when the server stops.
+        """
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.done():
+                logger.info("%s goes on after its call was stopped", description)
+                task.add_done_callback(lambda done: _log_end(done, description))
+                continuing = call_continuing.get()
+                if continuing is not None:
+                    continuing.append(description)
+            raise
+
     async def wait(self) -> None:
         """Wait until the background reruns started so far have finished."""
         while self._tasks:
@@ -113,3 +141,13 @@ class BackgroundRuns:
             task.cancel()
         if self._workers is not None:
             self._workers.close()
+
+
+def _log_end(task: asyncio.Task[Any], description: str) -> None:
+    """Log how work that outlived its call ended; nobody else reads its result."""
+    if task.cancelled():
+        logger.info("%s was cancelled before it was written", description)
+    elif (error := task.exception()) is not None:
+        logger.error("%s failed after its call was stopped", description, exc_info=error)
+    else:
+        logger.info("%s was written after its call was stopped", description)

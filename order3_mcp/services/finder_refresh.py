@@ -386,18 +386,50 @@ async def refresh_due(
     snapshot and written in one short transaction. With scan workers
     (`order3 serve --http`), the plans are made in a worker process, so the
     serving event loop stays free for other callers. `progress` is called
-    before the reruns and after each one.
+    before the reruns and after each one. In a server (`app.background_runs`),
+    a rerun whose caller is stopped goes on and is written when done.
     """
     wanted = tuple(kind for kind in kinds if kind in REFRESHABLE_KINDS)
-    found: dict[str, int] = {}
     if not wanted:
-        return found
+        return {}
     await expire_due_drafts(app, caller)
     # Callers that wait for their turn while another rerun runs are served by any
     # rerun that saw every write made before they asked, so a queue of finder
     # calls under steady writes plans once rather than once per call.
     async with app.database.read_only() as session:
         arrival = await freshness.change_version(session, workspace_id=caller.workspace_id)
+    if app.background_runs is None:
+        return await _refresh_in_turn(app, caller, wanted, arrival=arrival, force=force, progress=progress)
+    # In a server the rerun outlives a call stopped at its deadline or by its client:
+    # a whole run longer than the deadline would otherwise be thrown away at every
+    # attempt and never written. The next call finds it written, or waits its turn.
+    caller_waiting = True
+
+    async def report(done: int, total: int, message: str) -> None:
+        if caller_waiting and progress is not None:
+            await progress(done, total, message)
+
+    try:
+        return await app.background_runs.outlive(
+            _refresh_in_turn(app, caller, wanted, arrival=arrival, force=force, progress=report),
+            description=f"rerun of the {', '.join(wanted)} finder{'s' if len(wanted) > 1 else ''} of workspace {caller.workspace}",
+        )
+    except asyncio.CancelledError:
+        caller_waiting = False
+        raise
+
+
+async def _refresh_in_turn(
+    app: Order3,
+    caller: Caller,
+    wanted: tuple[str, ...],
+    *,
+    arrival: int,
+    force: bool,
+    progress: ProgressCallback | None,
+) -> dict[str, int]:
+    """Rerun the due kinds among `wanted` once this process's earlier reruns of the workspace are done."""
+    found: dict[str, int] = {}
     async with _turns(app).lock(caller.workspace_id):
         now = app.clock()
         async with app.database.read_only() as session:
