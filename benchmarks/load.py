@@ -530,9 +530,13 @@ def summarise(
         "wall_seconds": round(wall_seconds, 1),
         "throughput": round(calls / measured, 1) if measured else 0.0,
         "tools": {
-            tool: {"calls": len(values), "p50_ms": round(percentile(values, 0.5), 1), "p99_ms": round(percentile(values, 0.99), 1)}
+            tool: {
+                "calls": len(values), "mean_ms": round(sum(values) / len(values), 1),
+                "p50_ms": round(percentile(values, 0.5), 1), "p99_ms": round(percentile(values, 0.99), 1),
+            }
             for tool, values in sorted(samples.items())
         },
+        "mean_ms": round(sum(map(sum, samples.values())) / timed, 1) if (timed := sum(map(len, samples.values()))) else 0.0,
         "errors": dict(sorted(errors.items())),
         "database_is_locked": sum(count for kind, count in errors.items() if kind.endswith("database is locked")),
         "server_peak_mib": round(max([server_peak_kib, *peaks]) / 1024, 1),
@@ -649,12 +653,46 @@ def run_transport(
         summary["writes"] = check_writes(db, reports)
         figures[phase] = summary
         print(json.dumps(summary, indent=1), file=sys.stderr)
-    figures["targets"] = targets(figures["alone"], figures["concurrent"])
+    figures["targets"] = targets(figures["alone"], figures["concurrent"], clients=options.clients)
     return figures
 
 
-def targets(alone: dict[str, Any], concurrent: dict[str, Any]) -> dict[str, Any]:
-    """Compare the concurrent run with the client alone against the targets."""
+def capacity(alone: dict[str, Any], concurrent: dict[str, Any], *, clients: int) -> dict[str, Any]:
+    """Work out the smallest mean slow-down that this machine's cores allow the concurrent run.
+
+    Each client calls again as soon as its call returns, so by Little's law
+    the mean call time is clients / throughput in both runs, and the
+    concurrent mean over the alone mean is clients / (throughput ratio). The
+    throughput cannot grow past the cores: with u cores busy alone and C
+    cores in all, the ratio is at most C / u times the alone CPU time per
+    call over the concurrent one. The mean slow-down is therefore at least
+    clients × u / C × (concurrent CPU per call / alone CPU per call). The
+    CPU figures include the clients, which run on the same machine.
+    """
+    cores = len(os.sched_getaffinity(0))
+
+    def cpu(run: dict[str, Any]) -> float:
+        return run["cpu_seconds"]["servers"] + run["cpu_seconds"]["clients"]
+
+    if not (alone["seconds"] and alone["calls"] and concurrent["calls"] and cpu(alone)):
+        return {"cores": cores}
+    busy_alone = cpu(alone) / alone["seconds"]
+    cpu_growth = (cpu(concurrent) / concurrent["calls"]) / (cpu(alone) / alone["calls"])
+    floor = clients * busy_alone / cores * cpu_growth
+    measured = round(concurrent["mean_ms"] / alone["mean_ms"], 2) if alone["mean_ms"] else None
+    return {
+        "cores": cores,
+        "cores_busy_alone": round(busy_alone, 2),
+        "cores_busy_concurrent": round(cpu(concurrent) / concurrent["seconds"], 2) if concurrent["seconds"] else None,
+        "cpu_per_call_growth": round(cpu_growth, 2),
+        "throughput_ratio_ceiling": round(cores / busy_alone / cpu_growth, 2),
+        "mean_slowdown_floor": round(floor, 2),
+        "mean_slowdown": measured,
+    }
+
+
+def targets(alone: dict[str, Any], concurrent: dict[str, Any], *, clients: int) -> dict[str, Any]:
+    """Compare the concurrent run with the client alone against the targets, beside the machine's capacity bound."""
     def ratio(tool: str, key: str) -> float | None:
         solo = alone["tools"].get(tool, {}).get(key)
         shared = concurrent["tools"].get(tool, {}).get(key)
@@ -664,6 +702,7 @@ def targets(alone: dict[str, Any], concurrent: dict[str, Any]) -> dict[str, Any]
     finder = [value for value in (ratio("find_exceptions", "p50_ms"), ratio("find_low_stock", "p50_ms")) if value is not None]
     get_item = ratio("get_item", "p99_ms")
     return {
+        "capacity": capacity(alone, concurrent, clients=clients),
         "database_is_locked": {"value": concurrent["database_is_locked"], "met": concurrent["database_is_locked"] == 0},
         "throughput_ratio": {"value": throughput, "met": throughput is not None and throughput >= 0.9},
         "finder_p50_ratio": {"value": max(finder) if finder else None, "met": bool(finder) and max(finder) <= 2.0},
@@ -728,6 +767,9 @@ def main(argv: list[str] | None = None) -> None:
             "generation_seconds": round(workspace.seconds, 1),
             "load_average_start": load_average(),
         }
+        # Every finder kind runs over every item once before the timed runs, so the first
+        # run alone does not carry the whole runs that later runs never pay for.
+        figures["finders_warmed_up"] = order3_check(db, principals.admin, "exceptions", "list", "--limit", "1")
         for transport in ("http", "stdio") if options.transport == "both" else (options.transport,):
             figures[transport] = run_transport(
                 options, transport=transport, db=db, principals=principals, workspace=workspace, lines=lines, scratch=scratch

@@ -52,6 +52,10 @@ from store.stock import verify_ledger
 from store.types import SCALE
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# The tool deadline of the servers timed here. A whole rerun of every finder at
+# 100,000 items takes 20 to 60 s depending on the machine, which the servers'
+# default deadline of 30 s would stop; here it is timed instead.
+TOOL_TIMEOUT = 600.0
 
 
 @dataclass
@@ -397,7 +401,8 @@ async def measure_latency(workspace: Workspace, *, calls: int, find_calls: int, 
     environment = dict(os.environ)
     environment.update(ORDER3_DB=workspace.location, ORDER3_TOKEN=workspace.agent_secret)
     parameters = StdioServerParameters(
-        command=sys.executable, args=["-m", "order3_mcp.cli", "serve"], env=environment, cwd=str(REPO_ROOT)
+        command=sys.executable, args=["-m", "order3_mcp.cli", "serve", "--tool-timeout", str(TOOL_TIMEOUT)],
+        env=environment, cwd=str(REPO_ROOT),
     )
     async with Client(parameters, mode="legacy", read_timeout_seconds=600) as client:
         results += await measure_client(
@@ -410,11 +415,11 @@ async def measure_latency(workspace: Workspace, *, calls: int, find_calls: int, 
     try:
         app = Order3(database)
         caller = await app.authenticate(workspace.agent_secret, channel="mcp")
-        async with Client(build_server(app, caller), mode="legacy") as client:
+        async with Client(build_server(app, caller, tool_timeout=TOOL_TIMEOUT), mode="legacy") as client:
             results += await measure_client(
                 client, "memory (JSON-RPC)", load, calls=calls, find_calls=find_calls, find_seconds=find_seconds, ping=True
             )
-        async with Client(build_server(app, caller)) as client:
+        async with Client(build_server(app, caller, tool_timeout=TOOL_TIMEOUT)) as client:
             results += await measure_client(
                 client, "memory (direct)", load, calls=calls, find_calls=find_calls, find_seconds=find_seconds, ping=False
             )

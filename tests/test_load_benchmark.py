@@ -1,0 +1,46 @@
+"""The load benchmark's arithmetic: merged percentiles and means, and the machine's capacity bound."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from benchmarks.load import ClientReport, capacity, summarise
+
+
+def run_figures(*, calls: int, seconds: float, mean_ms: float, servers: float, clients: float) -> dict:
+    return {"calls": calls, "seconds": seconds, "mean_ms": mean_ms, "cpu_seconds": {"servers": servers, "clients": clients}}
+
+
+def test_summarise_merges_clients_into_means_and_percentiles() -> None:
+    first = ClientReport(samples={"get_item": [1.0, 3.0]}, seconds=2.0)
+    second = ClientReport(samples={"get_item": [5.0], "find_exceptions": [11.0]}, seconds=4.0)
+
+    summary = summarise([first, second], server_peak_kib=0, wall_seconds=4.5)
+
+    assert summary["calls"] == 4
+    assert summary["throughput"] == 1.0
+    assert summary["tools"]["get_item"] == {"calls": 3, "mean_ms": 3.0, "p50_ms": 3.0, "p99_ms": 5.0}
+    assert summary["mean_ms"] == 5.0
+
+
+def test_capacity_bound_of_a_machine_kept_busy_by_one_client() -> None:
+    cores = len(os.sched_getaffinity(0))
+    # One core busy alone, and half as much CPU again per call when shared.
+    alone = run_figures(calls=1000, seconds=20.0, mean_ms=20.0, servers=15.0, clients=5.0)
+    concurrent = run_figures(calls=1000, seconds=16.0, mean_ms=128.0, servers=24.0, clients=6.0)
+
+    bound = capacity(alone, concurrent, clients=8)
+
+    assert bound["cores_busy_alone"] == 1.0
+    assert bound["cpu_per_call_growth"] == 1.5
+    assert bound["throughput_ratio_ceiling"] == pytest.approx(cores / 1.5, abs=0.01)
+    assert bound["mean_slowdown_floor"] == pytest.approx(8 * 1.5 / cores, abs=0.01)
+    assert bound["mean_slowdown"] == 6.4
+
+
+def test_capacity_without_cpu_figures_names_only_the_cores() -> None:
+    empty = run_figures(calls=0, seconds=0.0, mean_ms=0.0, servers=0.0, clients=0.0)
+
+    assert capacity(empty, empty, clients=8) == {"cores": len(os.sched_getaffinity(0))}
