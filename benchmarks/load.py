@@ -517,6 +517,7 @@ def summarise(
         count for kind, count in errors.items() if not kind.startswith("client start")
     )
     measured = max((report.seconds for report in reports), default=0.0)
+    busy_ms = sum(map(sum, samples.values()))
 
     def percentile(values: list[float], share: float) -> float:
         ordered = sorted(values)
@@ -536,7 +537,9 @@ def summarise(
             }
             for tool, values in sorted(samples.items())
         },
-        "mean_ms": round(sum(map(sum, samples.values())) / timed, 1) if (timed := sum(map(len, samples.values()))) else 0.0,
+        "mean_ms": round(busy_ms / timed, 1) if (timed := sum(map(len, samples.values()))) else 0.0,
+        # The mean number of calls in progress: below the clients once some have finished.
+        "calls_in_progress": round(busy_ms / 1000 / measured, 2) if measured else 0.0,
         "errors": dict(sorted(errors.items())),
         "database_is_locked": sum(count for kind, count in errors.items() if kind.endswith("database is locked")),
         "server_peak_mib": round(max([server_peak_kib, *peaks]) / 1024, 1),
@@ -653,45 +656,46 @@ def run_transport(
         summary["writes"] = check_writes(db, reports)
         figures[phase] = summary
         print(json.dumps(summary, indent=1), file=sys.stderr)
-    figures["targets"] = targets(figures["alone"], figures["concurrent"], clients=options.clients)
+    figures["targets"] = targets(figures["alone"], figures["concurrent"])
     return figures
 
 
-def capacity(alone: dict[str, Any], concurrent: dict[str, Any], *, clients: int) -> dict[str, Any]:
+def capacity(alone: dict[str, Any], concurrent: dict[str, Any]) -> dict[str, Any]:
     """Work out the smallest mean slow-down that this machine's cores allow the concurrent run.
 
-    Each client calls again as soon as its call returns, so by Little's law
-    the mean call time is clients / throughput in both runs, and the
-    concurrent mean over the alone mean is clients / (throughput ratio). The
-    throughput cannot grow past the cores: with u cores busy alone and C
-    cores in all, the ratio is at most C / u times the alone CPU time per
-    call over the concurrent one. The mean slow-down is therefore at least
-    clients × u / C × (concurrent CPU per call / alone CPU per call). The
-    CPU figures include the clients, which run on the same machine.
+    Each client calls again as soon as its call returns, so by Little's law a
+    run's mean call time is the mean number of calls in progress over its
+    throughput. The concurrent mean over the alone mean is therefore (calls
+    in progress concurrently / alone) / (throughput ratio). The throughput
+    cannot grow past the cores: with u cores busy alone and C cores in all,
+    the ratio is at most C / u times the alone CPU time per call over the
+    concurrent one. The CPU figures include the clients, which run on the
+    same machine.
     """
     cores = len(os.sched_getaffinity(0))
 
     def cpu(run: dict[str, Any]) -> float:
         return run["cpu_seconds"]["servers"] + run["cpu_seconds"]["clients"]
 
-    if not (alone["seconds"] and alone["calls"] and concurrent["calls"] and cpu(alone)):
+    if not all((alone["seconds"], alone["calls"], concurrent["calls"], cpu(alone), alone["calls_in_progress"])):
         return {"cores": cores}
     busy_alone = cpu(alone) / alone["seconds"]
     cpu_growth = (cpu(concurrent) / concurrent["calls"]) / (cpu(alone) / alone["calls"])
-    floor = clients * busy_alone / cores * cpu_growth
-    measured = round(concurrent["mean_ms"] / alone["mean_ms"], 2) if alone["mean_ms"] else None
+    ceiling = cores / busy_alone / cpu_growth
+    in_progress = concurrent["calls_in_progress"] / alone["calls_in_progress"]
     return {
         "cores": cores,
         "cores_busy_alone": round(busy_alone, 2),
         "cores_busy_concurrent": round(cpu(concurrent) / concurrent["seconds"], 2) if concurrent["seconds"] else None,
         "cpu_per_call_growth": round(cpu_growth, 2),
-        "throughput_ratio_ceiling": round(cores / busy_alone / cpu_growth, 2),
-        "mean_slowdown_floor": round(floor, 2),
-        "mean_slowdown": measured,
+        "throughput_ratio_ceiling": round(ceiling, 2),
+        "calls_in_progress_ratio": round(in_progress, 2),
+        "mean_slowdown_floor": round(in_progress / ceiling, 2),
+        "mean_slowdown": round(concurrent["mean_ms"] / alone["mean_ms"], 2) if alone["mean_ms"] else None,
     }
 
 
-def targets(alone: dict[str, Any], concurrent: dict[str, Any], *, clients: int) -> dict[str, Any]:
+def targets(alone: dict[str, Any], concurrent: dict[str, Any]) -> dict[str, Any]:
     """Compare the concurrent run with the client alone against the targets, beside the machine's capacity bound."""
     def ratio(tool: str, key: str) -> float | None:
         solo = alone["tools"].get(tool, {}).get(key)
@@ -702,7 +706,7 @@ def targets(alone: dict[str, Any], concurrent: dict[str, Any], *, clients: int) 
     finder = [value for value in (ratio("find_exceptions", "p50_ms"), ratio("find_low_stock", "p50_ms")) if value is not None]
     get_item = ratio("get_item", "p99_ms")
     return {
-        "capacity": capacity(alone, concurrent, clients=clients),
+        "capacity": capacity(alone, concurrent),
         "database_is_locked": {"value": concurrent["database_is_locked"], "met": concurrent["database_is_locked"] == 0},
         "throughput_ratio": {"value": throughput, "met": throughput is not None and throughput >= 0.9},
         "finder_p50_ratio": {"value": max(finder) if finder else None, "met": bool(finder) and max(finder) <= 2.0},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sqlite3
@@ -19,6 +20,7 @@ from mcp import Client, StdioServerParameters
 from sqlalchemy import select
 
 from order3_mcp.app import Order3
+from order3_mcp.commands.serve import settle_heap
 from order3_mcp.pagination import MAX_PAGE_SIZE
 from order3_mcp.server import build_server
 from order3_mcp.services.background_runs import BackgroundRuns
@@ -400,3 +402,18 @@ async def test_stopped_server_logs_unrecorded_timeout(database):
     assert "so this call is not in the activity history: draft_purchase_order by" in log
     assert await row_count(database, Draft) == 0
     assert await row_count(database, ActivityEvent) == 0
+
+
+def test_settle_heap_keeps_start_objects_out_of_collections():
+    gc.collect()
+    assert gc.get_freeze_count() == 0
+    try:
+        settle_heap()
+        frozen = gc.get_freeze_count()
+        remaining = len(gc.get_objects())
+    finally:
+        gc.unfreeze()
+
+    # Everything the imports made is frozen; a full collection now walks almost nothing.
+    assert frozen > 50_000
+    assert remaining < 1_000

@@ -10,7 +10,11 @@ from benchmarks.load import ClientReport, capacity, summarise
 
 
 def run_figures(*, calls: int, seconds: float, mean_ms: float, servers: float, clients: float) -> dict:
-    return {"calls": calls, "seconds": seconds, "mean_ms": mean_ms, "cpu_seconds": {"servers": servers, "clients": clients}}
+    return {
+        "calls": calls, "seconds": seconds, "mean_ms": mean_ms,
+        "calls_in_progress": calls * mean_ms / 1000 / seconds if seconds else 0.0,
+        "cpu_seconds": {"servers": servers, "clients": clients},
+    }
 
 
 def test_summarise_merges_clients_into_means_and_percentiles() -> None:
@@ -23,24 +27,27 @@ def test_summarise_merges_clients_into_means_and_percentiles() -> None:
     assert summary["throughput"] == 1.0
     assert summary["tools"]["get_item"] == {"calls": 3, "mean_ms": 3.0, "p50_ms": 3.0, "p99_ms": 5.0}
     assert summary["mean_ms"] == 5.0
+    # 20 ms of calls over the slowest client's 4 s.
+    assert summary["calls_in_progress"] == 0.01
 
 
 def test_capacity_bound_of_a_machine_kept_busy_by_one_client() -> None:
     cores = len(os.sched_getaffinity(0))
-    # One core busy alone, and half as much CPU again per call when shared.
+    # One core busy alone, one call in progress; six on average when shared, at 1.5 times the CPU per call.
     alone = run_figures(calls=1000, seconds=20.0, mean_ms=20.0, servers=15.0, clients=5.0)
-    concurrent = run_figures(calls=1000, seconds=16.0, mean_ms=128.0, servers=24.0, clients=6.0)
+    concurrent = run_figures(calls=1000, seconds=16.0, mean_ms=96.0, servers=24.0, clients=6.0)
 
-    bound = capacity(alone, concurrent, clients=8)
+    bound = capacity(alone, concurrent)
 
     assert bound["cores_busy_alone"] == 1.0
     assert bound["cpu_per_call_growth"] == 1.5
     assert bound["throughput_ratio_ceiling"] == pytest.approx(cores / 1.5, abs=0.01)
-    assert bound["mean_slowdown_floor"] == pytest.approx(8 * 1.5 / cores, abs=0.01)
-    assert bound["mean_slowdown"] == 6.4
+    assert bound["calls_in_progress_ratio"] == 6.0
+    assert bound["mean_slowdown_floor"] == pytest.approx(6.0 * 1.5 / cores, abs=0.01)
+    assert bound["mean_slowdown"] == 4.8
 
 
 def test_capacity_without_cpu_figures_names_only_the_cores() -> None:
     empty = run_figures(calls=0, seconds=0.0, mean_ms=0.0, servers=0.0, clients=0.0)
 
-    assert capacity(empty, empty, clients=8) == {"cores": len(os.sched_getaffinity(0))}
+    assert capacity(empty, empty) == {"cores": len(os.sched_getaffinity(0))}
