@@ -144,7 +144,7 @@ async def test_tool_past_deadline_returns_error_and_writes_nothing(database):
     assert "timed out" in event.summary
 
 
-# The rerun is planned on a read-only snapshot; only writing it waits for the held lock.
+# The rerun is planned on a read-only snapshot, so only writing it waits for the held lock.
 @sqlite_only
 async def test_finder_rerun_outlives_call_past_deadline(database):
     tokens = await small_workspace(database)
@@ -404,7 +404,7 @@ async def test_stopped_server_logs_unrecorded_timeout(database):
     assert await row_count(database, ActivityEvent) == 0
 
 
-def test_settle_heap_keeps_start_objects_out_of_collections():
+def test_settle_heap_freezes_start_objects():
     gc.collect()
     assert gc.get_freeze_count() == 0
     try:
@@ -414,6 +414,6 @@ def test_settle_heap_keeps_start_objects_out_of_collections():
     finally:
         gc.unfreeze()
 
-    # Everything the imports made is frozen; a full collection now walks almost nothing.
+    # Everything the imports made is frozen, so a full collection now walks almost nothing.
     assert frozen > 50_000
     assert remaining < 1_000

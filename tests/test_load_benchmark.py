@@ -17,7 +17,7 @@ def run_figures(*, calls: int, seconds: float, mean_ms: float, servers: float, c
     }
 
 
-def test_summarise_merges_clients_into_means_and_percentiles() -> None:
+def test_summarise_merges_client_samples() -> None:
     first = ClientReport(samples={"get_item": [1.0, 3.0]}, seconds=2.0)
     second = ClientReport(samples={"get_item": [5.0], "find_exceptions": [11.0]}, seconds=4.0)
 
@@ -31,9 +31,9 @@ def test_summarise_merges_clients_into_means_and_percentiles() -> None:
     assert summary["calls_in_progress"] == 0.01
 
 
-def test_capacity_bound_of_a_machine_kept_busy_by_one_client() -> None:
+def test_capacity_bound_one_busy_core() -> None:
     cores = len(os.sched_getaffinity(0))
-    # One core busy alone, one call in progress; six on average when shared, at 1.5 times the CPU per call.
+    # Alone: one core busy and one call in progress. Shared: six calls in progress at 1.5 times the CPU per call.
     alone = run_figures(calls=1000, seconds=20.0, mean_ms=20.0, servers=15.0, clients=5.0)
     concurrent = run_figures(calls=1000, seconds=16.0, mean_ms=96.0, servers=24.0, clients=6.0)
 
@@ -47,7 +47,7 @@ def test_capacity_bound_of_a_machine_kept_busy_by_one_client() -> None:
     assert bound["mean_slowdown"] == 4.8
 
 
-def test_capacity_without_cpu_figures_names_only_the_cores() -> None:
+def test_capacity_without_cpu_figures() -> None:
     empty = run_figures(calls=0, seconds=0.0, mean_ms=0.0, servers=0.0, clients=0.0)
 
     assert capacity(empty, empty) == {"cores": len(os.sched_getaffinity(0))}

@@ -35,9 +35,9 @@ def settle_heap() -> None:
 
     Modules, ORM mappers, JSON schemas and tool registrations come to about
     180,000 objects that live until the server stops. Each full collection
-    walked them all, about 90 ms on a 2-core Xeon, while the event loop that
-    serves every call waited; under load the passes grew to 300 ms as caches
-    filled. A frozen object is still freed when its last reference goes;
+    walked them all, about 90 ms on a 2-core Xeon, and the event loop that
+    serves every call waited meanwhile. Under load the passes grew to 300 ms
+    as caches filled. A frozen object is still freed when its last reference goes;
     only a reference cycle among frozen objects would stay. The garbage of
     the start is collected before the freeze.
     """

@@ -144,7 +144,7 @@ class BackgroundRuns:
 
 
 def _log_end(task: asyncio.Task[Any], description: str) -> None:
-    """Log how work that outlived its call ended; nobody else reads its result."""
+    """Log how work that outlived its call ended, because no caller reads its result."""
     if task.cancelled():
         logger.info("%s was cancelled before it was written", description)
     elif (error := task.exception()) is not None:
