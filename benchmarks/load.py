@@ -717,7 +717,7 @@ def targets(alone: dict[str, Any], concurrent: dict[str, Any]) -> dict[str, Any]
 def main(argv: list[str] | None = None) -> None:
     """Parse the options, generate the workspace and run every phase."""
     from benchmarks.generate import generate
-    from benchmarks.run import machine
+    from benchmarks.run import check_output_paths, machine
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.load", description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=100_000, help="Items in the generated workspace.")
@@ -752,6 +752,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--tool-timeout {options.tool_timeout:g} is out of range; use 0.001 to 3600 seconds.")
     if not 0 <= options.client_nice <= 19:
         parser.error(f"--client-nice {options.client_nice} is out of range; use 0 to 19.")
+    check_output_paths(parser, keep=options.keep, json_path=options.json,
+                       database_name=f"load-{options.items}x{options.locations}.db")
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="order3-load-") as temporary:

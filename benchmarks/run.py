@@ -519,6 +519,20 @@ def print_tables(figures: dict[str, Any]) -> None:
     print(f"\nTotal run time: {figures['total_seconds']} s")
 
 
+def check_output_paths(
+    parser: argparse.ArgumentParser, *, keep: Path | None, json_path: Path | None, database_name: str
+) -> None:
+    """Reject a --keep or --json path the run could not write at its end, before it generates anything."""
+    if json_path is not None and not json_path.parent.is_dir():
+        parser.error(f"--json {json_path}: folder {json_path.parent} does not exist; create it or choose another path.")
+    if keep is None:
+        return
+    if keep.exists() and not keep.is_dir():
+        parser.error(f"--keep {keep} is a file; pass a folder to keep the database in.")
+    if (keep / database_name).exists():
+        parser.error(f"--keep {keep} already holds {database_name}; remove it or pass another folder.")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Parse the options and run every phase."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
@@ -542,6 +556,8 @@ def main(argv: list[str] | None = None) -> None:
     if options.quick:
         options.items, options.locations, options.calls = 2000, 5, 200
         options.find_calls = min(options.find_calls, 200)
+    check_output_paths(parser, keep=options.keep, json_path=options.json,
+                       database_name=f"bench-{options.items}x{options.locations}.db")
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="order3-bench-") as scratch:

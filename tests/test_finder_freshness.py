@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 from mcp import Client
@@ -9,7 +10,7 @@ from sqlalchemy import func, select
 
 from order3_mcp.app import Order3
 from order3_mcp.server import build_server
-from order3_mcp.services.finder_refresh import FINDER_MAX_AGE
+from order3_mcp.services.finder_refresh import FINDER_MAX_AGE, _turns, refresh_due
 from store.models import ChangeCounter, ExceptionRecord, FinderRun
 from tests.conftest import new_database_location
 from tests.factory import small_workspace
@@ -210,3 +211,38 @@ async def test_other_policy_reruns_finders(database):
     assert first["refreshed_at"] == {"low_stock": "2026-03-02T09:00:00+00:00"}
     assert same_policy["refreshed_at"] == {"low_stock": "2026-03-02T09:00:00+00:00"}
     assert other_policy["refreshed_at"] == {"low_stock": "2026-03-02T09:00:30+00:00"}
+
+
+async def test_forced_calls_queued_together_share_one_run(database):
+    tokens = await small_workspace(database)
+    await add_reorder_rule(database, reorder_point="20", max_level="60")
+    clock = Clock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
+    app = Order3(database, clock=clock)
+    turn = _turns(app).lock(tokens.agent.workspace_id)
+    # Both forced calls are made while another rerun holds the workspace's turn.
+    await turn.acquire()
+    calls = [asyncio.create_task(refresh_due(app, tokens.agent, ("low_stock",), force=True)) for _ in range(2)]
+    await asyncio.sleep(0.05)
+    clock.now += timedelta(minutes=1)
+    turn.release()
+    first, second = await asyncio.gather(*calls)
+
+    # The first call's whole run started after both were made, so it serves the second.
+    assert first == {"low_stock": 1}
+    assert second == {}
+    assert (await run_of(database, "low_stock")).whole_refreshed_at == clock.now
+
+
+async def test_forced_call_made_after_a_run_started_reruns(database):
+    tokens = await small_workspace(database)
+    await add_reorder_rule(database, reorder_point="20", max_level="60")
+    clock = Clock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
+    app = Order3(database, clock=clock)
+    await refresh_due(app, tokens.agent, ("low_stock",), force=True)
+    clock.now += timedelta(seconds=1)
+    await set_reorder_point(database, "1")
+
+    again = await refresh_due(app, tokens.agent, ("low_stock",), force=True)
+
+    assert again == {"low_stock": 0}
+    assert (await run_of(database, "low_stock")).whole_refreshed_at == clock.now

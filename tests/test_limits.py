@@ -25,7 +25,7 @@ from order3_mcp.pagination import MAX_PAGE_SIZE
 from order3_mcp.server import build_server
 from order3_mcp.services.background_runs import BackgroundRuns
 from store.db import Database
-from store.models import ActivityEvent, Draft
+from store.models import ActivityEvent, Draft, FinderRun
 from tests.conftest import REPO_ROOT, sqlite_only
 from tests.factory import last_event, make_app, row_count, small_workspace
 from tests.http_support import create_token, mcp_client, order3, secret_in, serve_http
@@ -167,11 +167,35 @@ async def test_finder_rerun_outlives_call_past_deadline(database):
 
     assert stopped.is_error
     assert "rerun of the low_stock finder of workspace" in error_text(stopped)
-    assert "goes on and is written when done" in error_text(stopped)
-    assert "goes on and is written when done" in event.summary
+    assert "goes on in this server and is written when done" in error_text(stopped)
+    assert "goes on in this server and is written when done" in event.summary
     # The next call found the rerun written and did not run it again.
     assert [found["sku"] for found in again.structured_content["exceptions"]] == ["WIDGET-1"]
     assert again.structured_content["refreshed_at"] == {"low_stock": run.refreshed_at.isoformat()}
+
+
+@sqlite_only
+async def test_stopping_server_logs_unwritten_rerun(database, caplog):
+    tokens = await small_workspace(database)
+    await add_reorder_rule(database, reorder_point="20", max_level="60")
+    app = make_app(database)
+    app.background_runs = BackgroundRuns(database)
+    try:
+        async with Client(build_server(app, tokens.agent, tool_timeout=0.2), mode="legacy") as client:
+            with write_lock_held(database_path(database), seconds=10.0):
+                with anyio.fail_after(20):
+                    stopped = await client.call_tool("find_low_stock", {})
+                app.background_runs.close()
+                with anyio.fail_after(20):
+                    await app.background_runs.wait()
+    finally:
+        app.background_runs.close()
+
+    assert stopped.is_error
+    [warning] = [record for record in caplog.records if "was stopped with the server" in record.getMessage()]
+    assert warning.levelname == "WARNING"
+    assert "kinds brought up to date before that: none" in warning.getMessage()
+    assert await row_count(database, FinderRun) == 0
 
 
 async def test_fast_call_unaffected_by_short_deadline(database):

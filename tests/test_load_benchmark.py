@@ -7,6 +7,7 @@ import os
 import pytest
 
 from benchmarks.load import ClientReport, capacity, summarise
+from benchmarks.load import main as load_main
 
 
 def run_figures(*, calls: int, seconds: float, mean_ms: float, servers: float, clients: float) -> dict:
@@ -51,3 +52,19 @@ def test_capacity_without_cpu_figures() -> None:
     empty = run_figures(calls=0, seconds=0.0, mean_ms=0.0, servers=0.0, clients=0.0)
 
     assert capacity(empty, empty) == {"cores": len(os.sched_getaffinity(0))}
+
+
+@pytest.mark.parametrize(
+    ("option", "expected"),
+    [("--json", "does not exist"), ("--keep", "is a file")],
+)
+def test_load_rejects_unwritable_paths(tmp_path, capsys, option: str, expected: str) -> None:
+    paths = {"--json": tmp_path / "missing" / "figures.json", "--keep": tmp_path / "file.txt"}
+    paths["--keep"].write_text("not a folder")
+
+    with pytest.raises(SystemExit) as stop:
+        load_main([option, str(paths[option])])
+
+    assert stop.value.code == 2
+    assert expected in capsys.readouterr().err
+    assert not (tmp_path / "missing").exists()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -109,12 +109,15 @@ class BackgroundRuns:
                     ", ".join(dropped), caller.workspace_id, claimed_until,
                 )
 
-    async def outlive(self, work: Coroutine[Any, Any, T], *, description: str) -> T:
+    async def outlive(
+        self, work: Coroutine[Any, Any, T], *, description: str, ended: Callable[[asyncio.Task[T]], None]
+    ) -> T:
         """Await `work` in a task of its own that keeps running if the caller is stopped.
 
         The stopped caller's call notes that `description` goes on (see
-        `call_continuing`), and the task's failure, if any, is logged. `close`
-        cancels the task when the server stops.
+        `call_continuing`), and `ended` is called with the task when it ends,
+        since no caller is left to read its result. `close` cancels the task
+        when the server stops.
         """
         task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
@@ -124,7 +127,7 @@ class BackgroundRuns:
         except asyncio.CancelledError:
             if not task.done():
                 logger.info("%s goes on after its call was stopped", description)
-                task.add_done_callback(lambda done: _log_end(done, description))
+                task.add_done_callback(ended)
                 continuing = call_continuing.get()
                 if continuing is not None:
                     continuing.append(description)
@@ -141,13 +144,3 @@ class BackgroundRuns:
             task.cancel()
         if self._workers is not None:
             self._workers.close()
-
-
-def _log_end(task: asyncio.Task[Any], description: str) -> None:
-    """Log how work that outlived its call ended, because no caller reads its result."""
-    if task.cancelled():
-        logger.info("%s was cancelled before it was written", description)
-    elif (error := task.exception()) is not None:
-        logger.error("%s failed after its call was stopped", description, exc_info=error)
-    else:
-        logger.info("%s was written after its call was stopped", description)

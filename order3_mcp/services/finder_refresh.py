@@ -217,6 +217,10 @@ class _Snapshot:
             return False
         return not self.is_current() or self.is_aged(now)
 
+    def whole_run_after(self, moment: datetime) -> bool:
+        """Return True when the kind's last whole run started after `moment`, so it saw every write made before."""
+        return self.run is not None and self.run.whole_refreshed_at > moment
+
     def covered_by(self, run: freshness.RunState | None, *, whole: bool) -> bool:
         """Return True when `run`, written by another refresh, saw at least what a refresh planned on this snapshot saw.
 
@@ -353,6 +357,9 @@ async def plan_kinds(
                 session, caller=caller, kind=kind, tolerances=tolerances, now=now, scope=scope, context=False
             )
             computed[kind] = (scope, found)
+            # The inline SQLite driver never yields inside a statement, so the event loop
+            # answers other requests (a stopped call's error among them) between steps.
+            await asyncio.sleep(0)
         # One pass over the recent counts and reservations serves every kind: a whole run of
         # several kinds would otherwise read them once per kind.
         everything = await finders.add_item_context(
@@ -366,6 +373,7 @@ async def plan_kinds(
             planned[kind] = PlannedRefresh(snapshots[kind], plan, len(findings))
             if progress is not None:
                 await progress(kind, len(findings))
+            await asyncio.sleep(0)
     return planned
 
 
@@ -396,10 +404,14 @@ async def refresh_due(
     # Callers that wait for their turn while another rerun runs are served by any
     # rerun that saw every write made before they asked, so a queue of finder
     # calls under steady writes plans once rather than once per call.
+    asked_at = app.clock()
     async with app.database.read_only() as session:
         arrival = await freshness.change_version(session, workspace_id=caller.workspace_id)
+    settled: set[str] = set()
     if app.background_runs is None:
-        return await _refresh_in_turn(app, caller, wanted, arrival=arrival, force=force, progress=progress)
+        return await _refresh_in_turn(
+            app, caller, wanted, arrival=arrival, asked_at=asked_at, force=force, progress=progress, settled=settled
+        )
     # In a server the rerun outlives a call stopped at its deadline or by its client:
     # a whole run longer than the deadline would otherwise be thrown away at every
     # attempt and never written. The next call finds it written, or waits its turn.
@@ -409,11 +421,26 @@ async def refresh_due(
         if caller_waiting and progress is not None:
             await progress(done, total, message)
 
+    description = f"rerun of the {', '.join(wanted)} finder{'s' if len(wanted) > 1 else ''} of workspace {caller.workspace}"
+
+    def ended(task: asyncio.Task[dict[str, int]]) -> None:
+        # Called when the rerun ends after its call was stopped, which no caller reports.
+        kinds = ", ".join(sorted(settled)) or "none"
+        if task.cancelled():
+            logger.warning(
+                "%s was stopped with the server; kinds brought up to date before that: %s. The next finder call "
+                "reruns the others", description, kinds,
+            )
+        elif (error := task.exception()) is not None:
+            logger.error("%s failed after its call was stopped (kinds up to date: %s)", description, kinds, exc_info=error)
+        else:
+            logger.info("%s ended after its call was stopped; kinds brought up to date: %s", description, kinds)
+
+    work = _refresh_in_turn(
+        app, caller, wanted, arrival=arrival, asked_at=asked_at, force=force, progress=report, settled=settled
+    )
     try:
-        return await app.background_runs.outlive(
-            _refresh_in_turn(app, caller, wanted, arrival=arrival, force=force, progress=report),
-            description=f"rerun of the {', '.join(wanted)} finder{'s' if len(wanted) > 1 else ''} of workspace {caller.workspace}",
-        )
+        return await app.background_runs.outlive(work, description=description, ended=ended)
     except asyncio.CancelledError:
         caller_waiting = False
         raise
@@ -425,16 +452,27 @@ async def _refresh_in_turn(
     wanted: tuple[str, ...],
     *,
     arrival: int,
+    asked_at: datetime,
     force: bool,
     progress: ProgressCallback | None,
+    settled: set[str],
 ) -> dict[str, int]:
-    """Rerun the due kinds among `wanted` once this process's earlier reruns of the workspace are done."""
+    """Rerun the due kinds among `wanted` once this process's earlier reruns of the workspace are done.
+
+    A forced rerun is skipped for a kind whose whole run started after `asked_at`,
+    so forced calls queued behind one another share a run instead of each
+    rerunning every item. The kinds written or found up to date are added to
+    `settled` as each transaction commits.
+    """
     found: dict[str, int] = {}
     async with _turns(app).lock(caller.workspace_id):
         now = app.clock()
         async with app.database.read_only() as session:
             snapshots, _ = await _read_state(app, caller, session, wanted, now)
-        due = tuple(kind for kind in wanted if force or snapshots[kind].is_due(now, arrival=arrival))
+        if force:
+            due = tuple(kind for kind in wanted if not snapshots[kind].whole_run_after(asked_at))
+        else:
+            due = tuple(kind for kind in wanted if snapshots[kind].is_due(now, arrival=arrival))
         if not due:
             return found
         claim_until = now + WHOLE_RUN_CLAIM
@@ -464,7 +502,7 @@ async def _refresh_in_turn(
                     await report(kind, entry.found)
             else:
                 planned = await plan_kinds(app, caller, pending, now=now, force=force_now, aged_ok=aged_ok, progress=report)
-            applied = await apply_planned(app, caller, planned, now)
+            applied = await apply_planned(app, caller, planned, now, settled=settled)
             found.update({kind: planned[kind].found for kind in applied})
             # A kind that needed a whole rerun anyway (a write logged as everything, say) has had it.
             background -= {kind for kind in applied if planned[kind].whole}
@@ -565,17 +603,22 @@ def applier(
     return apply
 
 
-async def apply_planned(app: Order3, caller: Caller, planned: dict[str, PlannedRefresh], now: datetime) -> set[str]:
+async def apply_planned(
+    app: Order3, caller: Caller, planned: dict[str, PlannedRefresh], now: datetime, *, settled: set[str] | None = None
+) -> set[str]:
     """Write planned refreshes in one transaction, then move last_seen of whole plans' unchanged records.
 
-    Returns the settled kinds. The move runs in a task of its own: the rerun is
-    committed by then, so a call cancelled or past its deadline meanwhile leaves
-    the move to finish rather than stopping it halfway.
+    Returns the settled kinds, and adds them to `settled` as soon as they are
+    committed. The move runs in a task of its own: the rerun is committed by
+    then, so a call cancelled or past its deadline meanwhile leaves the move to
+    finish rather than stopping it halfway.
     """
     if not planned:
         return set()
     seen_again: list[SeenAgain] = []
     applied = await app.database.run_write(applier(caller, planned, now, seen_again))
+    if settled is not None:
+        settled |= applied
     if seen_again:
         task = asyncio.ensure_future(move_last_seen(app, caller.workspace_id, seen_again))
         _MOVES.add(task)
