@@ -523,8 +523,10 @@ def check_output_paths(
     parser: argparse.ArgumentParser, *, keep: Path | None, json_path: Path | None, database_name: str
 ) -> None:
     """Reject a --keep or --json path the run could not write at its end, before it generates anything."""
+    if json_path is not None and json_path.is_dir():
+        parser.error(f"--json {json_path} is a folder; pass the path of a file to write.")
     if json_path is not None and not json_path.parent.is_dir():
-        parser.error(f"--json {json_path}: folder {json_path.parent} does not exist; create it or choose another path.")
+        parser.error(f"--json {json_path}: {json_path.parent} is not an existing folder; create it or choose another path.")
     if keep is None:
         return
     if keep.exists() and not keep.is_dir():

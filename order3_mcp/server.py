@@ -171,7 +171,7 @@ class Order3Server(MCPServer):
             message = f"{name} timed out after {self.tool_timeout:g} s, the server's tool deadline, so it was stopped"
             if continuing := call_continuing.get():
                 message += (
-                    f". Its {' and '.join(continuing)} goes on in this server and is written when done, unless the "
+                    f". The {' and '.join(continuing)} goes on in this server and is written when done, unless the "
                     f"server stops first. Call {name} again in a minute to read the results. Nothing else it did "
                     "was written."
                 )
@@ -196,7 +196,7 @@ class Order3Server(MCPServer):
                 message = f"The client cancelled {name} before it finished; nothing it did was written."
                 if continuing := call_continuing.get():
                     message = (
-                        f"The client cancelled {name} before it finished. Its {' and '.join(continuing)} goes on in "
+                        f"The client cancelled {name} before it finished. The {' and '.join(continuing)} goes on in "
                         "this server and is written when done, unless the server stops first. Nothing else it did "
                         "was written."
                     )

@@ -56,7 +56,7 @@ def test_capacity_without_cpu_figures() -> None:
 
 @pytest.mark.parametrize(
     ("option", "expected"),
-    [("--json", "does not exist"), ("--keep", "is a file")],
+    [("--json", "is not an existing folder"), ("--keep", "is a file")],
 )
 def test_load_rejects_unwritable_paths(tmp_path, capsys, option: str, expected: str) -> None:
     paths = {"--json": tmp_path / "missing" / "figures.json", "--keep": tmp_path / "file.txt"}

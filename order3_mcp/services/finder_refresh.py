@@ -60,6 +60,9 @@ MAX_SCOPED_ITEMS = 10_000
 # How long a process's claim on a kind's next whole run lasts if the process stops before recording it.
 WHOLE_RUN_CLAIM = timedelta(minutes=2)
 
+# How long planning in the serving process pauses between finder steps, so the event loop can serve others.
+STEP_PAUSE_SECONDS = 0.005
+
 # Change log rows kept behind the counter for a kind that has not run for a while;
 # a kind further behind gets a whole run.
 CHANGE_LOG_KEPT = 10_000
@@ -357,9 +360,10 @@ async def plan_kinds(
                 session, caller=caller, kind=kind, tolerances=tolerances, now=now, scope=scope, context=False
             )
             computed[kind] = (scope, found)
-            # The inline SQLite driver never yields inside a statement, so the event loop
-            # answers other requests (a stopped call's error among them) between steps.
-            await asyncio.sleep(0)
+            # The inline SQLite driver never yields inside a statement. The pause lets the
+            # event loop answer other requests between steps, a stopped call's error among
+            # them: writing a reply to stdout takes several turns of the loop and a thread.
+            await asyncio.sleep(STEP_PAUSE_SECONDS)
         # One pass over the recent counts and reservations serves every kind: a whole run of
         # several kinds would otherwise read them once per kind.
         everything = await finders.add_item_context(
@@ -373,7 +377,7 @@ async def plan_kinds(
             planned[kind] = PlannedRefresh(snapshots[kind], plan, len(findings))
             if progress is not None:
                 await progress(kind, len(findings))
-            await asyncio.sleep(0)
+            await asyncio.sleep(STEP_PAUSE_SECONDS)
     return planned
 
 
@@ -433,8 +437,10 @@ async def refresh_due(
             )
         elif (error := task.exception()) is not None:
             logger.error("%s failed after its call was stopped (kinds up to date: %s)", description, kinds, exc_info=error)
-        else:
+        elif settled:
             logger.info("%s ended after its call was stopped; kinds brought up to date: %s", description, kinds)
+        else:
+            logger.info("%s ended after its call was stopped without a rerun of its own: another had covered it", description)
 
     work = _refresh_in_turn(
         app, caller, wanted, arrival=arrival, asked_at=asked_at, force=force, progress=report, settled=settled
