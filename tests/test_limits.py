@@ -144,13 +144,19 @@ async def test_tool_past_deadline_returns_error_and_writes_nothing(database):
     assert "timed out" in event.summary
 
 
-# The rerun is planned on a read-only snapshot, so only writing it waits for the held lock.
-@sqlite_only
-async def test_finder_rerun_outlives_call_past_deadline(database):
+async def low_stock_server(database):
+    """Return a workspace with one low-stock item, and an app with background runs as `order3 serve` has."""
     tokens = await small_workspace(database)
     await add_reorder_rule(database, reorder_point="20", max_level="60")
     app = make_app(database)
     app.background_runs = BackgroundRuns(database)
+    return tokens, app
+
+
+# The rerun is planned on a read-only snapshot, so only writing it waits for the held lock.
+@sqlite_only
+async def test_finder_rerun_outlives_call_past_deadline(database):
+    tokens, app = await low_stock_server(database)
     try:
         async with Client(build_server(app, tokens.agent, tool_timeout=0.2), mode="legacy") as client:
             with write_lock_held(database_path(database), seconds=10.0) as release:
@@ -176,10 +182,7 @@ async def test_finder_rerun_outlives_call_past_deadline(database):
 
 @sqlite_only
 async def test_stopping_server_logs_unwritten_rerun(database, caplog):
-    tokens = await small_workspace(database)
-    await add_reorder_rule(database, reorder_point="20", max_level="60")
-    app = make_app(database)
-    app.background_runs = BackgroundRuns(database)
+    tokens, app = await low_stock_server(database)
     try:
         async with Client(build_server(app, tokens.agent, tool_timeout=0.2), mode="legacy") as client:
             with write_lock_held(database_path(database), seconds=10.0):

@@ -361,8 +361,8 @@ async def plan_kinds(
             )
             computed[kind] = (scope, found)
             # The inline SQLite driver never yields inside a statement. The pause lets the
-            # event loop answer other requests between steps, a stopped call's error among
-            # them: writing a reply to stdout takes several turns of the loop and a thread.
+            # event loop serve other requests between steps, and send a stopped call's error,
+            # because writing a reply to stdout takes several turns of the loop and a thread.
             await asyncio.sleep(STEP_PAUSE_SECONDS)
         # One pass over the recent counts and reservations serves every kind: a whole run of
         # several kinds would otherwise read them once per kind.
