@@ -10,7 +10,13 @@ from sqlalchemy import func, select
 
 from order3_mcp.app import Order3
 from order3_mcp.server import build_server
-from order3_mcp.services.finder_refresh import FINDER_MAX_AGE, _turns, refresh_due
+from order3_mcp.services.finder_refresh import (
+    FINDER_MAX_AGE,
+    LONG_STEP_SECONDS,
+    _StepPause,
+    _turns,
+    refresh_due,
+)
 from store.models import ChangeCounter, ExceptionRecord, FinderRun
 from tests.conftest import new_database_location
 from tests.factory import small_workspace
@@ -246,3 +252,22 @@ async def test_forced_call_made_after_a_run_started_reruns(database):
 
     assert again == {"low_stock": 0}
     assert (await run_of(database, "low_stock")).whole_refreshed_at == clock.now
+
+
+async def test_step_pause_yields_after_long_steps_only():
+    ran: list[str] = []
+
+    async def other_request() -> None:
+        ran.append("served")
+
+    pause = _StepPause()
+    waiting = asyncio.create_task(other_request())
+    await pause.after_step()
+    served_after_short_step = list(ran)
+    pause._since -= LONG_STEP_SECONDS
+    await pause.after_step()
+    served_after_long_step = list(ran)
+    await waiting
+
+    assert served_after_short_step == []
+    assert served_after_long_step == ["served"]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -60,8 +61,10 @@ MAX_SCOPED_ITEMS = 10_000
 # How long a process's claim on a kind's next whole run lasts if the process stops before recording it.
 WHOLE_RUN_CLAIM = timedelta(minutes=2)
 
-# How long planning in the serving process pauses between finder steps, so the event loop can serve others.
+# Planning in the serving process pauses this long between finder steps once it has
+# kept the event loop for LONG_STEP_SECONDS, so the loop can serve other requests.
 STEP_PAUSE_SECONDS = 0.005
+LONG_STEP_SECONDS = 0.1
 
 # Change log rows kept behind the counter for a kind that has not run for a while;
 # a kind further behind gets a whole run.
@@ -346,6 +349,7 @@ async def plan_kinds(
     """
     planned: dict[str, PlannedRefresh] = {}
     changed: dict[int, changes.LoggedChanges | None] = {}
+    pause = _StepPause()
     async with app.database.read_only() as session:
         snapshots, tolerances = await _read_state(app, caller, session, kinds, now)
         computed: dict[str, tuple[RecordScope | None, list[finders.Finding]]] = {}
@@ -360,10 +364,7 @@ async def plan_kinds(
                 session, caller=caller, kind=kind, tolerances=tolerances, now=now, scope=scope, context=False
             )
             computed[kind] = (scope, found)
-            # The inline SQLite driver never yields inside a statement. The pause lets the
-            # event loop serve other requests between steps, and send a stopped call's error,
-            # because writing a reply to stdout takes several turns of the loop and a thread.
-            await asyncio.sleep(STEP_PAUSE_SECONDS)
+            await pause.after_step()
         # One pass over the recent counts and reservations serves every kind: a whole run of
         # several kinds would otherwise read them once per kind.
         everything = await finders.add_item_context(
@@ -377,8 +378,27 @@ async def plan_kinds(
             planned[kind] = PlannedRefresh(snapshots[kind], plan, len(findings))
             if progress is not None:
                 await progress(kind, len(findings))
-            await asyncio.sleep(STEP_PAUSE_SECONDS)
+            await pause.after_step()
     return planned
+
+
+class _StepPause:
+    """Pauses between planning steps once they have kept the event loop for a while.
+
+    The inline SQLite driver never yields inside a statement, so a whole rerun
+    planned in the serving process keeps the loop for seconds. A pause lets the
+    loop serve other requests and send a stopped call's error, which over stdio
+    takes several turns of the loop and a thread. Short steps, as in a rerun of
+    a few changed items, pass without one.
+    """
+
+    def __init__(self) -> None:
+        self._since = time.monotonic()
+
+    async def after_step(self) -> None:
+        if time.monotonic() - self._since >= LONG_STEP_SECONDS:
+            await asyncio.sleep(STEP_PAUSE_SECONDS)
+            self._since = time.monotonic()
 
 
 async def refresh_due(
