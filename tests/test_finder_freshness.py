@@ -225,7 +225,7 @@ async def test_forced_calls_queued_together_share_one_run(database):
     clock = Clock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
     app = Order3(database, clock=clock)
     turn = _turns(app).lock(tokens.agent.workspace_id)
-    # Both forced calls are made while another rerun holds the workspace's turn.
+    # Both forced calls are made while another rerun has the workspace's turn.
     await turn.acquire()
     calls = [asyncio.create_task(refresh_due(app, tokens.agent, ("low_stock",), force=True)) for _ in range(2)]
     await asyncio.sleep(0.05)
