@@ -518,6 +518,7 @@ def summarise(
     )
     measured = max((report.seconds for report in reports), default=0.0)
     busy_ms = sum(map(sum, samples.values()))
+    timed = sum(map(len, samples.values()))
 
     def percentile(values: list[float], share: float) -> float:
         ordered = sorted(values)
@@ -537,8 +538,8 @@ def summarise(
             }
             for tool, values in sorted(samples.items())
         },
-        "mean_ms": round(busy_ms / timed, 1) if (timed := sum(map(len, samples.values()))) else 0.0,
-        # The mean number of calls in progress: below the clients once some have finished.
+        "mean_ms": round(busy_ms / timed, 1) if timed else 0.0,
+        # The mean number of calls in progress, which falls below the clients once some have finished.
         "calls_in_progress": round(busy_ms / 1000 / measured, 2) if measured else 0.0,
         "errors": dict(sorted(errors.items())),
         "database_is_locked": sum(count for kind, count in errors.items() if kind.endswith("database is locked")),
@@ -661,7 +662,7 @@ def run_transport(
 
 
 def capacity(alone: dict[str, Any], concurrent: dict[str, Any]) -> dict[str, Any]:
-    """Work out the smallest mean slow-down that this machine's cores allow the concurrent run.
+    """Return the smallest mean slow-down that this machine's cores allow the concurrent run, beside the measured one.
 
     Each client calls again as soon as its call returns, so by Little's law a
     run's mean call time is the mean number of calls in progress over its

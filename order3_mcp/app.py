@@ -68,7 +68,7 @@ activity_recorded: contextvars.ContextVar[bool] = contextvars.ContextVar("activi
 call_commits: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("call_commits", default=None)
 # Installed by the MCP server for each tool call: work that goes on after the call
 # is stopped (such as a finder rerun) adds its description, so the stopped call's
-# message can say what will still be written.
+# message can state what will still be written.
 call_continuing: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("call_continuing", default=None)
 # `clientInfo.name` of the MCP client behind the current tool call, set by the
 # MCP server for the length of the call; empty for CLI actions.

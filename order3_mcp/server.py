@@ -170,11 +170,7 @@ class Order3Server(MCPServer):
                 ) from None
             message = f"{name} timed out after {self.tool_timeout:g} s, the server's tool deadline, so it was stopped"
             if continuing := call_continuing.get():
-                message += (
-                    f". The {' and '.join(continuing)} goes on in this server and is written when done, unless the "
-                    f"server stops first. Call {name} again in a minute to read the results. Nothing else it did "
-                    "was written."
-                )
+                message += f". {_continuing_note(continuing)} Call {name} again in a minute to read the results."
             else:
                 message += (
                     " and nothing it did was written. Retry later, or ask the operator to raise "
@@ -195,11 +191,7 @@ class Order3Server(MCPServer):
             with anyio.CancelScope(shield=True):
                 message = f"The client cancelled {name} before it finished; nothing it did was written."
                 if continuing := call_continuing.get():
-                    message = (
-                        f"The client cancelled {name} before it finished. The {' and '.join(continuing)} goes on in "
-                        "this server and is written when done, unless the server stops first. Nothing else it did "
-                        "was written."
-                    )
+                    message = f"The client cancelled {name} before it finished. {_continuing_note(continuing)}"
                 await self._record_refusal(name, arguments, message, outcome="cancelled")
             raise
 
@@ -247,6 +239,14 @@ class Order3Server(MCPServer):
         if not known:
             logged = {"tool": name[:60]}
         await self.app.record_failure(self.caller, action, outcome, logged, "", "", summary[:2000])
+
+
+def _continuing_note(continuing: list[str]) -> str:
+    """Return the sentences telling a stopped call's client which of its work goes on."""
+    return (
+        f"The {' and '.join(continuing)} goes on in this server and is written when done, unless the server "
+        "stops first. Nothing else it did was written."
+    )
 
 
 def _argument_errors(exc: ToolError) -> str:

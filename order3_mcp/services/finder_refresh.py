@@ -383,7 +383,7 @@ async def plan_kinds(
 
 
 class _StepPause:
-    """Pauses between planning steps once they have kept the event loop for a while.
+    """A pause between planning steps, taken once they have kept the event loop for LONG_STEP_SECONDS.
 
     The inline SQLite driver never yields inside a statement, so a whole rerun
     planned in the serving process keeps the loop for seconds. A pause lets the
@@ -428,13 +428,13 @@ async def refresh_due(
     # Callers that wait for their turn while another rerun runs are served by any
     # rerun that saw every write made before they asked, so a queue of finder
     # calls under steady writes plans once rather than once per call.
-    asked_at = app.clock()
+    requested_at = app.clock()
     async with app.database.read_only() as session:
         arrival = await freshness.change_version(session, workspace_id=caller.workspace_id)
     settled: set[str] = set()
     if app.background_runs is None:
         return await _refresh_in_turn(
-            app, caller, wanted, arrival=arrival, asked_at=asked_at, force=force, progress=progress, settled=settled
+            app, caller, wanted, arrival=arrival, requested_at=requested_at, force=force, progress=progress, settled=settled
         )
     # In a server the rerun outlives a call stopped at its deadline or by its client:
     # a whole run longer than the deadline would otherwise be thrown away at every
@@ -448,7 +448,7 @@ async def refresh_due(
     description = f"rerun of the {', '.join(wanted)} finder{'s' if len(wanted) > 1 else ''} of workspace {caller.workspace}"
 
     def ended(task: asyncio.Task[dict[str, int]]) -> None:
-        # Called when the rerun ends after its call was stopped, which no caller reports.
+        # Logs how a rerun ended after its call was stopped, because no caller reads its result.
         kinds = ", ".join(sorted(settled)) or "none"
         if task.cancelled():
             logger.warning(
@@ -463,7 +463,7 @@ async def refresh_due(
             logger.info("%s ended after its call was stopped without a rerun of its own: another had covered it", description)
 
     work = _refresh_in_turn(
-        app, caller, wanted, arrival=arrival, asked_at=asked_at, force=force, progress=report, settled=settled
+        app, caller, wanted, arrival=arrival, requested_at=requested_at, force=force, progress=report, settled=settled
     )
     try:
         return await app.background_runs.outlive(work, description=description, ended=ended)
@@ -478,14 +478,14 @@ async def _refresh_in_turn(
     wanted: tuple[str, ...],
     *,
     arrival: int,
-    asked_at: datetime,
+    requested_at: datetime,
     force: bool,
     progress: ProgressCallback | None,
     settled: set[str],
 ) -> dict[str, int]:
     """Rerun the due kinds among `wanted` once this process's earlier reruns of the workspace are done.
 
-    A forced rerun is skipped for a kind whose whole run started after `asked_at`,
+    A forced rerun is skipped for a kind whose whole run started after `requested_at`,
     so forced calls queued behind one another share a run instead of each
     rerunning every item. The kinds written or found up to date are added to
     `settled` as each transaction commits.
@@ -496,7 +496,7 @@ async def _refresh_in_turn(
         async with app.database.read_only() as session:
             snapshots, _ = await _read_state(app, caller, session, wanted, now)
         if force:
-            due = tuple(kind for kind in wanted if not snapshots[kind].whole_run_after(asked_at))
+            due = tuple(kind for kind in wanted if not snapshots[kind].whole_run_after(requested_at))
         else:
             due = tuple(kind for kind in wanted if snapshots[kind].is_due(now, arrival=arrival))
         if not due:
